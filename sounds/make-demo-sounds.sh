@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make-demo-sounds.sh — regenerate the demo greetings of the two demo companies.
+#
+# Usage:  sounds/make-demo-sounds.sh        (from anywhere; writes beside this script)
+#
+# Needs espeak-ng and sox (Debian: apt-get install espeak-ng sox).
+# For each company it writes:
+#   <company>/welcome.txt   the exact text spoken
+#   <company>/welcome.wav   espeak-ng speech, converted by sox to
+#                           8000 Hz, mono, 16-bit signed PCM WAV (what the server plays)
+# Companies:
+#   acme    "ACME Plomberie",    French  (espeak-ng voice fr), +33180000001
+#   globex  "Globex Consulting", English (espeak-ng voice en), +33180000002
+# The output is deterministic for a given espeak-ng/sox version.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+for tool in espeak-ng sox; do
+    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
+done
+
+# make_greeting <company-dir> <espeak voice> <text>
+make_greeting() {
+    local dir="$here/$1" voice="$2" text="$3"
+    local tmp
+    mkdir -p "$dir"
+    tmp="$(mktemp --suffix=.wav)"
+    printf '%s\n' "$text" > "$dir/welcome.txt"
+    # -s 150: a calm speaking rate (words per minute).
+    espeak-ng -v "$voice" -s 150 -w "$tmp" "$text"
+    # -D: no dither, so the output is reproducible.
+    sox -D "$tmp" -r 8000 -c 1 -b 16 -e signed-integer "$dir/welcome.wav"
+    rm -f "$tmp"
+    echo "wrote $dir/welcome.wav"
+}
+
+make_greeting acme fr \
+    "Bonjour, vous êtes bien chez ACME Plomberie. Une secrétaire va prendre votre appel dans un instant."
+
+make_greeting globex en \
+    "Hello, you have reached Globex Consulting. A secretary will take your call in a moment."

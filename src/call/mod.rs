@@ -1,0 +1,7 @@
+//! Calls: the pure [`machine`] that runs a route's steps, and the [`task`] that drives
+//! it for one call, wired to SIP, media and the store.
+
+pub mod machine;
+pub mod task;
+
+pub use task::{CallContext, Snapshot};

@@ -1,0 +1,421 @@
+//! One tokio task per call: it owns the call's state, executes what the
+//! [`CallMachine`] decides and feeds it what happens. Nothing here decides.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::machine::{CallMachine, Command};
+use crate::dialplan::{Company, Plans};
+use crate::media::engine::StreamSpec;
+use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
+use crate::number::Dialled;
+use crate::rtp::Packetizer;
+use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::sip::endpoint::{Input, ToCall};
+use crate::sip::message::{Method, Request};
+use crate::sip::transaction::TxKey;
+use crate::sip::write::{self, DialogHeaders};
+use crate::sip::{CallId, Peer, Transport};
+use crate::store::{self, CallIds, Outcome, Record, Writer};
+
+/// The plans and the sounds they use, swapped together.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Dial plans.
+    pub plans: Plans,
+    /// Sounds, encoded.
+    pub sounds: Sounds,
+}
+
+/// What every call task shares.
+pub struct CallContext {
+    /// The current snapshot; a call takes one at its start and keeps it.
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    /// The RTP engine.
+    pub media: MediaHandle,
+    /// Records.
+    pub store: Writer,
+    /// Call row ids.
+    pub ids: CallIds,
+    /// The SIP endpoint.
+    pub endpoint: mpsc::UnboundedSender<Input>,
+    /// Our SIP address, for Contact and Via.
+    pub local_sip: SocketAddr,
+}
+
+impl CallContext {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => Arc::clone(&s),
+            // A writer never panics while holding the lock; if one did, the data is still whole.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// Runs a call from its INVITE to its record.
+pub async fn run(ctx: Arc<CallContext>, call_id: CallId, mut rx: mpsc::UnboundedReceiver<ToCall>) {
+    if let Some(ToCall::Request { request, key, peer }) = rx.recv().await {
+        let span = tracing::info_span!("call", call_id = %call_id, company = tracing::field::Empty);
+        Call::start(&ctx, request, key, peer, rx)
+            .instrument(span)
+            .await;
+    }
+    let _ = ctx.endpoint.send(Input::CallEnded(call_id));
+}
+
+struct Call<'a> {
+    ctx: &'a CallContext,
+    id: store::CallRowId,
+    invite: Request,
+    key: TxKey,
+    peer: Peer,
+    tag: String,
+    bye_cseq: u32,
+}
+
+impl<'a> Call<'a> {
+    async fn start(
+        ctx: &'a CallContext,
+        invite: Request,
+        key: TxKey,
+        peer: Peer,
+        rx: mpsc::UnboundedReceiver<ToCall>,
+    ) {
+        let snapshot = ctx.snapshot();
+        let dialled = invite.uri_user.as_deref().and_then(Dialled::parse);
+        let company = dialled
+            .as_ref()
+            .and_then(|d| snapshot.plans.lookup(d))
+            .cloned();
+        let dialled_text = match (&dialled, &company) {
+            (Some(Dialled::International(n)), _) => n.to_string(),
+            (Some(Dialled::National(n)), Some(c)) => c
+                .country
+                .to_e164(n)
+                .map_or_else(|| n.clone(), |e| e.to_string()),
+            (Some(Dialled::National(n)), None) => n.clone(),
+            (None, _) => invite
+                .uri_user
+                .clone()
+                .unwrap_or_else(|| invite.uri.clone()),
+        };
+        let mut call = Call {
+            ctx,
+            id: ctx.ids.next(),
+            tag: write::new_tag(),
+            invite,
+            key,
+            peer,
+            bye_cseq: 0,
+        };
+        let route = company.as_ref().and_then(|c| c.route());
+        call.write(Record::CallStarted {
+            id: call.id,
+            company: company.as_ref().map(|c| c.id.0.clone()),
+            dialled: dialled_text,
+            caller: call
+                .invite
+                .from
+                .user
+                .clone()
+                .unwrap_or_else(|| call.invite.from.uri.clone()),
+            caller_name: call.invite.from.display.clone(),
+            route: route.map(|r| r.name.clone()),
+            category: route.map(|r| r.category).unwrap_or_default().as_str(),
+            sip_call_id: call.invite.call_id.0.clone(),
+            at: store::now_text(),
+        });
+        let Some(company) = company else {
+            tracing::info!(uri = %call.invite.uri, "no company for this number: 404");
+            call.event(
+                "unknown-number",
+                serde_json::json!({ "uri": call.invite.uri }).to_string(),
+            );
+            call.respond(404, None);
+            call.finish(Outcome::Rejected);
+            return;
+        };
+        tracing::Span::current().record("company", company.id.0.as_str());
+        call.run(&snapshot, &company, rx).await;
+    }
+
+    async fn run(
+        &mut self,
+        snapshot: &Snapshot,
+        company: &Company,
+        mut rx: mpsc::UnboundedReceiver<ToCall>,
+    ) {
+        let negotiated = match sdp::negotiate(&self.invite.body) {
+            Ok(n) => n,
+            Err(e) => {
+                // An INVITE without an offer (delayed offer) is not supported yet: 488 too.
+                let status = if self.invite.body.is_empty() {
+                    488
+                } else {
+                    e.sip_status()
+                };
+                tracing::info!(error = %e, status, "offer refused");
+                self.event(
+                    "offer-refused",
+                    serde_json::json!({ "why": e.to_string(), "status": status }).to_string(),
+                );
+                self.respond(status, None);
+                self.finish(Outcome::Failed);
+                return;
+            }
+        };
+        let (socket, port) = match self.ctx.media.bind() {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port: 503");
+                self.respond(503, None);
+                self.finish(Outcome::Failed);
+                return;
+            }
+        };
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+        let stream = self.ctx.media.open(StreamSpec {
+            socket,
+            remote: negotiated.remote_rtp,
+            codec: negotiated.codec,
+            packetizer: Packetizer::new(
+                fastrand::u32(..),
+                negotiated.payload_type,
+                fastrand::u16(..),
+                fastrand::u32(..),
+            ),
+            events: media_tx,
+        });
+        let mut media = Media {
+            stream,
+            local: LocalMedia {
+                ip: self.ctx.media.ip(),
+                port,
+                session_id: fastrand::u64(..u64::MAX / 2),
+                version: 1,
+            },
+            negotiated,
+        };
+        let route = company.route().map(|r| r.steps.clone()).unwrap_or_default();
+        let mut machine = CallMachine::new(route);
+        machine.start(Instant::now());
+        loop {
+            while let Some(command) = machine.poll_command() {
+                self.execute(command, snapshot, &media);
+            }
+            if machine.is_ended() {
+                break;
+            }
+            let deadline = machine.poll_timeout();
+            tokio::select! {
+                message = rx.recv() => {
+                    let now = Instant::now();
+                    match message {
+                        Some(ToCall::Request { request, key, peer }) => self.in_dialog(request, key, peer, &mut machine, &mut media),
+                        Some(ToCall::Cancel) => machine.handle_cancel(),
+                        Some(ToCall::Ack) => {}
+                        Some(ToCall::AckTimeout) => machine.handle_ack_timeout(now),
+                        Some(ToCall::RequestDone) => machine.handle_bye_answered(),
+                        Some(ToCall::Shutdown) | None => machine.handle_shutdown(now),
+                    }
+                }
+                event = media_rx.recv() => match event {
+                    Some((_, MediaEvent::PlaybackDone)) => machine.handle_playback_done(Instant::now()),
+                    Some((_, MediaEvent::Latched(from))) => {
+                        self.event("rtp-latched", serde_json::json!({ "from": from.to_string() }).to_string());
+                    }
+                    None => machine.handle_shutdown(Instant::now()),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => machine.handle_timeout(Instant::now()),
+            }
+        }
+        self.ctx.media.close(media.stream);
+    }
+
+    fn execute(&mut self, command: Command, snapshot: &Snapshot, media: &Media) {
+        match command {
+            Command::Ringing => self.respond(180, None),
+            Command::Answer => {
+                let answer = sdp::write_answer(&media.local, &media.negotiated);
+                self.respond(200, Some(answer.as_bytes()));
+                self.write(Record::CallAnswered {
+                    id: self.id,
+                    at: store::now_text(),
+                });
+            }
+            Command::Play { sound, times } => match snapshot.sounds.get(&sound) {
+                Some(s) => self.ctx.media.play(media.stream, Arc::clone(s), times),
+                None => tracing::error!(sound = %sound.0, "sound missing from the snapshot"),
+            },
+            Command::Reject(status) => self.respond(status, None),
+            Command::SendBye => self.send_bye(),
+            Command::Event(kind, data) => self.event(kind, data),
+            Command::End(outcome) => self.finish(outcome),
+        }
+    }
+
+    fn in_dialog(
+        &mut self,
+        request: Request,
+        key: TxKey,
+        peer: Peer,
+        machine: &mut CallMachine,
+        media: &mut Media,
+    ) {
+        let reply = |status: u16, body: Option<&[u8]>, extra: &[(&str, &str)]| Input::Respond {
+            key: key.clone(),
+            status,
+            bytes: write::response(
+                &request.echo,
+                status,
+                Some(&self.tag),
+                extra,
+                body.map(|b| ("application/sdp", b)),
+            ),
+        };
+        let input = match request.method {
+            Method::Bye => {
+                self.event("bye-received", "{}".into());
+                let r = reply(200, None, &[]);
+                let _ = self.ctx.endpoint.send(r);
+                machine.handle_bye();
+                return;
+            }
+            Method::Invite => {
+                // A re-INVITE (hold, codec or address change): answer and keep the audio going.
+                if !request.body.is_empty() {
+                    match sdp::negotiate(&request.body) {
+                        Ok(n) => {
+                            if n.codec != media.negotiated.codec
+                                || n.payload_type != media.negotiated.payload_type
+                            {
+                                self.ctx
+                                    .media
+                                    .set_codec(media.stream, n.codec, n.payload_type);
+                                media.local.version += 1;
+                            }
+                            if n.remote_rtp != media.negotiated.remote_rtp {
+                                self.ctx.media.set_remote(media.stream, n.remote_rtp);
+                            }
+                            media.negotiated = n;
+                        }
+                        Err(e) => {
+                            let _ = self.ctx.endpoint.send(reply(488, None, &[]));
+                            self.event(
+                                "reinvite-refused",
+                                serde_json::json!({ "why": e.to_string() }).to_string(),
+                            );
+                            return;
+                        }
+                    }
+                }
+                self.event("reinvite", "{}".into());
+                let answer = sdp::write_answer(&media.local, &media.negotiated);
+                let contact = self.contact(peer);
+                reply(200, Some(answer.as_bytes()), &[("Contact", &contact)])
+            }
+            Method::Ack => return,
+            Method::Options | Method::Info => reply(200, None, &[]),
+            _ => reply(405, None, &[("Allow", write::ALLOW)]),
+        };
+        let _ = self.ctx.endpoint.send(input);
+    }
+
+    fn contact(&self, peer: Peer) -> String {
+        match peer.transport {
+            Transport::Udp => format!("<sip:{}>", self.ctx.local_sip),
+            Transport::Tcp(_) => format!("<sip:{};transport=tcp>", self.ctx.local_sip),
+        }
+    }
+
+    fn respond(&self, status: u16, sdp: Option<&[u8]>) {
+        let contact = self.contact(self.peer);
+        let extra: &[(&str, &str)] = if (101..300).contains(&status) {
+            &[("Contact", &contact)]
+        } else {
+            &[]
+        };
+        let bytes = write::response(
+            &self.invite.echo,
+            status,
+            Some(&self.tag),
+            extra,
+            sdp.map(|b| ("application/sdp", b)),
+        );
+        let _ = self.ctx.endpoint.send(Input::Respond {
+            key: self.key.clone(),
+            status,
+            bytes,
+        });
+    }
+
+    fn send_bye(&mut self) {
+        self.bye_cseq += 1;
+        let dialog = DialogHeaders {
+            remote_target: self
+                .invite
+                .contact
+                .clone()
+                .unwrap_or_else(|| self.invite.from.uri.clone()),
+            local: format!("{};tag={}", self.invite.echo.to, self.tag),
+            remote: self.invite.echo.from.clone(),
+            call_id: self.invite.call_id.0.clone(),
+        };
+        let branch = format!("z9hG4bK{}", write::new_tag());
+        let bytes = write::in_dialog_request(
+            &dialog,
+            &Method::Bye,
+            self.bye_cseq,
+            &self.ctx.local_sip.to_string(),
+            self.peer.transport_token(),
+            &branch,
+            &[],
+        );
+        self.event("bye-sent", "{}".into());
+        let _ = self.ctx.endpoint.send(Input::Request {
+            call_id: self.invite.call_id.clone(),
+            peer: self.peer,
+            branch,
+            bytes,
+        });
+    }
+
+    fn event(&self, kind: &'static str, data: String) {
+        self.write(Record::Event {
+            id: self.id,
+            kind,
+            data,
+            at: store::now_text(),
+        });
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        tracing::info!(outcome = outcome.as_str(), "call ended");
+        self.write(Record::CallEnded {
+            id: self.id,
+            outcome,
+            at: store::now_text(),
+        });
+    }
+
+    fn write(&self, record: Record) {
+        self.ctx.store.write(record);
+    }
+}
+
+struct Media {
+    stream: StreamId,
+    local: LocalMedia,
+    negotiated: Negotiated,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(at) = deadline {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}

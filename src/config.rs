@@ -1,0 +1,211 @@
+//! The server's own settings (`config/permanence.toml`), typed, with every default
+//! written once here. Relative paths are relative to the config file's directory.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid for this schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SIP listener.
+    #[serde(default)]
+    pub sip: SipConfig,
+    /// RTP.
+    #[serde(default)]
+    pub media: MediaConfig,
+    /// Where files live.
+    #[serde(default)]
+    pub paths: PathsConfig,
+    /// Bounds on resources.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address for both UDP and TCP. Default `127.0.0.1:5060`.
+    pub listen: SocketAddr,
+    /// Transports to open: `udp`, `tcp`. Default both.
+    pub transports: Vec<TransportName>,
+    /// Largest SIP message accepted, in bytes. Default 16384: ample for INVITE with SDP,
+    /// and well under the 64 KiB UDP limit; larger messages are refused (413 on TCP, dropped on UDP).
+    pub max_message_bytes: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            transports: vec![TransportName::Udp, TransportName::Tcp],
+            max_message_bytes: 16384,
+        }
+    }
+}
+
+/// A SIP transport name in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The address RTP sockets bind to and SDP advertises. Default: the SIP listen address.
+    pub address: Option<IpAddr>,
+    /// First RTP port (even). Default 20000.
+    pub rtp_port_min: u16,
+    /// Last RTP port. Default 29999.
+    pub rtp_port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            address: None,
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+        }
+    }
+}
+
+/// `[paths]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// Data directory (SQLite file `permanence.db`). Default `../data`.
+    pub data: PathBuf,
+    /// Dial plans directory. Default `../dialplans`.
+    pub dialplans: PathBuf,
+    /// Sounds directory. Default `../sounds`.
+    pub sounds: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            data: "../data".into(),
+            dialplans: "../dialplans".into(),
+            sounds: "../sounds".into(),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls at once; beyond it a new INVITE gets 503 with Retry-After. Default 2000.
+    pub max_calls: usize,
+    /// Seconds suggested in Retry-After when refusing for load. Default 5.
+    pub retry_after_seconds: u32,
+    /// Seconds a graceful stop waits for calls to end after sending BYE. Default 5.
+    pub shutdown_grace_seconds: u64,
+    /// TCP connections at once. Default 1024.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_calls: 2000,
+            retry_after_seconds: 5,
+            shutdown_grace_seconds: 5,
+            max_tcp_connections: 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The graceful-stop deadline.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+impl Config {
+    /// Reads a config file and resolves its relative paths against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            let start = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text[..start];
+            ConfigError::Invalid {
+                path: path.into(),
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.paths.data,
+            &mut config.paths.dialplans,
+            &mut config.paths.sounds,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if config.media.rtp_port_min > config.media.rtp_port_max || config.media.rtp_port_min < 1024
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: 0,
+                column: 0,
+                message: "media.rtp_port_min must be at least 1024 and not above rtp_port_max"
+                    .into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The address RTP binds to and SDP advertises.
+    pub fn media_address(&self) -> IpAddr {
+        self.media.address.unwrap_or(self.sip.listen.ip())
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.paths.data.join("permanence.db")
+    }
+}

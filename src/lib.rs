@@ -1,0 +1,17 @@
+//! Permanence: a SIP call-handling server for remote secretariats.
+//!
+//! The pure core (`dialplan`, `number`, `sdp`, `g711`, `rtp`, `call::machine`,
+//! `sip::parse`, `sip::transaction`) decides; the shell (`sip::endpoint`,
+//! `sip::transport`, `media::engine`, `store`, `server`) does I/O.
+
+pub mod call;
+pub mod config;
+pub mod dialplan;
+pub mod g711;
+pub mod media;
+pub mod number;
+pub mod rtp;
+pub mod sdp;
+pub mod server;
+pub mod sip;
+pub mod store;

@@ -1,0 +1,386 @@
+//! The RTP engine: one thread paces every outgoing stream on a 20-slot, 1 ms wheel.
+//!
+//! A stream is placed in the slot after the one being processed when it opens and is
+//! served every 20 ms from then on, so its packets keep an exact 20 ms spacing from one
+//! absolute clock (`epoch + tick ms`): no per-call timers, no drift under load, and the
+//! load of many calls spreads over the 20 slots. The same visit drains the stream's
+//! socket, which is how symmetric RTP learns where a caller behind NAT really is.
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::sound::Sound;
+use crate::rtp::{FRAME_SAMPLES, Packetizer, looks_like_rtp};
+use crate::sdp::Codec;
+
+/// Slots in the wheel: one per millisecond of the 20 ms packet interval.
+const SLOTS: u64 = 20;
+/// Beyond this lateness the engine stops catching up and re-anchors its clock (a stall
+/// of the whole process, e.g. suspended): bursting seconds of audio helps no one.
+const MAX_CATCH_UP_TICKS: u64 = 200;
+/// Datagrams read per stream per visit; a caller sends one per 20 ms.
+const MAX_READS_PER_VISIT: usize = 16;
+
+/// Identifies a stream in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(u64);
+
+/// What the engine tells a call about its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The sound asked for has been sent completely.
+    PlaybackDone,
+    /// The first RTP packet from the peer came from this address; we now send there.
+    Latched(SocketAddr),
+}
+
+enum Command {
+    Open(Box<Stream>),
+    Play {
+        id: StreamId,
+        sound: Arc<Sound>,
+        times: u32,
+    },
+    Stop {
+        id: StreamId,
+    },
+    Remote {
+        id: StreamId,
+        addr: SocketAddr,
+    },
+    Codec {
+        id: StreamId,
+        codec: Codec,
+        payload_type: u8,
+    },
+    Close {
+        id: StreamId,
+    },
+}
+
+/// Handle to the engine thread, shared by every call.
+#[derive(Clone)]
+pub struct MediaHandle {
+    tx: mpsc::Sender<Command>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    next_id: AtomicU64,
+    lag_micros: AtomicU64,
+    port_cursor: AtomicU32,
+    ip: IpAddr,
+    port_min: u16,
+    port_max: u16,
+}
+
+/// Parameters of a new stream.
+pub struct StreamSpec {
+    /// Our bound RTP socket.
+    pub socket: UdpSocket,
+    /// Where to send until the peer's first packet says otherwise.
+    pub remote: SocketAddr,
+    /// The negotiated codec.
+    pub codec: Codec,
+    /// Numbering state (SSRC, initial sequence and timestamp, payload type).
+    pub packetizer: Packetizer,
+    /// Where to report [`MediaEvent`]s.
+    pub events: UnboundedSender<(StreamId, MediaEvent)>,
+}
+
+impl MediaHandle {
+    /// Starts the engine thread. RTP sockets bind on `ip` within `[port_min, port_max]`.
+    pub fn start(ip: IpAddr, port_min: u16, port_max: u16) -> std::io::Result<MediaHandle> {
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Shared {
+            next_id: AtomicU64::new(1),
+            lag_micros: AtomicU64::new(0),
+            port_cursor: AtomicU32::new(0),
+            ip,
+            port_min,
+            port_max,
+        });
+        let shared = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("rtp-engine".into())
+            .spawn(move || run(rx, &shared))?;
+        Ok(MediaHandle { tx, inner })
+    }
+
+    /// Binds an RTP socket on the next free even port of the range.
+    pub fn bind(&self) -> std::io::Result<(UdpSocket, u16)> {
+        let s = &self.inner;
+        // Even ports only (RFC 3550 §11: RTP on even, RTCP on the next odd one).
+        let first = s.port_min + (s.port_min & 1);
+        let span = u32::from(s.port_max.saturating_sub(first)) / 2 + 1;
+        for _ in 0..span {
+            let n = s.port_cursor.fetch_add(1, Ordering::Relaxed) % span;
+            let Ok(port) = u16::try_from(u32::from(first) + n * 2) else {
+                continue;
+            };
+            match UdpSocket::bind((s.ip, port)) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    return Ok((socket, port));
+                }
+                Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(
+            ErrorKind::AddrInUse,
+            "no free RTP port in the configured range",
+        ))
+    }
+
+    /// The address RTP sockets bind to.
+    pub fn ip(&self) -> IpAddr {
+        self.inner.ip
+    }
+
+    /// How late the engine was on its last tick: the admission signal for overload.
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(self.inner.lag_micros.load(Ordering::Relaxed))
+    }
+
+    /// Hands a stream to the engine.
+    pub fn open(&self, spec: StreamSpec) -> StreamId {
+        let id = StreamId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let stream = Stream {
+            id,
+            socket: spec.socket,
+            remote: spec.remote,
+            latched: false,
+            codec: spec.codec,
+            packetizer: spec.packetizer,
+            playing: None,
+            events: spec.events,
+        };
+        self.send(Command::Open(Box::new(stream)));
+        id
+    }
+
+    /// Plays a sound `times` times, replacing whatever was playing.
+    pub fn play(&self, id: StreamId, sound: Arc<Sound>, times: u32) {
+        self.send(Command::Play { id, sound, times });
+    }
+
+    /// Stops playing (the stream stays open).
+    pub fn stop(&self, id: StreamId) {
+        self.send(Command::Stop { id });
+    }
+
+    /// Changes where the stream sends (a re-INVITE moved the peer), unless latched.
+    pub fn set_remote(&self, id: StreamId, addr: SocketAddr) {
+        self.send(Command::Remote { id, addr });
+    }
+
+    /// Switches codec (a re-INVITE changed it); numbering continues.
+    pub fn set_codec(&self, id: StreamId, codec: Codec, payload_type: u8) {
+        self.send(Command::Codec {
+            id,
+            codec,
+            payload_type,
+        });
+    }
+
+    /// Closes the stream and its socket.
+    pub fn close(&self, id: StreamId) {
+        self.send(Command::Close { id });
+    }
+
+    fn send(&self, command: Command) {
+        if self.tx.send(command).is_err() {
+            tracing::error!("RTP engine has stopped");
+        }
+    }
+}
+
+struct Playing {
+    sound: Arc<Sound>,
+    position: usize,
+    times_left: u32,
+}
+
+struct Stream {
+    id: StreamId,
+    socket: UdpSocket,
+    remote: SocketAddr,
+    latched: bool,
+    codec: Codec,
+    packetizer: Packetizer,
+    playing: Option<Playing>,
+    events: UnboundedSender<(StreamId, MediaEvent)>,
+}
+
+impl Stream {
+    /// One 20 ms visit: learn the peer's address, then send the next frame if playing.
+    fn visit(&mut self, packet: &mut Vec<u8>, scratch: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_VISIT {
+            match self.socket.recv_from(scratch) {
+                Ok((n, from)) => {
+                    if !self.latched && looks_like_rtp(&scratch[..n]) {
+                        self.latched = true;
+                        self.remote = from;
+                        let _ = self.events.send((self.id, MediaEvent::Latched(from)));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(playing) = &mut self.playing else {
+            self.packetizer.skip(1);
+            return;
+        };
+        let audio = playing.sound.encoded(self.codec);
+        let frame = FRAME_SAMPLES as usize;
+        let end = (playing.position + frame).min(audio.len());
+        let chunk = &audio[playing.position..end];
+        if chunk.len() == frame {
+            self.packetizer.packet(chunk, packet);
+        } else {
+            // Pad the last frame with silence in the stream's law.
+            let mut padded = [silence(self.codec); 160];
+            padded[..chunk.len()].copy_from_slice(chunk);
+            self.packetizer.packet(&padded, packet);
+        }
+        if let Err(e) = self.socket.send_to(packet, self.remote) {
+            tracing::trace!(error = %e, remote = %self.remote, "RTP send failed");
+        }
+        playing.position = end;
+        if playing.position >= audio.len() {
+            playing.times_left = playing.times_left.saturating_sub(1);
+            if playing.times_left == 0 {
+                self.playing = None;
+                let _ = self.events.send((self.id, MediaEvent::PlaybackDone));
+            } else {
+                playing.position = 0;
+            }
+        }
+    }
+}
+
+fn silence(codec: Codec) -> u8 {
+    match codec {
+        Codec::Pcmu => 0xFF,
+        Codec::Pcma => 0xD5,
+    }
+}
+
+/// The engine's state: streams by id and the wheel of slots.
+struct Wheel {
+    streams: std::collections::HashMap<StreamId, (Stream, usize)>,
+    slots: Vec<Vec<StreamId>>,
+}
+
+impl Wheel {
+    fn apply(&mut self, command: Command, current_tick: u64) {
+        match command {
+            Command::Open(stream) => {
+                // Serve it on the next tick, then every 20 ms.
+                let slot = ((current_tick + 1) % SLOTS) as usize;
+                self.slots[slot].push(stream.id);
+                self.streams.insert(stream.id, (*stream, slot));
+            }
+            Command::Play { id, sound, times } => {
+                if let Some((s, _)) = self.streams.get_mut(&id) {
+                    s.playing = Some(Playing {
+                        sound,
+                        position: 0,
+                        times_left: times.max(1),
+                    });
+                }
+            }
+            Command::Stop { id } => {
+                if let Some((s, _)) = self.streams.get_mut(&id) {
+                    s.playing = None;
+                }
+            }
+            Command::Remote { id, addr } => {
+                if let Some((s, _)) = self.streams.get_mut(&id)
+                    && !s.latched
+                {
+                    s.remote = addr;
+                }
+            }
+            Command::Codec {
+                id,
+                codec,
+                payload_type,
+            } => {
+                if let Some((s, _)) = self.streams.get_mut(&id) {
+                    s.codec = codec;
+                    s.packetizer.set_payload_type(payload_type);
+                }
+            }
+            Command::Close { id } => {
+                if let Some((_, slot)) = self.streams.remove(&id) {
+                    self.slots[slot].retain(|s| *s != id);
+                }
+            }
+        }
+    }
+}
+
+fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
+    let mut wheel = Wheel {
+        streams: Default::default(),
+        slots: vec![Vec::new(); SLOTS as usize],
+    };
+    let mut packet = Vec::with_capacity(12 + 160);
+    let mut scratch = vec![0u8; 2048];
+    let mut epoch = Instant::now();
+    let mut tick: u64 = 0;
+    loop {
+        if wheel.streams.is_empty() {
+            // Idle: sleep until a command arrives instead of ticking.
+            match rx.recv() {
+                Ok(command) => {
+                    epoch = Instant::now();
+                    tick = 0;
+                    wheel.apply(command, tick);
+                }
+                Err(_) => return,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(command) => wheel.apply(command, tick),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let slot = (tick % SLOTS) as usize;
+        for i in 0..wheel.slots[slot].len() {
+            let id = wheel.slots[slot][i];
+            if let Some((stream, _)) = wheel.streams.get_mut(&id) {
+                stream.visit(&mut packet, &mut scratch);
+            }
+        }
+        tick += 1;
+        let due = epoch + Duration::from_millis(tick);
+        let now = Instant::now();
+        if let Some(wait) = due.checked_duration_since(now) {
+            shared.lag_micros.store(0, Ordering::Relaxed);
+            std::thread::sleep(wait);
+        } else {
+            let late = now - due;
+            shared
+                .lag_micros
+                .store(late.as_micros() as u64, Ordering::Relaxed);
+            if late > Duration::from_millis(MAX_CATCH_UP_TICKS) {
+                tracing::warn!(
+                    late_ms = late.as_millis() as u64,
+                    "RTP engine stalled; re-anchoring its clock"
+                );
+                epoch = now - Duration::from_millis(tick);
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Media: sounds loaded once as G.711, and the RTP engine that paces every stream of
+//! every call from one thread.
+
+pub mod engine;
+pub mod sound;
+
+pub use engine::{MediaEvent, MediaHandle, StreamId};
+pub use sound::{Sound, SoundError, Sounds};

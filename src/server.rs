@@ -1,0 +1,187 @@
+//! Wiring: load plans and sounds, open the store, start media, SIP and the call tasks,
+//! then stop in stages (refuse new calls, hang up live ones, flush records).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::call::{CallContext, Snapshot, task};
+use crate::config::{Config, TransportName};
+use crate::dialplan::{self, PlanError};
+use crate::media::{MediaHandle, SoundError, Sounds};
+use crate::sip::endpoint::{AdmissionPolicy, Endpoint, Input, SpawnCall, Stats};
+use crate::sip::transaction::TimerValues;
+use crate::sip::transport::serve_tcp;
+use crate::store::{Store, StoreError};
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Dial plans are invalid.
+    #[error("dial plans refused:\n{}", list(.0))]
+    Plans(Vec<PlanError>),
+    /// Sounds cannot be loaded.
+    #[error("sounds refused:\n{}", list(.0))]
+    Sounds(Vec<SoundError>),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A socket cannot be opened.
+    #[error("{what}: {source}")]
+    Io {
+        /// Which socket.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Media lateness beyond which new calls are refused: a 20 ms packet later than this
+/// is audible, and more streams would only make it later.
+const MEDIA_LAG_LIMIT: Duration = Duration::from_millis(10);
+
+/// Loads and checks the plans and their sounds: what `check` reports and `serve` refuses.
+pub fn load_snapshot(config: &Config) -> Result<Snapshot, ServerError> {
+    let plans = dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
+        .map_err(ServerError::Plans)?;
+    let sounds = Sounds::load(&config.paths.sounds, plans.sounds()).map_err(ServerError::Sounds)?;
+    Ok(Snapshot { plans, sounds })
+}
+
+/// Runs the server until `shutdown` completes, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let snapshot = load_snapshot(&config)?;
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| ServerError::Io { what, source }
+    };
+    let (store, recovery) = Store::open(&config.database_path())?;
+    if recovery.interrupted > 0 {
+        tracing::warn!(
+            calls = recovery.interrupted,
+            "calls left open by the previous run marked interrupted"
+        );
+    }
+    let media = MediaHandle::start(
+        config.media_address(),
+        config.media.rtp_port_min,
+        config.media.rtp_port_max,
+    )
+    .map_err(io("RTP engine"))?;
+
+    let listen = config.sip.listen;
+    let udp = if config.sip.transports.contains(&TransportName::Udp) {
+        let socket = bind_udp(listen).map_err(io(&format!("UDP {listen}")))?;
+        Some(Arc::new(socket))
+    } else {
+        None
+    };
+    let tcp = if config.sip.transports.contains(&TransportName::Tcp) {
+        Some(
+            TcpListener::bind(listen)
+                .await
+                .map_err(io(&format!("TCP {listen}")))?,
+        )
+    } else {
+        None
+    };
+
+    let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
+    let ctx = Arc::new(CallContext {
+        snapshot: std::sync::RwLock::new(Arc::new(snapshot)),
+        media: media.clone(),
+        store: store.writer(),
+        ids: store.ids(),
+        endpoint: endpoint_tx.clone(),
+        local_sip: listen,
+    });
+    let spawn: SpawnCall = {
+        let ctx = Arc::clone(&ctx);
+        Arc::new(move |call_id, rx| {
+            tokio::spawn(task::run(Arc::clone(&ctx), call_id, rx));
+        })
+    };
+    let admission = AdmissionPolicy {
+        max_calls: config.limits.max_calls,
+        retry_after: config.limits.retry_after_seconds,
+        media_overloaded: {
+            let media = media.clone();
+            Arc::new(move || media.lag() > MEDIA_LAG_LIMIT)
+        },
+    };
+    let live = Arc::new(AtomicUsize::new(0));
+    let stats = Arc::new(Stats::default());
+    let endpoint = Endpoint::new(
+        udp,
+        endpoint_rx,
+        spawn,
+        admission,
+        Arc::clone(&live),
+        Arc::clone(&stats),
+        config.sip.max_message_bytes,
+        TimerValues::default(),
+    );
+    let endpoint_task = tokio::spawn(endpoint.run());
+    if let Some(listener) = tcp {
+        tokio::spawn(serve_tcp(
+            listener,
+            endpoint_tx.clone(),
+            config.sip.max_message_bytes,
+            config.limits.max_tcp_connections,
+        ));
+    }
+    let companies = ctx
+        .snapshot
+        .read()
+        .map(|s| s.plans.companies().len())
+        .unwrap_or(0);
+    tracing::info!(%listen, companies, db = %config.database_path().display(), "Permanence listening");
+
+    shutdown.await;
+    tracing::info!(
+        live = live.load(Ordering::Relaxed),
+        "stopping: refusing new calls, hanging up live ones"
+    );
+    let _ = endpoint_tx.send(Input::Drain);
+    let deadline = Instant::now() + config.limits.shutdown_grace();
+    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = endpoint_tx.send(Input::Stop);
+    let _ = endpoint_task.await;
+    store.flush();
+    tracing::info!(
+        dropped = stats.dropped.load(Ordering::Relaxed),
+        malformed_answered = stats.malformed_answered.load(Ordering::Relaxed),
+        refused_busy = stats.refused_busy.load(Ordering::Relaxed),
+        still_live = live.load(Ordering::Relaxed),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// A UDP socket with large buffers: a burst of INVITEs must wait in the kernel, not be lost.
+fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}

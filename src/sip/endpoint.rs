@@ -1,0 +1,503 @@
+//! The SIP endpoint task: reads every message, matches it to a transaction or a call,
+//! answers what needs no call (OPTIONS, errors, unknown methods), admits or refuses new
+//! calls, and writes everything calls ask it to send. One task owns the transaction
+//! table and the map of live calls, so neither needs a lock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::message::{Method, Request, SipMessage};
+use super::parse::{Rejection, parse};
+use super::transaction::{Incoming, Output, Transactions, TxKey};
+use super::{CallId, Peer, Transport, write};
+
+/// What the endpoint tells a call.
+#[derive(Debug)]
+pub enum ToCall {
+    /// The INVITE that starts the call, or a later request inside its dialog.
+    Request {
+        /// The request.
+        request: Request,
+        /// Its server transaction, to answer with [`Input::Respond`] (none for ACK).
+        key: TxKey,
+        /// Where it came from.
+        peer: Peer,
+    },
+    /// CANCEL for the pending INVITE (the CANCEL itself is already answered).
+    Cancel,
+    /// The ACK for our 2xx.
+    Ack,
+    /// No ACK came for our 2xx.
+    AckTimeout,
+    /// Our request (BYE) got its final answer, or gave up.
+    RequestDone,
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// What the endpoint is asked to do.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a TCP connection (already framed).
+    Stream {
+        /// Connection and address.
+        peer: Peer,
+        /// The message bytes.
+        data: Vec<u8>,
+    },
+    /// A TCP connection is ready; its writer.
+    TcpOpened {
+        /// Connection id.
+        id: u64,
+        /// Bytes to write on it.
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    /// A TCP connection closed.
+    TcpClosed {
+        /// Connection id.
+        id: u64,
+    },
+    /// Answer a server transaction.
+    Respond {
+        /// The transaction.
+        key: TxKey,
+        /// The status (final or not).
+        status: u16,
+        /// The response bytes.
+        bytes: Vec<u8>,
+    },
+    /// Send an in-dialog request in a new client transaction.
+    Request {
+        /// The dialog.
+        call_id: CallId,
+        /// Where to.
+        peer: Peer,
+        /// The Via branch used in `bytes`.
+        branch: String,
+        /// The request bytes.
+        bytes: Vec<u8>,
+    },
+    /// A call is over; forget it.
+    CallEnded(CallId),
+    /// Refuse new calls and ask live ones to hang up.
+    Drain,
+    /// Stop the task.
+    Stop,
+}
+
+/// Starts a call task for an admitted INVITE; the receiver carries the INVITE first.
+pub type SpawnCall = Arc<dyn Fn(CallId, mpsc::UnboundedReceiver<ToCall>) + Send + Sync>;
+
+/// Counters an operator can read in the logs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages dropped without an answer (unparsable, or a response to nothing).
+    pub dropped: AtomicU64,
+    /// Requests answered with 4xx/5xx because they were malformed.
+    pub malformed_answered: AtomicU64,
+    /// INVITEs refused for load or shutdown (503).
+    pub refused_busy: AtomicU64,
+}
+
+/// The decision on a new INVITE (one place, STYLE §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Take the call.
+    Accept,
+    /// 503 with Retry-After: too many calls, media engine late, or stopping.
+    Refuse,
+}
+
+/// Bounds the endpoint applies to new calls.
+#[derive(Clone)]
+pub struct AdmissionPolicy {
+    /// Calls at once.
+    pub max_calls: usize,
+    /// Seconds for Retry-After.
+    pub retry_after: u32,
+    /// True when the media engine is too late to take more streams.
+    pub media_overloaded: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl AdmissionPolicy {
+    /// Decides on a new INVITE.
+    pub fn decide(&self, live_calls: usize, draining: bool) -> Admission {
+        if draining || live_calls >= self.max_calls || (self.media_overloaded)() {
+            Admission::Refuse
+        } else {
+            Admission::Accept
+        }
+    }
+}
+
+/// Everything the endpoint task needs.
+pub struct Endpoint {
+    udp: Option<Arc<UdpSocket>>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    transactions: Transactions,
+    calls: HashMap<CallId, mpsc::UnboundedSender<ToCall>>,
+    tcp: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    spawn: SpawnCall,
+    admission: AdmissionPolicy,
+    draining: bool,
+    live: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+    max_message: usize,
+}
+
+impl Endpoint {
+    /// Builds the endpoint around its sockets and channels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        udp: Option<Arc<UdpSocket>>,
+        inputs: mpsc::UnboundedReceiver<Input>,
+        spawn: SpawnCall,
+        admission: AdmissionPolicy,
+        live: Arc<AtomicUsize>,
+        stats: Arc<Stats>,
+        max_message: usize,
+        timers: super::transaction::TimerValues,
+    ) -> Self {
+        Endpoint {
+            udp,
+            inputs,
+            transactions: Transactions::new(timers),
+            calls: HashMap::new(),
+            tcp: HashMap::new(),
+            spawn,
+            admission,
+            draining: false,
+            live,
+            stats,
+            max_message,
+        }
+    }
+
+    /// Runs until [`Input::Stop`].
+    pub async fn run(mut self) {
+        // One byte more than the cap tells an oversized datagram from a full one.
+        let mut buf = vec![0u8; self.max_message + 1];
+        let udp = self.udp.clone();
+        loop {
+            let deadline = self.transactions.poll_timeout();
+            tokio::select! {
+                biased;
+                input = self.inputs.recv() => match input {
+                    Some(Input::Stop) | None => break,
+                    Some(input) => self.on_input(input),
+                },
+                received = recv_udp(udp.as_deref(), &mut buf) => {
+                    match received {
+                        Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                        Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.transactions.handle_timeout(Instant::now());
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Stream { peer, data } => self.on_message(&data, peer),
+            Input::TcpOpened { id, writer } => {
+                self.tcp.insert(id, writer);
+            }
+            Input::TcpClosed { id } => {
+                self.tcp.remove(&id);
+            }
+            Input::Respond { key, status, bytes } => {
+                self.transactions
+                    .respond(&key, status, bytes, Instant::now())
+            }
+            Input::Request {
+                call_id,
+                peer,
+                branch,
+                bytes,
+            } => self.transactions.send_request(
+                TxKey::client(&branch),
+                call_id,
+                peer,
+                bytes,
+                Instant::now(),
+            ),
+            Input::CallEnded(call_id) => {
+                self.calls.remove(&call_id);
+                self.live.store(self.calls.len(), Ordering::Relaxed);
+            }
+            Input::Drain => {
+                self.draining = true;
+                for call in self.calls.values() {
+                    let _ = call.send(ToCall::Shutdown);
+                }
+            }
+            Input::Stop => {}
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+        };
+        // Keep-alives (RFC 5626 §3.5.1: CRLF) carry nothing.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        if data.len() > self.max_message {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "datagram over the size limit dropped");
+            return;
+        }
+        self.on_message(data, peer);
+    }
+
+    fn on_message(&mut self, data: &[u8], peer: Peer) {
+        match parse(data) {
+            Ok(SipMessage::Request(request)) => self.on_request(request, peer),
+            Ok(SipMessage::Response(response)) => {
+                if !self.transactions.on_response(&response) {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %peer.addr, status = response.status, "stray response dropped");
+                }
+            }
+            Err(Rejection {
+                why,
+                answer: Some((status, echo)),
+            }) => {
+                self.stats
+                    .malformed_answered
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %peer.addr, %why, status, "malformed request answered");
+                self.send(
+                    peer,
+                    write::response(&echo, status, Some(&write::new_tag()), &[], None),
+                );
+            }
+            Err(Rejection { why, answer: None }) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %peer.addr, %why, "malformed message dropped");
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request, peer: Peer) {
+        let now = Instant::now();
+        let key = match self.transactions.on_request(&request, peer, now) {
+            Incoming::Absorbed => return,
+            Incoming::AckFor2xx(call_id) => {
+                if let Some(call) = self.calls.get(&call_id) {
+                    let _ = call.send(ToCall::Ack);
+                }
+                return;
+            }
+            Incoming::StrayAck => return,
+            Incoming::Cancel { cancel, invite } => {
+                let found = invite.is_some() && self.calls.contains_key(&request.call_id);
+                let status = if found { 200 } else { 481 };
+                self.transactions.respond(
+                    &cancel,
+                    status,
+                    write::response(&request.echo, status, Some(&write::new_tag()), &[], None),
+                    now,
+                );
+                if found && let Some(call) = self.calls.get(&request.call_id) {
+                    let _ = call.send(ToCall::Cancel);
+                }
+                return;
+            }
+            Incoming::New(key) => key,
+        };
+
+        let echo = request.echo.clone();
+        let tag = write::new_tag();
+        let answer = |me: &mut Self, status: u16, extra: &[(&str, &str)]| {
+            let bytes = write::response(&echo, status, Some(&tag), extra, None);
+            me.transactions.respond(&key, status, bytes, now);
+        };
+
+        // Inside a dialog: the call owns it.
+        if request.to.tag.is_some() {
+            match self.calls.get(&request.call_id) {
+                Some(call) => {
+                    let call_id = request.call_id.clone();
+                    if call
+                        .send(ToCall::Request {
+                            request,
+                            key: key.clone(),
+                            peer,
+                        })
+                        .is_err()
+                    {
+                        self.calls.remove(&call_id);
+                        answer(self, 481, &[]);
+                    }
+                }
+                None => answer(self, 481, &[]),
+            }
+            return;
+        }
+
+        if let Some(status) = screen(&request) {
+            self.stats
+                .malformed_answered
+                .fetch_add(1, Ordering::Relaxed);
+            match status {
+                420 => {
+                    let unsupported = request.require.join(", ");
+                    answer(self, 420, &[("Unsupported", &unsupported)]);
+                }
+                415 | 406 => answer(self, status, &[("Accept", "application/sdp")]),
+                _ => answer(self, status, &[]),
+            }
+            return;
+        }
+
+        match request.method {
+            Method::Invite => {
+                if self.calls.contains_key(&request.call_id) {
+                    // Same Call-ID, new transaction, no tag: a looped or merged request (RFC 3261 §8.2.2.2).
+                    answer(self, 482, &[]);
+                    return;
+                }
+                if self.admission.decide(self.calls.len(), self.draining) == Admission::Refuse {
+                    self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        live = self.calls.len(),
+                        draining = self.draining,
+                        "INVITE refused: 503"
+                    );
+                    let retry = self.admission.retry_after.to_string();
+                    answer(self, 503, &[("Retry-After", &retry)]);
+                    return;
+                }
+                // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
+                answer(self, 100, &[]);
+                let (tx, rx) = mpsc::unbounded_channel();
+                let call_id = request.call_id.clone();
+                let _ = tx.send(ToCall::Request { request, key, peer });
+                self.calls.insert(call_id.clone(), tx);
+                self.live.store(self.calls.len(), Ordering::Relaxed);
+                (self.spawn)(call_id, rx);
+            }
+            Method::Options => answer(
+                self,
+                200,
+                &[
+                    ("Allow", write::ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Supported", ""),
+                ],
+            ),
+            Method::Bye | Method::Info | Method::Prack | Method::Update => answer(self, 481, &[]),
+            Method::Other(_) => answer(self, 501, &[("Allow", write::ALLOW)]),
+            _ => answer(self, 405, &[("Allow", write::ALLOW)]),
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(output) = self.transactions.poll_output() {
+            match output {
+                Output::Send(peer, bytes) => self.send(peer, bytes),
+                Output::AckTimeout(call_id) => {
+                    if let Some(call) = self.calls.get(&call_id) {
+                        let _ = call.send(ToCall::AckTimeout);
+                    }
+                }
+                Output::Response { call_id, .. } | Output::RequestTimeout(call_id) => {
+                    if let Some(call) = self.calls.get(&call_id) {
+                        let _ = call.send(ToCall::RequestDone);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, peer: Peer, bytes: Vec<u8>) {
+        match peer.transport {
+            Transport::Udp => {
+                if let Some(udp) = &self.udp
+                    && let Err(e) = udp.try_send_to(&bytes, peer.addr)
+                {
+                    tracing::debug!(error = %e, to = %peer.addr, "UDP send failed");
+                }
+            }
+            Transport::Tcp(id) => match self.tcp.get(&id) {
+                Some(writer) => {
+                    if writer.try_send(bytes).is_err() {
+                        tracing::debug!(to = %peer.addr, "TCP connection backlogged or closed; message dropped");
+                    }
+                }
+                None => tracing::debug!(to = %peer.addr, "TCP connection gone; message dropped"),
+            },
+        }
+    }
+}
+
+async fn recv_udp(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match udp {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(at) = deadline {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Checks that apply to any request outside a dialog before a call is involved
+/// (RFC 3261 §8.2.2–8.2.3); returns the refusal status.
+fn screen(request: &Request) -> Option<u16> {
+    let scheme = request
+        .uri
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+        return Some(416);
+    }
+    if !matches!(request.method, Method::Ack | Method::Cancel) && !request.require.is_empty() {
+        // We implement no extension that a peer may require.
+        return Some(420);
+    }
+    if request.method == Method::Invite {
+        if !request.body.is_empty()
+            && request
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c != "application/sdp")
+        {
+            return Some(415);
+        }
+        if let Some(accept) = &request.accept {
+            let ok = accept.is_empty()
+                || accept
+                    .split(',')
+                    .map(|t| {
+                        t.split(';')
+                            .next()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_ascii_lowercase()
+                    })
+                    .any(|t| t == "application/sdp" || t == "application/*" || t == "*/*");
+            if !ok {
+                return Some(406);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,202 @@
+//! Writing responses and our own in-dialog requests. Plain string building: every header
+//! a response needs is copied from the request's [`Echo`] (RFC 3261 §8.2.6.2).
+
+use std::fmt::Write;
+
+use super::message::{Echo, Method};
+
+/// The product token sent in Server / User-Agent.
+pub const PRODUCT: &str = concat!("Permanence/", env!("CARGO_PKG_VERSION"));
+
+/// A fresh tag or branch suffix: 64 random bits in hex (RFC 3261 §19.3 asks for 32 at least).
+pub fn new_tag() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+/// Methods we accept, for Allow (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// The standard reason phrase for a status (RFC 3261 §21, and the RFCs that added codes).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "Version Not Supported",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
+/// Writes a response. `to_tag` is added to To unless it already carries one; 100 Trying
+/// never gets one (RFC 3261 §8.2.6.2). `extra` headers are written as given.
+pub fn response(
+    echo: &Echo,
+    status: u16,
+    to_tag: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 {status} {}\r\n", reason(status));
+    for via in &echo.via {
+        let _ = write!(out, "Via: {via}\r\n");
+    }
+    let _ = write!(out, "From: {}\r\n", echo.from);
+    let has_tag = echo
+        .to
+        .split(';')
+        .skip(1)
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="));
+    match to_tag {
+        Some(tag) if !has_tag && status > 100 => {
+            let _ = write!(out, "To: {};tag={tag}\r\n", echo.to);
+        }
+        _ => {
+            let _ = write!(out, "To: {}\r\n", echo.to);
+        }
+    }
+    let _ = write!(
+        out,
+        "Call-ID: {}\r\nCSeq: {}\r\nServer: {PRODUCT}\r\n",
+        echo.call_id, echo.cseq
+    );
+    for (name, value) in extra {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    finish(out, body)
+}
+
+fn finish(mut out: String, body: Option<(&str, &[u8])>) -> Vec<u8> {
+    match body {
+        Some((content_type, body)) => {
+            let _ = write!(
+                out,
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut bytes = out.into_bytes();
+            bytes.extend_from_slice(body);
+            bytes
+        }
+        None => {
+            out.push_str("Content-Length: 0\r\n\r\n");
+            out.into_bytes()
+        }
+    }
+}
+
+/// What we need to send a request inside a dialog that a caller started (we are the UAS,
+/// so our From is their To plus our tag, RFC 3261 §12.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogHeaders {
+    /// Where to send: the caller's Contact URI (remote target).
+    pub remote_target: String,
+    /// Our side: the INVITE's To value, with our tag appended.
+    pub local: String,
+    /// Their side: the INVITE's From value as received.
+    pub remote: String,
+    /// Call-ID.
+    pub call_id: String,
+}
+
+/// Writes an in-dialog request such as BYE, with the Via we are reachable at.
+pub fn in_dialog_request(
+    dialog: &DialogHeaders,
+    method: &Method,
+    cseq: u32,
+    via_sent_by: &str,
+    transport: &str,
+    branch: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut out = String::with_capacity(400);
+    let _ = write!(
+        out,
+        "{method} {} SIP/2.0\r\nVia: SIP/2.0/{transport} {via_sent_by};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nUser-Agent: {PRODUCT}\r\n",
+        dialog.remote_target, dialog.local, dialog.remote, dialog.call_id
+    );
+    for (name, value) in extra {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    finish(out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::SipMessage;
+    use crate::sip::parse::parse;
+
+    fn echo() -> Echo {
+        Echo {
+            via: vec![
+                "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx".into(),
+                "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKy".into(),
+            ],
+            from: "<sip:a@x>;tag=1".into(),
+            to: "<sip:b@y>".into(),
+            call_id: "cid".into(),
+            cseq: "1 INVITE".into(),
+        }
+    }
+
+    #[test]
+    fn response_copies_headers_and_tags_to() {
+        let text = String::from_utf8(response(&echo(), 486, Some("T"), &[], None)).unwrap();
+        assert!(text.starts_with("SIP/2.0 486 Busy Here\r\n"));
+        assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKy\r\n"));
+        assert!(text.contains("To: <sip:b@y>;tag=T\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        let trying = String::from_utf8(response(&echo(), 100, Some("T"), &[], None)).unwrap();
+        assert!(trying.contains("To: <sip:b@y>\r\n"));
+    }
+
+    #[test]
+    fn our_requests_parse_back() {
+        let d = DialogHeaders {
+            remote_target: "sip:caller@127.0.0.1:5070".into(),
+            local: "<sip:+33180000001@127.0.0.1>;tag=ours".into(),
+            remote: "<sip:+336@127.0.0.1>;tag=theirs".into(),
+            call_id: "cid".into(),
+        };
+        let bytes = in_dialog_request(
+            &d,
+            &Method::Bye,
+            2,
+            "127.0.0.1:5060",
+            "UDP",
+            "z9hG4bKb",
+            &[],
+        );
+        let SipMessage::Request(r) = parse(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.method, Method::Bye);
+        assert_eq!(r.from.tag.as_deref(), Some("ours"));
+        assert_eq!(r.to.tag.as_deref(), Some("theirs"));
+        assert_eq!(r.cseq.seq, 2);
+    }
+}

@@ -1,0 +1,519 @@
+//! Records in SQLite: one writer thread fed by a channel, so a slow disk never stalls
+//! signalling; numbered migrations (`PRAGMA user_version`); recovery of calls that a
+//! crash left open.
+//!
+//! Times are stored as RFC 3339 UTC text (`2026-11-27T10:30:00.123Z`), readable in the
+//! `sqlite3` shell and sortable as text.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The data directory cannot be created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The plan ran to its end (e.g. greeting played, then hang-up).
+    Completed,
+    /// A secretary took it.
+    Secretary,
+    /// Forwarded to an executive.
+    Transferred,
+    /// The caller left a voicemail.
+    Voicemail,
+    /// Refused: by the plan, or because the number reaches no company.
+    Rejected,
+    /// The caller hung up first (before the answer, or before the plan ended).
+    Abandoned,
+    /// Something went wrong (no codec in common, no ACK…).
+    Failed,
+    /// The server stopped or crashed during the call.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The word stored in SQLite.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Secretary => "secretary",
+            Outcome::Transferred => "transferred",
+            Outcome::Voicemail => "voicemail",
+            Outcome::Rejected => "rejected",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The current time as stored.
+pub fn now_text() -> String {
+    format!("{:.3}", jiff::Timestamp::now())
+}
+
+/// A call's identity in the records.
+pub type CallRowId = i64;
+
+/// One write for the writer thread.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A call arrived: its row (and its message row, when it reached a company).
+    CallStarted {
+        /// Row id, allocated by [`Store::next_call_id`].
+        id: CallRowId,
+        /// Company id, when the number reached one.
+        company: Option<String>,
+        /// The dialled number as normalised (or as received when not a number).
+        dialled: String,
+        /// The caller's number or URI user.
+        caller: String,
+        /// The caller's display name.
+        caller_name: Option<String>,
+        /// The route taken, if any.
+        route: Option<String>,
+        /// The message category the route gives.
+        category: &'static str,
+        /// SIP Call-ID.
+        sip_call_id: String,
+        /// When.
+        at: String,
+    },
+    /// The server answered.
+    CallAnswered {
+        /// The call.
+        id: CallRowId,
+        /// When.
+        at: String,
+    },
+    /// A timeline entry.
+    Event {
+        /// The call.
+        id: CallRowId,
+        /// Kind, e.g. `ringing`, `play`, `bye-received`.
+        kind: &'static str,
+        /// JSON details.
+        data: String,
+        /// When.
+        at: String,
+    },
+    /// The call ended.
+    CallEnded {
+        /// The call.
+        id: CallRowId,
+        /// How.
+        outcome: Outcome,
+        /// When.
+        at: String,
+    },
+}
+
+enum Msg {
+    Record(Record),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Handle to the writer thread. Cloneable senders go to calls via [`Store::writer`].
+pub struct Store {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+    ids: CallIds,
+}
+
+/// Allocates call row ids. Ids are ours rather than SQLite's so that a call can queue its
+/// events without waiting for its first insert to come back.
+#[derive(Clone, Debug)]
+pub struct CallIds(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl CallIds {
+    /// The next id.
+    pub fn next(&self) -> CallRowId {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What opening found from the previous run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Calls left open by a crash, now marked `interrupted`.
+    pub interrupted: usize,
+}
+
+/// A sender that call tasks use to write records.
+#[derive(Clone)]
+pub struct Writer(mpsc::Sender<Msg>);
+
+impl Writer {
+    /// Queues a record. The writer thread only stops at shutdown, after calls.
+    pub fn write(&self, record: Record) {
+        if self.0.send(Msg::Record(record)).is_err() {
+            tracing::error!("record lost: the store writer has stopped");
+        }
+    }
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: calls, messages, events.
+    "CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        company TEXT,
+        dialled TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        caller_name TEXT,
+        started_at TEXT NOT NULL,
+        answered_at TEXT,
+        ended_at TEXT,
+        route TEXT,
+        outcome TEXT,
+        handled_by TEXT,
+        transferred_to TEXT,
+        sip_call_id TEXT NOT NULL
+     );
+     CREATE INDEX calls_started_at ON calls(started_at);
+     CREATE INDEX calls_company ON calls(company, started_at);
+     CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL UNIQUE REFERENCES calls(id),
+        company TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        category TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'new',
+        note TEXT,
+        callback TEXT,
+        recording TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );
+     CREATE INDEX messages_company ON messages(company, status, created_at);
+     CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL REFERENCES calls(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+     );
+     CREATE INDEX events_call ON events(call_id, at);",
+];
+
+/// Opens (creating if needed) the database and brings its schema up to date.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(err)?;
+    // WAL: readers (the CLI) never block the writer. NORMAL sync survives a process kill.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens the store, marks calls left open by a previous crash as `interrupted`, and
+    /// starts the writer thread.
+    pub fn open(path: &Path) -> Result<(Store, Recovery), StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.into(),
+            source,
+        };
+        let mut conn = open_connection(path)?;
+        let now = now_text();
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO events (call_id, at, kind, data) SELECT id, ?1, 'interrupted', '{\"reason\":\"server stopped without ending the call\"}' FROM calls WHERE ended_at IS NULL",
+            params![now],
+        )
+        .map_err(err)?;
+        let interrupted = tx
+            .execute(
+                "UPDATE calls SET ended_at = ?1, outcome = 'interrupted' WHERE ended_at IS NULL",
+                params![now],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        let max: Option<i64> = conn
+            .query_row("SELECT max(id) FROM calls", [], |r| r.get(0))
+            .optional()
+            .map_err(err)?
+            .flatten();
+
+        let (sender, receiver) = mpsc::channel();
+        let db_path = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, receiver, db_path))
+            .map_err(|source| StoreError::Io {
+                path: path.into(),
+                source,
+            })?;
+        Ok((
+            Store {
+                tx: sender,
+                thread: Some(thread),
+                ids: CallIds(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                    max.unwrap_or(0) + 1,
+                ))),
+            },
+            Recovery { interrupted },
+        ))
+    }
+
+    /// A writer for call tasks.
+    pub fn writer(&self) -> Writer {
+        Writer(self.tx.clone())
+    }
+
+    /// The call id allocator.
+    pub fn ids(&self) -> CallIds {
+        self.ids.clone()
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Flushes, then waits for the writer thread to end. Every [`Writer`] must be gone
+    /// first, or this waits for them.
+    pub fn close(mut self) {
+        self.flush();
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        // Group whatever is queued into one transaction: one fsync for many records.
+        while batch.len() < 1024 {
+            match receiver.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut flushes = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for msg in batch {
+                match msg {
+                    Msg::Record(r) => apply(&tx, r)?,
+                    Msg::Flush(done) => flushes.push(done),
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::error!(db = %path.display(), error = %e, "writing records failed");
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
+    match record {
+        Record::CallStarted {
+            id,
+            company,
+            dialled,
+            caller,
+            caller_name,
+            route,
+            category,
+            sip_call_id,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO calls (id, company, dialled, caller, caller_name, started_at, route, sip_call_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![id, company, dialled, caller, caller_name, at, route, sip_call_id])?;
+            if let Some(company) = company {
+                tx.prepare_cached(
+                    "INSERT INTO messages (call_id, company, caller, category, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                )?
+                .execute(params![id, company, caller, category, at])?;
+            }
+        }
+        Record::CallAnswered { id, at } => {
+            tx.prepare_cached("UPDATE calls SET answered_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+        }
+        Record::Event { id, kind, data, at } => {
+            tx.prepare_cached(
+                "INSERT INTO events (call_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, at, kind, data])?;
+        }
+        Record::CallEnded { id, outcome, at } => {
+            tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
+                .execute(params![id, at, outcome.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+/// One call as listed by `permanence calls`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRow {
+    /// Row id.
+    pub id: i64,
+    /// Company id.
+    pub company: Option<String>,
+    /// Dialled number.
+    pub dialled: String,
+    /// Caller.
+    pub caller: String,
+    /// Caller's display name.
+    pub caller_name: Option<String>,
+    /// Start time.
+    pub started_at: String,
+    /// Answer time.
+    pub answered_at: Option<String>,
+    /// End time.
+    pub ended_at: Option<String>,
+    /// Route taken.
+    pub route: Option<String>,
+    /// Outcome; empty while the call is up.
+    pub outcome: Option<String>,
+    /// SIP Call-ID.
+    pub sip_call_id: String,
+}
+
+/// The most recent calls, newest first.
+pub fn recent_calls(path: &Path, limit: usize) -> Result<Vec<CallRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, company, dialled, caller, caller_name, started_at, answered_at, ended_at, route, outcome, sip_call_id
+             FROM calls ORDER BY id DESC LIMIT ?1",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![limit as i64], |r| {
+            Ok(CallRow {
+                id: r.get(0)?,
+                company: r.get(1)?,
+                dialled: r.get(2)?,
+                caller: r.get(3)?,
+                caller_name: r.get(4)?,
+                started_at: r.get(5)?,
+                answered_at: r.get(6)?,
+                ended_at: r.get(7)?,
+                route: r.get(8)?,
+                outcome: r.get(9)?,
+                sip_call_id: r.get(10)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_call_and_recovers_an_interrupted_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, recovery) = Store::open(&db).unwrap();
+        assert_eq!(recovery.interrupted, 0);
+        let w = store.writer();
+        for id in [store.ids().next(), store.ids().next()] {
+            w.write(Record::CallStarted {
+                id,
+                company: Some("acme".into()),
+                dialled: "+33180000001".into(),
+                caller: "+33612345678".into(),
+                caller_name: None,
+                route: Some("all".into()),
+                category: "normal",
+                sip_call_id: format!("c{id}"),
+                at: now_text(),
+            });
+        }
+        w.write(Record::CallEnded {
+            id: 1,
+            outcome: Outcome::Completed,
+            at: now_text(),
+        });
+        drop(w);
+        store.close();
+
+        let (store, recovery) = Store::open(&db).unwrap();
+        assert_eq!(recovery.interrupted, 1, "call 2 never ended");
+        assert_eq!(store.ids().next(), 3);
+        store.close();
+        let calls = recent_calls(&db, 10).unwrap();
+        let outcomes: Vec<_> = calls
+            .iter()
+            .map(|c| (c.id, c.outcome.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![(2, "interrupted".to_string()), (1, "completed".to_string())]
+        );
+    }
+}
