@@ -1,0 +1,320 @@
+//! Test harness: runs the real `permanence` binary on free loopback ports with a plan
+//! written for the test, and drives it with SIPp or raw SIP over UDP/TCP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Each server in one test binary gets its own RTP range.
+static RTP_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_permanence");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (checked by binding both).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Writes an 8 kHz mono 16-bit sine tone.
+pub fn write_tone(path: &Path, hz: f64, seconds: f64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(8000.0 * seconds) as usize {
+        let s = (i as f64 * hz * 2.0 * std::f64::consts::PI / 8000.0).sin() * 12000.0;
+        w.write_sample(s as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// A test's working directory with config, plans, sounds and data.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Setup {
+    /// A setup with a 3.5 s tone at `tone/a.wav` and the given plans (file name, TOML).
+    pub fn new(plans: &[(&str, &str)]) -> Setup {
+        let dir = tempfile::TempDir::new().unwrap();
+        let port = free_port();
+        let block = RTP_BLOCK.fetch_add(1, Ordering::Relaxed);
+        let rtp_min = 30000 + block * 400;
+        std::fs::write(
+            dir.path().join("permanence.toml"),
+            format!(
+                "[sip]\nlisten = \"127.0.0.1:{port}\"\n[media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n\
+                 [paths]\ndata = \"data\"\ndialplans = \"dialplans\"\nsounds = \"sounds\"\n[limits]\nshutdown_grace_seconds = 3\n",
+                rtp_min + 399
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("dialplans")).unwrap();
+        write_tone(&dir.path().join("sounds/tone/a.wav"), 440.0, 3.5);
+        write_tone(&dir.path().join("sounds/tone/long.wav"), 440.0, 30.0);
+        for (name, text) in plans {
+            std::fs::write(dir.path().join("dialplans").join(name), text).unwrap();
+        }
+        Setup { dir, port }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("permanence.toml")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data/permanence.db")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts the server and waits until it answers OPTIONS.
+    pub fn start(&self) -> Server {
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .env("RUST_LOG", "info,permanence=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child: Some(child), addr: self.addr(), log: Default::default() };
+        server.collect_log();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if options_status(self.addr()) == Some(200) {
+                return server;
+            }
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}:\n{}", server.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not answer OPTIONS:\n{}", server.log());
+    }
+
+    /// Runs `permanence serve` expecting it to refuse to start; returns its stderr.
+    pub fn start_fails(&self) -> String {
+        let out = Command::new(BIN).args(["serve", "--config"]).arg(self.config()).output().unwrap();
+        assert!(!out.status.success(), "server started although it should have refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn calls(&self) -> Vec<CallRow> {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, company, dialled, caller, answered_at IS NOT NULL, ended_at IS NOT NULL, outcome FROM calls ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok(CallRow {
+                id: r.get(0)?,
+                company: r.get(1)?,
+                dialled: r.get(2)?,
+                caller: r.get(3)?,
+                answered: r.get(4)?,
+                ended: r.get(5)?,
+                outcome: r.get(6)?,
+            })
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    pub fn events(&self, call: i64) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let mut stmt = conn.prepare("SELECT kind FROM events WHERE call_id = ?1 ORDER BY id").unwrap();
+        stmt.query_map([call], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// Waits until the calls table satisfies `check` (records are written asynchronously).
+    pub fn wait_calls(&self, check: impl Fn(&[CallRow]) -> bool) -> Vec<CallRow> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let calls = if self.db().exists() { self.calls() } else { Vec::new() };
+            if check(&calls) || Instant::now() > deadline {
+                return calls;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub id: i64,
+    pub company: Option<String>,
+    pub dialled: String,
+    pub caller: String,
+    pub answered: bool,
+    pub ended: bool,
+    pub outcome: Option<String>,
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn collect_log(&mut self) {
+        let stderr = self.child.as_mut().unwrap().stderr.take().unwrap();
+        let log = std::sync::Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends OPTIONS over UDP and returns the status, if any answer came within 300 ms.
+pub fn options_status(addr: SocketAddr) -> Option<u16> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    let local = sock.local_addr().ok()?;
+    let msg = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{}\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\n\
+         To: <sip:127.0.0.1>\r\nCall-ID: probe-{}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    );
+    sock.send_to(msg.as_bytes(), addr).ok()?;
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    status_of(&buf[..n])
+}
+
+/// The status code of a response.
+pub fn status_of(bytes: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+/// Runs SIPp with a scenario from tests/scenarios against the server.
+pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
+    let local = free_port().to_string();
+    let media = free_port().to_string();
+    Command::new("sipp")
+        .arg("-sf")
+        .arg(repo().join("tests/scenarios").join(scenario))
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &local, "-mp", &media, "-timeout", "60s", "-nostdin"])
+        .args(args)
+        .arg(addr.to_string())
+        .output()
+        .expect("sipp is installed (Debian package sip-tester)")
+}
+
+/// Asserts that SIPp finished its scenario successfully.
+pub fn assert_sipp_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "sipp failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A plan for company `id` at `number` with the given steps.
+pub fn plan(id: &str, number: &str, steps: &str) -> String {
+    format!(
+        "[company]\nid = \"{id}\"\nname = \"{id} company\"\nnumbers = [\"{number}\"]\n\n[[route]]\nname = \"main\"\nsteps = {steps}\n"
+    )
+}
+
+/// An RTP packet as received.
+#[derive(Debug, Clone, Copy)]
+pub struct RtpSeen {
+    pub at: Instant,
+    pub marker: bool,
+    pub pt: u8,
+    pub seq: u16,
+    pub ts: u32,
+    pub ssrc: u32,
+    pub len: usize,
+    pub from: SocketAddr,
+}
+
+/// Receives RTP on `sock` until `quiet` passes with nothing, or `max` elapses.
+pub fn collect_rtp(sock: &UdpSocket, quiet: Duration, max: Duration) -> Vec<RtpSeen> {
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max && (out.is_empty() || last.elapsed() < quiet) {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            last = Instant::now();
+            out.push(RtpSeen {
+                at: last,
+                marker: buf[1] & 0x80 != 0,
+                pt: buf[1] & 0x7f,
+                seq: u16::from_be_bytes([buf[2], buf[3]]),
+                ts: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                len: n,
+                from,
+            });
+        }
+    }
+    out
+}
