@@ -97,8 +97,8 @@ fn print_calls(calls: &[store::CallRow]) {
             .map_or("-".to_string(), |t| t.get(11..19).unwrap_or(t).to_string())
     };
     println!(
-        "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {}",
-        "ID", "COMPANY", "CALLER", "DIALLED", "DATE", "START", "ANSWER", "END", "OUTCOME"
+        "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  OUTCOME",
+        "ID", "COMPANY", "CALLER", "DIALLED", "DATE", "START", "ANSWER", "END"
     );
     for c in calls {
         println!(

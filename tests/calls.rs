@@ -10,7 +10,11 @@ use common::*;
 const NUMBER: &str = "+33180000001";
 
 fn greeting_plan() -> String {
-    plan("acme", NUMBER, r#"[{ play = "tone/a.wav" }, { hangup = {} }]"#)
+    plan(
+        "acme",
+        NUMBER,
+        r#"[{ play = "tone/a.wav" }, { hangup = {} }]"#,
+    )
 }
 
 /// Calls with SIPp, the SDP pointing at a socket of ours, and checks the RTP we get.
@@ -24,7 +28,21 @@ fn call_and_check_rtp(setup: &Setup, offer: &str, expected_pt: u8, transport: &s
         sipp(
             "call.xml",
             addr,
-            &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", &rtp_port, "-key", "offer", &offer, "-t", &transport],
+            &[
+                "-s",
+                NUMBER,
+                "-key",
+                "caller",
+                "+33612345678",
+                "-key",
+                "rtp_port",
+                &rtp_port,
+                "-key",
+                "offer",
+                &offer,
+                "-t",
+                &transport,
+            ],
         )
     });
     let packets = collect_rtp(&sink, Duration::from_millis(800), Duration::from_secs(20));
@@ -39,8 +57,16 @@ fn call_and_check_rtp(setup: &Setup, offer: &str, expected_pt: u8, transport: &s
         assert_eq!(p.pt, expected_pt, "packet {i} payload type");
         assert_eq!(p.ssrc, first.ssrc, "one SSRC per stream");
         assert_eq!(p.len, 12 + 160, "20 ms of G.711 per packet");
-        assert_eq!(p.seq, first.seq.wrapping_add(i as u16), "consecutive sequence numbers");
-        assert_eq!(p.ts, first.ts.wrapping_add(160 * i as u32), "timestamps advance 160 per packet");
+        assert_eq!(
+            p.seq,
+            first.seq.wrapping_add(i as u16),
+            "consecutive sequence numbers"
+        );
+        assert_eq!(
+            p.ts,
+            first.ts.wrapping_add(160 * i as u32),
+            "timestamps advance 160 per packet"
+        );
         if i > 0 {
             assert!(!p.marker, "marker only on the first packet");
         }
@@ -54,7 +80,10 @@ fn call_and_check_rtp(setup: &Setup, offer: &str, expected_pt: u8, transport: &s
     let mut gaps: Vec<Duration> = packets.windows(2).map(|w| w[1].at - w[0].at).collect();
     gaps.sort();
     let median = gaps[gaps.len() / 2];
-    assert!(median >= Duration::from_millis(18) && median <= Duration::from_millis(22), "median spacing {median:?}");
+    assert!(
+        median >= Duration::from_millis(18) && median <= Duration::from_millis(22),
+        "median spacing {median:?}"
+    );
 }
 
 #[test]
@@ -73,7 +102,10 @@ fn greeting_arrives_as_paced_rtp_in_the_first_offered_codec_and_the_call_is_reco
         assert_eq!(c.outcome.as_deref(), Some("completed"));
     }
     let events = setup.events(calls[0].id);
-    assert!(events.contains(&"play".to_string()) && events.contains(&"bye-sent".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"play".to_string()) && events.contains(&"bye-sent".to_string()),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -87,9 +119,28 @@ fn a_call_over_tcp_gets_the_greeting() {
 
 #[test]
 fn cancel_while_ringing_gives_487_and_an_abandoned_row() {
-    let setup = Setup::new(&[("acme.toml", &plan("acme", NUMBER, r#"[{ ring = 5 }, { play = "tone/a.wav" }]"#))]);
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan("acme", NUMBER, r#"[{ ring = 5 }, { play = "tone/a.wav" }]"#),
+    )]);
     let _server = setup.start();
-    let out = sipp("cancel.xml", setup.addr(), &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", "9", "-key", "offer", "0"]);
+    let out = sipp(
+        "cancel.xml",
+        setup.addr(),
+        &[
+            "-s",
+            NUMBER,
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            "9",
+            "-key",
+            "offer",
+            "0",
+        ],
+    );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
@@ -101,7 +152,23 @@ fn cancel_while_ringing_gives_487_and_an_abandoned_row() {
 fn an_unknown_number_gets_404_and_a_row() {
     let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
     let _server = setup.start();
-    let out = sipp("notfound.xml", setup.addr(), &["-s", "+33199999999", "-key", "caller", "+33612345678", "-key", "rtp_port", "9", "-key", "offer", "0"]);
+    let out = sipp(
+        "notfound.xml",
+        setup.addr(),
+        &[
+            "-s",
+            "+33199999999",
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            "9",
+            "-key",
+            "offer",
+            "0",
+        ],
+    );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].company, None);
@@ -115,13 +182,32 @@ fn national_and_00_forms_of_the_number_reach_the_company() {
     let _server = setup.start();
     // A plan that hangs up before answering refuses with 480: enough to see the lookup.
     for dialled in ["0180000001", "0033180000001"] {
-        let out = sipp("notfound.xml", setup.addr(), &["-s", dialled, "-key", "caller", "anonymous", "-key", "rtp_port", "9", "-key", "offer", "0"]);
+        let out = sipp(
+            "notfound.xml",
+            setup.addr(),
+            &[
+                "-s",
+                dialled,
+                "-key",
+                "caller",
+                "anonymous",
+                "-key",
+                "rtp_port",
+                "9",
+                "-key",
+                "offer",
+                "0",
+            ],
+        );
         // notfound.xml expects 404: it must fail here, since the number is known.
         assert!(!out.status.success(), "{dialled} was not found");
     }
     let calls = setup.wait_calls(|c| c.len() == 2 && c.iter().all(|c| c.ended));
     for c in &calls {
-        assert_eq!((c.company.as_deref(), c.dialled.as_str()), (Some("acme"), NUMBER));
+        assert_eq!(
+            (c.company.as_deref(), c.dialled.as_str()),
+            (Some("acme"), NUMBER)
+        );
     }
 }
 
@@ -129,7 +215,20 @@ fn national_and_00_forms_of_the_number_reach_the_company() {
 fn no_codec_in_common_gets_488() {
     let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
     let _server = setup.start();
-    let out = sipp("nocodec.xml", setup.addr(), &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", "9"]);
+    let out = sipp(
+        "nocodec.xml",
+        setup.addr(),
+        &[
+            "-s",
+            NUMBER,
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            "9",
+        ],
+    );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("failed"));
@@ -137,11 +236,30 @@ fn no_codec_in_common_gets_488() {
 
 #[test]
 fn the_caller_hanging_up_mid_greeting_ends_the_call() {
-    let setup = Setup::new(&[("acme.toml", &plan("acme", NUMBER, r#"[{ play = "tone/long.wav" }]"#))]);
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan("acme", NUMBER, r#"[{ play = "tone/long.wav" }]"#),
+    )]);
     let _server = setup.start();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port().to_string();
-    let out = sipp("bye.xml", setup.addr(), &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", &port, "-key", "offer", "0"]);
+    let out = sipp(
+        "bye.xml",
+        setup.addr(),
+        &[
+            "-s",
+            NUMBER,
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            &port,
+            "-key",
+            "offer",
+            "0",
+        ],
+    );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
@@ -151,7 +269,11 @@ fn the_caller_hanging_up_mid_greeting_ends_the_call() {
     while sink.recv_from(&mut buf).is_ok() {}
     sink.set_nonblocking(false).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let late = collect_rtp(&sink, Duration::from_millis(300), Duration::from_millis(600));
+    let late = collect_rtp(
+        &sink,
+        Duration::from_millis(300),
+        Duration::from_millis(600),
+    );
     assert!(late.len() < 5, "{} packets after BYE", late.len());
 }
 
@@ -163,11 +285,31 @@ fn a_reinvite_is_answered_and_the_greeting_goes_on() {
     let port = sink.local_addr().unwrap().port().to_string();
     let addr = setup.addr();
     let caller = std::thread::spawn(move || {
-        sipp("reinvite.xml", addr, &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", &port, "-key", "offer", "0"])
+        sipp(
+            "reinvite.xml",
+            addr,
+            &[
+                "-s",
+                NUMBER,
+                "-key",
+                "caller",
+                "+33612345678",
+                "-key",
+                "rtp_port",
+                &port,
+                "-key",
+                "offer",
+                "0",
+            ],
+        )
     });
     let packets = collect_rtp(&sink, Duration::from_millis(800), Duration::from_secs(20));
     assert_sipp_ok(&caller.join().unwrap());
-    assert_eq!(packets.len(), 175, "the whole greeting despite the re-INVITE");
+    assert_eq!(
+        packets.len(),
+        175,
+        "the whole greeting despite the re-INVITE"
+    );
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("completed"));
     assert!(setup.events(calls[0].id).contains(&"reinvite".to_string()));
@@ -178,5 +320,9 @@ fn options_gets_200() {
     let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
     let _server = setup.start();
     assert_sipp_ok(&sipp("options.xml", setup.addr(), &["-s", "anything"]));
-    assert_sipp_ok(&sipp("options.xml", setup.addr(), &["-s", "anything", "-t", "t1"]));
+    assert_sipp_ok(&sipp(
+        "options.xml",
+        setup.addr(),
+        &["-s", "anything", "-t", "t1"],
+    ));
 }

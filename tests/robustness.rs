@@ -129,15 +129,31 @@ fn every_torture_message_gets_the_answer_the_rfcs_expect_and_the_server_survives
     let server = setup.start();
     let mut failures = Vec::new();
     let expectations = torture_expectations();
-    let files = std::fs::read_dir(torture_dir().join("rfc4475")).unwrap().count()
-        + std::fs::read_dir(torture_dir().join("rfc5118")).unwrap().count();
-    assert_eq!(expectations.len(), files, "every torture file has an expectation");
+    let files = std::fs::read_dir(torture_dir().join("rfc4475"))
+        .unwrap()
+        .count()
+        + std::fs::read_dir(torture_dir().join("rfc5118"))
+            .unwrap()
+            .count();
+    assert_eq!(
+        expectations.len(),
+        files,
+        "every torture file has an expectation"
+    );
     for (name, expect) in expectations {
-        let path = torture_dir().join(if name.starts_with("rfc4475") { format!("{name}.dat") } else { name.to_string() });
+        let path = torture_dir().join(if name.starts_with("rfc4475") {
+            format!("{name}.dat")
+        } else {
+            name.to_string()
+        });
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(&bytes, server.addr).unwrap();
-        let wait = if matches!(expect, Expect::Response | Expect::Reject) { 400 } else { 2000 };
+        let wait = if matches!(expect, Expect::Response | Expect::Reject) {
+            400
+        } else {
+            2000
+        };
         let answer = first_answer(&sock, Duration::from_millis(wait));
         let ok = match (expect, answer) {
             (Expect::Accept, Some(s)) => s != 400 && s != 505,
@@ -151,8 +167,17 @@ fn every_torture_message_gets_the_answer_the_rfcs_expect_and_the_server_survives
             failures.push(format!("{name}: expected {expect:?}, got {answer:?}"));
         }
     }
-    assert!(failures.is_empty(), "{}\n--- server log ---\n{}", failures.join("\n"), server.log());
-    assert_eq!(options_status(server.addr), Some(200), "the server still answers after the torture");
+    assert!(
+        failures.is_empty(),
+        "{}\n--- server log ---\n{}",
+        failures.join("\n"),
+        server.log()
+    );
+    assert_eq!(
+        options_status(server.addr),
+        Some(200),
+        "the server still answers after the torture"
+    );
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 
@@ -174,7 +199,9 @@ fn wait_for(sock: &UdpSocket, prefix: &str) -> String {
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 65536];
     loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("waiting for {prefix}: {e}"));
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {prefix}: {e}"));
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         if text.starts_with(prefix) {
             return text;
@@ -213,14 +240,21 @@ fn without_ack_the_200_is_retransmitted_then_the_call_ends_with_bye() {
     let server = setup.start();
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let local = sip.local_addr().unwrap();
-    sip.send_to(invite(local, "noack-1", "z9hG4bKnoack", 9).as_bytes(), server.addr).unwrap();
+    sip.send_to(
+        invite(local, "noack-1", "z9hG4bKnoack", 9).as_bytes(),
+        server.addr,
+    )
+    .unwrap();
     let start = Instant::now();
     wait_for(&sip, "SIP/2.0 200");
     wait_for(&sip, "SIP/2.0 200");
     wait_for(&sip, "SIP/2.0 200");
     let elapsed = start.elapsed();
     // T1 = 500 ms, then 1 s: the third copy comes about 1.5 s after the first.
-    assert!(elapsed >= Duration::from_millis(1300) && elapsed < Duration::from_millis(3000), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1300) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -232,7 +266,17 @@ fn rtp_follows_the_caller_to_where_its_packets_come_from() {
     // The SDP names a port nobody reads (the caller is behind NAT); its RTP comes from `nat`.
     let advertised = UdpSocket::bind("127.0.0.1:0").unwrap();
     let nat = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sip.send_to(invite(local, "nat-1", "z9hG4bKnat", advertised.local_addr().unwrap().port()).as_bytes(), server.addr).unwrap();
+    sip.send_to(
+        invite(
+            local,
+            "nat-1",
+            "z9hG4bKnat",
+            advertised.local_addr().unwrap().port(),
+        )
+        .as_bytes(),
+        server.addr,
+    )
+    .unwrap();
     let ok = wait_for(&sip, "SIP/2.0 200");
     let to_tag = header(&ok, "To").to_string();
     let ack = format!(
@@ -241,17 +285,44 @@ fn rtp_follows_the_caller_to_where_its_packets_come_from() {
     );
     sip.send_to(ack.as_bytes(), server.addr).unwrap();
     let body = &ok[ok.find("\r\n\r\n").unwrap() + 4..];
-    let port: u16 = body.lines().find_map(|l| l.strip_prefix("m=audio ")).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(!collect_rtp(&advertised, Duration::from_millis(100), Duration::from_millis(500)).is_empty(), "RTP first goes to the SDP address");
+    let port: u16 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        !collect_rtp(
+            &advertised,
+            Duration::from_millis(100),
+            Duration::from_millis(500)
+        )
+        .is_empty(),
+        "RTP first goes to the SDP address"
+    );
     let mut rtp = vec![0x80u8, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
     rtp.extend_from_slice(&[0xFF; 160]);
-    nat.send_to(&rtp, SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    nat.send_to(&rtp, SocketAddr::from(([127, 0, 0, 1], port)))
+        .unwrap();
     let followed = collect_rtp(&nat, Duration::from_millis(200), Duration::from_millis(800));
-    assert!(followed.len() >= 10, "after the caller's first packet, RTP goes where it came from ({} packets)", followed.len());
+    assert!(
+        followed.len() >= 10,
+        "after the caller's first packet, RTP goes where it came from ({} packets)",
+        followed.len()
+    );
     let calls = setup.wait_calls(|c| c.len() == 1);
     let deadline = Instant::now() + Duration::from_secs(3);
-    while !setup.events(calls[0].id).contains(&"rtp-latched".to_string()) {
-        assert!(Instant::now() < deadline, "latching recorded in the timeline");
+    while !setup
+        .events(calls[0].id)
+        .contains(&"rtp-latched".to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "latching recorded in the timeline"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -269,7 +340,11 @@ fn unknown_methods_get_501_and_unsupported_known_ones_405() {
         );
         sock.send_to(msg.as_bytes(), server.addr).unwrap();
         let answer = wait_for(&sock, "SIP/2.0");
-        assert_eq!(status_of(answer.as_bytes()), Some(want), "{method}: {answer}");
+        assert_eq!(
+            status_of(answer.as_bytes()),
+            Some(want),
+            "{method}: {answer}"
+        );
         if want != 481 {
             assert!(answer.contains("Allow: INVITE"), "{answer}");
         }
@@ -288,14 +363,22 @@ fn oversized_messages_are_refused_and_the_server_goes_on() {
         "x".repeat(40_000)
     );
     sock.send_to(big.as_bytes(), server.addr).unwrap();
-    assert_eq!(first_answer(&sock, Duration::from_millis(500)), None, "an oversized datagram is dropped");
+    assert_eq!(
+        first_answer(&sock, Duration::from_millis(500)),
+        None,
+        "an oversized datagram is dropped"
+    );
     // Over TCP the connection that sent it is closed.
     let mut tcp = TcpStream::connect(server.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     tcp.write_all(big.as_bytes()).unwrap();
     let mut rest = Vec::new();
     let _ = tcp.read_to_end(&mut rest);
-    assert!(rest.is_empty() || status_of(&rest).is_some_and(|s| s >= 400), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.is_empty() || status_of(&rest).is_some_and(|s| s >= 400),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
     assert_eq!(options_status(server.addr), Some(200));
 }
 
@@ -304,7 +387,11 @@ fn a_killed_server_leaves_the_call_marked_interrupted_at_the_next_start() {
     let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
     let mut server = setup.start();
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sip.send_to(invite(sip.local_addr().unwrap(), "kill-1", "z9hG4bKkill", 9).as_bytes(), server.addr).unwrap();
+    sip.send_to(
+        invite(sip.local_addr().unwrap(), "kill-1", "z9hG4bKkill", 9).as_bytes(),
+        server.addr,
+    )
+    .unwrap();
     wait_for(&sip, "SIP/2.0 200");
     let live = setup.wait_calls(|c| c.len() == 1);
     assert_eq!(live[0].outcome, None, "the row exists while the call is up");
@@ -312,7 +399,11 @@ fn a_killed_server_leaves_the_call_marked_interrupted_at_the_next_start() {
     let _server = setup.start();
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("interrupted"));
-    assert!(setup.events(calls[0].id).contains(&"interrupted".to_string()));
+    assert!(
+        setup
+            .events(calls[0].id)
+            .contains(&"interrupted".to_string())
+    );
 }
 
 #[test]
@@ -321,7 +412,23 @@ fn a_graceful_stop_hangs_up_live_calls_and_completes_their_rows() {
     let mut server = setup.start();
     let addr = server.addr;
     let caller = std::thread::spawn(move || {
-        sipp("call.xml", addr, &["-s", NUMBER, "-key", "caller", "+33612345678", "-key", "rtp_port", "9", "-key", "offer", "0"])
+        sipp(
+            "call.xml",
+            addr,
+            &[
+                "-s",
+                NUMBER,
+                "-key",
+                "caller",
+                "+33612345678",
+                "-key",
+                "rtp_port",
+                "9",
+                "-key",
+                "offer",
+                "0",
+            ],
+        )
     });
     setup.wait_calls(|c| c.len() == 1 && c[0].answered);
     let status = server.terminate();
@@ -336,11 +443,24 @@ fn a_graceful_stop_hangs_up_live_calls_and_completes_their_rows() {
 #[test]
 fn a_number_claimed_twice_stops_the_start_naming_both_files() {
     let setup = Setup::new(&[
-        ("acme.toml", &plan("acme", NUMBER, r#"[{ play = "tone/a.wav" }]"#)),
-        ("bravo.toml", &plan("bravo", "0033 1 80 00 00 01", r#"[{ play = "tone/a.wav" }]"#)),
+        (
+            "acme.toml",
+            &plan("acme", NUMBER, r#"[{ play = "tone/a.wav" }]"#),
+        ),
+        (
+            "bravo.toml",
+            &plan(
+                "bravo",
+                "0033 1 80 00 00 01",
+                r#"[{ play = "tone/a.wav" }]"#,
+            ),
+        ),
     ]);
     let err = setup.start_fails();
-    assert!(err.contains("acme.toml:") && err.contains("bravo.toml:"), "{err}");
+    assert!(
+        err.contains("acme.toml:") && err.contains("bravo.toml:"),
+        "{err}"
+    );
     assert!(err.contains("+33180000001"), "{err}");
 }
 
@@ -348,27 +468,59 @@ fn a_number_claimed_twice_stops_the_start_naming_both_files() {
 fn a_missing_or_unplayable_sound_stops_the_start_naming_the_file() {
     let setup = greeting_setup(r#"[{ play = "tone/nope.wav" }]"#);
     let err = setup.start_fails();
-    assert!(err.contains("acme.toml:8:10:") && err.contains("tone/nope.wav"), "{err}");
+    assert!(
+        err.contains("acme.toml:8:10:") && err.contains("tone/nope.wav"),
+        "{err}"
+    );
 
     let setup = greeting_setup(r#"[{ play = "tone/cd.wav" }]"#);
-    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(setup.dir.path().join("sounds/tone/cd.wav"), spec).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w =
+        hound::WavWriter::create(setup.dir.path().join("sounds/tone/cd.wav"), spec).unwrap();
     w.write_sample(0i16).unwrap();
     w.write_sample(0i16).unwrap();
     w.finalize().unwrap();
     let err = setup.start_fails();
-    assert!(err.contains("cd.wav") && err.contains("44100 Hz") && err.contains("expected 8000 Hz mono"), "{err}");
+    assert!(
+        err.contains("cd.wav") && err.contains("44100 Hz") && err.contains("expected 8000 Hz mono"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_reports_every_broken_plan_with_location() {
     let setup = Setup::new(&[
-        ("acme.toml", &plan("acme", NUMBER, r#"[{ play = "tone/a.wav" }, { dance = {} }]"#)),
-        ("bravo.toml", &plan("bravo", "not-a-number", r#"[{ play = "tone/a.wav" }]"#)),
+        (
+            "acme.toml",
+            &plan(
+                "acme",
+                NUMBER,
+                r#"[{ play = "tone/a.wav" }, { dance = {} }]"#,
+            ),
+        ),
+        (
+            "bravo.toml",
+            &plan("bravo", "not-a-number", r#"[{ play = "tone/a.wav" }]"#),
+        ),
     ]);
-    let out = std::process::Command::new(BIN).args(["check", "--config"]).arg(setup.config()).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("acme.toml:8:37:") && err.contains("unknown variant `dance`, expected one of"), "{err}");
-    assert!(err.contains("bravo.toml:4:12:") && err.contains("expected E.164"), "{err}");
+    assert!(
+        err.contains("acme.toml:8:37:") && err.contains("unknown variant `dance`, expected one of"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bravo.toml:4:12:") && err.contains("expected E.164"),
+        "{err}"
+    );
 }

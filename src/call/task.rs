@@ -71,7 +71,7 @@ pub async fn run(ctx: Arc<CallContext>, call_id: CallId, mut rx: mpsc::Unbounded
 struct Call<'a> {
     ctx: &'a CallContext,
     id: store::CallRowId,
-    invite: Request,
+    invite: Box<Request>,
     key: TxKey,
     peer: Peer,
     tag: String,
@@ -81,7 +81,7 @@ struct Call<'a> {
 impl<'a> Call<'a> {
     async fn start(
         ctx: &'a CallContext,
-        invite: Request,
+        invite: Box<Request>,
         key: TxKey,
         peer: Peer,
         rx: mpsc::UnboundedReceiver<ToCall>,
@@ -261,7 +261,7 @@ impl<'a> Call<'a> {
 
     fn in_dialog(
         &mut self,
-        request: Request,
+        request: Box<Request>,
         key: TxKey,
         peer: Peer,
         machine: &mut CallMachine,

@@ -23,7 +23,7 @@ pub enum ToCall {
     /// The INVITE that starts the call, or a later request inside its dialog.
     Request {
         /// The request.
-        request: Request,
+        request: Box<Request>,
         /// Its server transaction, to answer with [`Input::Respond`] (none for ACK).
         key: TxKey,
         /// Where it came from.
@@ -291,7 +291,7 @@ impl Endpoint {
         }
     }
 
-    fn on_request(&mut self, request: Request, peer: Peer) {
+    fn on_request(&mut self, request: Box<Request>, peer: Peer) {
         let now = Instant::now();
         let key = match self.transactions.on_request(&request, peer, now) {
             Incoming::Absorbed => return,

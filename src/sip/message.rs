@@ -174,8 +174,8 @@ pub struct Response {
 /// Either kind of message.
 #[derive(Debug, Clone)]
 pub enum SipMessage {
-    /// A request.
-    Request(Request),
+    /// A request (boxed: it is much larger than a response).
+    Request(Box<Request>),
     /// A response.
     Response(Response),
 }

@@ -19,7 +19,7 @@ pub struct Rejection {
     /// What is wrong, for logs and the reason phrase.
     pub why: Cow<'static, str>,
     /// The status to answer with, or `None` to drop (responses, or nothing to answer to).
-    pub answer: Option<(u16, Echo)>,
+    pub answer: Option<(u16, Box<Echo>)>,
 }
 
 impl Rejection {
@@ -151,7 +151,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
     let bad = |status: u16, why: &'static str| Rejection {
         why: why.into(),
         // Without a Via there is nothing a client could match an answer to.
-        answer: (!echo.via.is_empty()).then(|| (status, echo.clone())),
+        answer: (!echo.via.is_empty()).then(|| (status, Box::new(echo.clone()))),
     };
 
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF, single spaces (RFC 3261 §7.1).
@@ -259,7 +259,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
     }
     let uri_user = parse_request_uri(uri).map_err(|why| bad(400, why))?;
 
-    Ok(SipMessage::Request(Request {
+    Ok(SipMessage::Request(Box::new(Request {
         method,
         uri: uri.to_string(),
         uri_user,
@@ -284,7 +284,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
             .collect(),
         body: body.to_vec(),
         echo,
-    }))
+    })))
 }
 
 fn all_values<'h>(
@@ -622,7 +622,7 @@ mod tests {
 
     fn request(text: &str) -> Request {
         match parse(text.as_bytes()) {
-            Ok(SipMessage::Request(r)) => r,
+            Ok(SipMessage::Request(r)) => *r,
             other => panic!("{other:?}"),
         }
     }

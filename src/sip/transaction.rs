@@ -445,7 +445,7 @@ mod tests {
              From: <sip:a@x>;tag=f\r\nTo: <sip:b@y>\r\nCall-ID: cid\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
         );
         match parse(text.as_bytes()).unwrap() {
-            SipMessage::Request(r) => r,
+            SipMessage::Request(r) => *r,
             SipMessage::Response(_) => unreachable!(),
         }
     }

@@ -32,7 +32,12 @@ pub fn free_port() -> u16 {
 /// Writes an 8 kHz mono 16-bit sine tone.
 pub fn write_tone(path: &Path, hz: f64, seconds: f64) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for i in 0..(8000.0 * seconds) as usize {
         let s = (i as f64 * hz * 2.0 * std::f64::consts::PI / 8000.0).sin() * 12000.0;
@@ -94,7 +99,11 @@ impl Setup {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut server = Server { child: Some(child), addr: self.addr(), log: Default::default() };
+        let mut server = Server {
+            child: Some(child),
+            addr: self.addr(),
+            log: Default::default(),
+        };
         server.collect_log();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -111,8 +120,15 @@ impl Setup {
 
     /// Runs `permanence serve` expecting it to refuse to start; returns its stderr.
     pub fn start_fails(&self) -> String {
-        let out = Command::new(BIN).args(["serve", "--config"]).arg(self.config()).output().unwrap();
-        assert!(!out.status.success(), "server started although it should have refused");
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "server started although it should have refused"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -139,15 +155,24 @@ impl Setup {
 
     pub fn events(&self, call: i64) -> Vec<String> {
         let conn = rusqlite::Connection::open(self.db()).unwrap();
-        let mut stmt = conn.prepare("SELECT kind FROM events WHERE call_id = ?1 ORDER BY id").unwrap();
-        stmt.query_map([call], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut stmt = conn
+            .prepare("SELECT kind FROM events WHERE call_id = ?1 ORDER BY id")
+            .unwrap();
+        stmt.query_map([call], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     /// Waits until the calls table satisfies `check` (records are written asynchronously).
     pub fn wait_calls(&self, check: impl Fn(&[CallRow]) -> bool) -> Vec<CallRow> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let calls = if self.db().exists() { self.calls() } else { Vec::new() };
+            let calls = if self.db().exists() {
+                self.calls()
+            } else {
+                Vec::new()
+            };
             if check(&calls) || Instant::now() > deadline {
                 return calls;
             }
@@ -205,7 +230,10 @@ impl Server {
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = c.try_wait().unwrap() {
@@ -226,7 +254,8 @@ impl Drop for Server {
 /// Sends OPTIONS over UDP and returns the status, if any answer came within 300 ms.
 pub fn options_status(addr: SocketAddr) -> Option<u16> {
     let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
     let local = sock.local_addr().ok()?;
     let msg = format!(
         "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{}\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\n\
@@ -253,7 +282,19 @@ pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
     Command::new("sipp")
         .arg("-sf")
         .arg(repo().join("tests/scenarios").join(scenario))
-        .args(["-m", "1", "-i", "127.0.0.1", "-p", &local, "-mp", &media, "-timeout", "60s", "-nostdin"])
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &local,
+            "-mp",
+            &media,
+            "-timeout",
+            "60s",
+            "-nostdin",
+        ])
         .args(args)
         .arg(addr.to_string())
         .output()
@@ -266,7 +307,12 @@ pub fn assert_sipp_ok(out: &Output) {
         out.status.success(),
         "sipp failed ({}):\n{}\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout).lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -293,7 +339,8 @@ pub struct RtpSeen {
 
 /// Receives RTP on `sock` until `quiet` passes with nothing, or `max` elapses.
 pub fn collect_rtp(sock: &UdpSocket, quiet: Duration, max: Duration) -> Vec<RtpSeen> {
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let start = Instant::now();
     let mut last = Instant::now();
     let mut out = Vec::new();
