@@ -81,7 +81,9 @@ fn parse_args() -> Result<Args, String> {
                 if name == "--port" {
                     port = Some(v.parse::<u16>().map_err(|e| format!("--port {v}: {e}"))?);
                 } else {
-                    seconds = v.parse::<f64>().map_err(|e| format!("--seconds {v}: {e}"))?;
+                    seconds = v
+                        .parse::<f64>()
+                        .map_err(|e| format!("--seconds {v}: {e}"))?;
                     if !(seconds > 0.0 && seconds.is_finite()) {
                         return Err(format!("--seconds {v}: must be > 0"));
                     }
@@ -100,8 +102,8 @@ fn parse_args() -> Result<Args, String> {
 mod sockbuf {
     //! Receive-buffer size through the C library std already links.
     use std::ffi::c_void;
-    use std::os::fd::AsRawFd;
     use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
 
     // Linux values (asm-generic; also x86, arm, aarch64, riscv).
     const SOL_SOCKET: i32 = 1;
@@ -248,7 +250,12 @@ fn main() {
                         None => {
                             streams.insert(
                                 ssrc,
-                                Stream { packets: 1, last_seq: seq, last_ts: ts, last_at: now },
+                                Stream {
+                                    packets: 1,
+                                    last_seq: seq,
+                                    last_ts: ts,
+                                    last_at: now,
+                                },
                             );
                         }
                     }
@@ -259,7 +266,8 @@ fn main() {
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 let now = Instant::now();
-                if now >= deadline || (first_at.is_some() && now.duration_since(last_at) >= IDLE_END)
+                if now >= deadline
+                    || (first_at.is_some() && now.duration_since(last_at) >= IDLE_END)
                 {
                     break;
                 }

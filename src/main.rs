@@ -59,7 +59,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            // Signalling runs on one thread: a call costs tens of microseconds of it, and one
+            // thread avoids waking other workers for every message (see docs/ARCHITECTURE.md).
+            // RTP and SQLite have threads of their own.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;

@@ -338,11 +338,23 @@ impl Store {
     }
 }
 
+/// How long records may wait to be grouped into one commit. A kill within this window
+/// loses at most these records; the call rows written before it are already committed.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// Most records in one commit.
+const MAX_BATCH: usize = 2048;
+
 fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf) {
     while let Ok(first) = receiver.recv() {
+        // Gather what arrives within a short window into one transaction: each commit
+        // writes every touched page to the WAL, so a commit per record would cost many
+        // times the records themselves. Sleeping through the window (rather than waiting
+        // on the channel) also spares the senders a wake-up per record. A flush does not wait.
+        if !matches!(first, Msg::Flush(_)) {
+            std::thread::sleep(BATCH_WINDOW);
+        }
         let mut batch = vec![first];
-        // Group whatever is queued into one transaction: one fsync for many records.
-        while batch.len() < 1024 {
+        while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(m) => batch.push(m),
                 Err(_) => break,

@@ -1,10 +1,12 @@
-//! The RTP engine: one thread paces every outgoing stream on a 20-slot, 1 ms wheel.
+//! The RTP engine: one thread paces every outgoing stream on a 4-slot wheel of 5 ms ticks.
 //!
 //! A stream is placed in the slot after the one being processed when it opens and is
 //! served every 20 ms from then on, so its packets keep an exact 20 ms spacing from one
-//! absolute clock (`epoch + tick ms`): no per-call timers, no drift under load, and the
-//! load of many calls spreads over the 20 slots. The same visit drains the stream's
-//! socket, which is how symmetric RTP learns where a caller behind NAT really is.
+//! absolute clock (`epoch + tick · 5 ms`): no per-call timers, no drift under load, and the
+//! load of many calls spreads over the slots. 5 ms rather than 1 ms ticks: a fifth of the
+//! wake-ups for the same spacing, which matters on a 2-core machine. The visits also read
+//! the stream's socket until the caller's first RTP packet says where it really is
+//! (symmetric RTP for callers behind NAT).
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -19,13 +21,18 @@ use super::sound::Sound;
 use crate::rtp::{FRAME_SAMPLES, Packetizer, looks_like_rtp};
 use crate::sdp::Codec;
 
-/// Slots in the wheel: one per millisecond of the 20 ms packet interval.
-const SLOTS: u64 = 20;
+/// Slots in the wheel: the 20 ms packet interval in ticks.
+const SLOTS: u64 = 4;
+/// One tick, in microseconds.
+const TICK_MICROS: u64 = 5_000;
 /// Beyond this lateness the engine stops catching up and re-anchors its clock (a stall
 /// of the whole process, e.g. suspended): bursting seconds of audio helps no one.
-const MAX_CATCH_UP_TICKS: u64 = 200;
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 /// Datagrams read per stream per visit; a caller sends one per 20 ms.
 const MAX_READS_PER_VISIT: usize = 16;
+/// Until latched, the socket is read every this many visits (100 ms): soon enough to
+/// follow a caller behind NAT, without a read syscall per packet sent.
+const LATCH_POLL_VISITS: u32 = 5;
 
 /// Identifies a stream in the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,6 +164,7 @@ impl MediaHandle {
             socket: spec.socket,
             remote: spec.remote,
             latched: false,
+            visits: 0,
             codec: spec.codec,
             packetizer: spec.packetizer,
             playing: None,
@@ -213,6 +221,7 @@ struct Stream {
     socket: UdpSocket,
     remote: SocketAddr,
     latched: bool,
+    visits: u32,
     codec: Codec,
     packetizer: Packetizer,
     playing: Option<Playing>,
@@ -222,6 +231,16 @@ struct Stream {
 impl Stream {
     /// One 20 ms visit: learn the peer's address, then send the next frame if playing.
     fn visit(&mut self, packet: &mut Vec<u8>, scratch: &mut [u8]) {
+        self.visits = self.visits.wrapping_add(1);
+        if !self.latched && self.visits % LATCH_POLL_VISITS == 1 {
+            self.read(scratch);
+        }
+        self.send_next(packet);
+    }
+
+    /// Drains the socket; the first RTP packet's source becomes where we send.
+    /// Once latched, nothing reads the socket yet: the kernel drops what overflows.
+    fn read(&mut self, scratch: &mut [u8]) {
         for _ in 0..MAX_READS_PER_VISIT {
             match self.socket.recv_from(scratch) {
                 Ok((n, from)) => {
@@ -234,6 +253,9 @@ impl Stream {
                 Err(_) => break,
             }
         }
+    }
+
+    fn send_next(&mut self, packet: &mut Vec<u8>) {
         let Some(playing) = &mut self.playing else {
             self.packetizer.skip(1);
             return;
@@ -364,7 +386,7 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
             }
         }
         tick += 1;
-        let due = epoch + Duration::from_millis(tick);
+        let due = epoch + Duration::from_micros(TICK_MICROS * tick);
         let now = Instant::now();
         if let Some(wait) = due.checked_duration_since(now) {
             shared.lag_micros.store(0, Ordering::Relaxed);
@@ -374,12 +396,12 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
             shared
                 .lag_micros
                 .store(late.as_micros() as u64, Ordering::Relaxed);
-            if late > Duration::from_millis(MAX_CATCH_UP_TICKS) {
+            if late > MAX_CATCH_UP {
                 tracing::warn!(
                     late_ms = late.as_millis() as u64,
                     "RTP engine stalled; re-anchoring its clock"
                 );
-                epoch = now - Duration::from_millis(tick);
+                epoch = now - Duration::from_micros(TICK_MICROS * tick);
             }
         }
     }

@@ -293,6 +293,7 @@ pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
             &media,
             "-timeout",
             "60s",
+            "-timeout_error",
             "-nostdin",
         ])
         .args(args)
