@@ -57,7 +57,7 @@
 # A final line `RESULT {json}` repeats the figures for scripts. Exit status:
 # 0 only if every asked call succeeded.
 #
-# Needs: sipp, sox, awk, getconf, rustc (unless --sink).
+# Needs: sipp, sox, awk, getconf, chrt (util-linux), rustc (unless --sink).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -275,7 +275,10 @@ done
 inject_s="$(awk -v c="$calls" -v r="$rate" 'BEGIN { printf "%d", c / r + 1 }')"
 # Sink: lives through the whole run; ends 3 s after the last packet.
 sink_secs=$((inject_s + ${greeting%.*} + 40))
-"$sink_bin" --port "$sink_port" --seconds "$sink_secs" >"$tmp/sink.json" 2>"$tmp/sink.err" &
+# Load generators run SCHED_BATCH: on loopback every packet we send wakes them, and a
+# normal-policy wakee preempts the server's thread on the same core, so the server would
+# pay for context switches that a remote peer never causes. Batch tasks never preempt.
+chrt -b 0 "$sink_bin" --port "$sink_port" --seconds "$sink_secs" >"$tmp/sink.json" 2>"$tmp/sink.err" &
 sink_pid=$!
 sleep 0.2
 kill -0 "$sink_pid" 2>/dev/null || { cat "$tmp/sink.err" >&2; die "rtp_sink did not start"; }
@@ -298,7 +301,7 @@ for i in $(seq 0 $((nsipp - 1))); do
     mkdir -p "$d"
     (
         cd "$d"
-        exec timeout -s KILL $((sipp_timeout + 30)) sipp -sf "$tmp/bench.xml" \
+        exec chrt -b 0 timeout -s KILL $((sipp_timeout + 30)) sipp -sf "$tmp/bench.xml" \
             -i 127.0.0.1 -p $((16060 + i)) -t "$sipp_t" \
             -s +33199999999 -key caller +33612345678 \
             -key rtp_port "$sink_port" -key offer "0 8 101" \
