@@ -11,6 +11,7 @@ pub mod g711;
 pub mod media;
 pub mod number;
 pub mod rtp;
+pub mod schedule;
 pub mod sdp;
 pub mod server;
 pub mod sip;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use permanence::call::simulate;
 use permanence::config::Config;
+use permanence::dialplan::Caller;
 use permanence::{server, store};
 
 #[derive(Parser)]
@@ -27,11 +29,40 @@ enum Command {
         #[arg(long, default_value = "config/permanence.toml")]
         config: PathBuf,
     },
-    /// Check the dial plans and sounds without starting anything.
+    /// Check dial plans and their sounds without starting anything; lists every error.
     Check {
+        /// Configuration file (for the sounds directory, and the plans when no PATH is given).
+        #[arg(long, default_value = "config/permanence.toml")]
+        config: PathBuf,
+        /// Plan files or directories to check together (default: the configured dial plans).
+        paths: Vec<PathBuf>,
+    },
+    /// Show which route a call would take and what would happen, without any network.
+    Simulate {
         /// Configuration file.
         #[arg(long, default_value = "config/permanence.toml")]
         config: PathBuf,
+        /// Company id.
+        #[arg(long)]
+        company: String,
+        /// Caller's number (or "anonymous").
+        #[arg(long, default_value = "anonymous")]
+        from: String,
+        /// Dialled number (default: the company's first).
+        #[arg(long)]
+        dialled: Option<String>,
+        /// Local time at the company, "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Keys pressed at menus, in order (e.g. "2" or "19").
+        #[arg(long, default_value = "")]
+        digits: String,
+        /// Whether a secretary is available: "available" or "none".
+        #[arg(long, default_value = "available")]
+        secretaries: String,
+        /// Whether an executive answers a transfer: "answers" or "no-answer".
+        #[arg(long, default_value = "answers")]
+        executive: String,
     },
     /// List recent calls from the records.
     Calls {
@@ -69,10 +100,78 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(server::run(config, shutdown_signal()))?;
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, paths } => {
+            let config = Config::load(&config)?;
+            let files = plan_files(&config, &paths)?;
+            match server::load_snapshot_from(&config, &files) {
+                Ok(snapshot) => {
+                    println!(
+                        "ok: {} companies in {} files",
+                        snapshot.plans.companies().len(),
+                        files.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Simulate {
+            config,
+            company,
+            from,
+            dialled,
+            at,
+            digits,
+            secretaries,
+            executive,
+        } => {
             let config = Config::load(&config)?;
             let snapshot = server::load_snapshot(&config)?;
-            println!("ok: {} companies", snapshot.plans.companies().len());
+            let company = snapshot.plans.company(&company).with_context(|| {
+                format!(
+                    "no company `{company}` in {}",
+                    config.paths.dialplans.display()
+                )
+            })?;
+            let at = match at {
+                Some(text) => {
+                    let civil: jiff::civil::DateTime =
+                        text.trim().replace(' ', "T").parse().with_context(|| {
+                            format!("--at `{text}`: expected \"YYYY-MM-DD HH:MM\"")
+                        })?;
+                    company.timezone.to_timestamp(civil).context("--at")?
+                }
+                None => jiff::Timestamp::now(),
+            };
+            let dialled = match dialled {
+                Some(d) => Some(
+                    permanence::number::E164::parse(&d)
+                        .with_context(|| format!("--dialled `{d}`: expected E.164"))?,
+                ),
+                None => None,
+            };
+            anyhow::ensure!(
+                secretaries == "available" || secretaries == "none",
+                "--secretaries: expected available or none"
+            );
+            anyhow::ensure!(
+                executive == "answers" || executive == "no-answer",
+                "--executive: expected answers or no-answer"
+            );
+            let scenario = simulate::Scenario {
+                caller: Caller::from_user(Some(&from), None, company.country),
+                dialled,
+                at,
+                digits: digits.chars().filter(|c| !c.is_whitespace()).collect(),
+                secretaries: secretaries == "available",
+                executive_answers: executive == "answers",
+            };
+            for line in simulate::simulate(company, &scenario) {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Calls {
@@ -92,6 +191,30 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The plan files named on the command line (directories expand to their `*.toml`).
+fn plan_files(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let paths = if paths.is_empty() {
+        vec![config.paths.dialplans.clone()]
+    } else {
+        paths.to_vec()
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(&path)
+                .with_context(|| format!("{}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
 }
 
 fn print_calls(calls: &[store::CallRow]) {

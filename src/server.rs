@@ -60,6 +60,16 @@ pub fn load_snapshot(config: &Config) -> Result<Snapshot, ServerError> {
     Ok(Snapshot { plans, sounds })
 }
 
+/// The same for given plan files (`permanence check PATH…`).
+pub fn load_snapshot_from(
+    config: &Config,
+    files: &[std::path::PathBuf],
+) -> Result<Snapshot, ServerError> {
+    let plans = dialplan::load_files(files, &config.paths.sounds).map_err(ServerError::Plans)?;
+    let sounds = Sounds::load(&config.paths.sounds, plans.sounds()).map_err(ServerError::Sounds)?;
+    Ok(Snapshot { plans, sounds })
+}
+
 /// Runs the server until `shutdown` completes, then stops gracefully.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let snapshot = load_snapshot(&config)?;

@@ -119,6 +119,28 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// The route filed the message under another category.
+    Category {
+        /// The call.
+        id: CallRowId,
+        /// The category.
+        category: &'static str,
+        /// When.
+        at: String,
+    },
+    /// A dial plan reload, accepted or refused.
+    Reload {
+        /// What started it: `signal`, `watch`.
+        trigger: &'static str,
+        /// Files added, changed or removed since the plans in force.
+        changed: Vec<String>,
+        /// Whether the new plans are now in force.
+        accepted: bool,
+        /// The errors when refused, one per line.
+        errors: String,
+        /// When.
+        at: String,
+    },
     /// The call ended.
     CallEnded {
         /// The call.
@@ -215,6 +237,15 @@ const MIGRATIONS: &[&str] = &[
         data TEXT NOT NULL DEFAULT '{}'
      );
      CREATE INDEX events_call ON events(call_id, at);",
+    // 2: dial plan reloads.
+    "CREATE TABLE reloads (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        changed TEXT NOT NULL,
+        result TEXT NOT NULL,
+        errors TEXT NOT NULL DEFAULT ''
+     );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -413,6 +444,28 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
                 "INSERT INTO events (call_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, at, kind, data])?;
+        }
+        Record::Category { id, category, at } => {
+            tx.prepare_cached(
+                "UPDATE messages SET category = ?2, updated_at = ?3 WHERE call_id = ?1",
+            )?
+            .execute(params![id, category, at])?;
+        }
+        Record::Reload {
+            trigger,
+            changed,
+            accepted,
+            errors,
+            at,
+        } => {
+            tx.prepare_cached("INSERT INTO reloads (at, trigger, changed, result, errors) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![
+                    at,
+                    trigger,
+                    serde_json::to_string(&changed).unwrap_or_default(),
+                    if accepted { "accepted" } else { "refused" },
+                    errors
+                ])?;
         }
         Record::CallEnded { id, outcome, at } => {
             tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?

@@ -530,15 +530,35 @@ fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
     let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
     let config = setup.config();
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("[limits]\n", "[limits]\nmax_calls = 1\nretry_after_seconds = 7\n")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "[limits]\n",
+            "[limits]\nmax_calls = 1\nretry_after_seconds = 7\n",
+        ),
+    )
+    .unwrap();
     let server = setup.start();
     let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-    first.send_to(invite(first.local_addr().unwrap(), "full-1", "z9hG4bKfull1", 9).as_bytes(), server.addr).unwrap();
+    first
+        .send_to(
+            invite(first.local_addr().unwrap(), "full-1", "z9hG4bKfull1", 9).as_bytes(),
+            server.addr,
+        )
+        .unwrap();
     wait_for(&first, "SIP/2.0 200");
     let second = UdpSocket::bind("127.0.0.1:0").unwrap();
-    second.send_to(invite(second.local_addr().unwrap(), "full-2", "z9hG4bKfull2", 9).as_bytes(), server.addr).unwrap();
+    second
+        .send_to(
+            invite(second.local_addr().unwrap(), "full-2", "z9hG4bKfull2", 9).as_bytes(),
+            server.addr,
+        )
+        .unwrap();
     let refused = wait_for(&second, "SIP/2.0 5");
     assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
     assert_eq!(header(&refused, "Retry-After"), "7");
-    assert!(server.log().contains("INVITE refused: 503"), "the refusal is logged");
+    assert!(
+        server.log().contains("INVITE refused: 503"),
+        "the refusal is logged"
+    );
 }

@@ -1,11 +1,13 @@
 //! One call's behaviour as a pure state machine: it runs the route's steps and turns
-//! what happens (timers, end of a sound, CANCEL, BYE, shutdown) into [`Command`]s that
-//! the call task executes. It never reads the clock or touches a socket.
+//! what happens (timers, end of a sound, digits, CANCEL, BYE, shutdown) into
+//! [`Command`]s that the call task executes. It never reads the clock or touches a
+//! socket. `permanence simulate` drives the same machine with a pretend clock.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dialplan::{SoundName, Step};
+use crate::dialplan::{Category, Company, Menu, SoundName, Step, StepListName, TransferTarget};
 use crate::store::Outcome;
 
 /// Named timers of a call.
@@ -13,13 +15,46 @@ use crate::store::Outcome;
 pub enum Timer {
     /// End of a `ring` step (plan's seconds).
     Ring,
-    /// Give up waiting for the answer to our BYE: 64·T1 = 32 s is Timer F, but the call's
-    /// record should not wait that long; the transaction layer keeps retrying meanwhile.
+    /// A menu's wait for a digit (plan's `timeout`).
+    MenuDigit,
+    /// Give up waiting for the answer to our BYE: Timer F (64·T1 = 32 s) keeps the
+    /// transaction trying, but the call's record need not wait that long.
     ByeAnswer,
 }
 
 /// How long we wait for the BYE's answer before closing the record anyway.
 const BYE_ANSWER_WAIT: Duration = Duration::from_secs(4);
+
+/// Which steps this server can carry out. A step it cannot is logged and falls through,
+/// as a step that cannot complete does (until the issue that builds it lands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Receiving keypresses (menus).
+    pub dtmf: bool,
+    /// Offering calls to secretaries.
+    pub secretaries: bool,
+    /// Calling executives.
+    pub transfer: bool,
+    /// Recording messages.
+    pub voicemail: bool,
+}
+
+impl Capabilities {
+    /// What the server does today.
+    pub const SERVER: Capabilities = Capabilities {
+        dtmf: false,
+        secretaries: false,
+        transfer: false,
+        voicemail: false,
+    };
+    /// Everything, for simulation.
+    pub const ALL: Capabilities = Capabilities {
+        dtmf: true,
+        secretaries: true,
+        transfer: true,
+        voicemail: true,
+    };
+}
 
 /// Side effects for the call task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,24 +63,53 @@ pub enum Command {
     Ringing,
     /// Send 200 OK with our SDP; media may start.
     Answer,
-    /// Play a sound on our RTP stream.
+    /// Play a sound on our RTP stream (replacing what plays).
     Play {
         /// The sound.
         sound: SoundName,
         /// How many times.
         times: u32,
     },
+    /// Stop the sound (a digit interrupted a prompt).
+    StopPlaying,
+    /// Offer the call to secretaries; answer with [`CallMachine::handle_leg_result`].
+    OfferSecretaries {
+        /// Seconds.
+        timeout: u32,
+        /// Named secretaries, if any.
+        who: Vec<String>,
+        /// Group, if any.
+        group: Option<String>,
+    },
+    /// Call an executive or URI; answer with [`CallMachine::handle_leg_result`].
+    Transfer {
+        /// Where.
+        to: TransferTarget,
+        /// Seconds per attempt.
+        timeout: u32,
+        /// Whether the executive must accept.
+        screening: bool,
+    },
+    /// Record a voicemail; finish with [`CallMachine::handle_voicemail_done`].
+    RecordVoicemail {
+        /// Prompt before the beep.
+        prompt: Option<SoundName>,
+        /// Longest recording.
+        max_seconds: u32,
+    },
     /// Refuse the INVITE with a final status.
     Reject(u16),
     /// Send BYE.
     SendBye,
+    /// The message is now filed under this category.
+    Category(Category),
     /// Add an entry to the call's timeline.
     Event(&'static str, String),
     /// The call is over; write this outcome and release everything.
     End(Outcome),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     /// Running through steps.
     Steps,
@@ -53,19 +117,38 @@ enum Phase {
     Ringing,
     /// A sound is playing.
     Playing,
+    /// A menu prompt (or its invalid-choice prompt) is playing.
+    MenuPrompt { menu: Menu, attempts_left: u32 },
+    /// Waiting for a menu digit.
+    MenuWait { menu: Menu, attempts_left: u32 },
+    /// Secretaries or an executive are being called.
+    Leg { outcome: Outcome },
+    /// Talking to whoever answered.
+    Connected { outcome: Outcome },
+    /// Recording a message.
+    Recording,
     /// BYE sent, waiting for its answer.
     HangingUp,
     /// Over.
     Ended,
 }
 
+/// Where the machine is in the plan.
+#[derive(Debug, Clone)]
+enum List {
+    Route(usize),
+    Named(StepListName),
+}
+
 /// The state of one call.
 #[derive(Debug)]
 pub struct CallMachine {
-    steps: Vec<Step>,
+    company: Arc<Company>,
+    list: List,
     next: usize,
     phase: Phase,
     answered: bool,
+    capabilities: Capabilities,
     /// The outcome to write once the BYE we sent is answered.
     pending_outcome: Outcome,
     timer: Option<(Timer, Instant)>,
@@ -73,13 +156,15 @@ pub struct CallMachine {
 }
 
 impl CallMachine {
-    /// A call that will run `steps`.
-    pub fn new(steps: Vec<Step>) -> Self {
+    /// A call that runs route `route` of `company`.
+    pub fn new(company: Arc<Company>, route: usize, capabilities: Capabilities) -> Self {
         CallMachine {
-            steps,
+            company,
+            list: List::Route(route),
             next: 0,
             phase: Phase::Steps,
             answered: false,
+            capabilities,
             pending_outcome: Outcome::Completed,
             timer: None,
             out: VecDeque::new(),
@@ -96,15 +181,42 @@ impl CallMachine {
         self.phase == Phase::Ended
     }
 
+    /// Whether the machine waits for a keypress (for simulation).
+    pub fn wants_digit(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::MenuWait { .. } | Phase::MenuPrompt { .. }
+        )
+    }
+
     /// Starts the first step.
     pub fn start(&mut self, now: Instant) {
         self.run_steps(now);
     }
 
+    fn current_step(&self) -> Option<Step> {
+        let steps = match &self.list {
+            List::Route(i) => self.company.routes.get(*i).map(|r| &r.steps),
+            List::Named(name) => self.company.steplists.get(name),
+        };
+        steps.and_then(|s| s.get(self.next)).cloned()
+    }
+
+    fn event(&mut self, kind: &'static str, data: serde_json::Value) {
+        self.out.push_back(Command::Event(kind, data.to_string()));
+    }
+
+    fn unavailable(&mut self, step: &'static str) {
+        self.event(
+            "step-unavailable",
+            serde_json::json!({ "step": step, "why": "not supported by this server yet" }),
+        );
+    }
+
     fn run_steps(&mut self, now: Instant) {
         while self.phase == Phase::Steps {
-            let Some(step) = self.steps.get(self.next).cloned() else {
-                // A plan that runs out of steps hangs up.
+            let Some(step) = self.current_step() else {
+                // A list that runs out of steps hangs up.
                 self.hang_up(Outcome::Completed, now);
                 return;
             };
@@ -113,32 +225,116 @@ impl CallMachine {
                 Step::Ring { seconds } => {
                     if self.answered {
                         // Ringing after the answer means nothing to the caller.
-                        self.out.push_back(Command::Event(
+                        self.event(
                             "step-skipped",
-                            r#"{"step":"ring","why":"already answered"}"#.into(),
-                        ));
+                            serde_json::json!({ "step": "ring", "why": "already answered" }),
+                        );
                         continue;
                     }
                     self.out.push_back(Command::Ringing);
-                    self.out.push_back(Command::Event(
-                        "ringing",
-                        format!(r#"{{"seconds":{seconds}}}"#),
-                    ));
+                    self.event("ringing", serde_json::json!({ "seconds": seconds }));
                     self.phase = Phase::Ringing;
                     self.timer = Some((Timer::Ring, now + Duration::from_secs(u64::from(seconds))));
                 }
                 Step::Play { sound, times } => {
                     self.answer();
-                    self.out.push_back(Command::Event(
+                    self.event(
                         "play",
-                        serde_json::json!({ "sound": sound.0, "times": times }).to_string(),
-                    ));
+                        serde_json::json!({ "sound": sound.0, "times": times }),
+                    );
                     self.out.push_back(Command::Play { sound, times });
                     self.phase = Phase::Playing;
                 }
+                Step::Menu(menu) => {
+                    if !self.capabilities.dtmf {
+                        self.unavailable("menu");
+                        continue;
+                    }
+                    self.answer();
+                    self.event("menu", serde_json::json!({ "prompt": menu.prompt.0 }));
+                    self.out.push_back(Command::Play {
+                        sound: menu.prompt.clone(),
+                        times: 1,
+                    });
+                    let attempts_left = menu.retries;
+                    self.phase = Phase::MenuPrompt {
+                        menu,
+                        attempts_left,
+                    };
+                }
+                Step::Secretary {
+                    timeout,
+                    who,
+                    group,
+                    ..
+                } => {
+                    if !self.capabilities.secretaries {
+                        self.unavailable("secretary");
+                        continue;
+                    }
+                    self.out.push_back(Command::OfferSecretaries {
+                        timeout,
+                        who,
+                        group,
+                    });
+                    self.phase = Phase::Leg {
+                        outcome: Outcome::Secretary,
+                    };
+                }
+                Step::Transfer {
+                    to,
+                    timeout,
+                    screening,
+                    ..
+                } => {
+                    if !self.capabilities.transfer {
+                        self.unavailable("transfer");
+                        continue;
+                    }
+                    self.out.push_back(Command::Transfer {
+                        to,
+                        timeout,
+                        screening,
+                    });
+                    self.phase = Phase::Leg {
+                        outcome: Outcome::Transferred,
+                    };
+                }
+                Step::Voicemail {
+                    prompt,
+                    max_seconds,
+                } => {
+                    if !self.capabilities.voicemail {
+                        self.unavailable("voicemail");
+                        continue;
+                    }
+                    self.answer();
+                    self.out.push_back(Command::RecordVoicemail {
+                        prompt,
+                        max_seconds,
+                    });
+                    self.phase = Phase::Recording;
+                }
+                Step::Reject { code } => {
+                    self.event("reject", serde_json::json!({ "code": code }));
+                    if self.answered {
+                        self.hang_up(Outcome::Rejected, now);
+                    } else {
+                        self.out.push_back(Command::Reject(code));
+                        self.end(Outcome::Rejected);
+                    }
+                }
                 Step::Hangup => self.hang_up(Outcome::Completed, now),
+                Step::Goto(list) => self.goto(list),
+                Step::Category(category) => self.out.push_back(Command::Category(category)),
             }
         }
+    }
+
+    fn goto(&mut self, list: StepListName) {
+        self.event("goto", serde_json::json!({ "list": list.0 }));
+        self.list = List::Named(list);
+        self.next = 0;
     }
 
     fn answer(&mut self) {
@@ -186,32 +382,145 @@ impl CallMachine {
             return;
         }
         self.timer = None;
-        match (timer, self.phase) {
+        match (timer, self.phase.clone()) {
             (Timer::Ring, Phase::Ringing) => {
                 self.phase = Phase::Steps;
                 self.run_steps(now);
             }
+            (
+                Timer::MenuDigit,
+                Phase::MenuWait {
+                    menu,
+                    attempts_left,
+                },
+            ) => {
+                self.event("menu-timeout", serde_json::json!({}));
+                self.menu_retry(menu, attempts_left, now);
+            }
             (Timer::ByeAnswer, Phase::HangingUp) => {
-                self.out
-                    .push_back(Command::Event("bye-unanswered", "{}".into()));
+                self.event("bye-unanswered", serde_json::json!({}));
                 self.end(self.pending_outcome);
             }
             _ => {}
         }
     }
 
-    /// The sound asked for has finished.
-    pub fn handle_playback_done(&mut self, now: Instant) {
-        if self.phase == Phase::Playing {
+    fn menu_retry(&mut self, menu: Menu, attempts_left: u32, now: Instant) {
+        if attempts_left == 0 {
+            // No valid choice after every attempt: the menu falls through.
+            self.event("menu-failed", serde_json::json!({}));
             self.phase = Phase::Steps;
             self.run_steps(now);
+            return;
+        }
+        if let Some(invalid) = &menu.invalid {
+            self.out.push_back(Command::Play {
+                sound: invalid.clone(),
+                times: 1,
+            });
+        }
+        self.out.push_back(Command::Play {
+            sound: menu.prompt.clone(),
+            times: 1,
+        });
+        self.phase = Phase::MenuPrompt {
+            menu,
+            attempts_left: attempts_left - 1,
+        };
+    }
+
+    /// The sound asked for has finished.
+    pub fn handle_playback_done(&mut self, now: Instant) {
+        match self.phase.clone() {
+            Phase::Playing => {
+                self.phase = Phase::Steps;
+                self.run_steps(now);
+            }
+            Phase::MenuPrompt {
+                menu,
+                attempts_left,
+            } => {
+                self.timer = Some((
+                    Timer::MenuDigit,
+                    now + Duration::from_secs(u64::from(menu.timeout)),
+                ));
+                self.phase = Phase::MenuWait {
+                    menu,
+                    attempts_left,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// A keypress (RFC 4733 or SIP INFO). During a menu prompt it interrupts the prompt.
+    pub fn handle_digit(&mut self, digit: char, now: Instant) {
+        let (Phase::MenuPrompt {
+            menu,
+            attempts_left,
+        }
+        | Phase::MenuWait {
+            menu,
+            attempts_left,
+        }) = self.phase.clone()
+        else {
+            return;
+        };
+        if matches!(self.phase, Phase::MenuPrompt { .. }) {
+            self.out.push_back(Command::StopPlaying);
+        }
+        self.timer = None;
+        match menu.choices.get(&digit) {
+            Some(list) => {
+                self.event(
+                    "menu-choice",
+                    serde_json::json!({ "digit": digit.to_string(), "list": list.0 }),
+                );
+                self.phase = Phase::Steps;
+                self.goto(list.clone());
+                self.run_steps(now);
+            }
+            None => {
+                self.event(
+                    "menu-invalid",
+                    serde_json::json!({ "digit": digit.to_string() }),
+                );
+                self.menu_retry(menu, attempts_left, now);
+            }
+        }
+    }
+
+    /// The secretaries or the executive answered (true) or not (false: next step).
+    pub fn handle_leg_result(&mut self, answered: bool, now: Instant) {
+        if let Phase::Leg { outcome } = self.phase {
+            if answered {
+                self.answered = true;
+                self.phase = Phase::Connected { outcome };
+            } else {
+                self.phase = Phase::Steps;
+                self.run_steps(now);
+            }
+        }
+    }
+
+    /// The person the caller talked to hung up.
+    pub fn handle_leg_hangup(&mut self, now: Instant) {
+        if let Phase::Connected { outcome } = self.phase {
+            self.hang_up(outcome, now);
+        }
+    }
+
+    /// The voicemail recording finished (by `#`, silence or length).
+    pub fn handle_voicemail_done(&mut self, now: Instant) {
+        if self.phase == Phase::Recording {
+            self.hang_up(Outcome::Voicemail, now);
         }
     }
 
     /// The caller sent CANCEL before the answer (the task answers 487).
     pub fn handle_cancel(&mut self) {
         if !self.answered && self.phase != Phase::Ended {
-            self.out.push_back(Command::Event("cancelled", "{}".into()));
+            self.event("cancelled", serde_json::json!({}));
             self.out.push_back(Command::Reject(487));
             self.end(Outcome::Abandoned);
         }
@@ -223,9 +532,11 @@ impl CallMachine {
             Phase::Ended => {}
             // Both sides hung up at once: ours was the plan's end.
             Phase::HangingUp => self.end(self.pending_outcome),
+            // A conversation or a message the caller ends is still what it was.
+            Phase::Connected { outcome } => self.end(outcome),
+            Phase::Recording => self.end(Outcome::Voicemail),
             _ => {
-                self.out
-                    .push_back(Command::Event("caller-hung-up", "{}".into()));
+                self.event("caller-hung-up", serde_json::json!({}));
                 self.end(Outcome::Abandoned);
             }
         }
@@ -241,7 +552,7 @@ impl CallMachine {
     /// No ACK arrived for our 200 OK (RFC 3261 §13.3.1.4): hang up, the call failed.
     pub fn handle_ack_timeout(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ended | Phase::HangingUp) {
-            self.out.push_back(Command::Event("no-ack", "{}".into()));
+            self.event("no-ack", serde_json::json!({}));
             self.hang_up(Outcome::Failed, now);
         }
     }
@@ -249,8 +560,7 @@ impl CallMachine {
     /// The server is stopping: hang up now, recording the call as interrupted.
     pub fn handle_shutdown(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ended | Phase::HangingUp) {
-            self.out
-                .push_back(Command::Event("server-stopping", "{}".into()));
+            self.event("server-stopping", serde_json::json!({}));
             if self.answered {
                 self.hang_up(Outcome::Interrupted, now);
             } else {
@@ -269,6 +579,16 @@ impl CallMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialplan::parse_str;
+
+    fn machine(steps: &str, lists: &str, caps: Capabilities) -> CallMachine {
+        let text = format!(
+            "[company]\nid = \"t\"\nname = \"T\"\nnumbers = [\"+33100000000\"]\n[executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@x\"]\n\
+             [steplists]\n{lists}\n[[route]]\nname = \"r\"\nsteps = {steps}\n"
+        );
+        let company = parse_str(&text).unwrap_or_else(|e| panic!("{e:?}"));
+        CallMachine::new(Arc::new(company), 0, caps)
+    }
 
     fn drain(m: &mut CallMachine) -> Vec<Command> {
         std::iter::from_fn(|| m.poll_command())
@@ -276,8 +596,17 @@ mod tests {
             .collect()
     }
 
-    fn play(name: &str) -> Step {
-        Step::Play {
+    fn events(m: &mut CallMachine) -> Vec<&'static str> {
+        std::iter::from_fn(|| m.poll_command())
+            .filter_map(|c| match c {
+                Command::Event(kind, _) => Some(kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn play(name: &str) -> Command {
+        Command::Play {
             sound: SoundName(name.into()),
             times: 1,
         }
@@ -286,23 +615,18 @@ mod tests {
     #[test]
     fn ring_then_play_then_hangup() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![Step::Ring { seconds: 2 }, play("a.wav"), Step::Hangup]);
+        let mut m = machine(
+            r#"[{ ring = 2 }, { play = "a.wav" }, { hangup = {} }]"#,
+            "",
+            Capabilities::SERVER,
+        );
         m.start(t0);
         assert_eq!(drain(&mut m), vec![Command::Ringing]);
         assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(2)));
         m.handle_timeout(t0 + Duration::from_secs(1));
         assert_eq!(drain(&mut m), vec![], "not yet");
         m.handle_timeout(t0 + Duration::from_secs(2));
-        assert_eq!(
-            drain(&mut m),
-            vec![
-                Command::Answer,
-                Command::Play {
-                    sound: SoundName("a.wav".into()),
-                    times: 1
-                }
-            ]
-        );
+        assert_eq!(drain(&mut m), vec![Command::Answer, play("a.wav")]);
         m.handle_playback_done(t0 + Duration::from_secs(5));
         assert_eq!(drain(&mut m), vec![Command::SendBye]);
         m.handle_bye_answered();
@@ -313,7 +637,11 @@ mod tests {
     #[test]
     fn cancel_while_ringing_gives_487_and_abandoned() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![Step::Ring { seconds: 5 }, play("a.wav")]);
+        let mut m = machine(
+            r#"[{ ring = 5 }, { play = "a.wav" }]"#,
+            "",
+            Capabilities::SERVER,
+        );
         m.start(t0);
         drain(&mut m);
         m.handle_cancel();
@@ -328,7 +656,11 @@ mod tests {
     #[test]
     fn caller_bye_during_greeting_is_abandoned_and_cancel_after_answer_is_ignored() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![play("a.wav"), Step::Hangup]);
+        let mut m = machine(
+            r#"[{ play = "a.wav" }, { hangup = {} }]"#,
+            "",
+            Capabilities::SERVER,
+        );
         m.start(t0);
         drain(&mut m);
         m.handle_cancel();
@@ -340,7 +672,7 @@ mod tests {
     #[test]
     fn steps_running_out_hang_up_and_unanswered_end_rejects() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![Step::Ring { seconds: 1 }]);
+        let mut m = machine(r#"[{ ring = 1 }]"#, "", Capabilities::SERVER);
         m.start(t0);
         drain(&mut m);
         m.handle_timeout(t0 + Duration::from_secs(1));
@@ -353,7 +685,7 @@ mod tests {
     #[test]
     fn unanswered_bye_still_ends_the_record_and_no_ack_fails() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![play("a.wav")]);
+        let mut m = machine(r#"[{ play = "a.wav" }]"#, "", Capabilities::SERVER);
         m.start(t0);
         drain(&mut m);
         m.handle_ack_timeout(t0 + Duration::from_secs(32));
@@ -365,7 +697,7 @@ mod tests {
     #[test]
     fn shutdown_interrupts() {
         let t0 = Instant::now();
-        let mut m = CallMachine::new(vec![Step::Ring { seconds: 9 }]);
+        let mut m = machine(r#"[{ ring = 9 }]"#, "", Capabilities::SERVER);
         m.start(t0);
         drain(&mut m);
         m.handle_shutdown(t0);
@@ -373,5 +705,119 @@ mod tests {
             drain(&mut m),
             vec![Command::Reject(503), Command::End(Outcome::Interrupted)]
         );
+    }
+
+    #[test]
+    fn steps_the_server_cannot_run_yet_fall_through_and_say_so() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ secretary = {} }, { transfer = { to = "marie" } }, { voicemail = {} }, { menu = { prompt = "m.wav", choices = { "1" = "x" } } }, { reject = { code = 486 } }]"#,
+            "x = [{ hangup = {} }]",
+            Capabilities::SERVER,
+        );
+        m.start(t0);
+        let all: Vec<Command> = std::iter::from_fn(|| m.poll_command()).collect();
+        let unavailable = all
+            .iter()
+            .filter(|c| matches!(c, Command::Event("step-unavailable", _)))
+            .count();
+        assert_eq!(unavailable, 4);
+        assert_eq!(
+            all.iter()
+                .filter(|c| !matches!(c, Command::Event(..)))
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![Command::Reject(486), Command::End(Outcome::Rejected)]
+        );
+    }
+
+    #[test]
+    fn menu_digit_runs_its_list_and_barge_in_stops_the_prompt() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ menu = { prompt = "m.wav", choices = { "1" = "sales", "2" = "support" } } }, { hangup = {} }]"#,
+            "sales = [{ play = \"s.wav\" }]\nsupport = [{ category = \"urgent\" }, { play = \"u.wav\" }]",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        assert_eq!(drain(&mut m), vec![Command::Answer, play("m.wav")]);
+        m.handle_digit('2', t0);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Command::StopPlaying,
+                Command::Category(Category::Urgent),
+                play("u.wav")
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_retries_then_falls_through() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ menu = { prompt = "m.wav", invalid = "bad.wav", timeout = 3, retries = 1, choices = { "1" = "a" } } }, { play = "after.wav" }]"#,
+            "a = [{ hangup = {} }]",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        drain(&mut m);
+        m.handle_playback_done(t0);
+        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+        m.handle_digit('9', t0 + Duration::from_secs(1));
+        assert_eq!(drain(&mut m), vec![play("bad.wav"), play("m.wav")]);
+        m.handle_playback_done(t0 + Duration::from_secs(2));
+        m.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            drain(&mut m),
+            vec![play("after.wav")],
+            "no retries left: next step"
+        );
+        let _ = events(&mut m);
+    }
+
+    #[test]
+    fn secretary_then_voicemail_outcomes() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ secretary = { timeout = 20 } }, { voicemail = {} }]"#,
+            "",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        assert!(matches!(
+            drain(&mut m)[..],
+            [Command::OfferSecretaries { timeout: 20, .. }]
+        ));
+        m.handle_leg_result(false, t0);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Command::Answer,
+                Command::RecordVoicemail {
+                    prompt: None,
+                    max_seconds: 120
+                }
+            ]
+        );
+        m.handle_bye();
+        assert_eq!(
+            drain(&mut m),
+            vec![Command::End(Outcome::Voicemail)],
+            "hanging up ends the recording, kept"
+        );
+
+        let mut m = machine(
+            r#"[{ secretary = {} }, { voicemail = {} }]"#,
+            "",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        drain(&mut m);
+        m.handle_leg_result(true, t0);
+        m.handle_leg_hangup(t0);
+        assert_eq!(drain(&mut m), vec![Command::SendBye]);
+        m.handle_bye_answered();
+        assert_eq!(drain(&mut m), vec![Command::End(Outcome::Secretary)]);
     }
 }

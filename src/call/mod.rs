@@ -5,3 +5,4 @@ pub mod machine;
 pub mod task;
 
 pub use task::{CallContext, Snapshot};
+pub mod simulate;

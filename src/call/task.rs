@@ -8,8 +8,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::machine::{CallMachine, Command};
-use crate::dialplan::{Company, Plans};
+use super::machine::{CallMachine, Capabilities, Command};
+use crate::dialplan::{self, CallFacts, Caller, Company, Plans};
 use crate::media::engine::StreamSpec;
 use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
 use crate::number::Dialled;
@@ -113,7 +113,36 @@ impl<'a> Call<'a> {
             peer,
             bye_cseq: 0,
         };
-        let route = company.as_ref().and_then(|c| c.route());
+        let caller = company.as_ref().map(|c| {
+            Caller::from_user(
+                call.invite.from.user.as_deref(),
+                call.invite.from.display.as_deref(),
+                c.country,
+            )
+        });
+        let dialled_e164 = match &dialled {
+            Some(Dialled::International(n)) => Some(n.clone()),
+            Some(Dialled::National(n)) => company.as_ref().and_then(|c| c.country.to_e164(n)),
+            None => None,
+        };
+        let decision = match (&company, &caller) {
+            (Some(c), Some(caller)) => {
+                let facts = CallFacts {
+                    caller,
+                    dialled: dialled_e164.as_ref(),
+                    now: jiff::Timestamp::now(),
+                    // No registrar yet (secretaries arrive with their issue).
+                    secretary_available: false,
+                };
+                let d = dialplan::decide(c, &facts);
+                d.index.map(|i| (i, d.contact_name))
+            }
+            _ => None,
+        };
+        let route = company
+            .as_ref()
+            .zip(decision.as_ref())
+            .and_then(|(c, (i, _))| c.routes.get(*i));
         call.write(Record::CallStarted {
             id: call.id,
             company: company.as_ref().map(|c| c.id.0.clone()),
@@ -141,13 +170,24 @@ impl<'a> Call<'a> {
             return;
         };
         tracing::Span::current().record("company", company.id.0.as_str());
-        call.run(&snapshot, &company, rx).await;
+        let Some((route, contact_name)) = decision else {
+            tracing::info!("no route matches this call: 480");
+            call.event("no-route", "{}".into());
+            call.respond(480, None);
+            call.finish(Outcome::Rejected);
+            return;
+        };
+        if let Some(name) = contact_name {
+            call.event("contact", serde_json::json!({ "name": name }).to_string());
+        }
+        call.run(&snapshot, &company, route, rx).await;
     }
 
     async fn run(
         &mut self,
         snapshot: &Snapshot,
-        company: &Company,
+        company: &Arc<Company>,
+        route: usize,
         mut rx: mpsc::UnboundedReceiver<ToCall>,
     ) {
         let negotiated = match sdp::negotiate(&self.invite.body) {
@@ -201,12 +241,15 @@ impl<'a> Call<'a> {
             },
             negotiated,
         };
-        let route = company.route().map(|r| r.steps.clone()).unwrap_or_default();
-        let mut machine = CallMachine::new(route);
+        let mut machine = CallMachine::new(Arc::clone(company), route, Capabilities::SERVER);
         machine.start(Instant::now());
         loop {
             while let Some(command) = machine.poll_command() {
-                self.execute(command, snapshot, &media);
+                match self.execute(command, snapshot, &media) {
+                    Some(Feedback::LegFailed) => machine.handle_leg_result(false, Instant::now()),
+                    Some(Feedback::VoicemailDone) => machine.handle_voicemail_done(Instant::now()),
+                    None => {}
+                }
             }
             if machine.is_ended() {
                 break;
@@ -237,7 +280,12 @@ impl<'a> Call<'a> {
         self.ctx.media.close(media.stream);
     }
 
-    fn execute(&mut self, command: Command, snapshot: &Snapshot, media: &Media) {
+    fn execute(
+        &mut self,
+        command: Command,
+        snapshot: &Snapshot,
+        media: &Media,
+    ) -> Option<Feedback> {
         match command {
             Command::Ringing => self.respond(180, None),
             Command::Answer => {
@@ -252,11 +300,28 @@ impl<'a> Call<'a> {
                 Some(s) => self.ctx.media.play(media.stream, Arc::clone(s), times),
                 None => tracing::error!(sound = %sound.0, "sound missing from the snapshot"),
             },
+            Command::StopPlaying => self.ctx.media.stop(media.stream),
             Command::Reject(status) => self.respond(status, None),
             Command::SendBye => self.send_bye(),
+            Command::Category(category) => self.write(Record::Category {
+                id: self.id,
+                category: category.as_str(),
+                at: store::now_text(),
+            }),
             Command::Event(kind, data) => self.event(kind, data),
             Command::End(outcome) => self.finish(outcome),
+            // The machine only asks for these when its capabilities say so; the server's
+            // say no until secretaries, transfers and voicemail are built.
+            Command::OfferSecretaries { .. } | Command::Transfer { .. } => {
+                tracing::error!("leg requested without the capability");
+                return Some(Feedback::LegFailed);
+            }
+            Command::RecordVoicemail { .. } => {
+                tracing::error!("voicemail requested without the capability");
+                return Some(Feedback::VoicemailDone);
+            }
         }
+        None
     }
 
     fn in_dialog(
@@ -406,6 +471,12 @@ impl<'a> Call<'a> {
     fn write(&self, record: Record) {
         self.ctx.store.write(record);
     }
+}
+
+/// What executing a command tells the machine back at once.
+enum Feedback {
+    LegFailed,
+    VoicemailDone,
 }
 
 struct Media {

@@ -1,7 +1,7 @@
-//! Reading `dialplans/*.toml` into [`Plans`], refusing any file that is wrong with
-//! `file:line:column: what is wrong; what was expected`.
+//! Reading `dialplans/*.toml` into [`Plans`], refusing any plan that is wrong with
+//! `file:line:column: what is wrong; what was expected`, every error at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,15 +10,20 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
 use toml::Spanned;
 
-use super::{Category, Company, CompanyId, Plans, Route, SoundName, Step};
+use super::contacts::{Contacts, Pattern};
+use super::{
+    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, ReachMode, Route,
+    SoundName, Step, StepListName, Strategy, TransferTarget,
+};
 use crate::number::{Country, E164};
+use crate::schedule::{DateRange, HolidayCalendar, Hours, Slot, WeeklyRange};
 
 /// One thing wrong in a plan, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanError {
     /// The file.
     pub file: PathBuf,
-    /// 1-based line.
+    /// 1-based line (0 when the error is about the whole file or directory).
     pub line: usize,
     /// 1-based column, in characters.
     pub column: usize,
@@ -43,13 +48,25 @@ impl std::error::Error for PlanError {}
 
 /// Longest ring we accept before answering; a trunk gives up long before (RFC 3261 Timer C is 3 min).
 const MAX_RING_SECONDS: u32 = 120;
+/// Longest any step may wait (secretary, transfer, menu): beyond, the caller has gone.
+const MAX_WAIT_SECONDS: u32 = 600;
+/// Longest voicemail recording.
+const MAX_VOICEMAIL_SECONDS: u32 = 600;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     company: RawCompany,
+    #[serde(default)]
+    executives: BTreeMap<String, Spanned<RawExecutive>>,
+    #[serde(default)]
+    contacts: BTreeMap<String, Spanned<Vec<Spanned<RawContact>>>>,
+    #[serde(default)]
+    hours: Option<RawHours>,
     #[serde(default, rename = "route")]
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    steplists: BTreeMap<String, Spanned<Vec<Spanned<RawStep>>>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +82,7 @@ struct RawCompany {
     #[serde(default = "default_language")]
     language: String,
     answer_as: Option<String>,
+    notes: Option<String>,
 }
 
 fn default_country() -> Spanned<String> {
@@ -79,11 +97,84 @@ fn default_language() -> String {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawExecutive {
+    name: String,
+    reach: Vec<Spanned<String>>,
+    #[serde(default)]
+    hours: Vec<Spanned<String>>,
+}
+
+/// `"+33612345678"` or `{ number = "+33612345678", name = "Jean Dupont" }`.
+struct RawContact {
+    number: String,
+    name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawContact {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            number: String,
+            name: Option<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawContact;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number such as \"+33612345678\", a prefix such as \"+33899*\", \"anonymous\", or { number = \"…\", name = \"…\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawContact, E> {
+                Ok(RawContact {
+                    number: v.to_string(),
+                    name: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawContact, A::Error> {
+                let t = Table::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(RawContact {
+                    number: t.number,
+                    name: t.name,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    #[serde(default)]
+    open: Vec<Spanned<String>>,
+    holidays: Option<Spanned<String>>,
+    #[serde(default)]
+    closed: Vec<Spanned<String>>,
+    #[serde(default)]
+    open_extra: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRoute {
     name: String,
+    when: Option<Spanned<RawWhen>>,
     steps: Vec<Spanned<RawStep>>,
-    #[serde(default)]
-    category: Category,
+    category: Option<Category>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWhen {
+    caller: Option<Spanned<String>>,
+    caller_matches: Option<Spanned<String>>,
+    dialled: Option<Spanned<String>>,
+    open: Option<bool>,
+    at: Option<Vec<Spanned<String>>>,
+    secretary_available: Option<bool>,
+    all: Option<Vec<Spanned<RawWhen>>>,
+    any: Option<Vec<Spanned<RawWhen>>>,
+    not: Option<Box<Spanned<RawWhen>>>,
 }
 
 #[derive(Deserialize)]
@@ -91,12 +182,89 @@ struct RawRoute {
 enum RawStep {
     Ring(u32),
     Play(RawPlay),
+    Menu(RawMenu),
+    Secretary(RawSecretary),
+    Transfer(RawTransfer),
+    Voicemail(RawVoicemail),
+    Reject(RawReject),
     Hangup(Empty),
+    Goto(String),
+    Category(Category),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMenu {
+    prompt: String,
+    choices: BTreeMap<String, String>,
+    #[serde(default = "default_menu_timeout")]
+    timeout: u32,
+    #[serde(default = "default_menu_retries")]
+    retries: u32,
+    invalid: Option<String>,
+}
+fn default_menu_timeout() -> u32 {
+    5
+}
+fn default_menu_retries() -> u32 {
+    2
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretary {
+    #[serde(default = "default_secretary_timeout")]
+    timeout: u32,
+    #[serde(default)]
+    who: Vec<String>,
+    group: Option<String>,
+    #[serde(default)]
+    strategy: Strategy,
+    overflow_after: Option<u32>,
+}
+fn default_secretary_timeout() -> u32 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    to: String,
+    #[serde(default = "default_transfer_timeout")]
+    timeout: u32,
+    #[serde(default)]
+    screening: bool,
+    #[serde(default)]
+    mode: ReachMode,
+}
+fn default_transfer_timeout() -> u32 {
+    20
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVoicemail {
+    prompt: Option<String>,
+    #[serde(default = "default_voicemail_seconds")]
+    max_seconds: u32,
+}
+fn default_voicemail_seconds() -> u32 {
+    120
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReject {
+    #[serde(default = "default_reject_code")]
+    code: u16,
+}
+fn default_reject_code() -> u16 {
+    603
+}
 
 /// `play = "acme/welcome.wav"` or `play = { sound = "acme/welcome.wav", times = 2 }`.
 struct RawPlay {
@@ -140,14 +308,17 @@ impl<'de> Deserialize<'de> for RawPlay {
     }
 }
 
-/// Turns byte offsets into line and column for one file.
-struct Locator<'a> {
+/// Turns byte offsets into line and column for one file, and collects errors.
+struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
+    /// Where sounds must exist; `None` only in unit tests of other modules.
+    sounds: Option<&'a Path>,
+    errors: Vec<PlanError>,
 }
 
-impl Locator<'_> {
-    fn error(&self, span: Range<usize>, message: impl Into<String>) -> PlanError {
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>, message: impl Into<String>) -> PlanError {
         let start = span.start.min(self.source.len());
         let before = &self.source[..start];
         let line = before.matches('\n').count() + 1;
@@ -159,10 +330,40 @@ impl Locator<'_> {
             message: message.into(),
         }
     }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let e = self.at(span, message);
+        self.errors.push(e);
+    }
+
+    fn sound(&mut self, span: Range<usize>, name: &str) -> Option<SoundName> {
+        let path = Path::new(name);
+        if name.is_empty()
+            || path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            self.error(span, format!("sound `{name}` must be a relative path inside the sounds directory, such as \"acme/welcome.wav\""));
+            None
+        } else if let Some(dir) = self.sounds
+            && !dir.join(path).is_file()
+        {
+            self.error(
+                span,
+                format!(
+                    "sound `{name}` not found; expected a WAV file at {}",
+                    dir.join(path).display()
+                ),
+            );
+            None
+        } else {
+            Some(SoundName(name.to_string()))
+        }
+    }
 }
 
-/// Loads every `*.toml` in `dir` (sorted by name) and checks that each sound a plan plays
-/// exists under `sounds`. Returns every error found, not just the first.
+/// Loads every `*.toml` in `dir` (sorted by name). Sounds are checked under `sounds`.
 pub fn load_dir(dir: &Path, sounds: &Path) -> Result<Plans, Vec<PlanError>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -170,76 +371,75 @@ pub fn load_dir(dir: &Path, sounds: &Path) -> Result<Plans, Vec<PlanError>> {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect(),
         Err(e) => {
-            return Err(vec![PlanError {
-                file: dir.to_path_buf(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read the dial plan directory: {e}"),
-            }]);
+            return Err(vec![whole(
+                dir,
+                format!("cannot read the dial plan directory: {e}"),
+            )]);
         }
     };
+    if files.is_empty() {
+        return Err(vec![whole(
+            dir,
+            "no dial plan (*.toml) in this directory; expected one file per client company",
+        )]);
+    }
     files.sort();
+    load_files(&files, sounds)
+}
+
+fn whole(path: &Path, message: impl Into<String>) -> PlanError {
+    PlanError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: message.into(),
+    }
+}
+
+/// Loads the given plan files together (numbers and ids must be unique across them).
+pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanError>> {
     let mut errors = Vec::new();
-    let mut companies: Vec<(Company, HashMap<E164, PlanError>)> = Vec::new();
-    for file in &files {
+    let mut companies: Vec<(Company, HashMap<E164, PlanError>, PlanError)> = Vec::new();
+    for file in files {
         match std::fs::read_to_string(file) {
-            Ok(source) => match load_one(file, &source, sounds) {
+            Ok(source) => match load_one(file, &source, Some(sounds)) {
                 Ok(loaded) => companies.push(loaded),
                 Err(mut e) => errors.append(&mut e),
             },
-            Err(e) => errors.push(PlanError {
-                file: file.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => errors.push(whole(file, format!("cannot read: {e}"))),
         }
-    }
-    if files.is_empty() {
-        errors.push(PlanError {
-            file: dir.to_path_buf(),
-            line: 0,
-            column: 0,
-            message:
-                "no dial plan (*.toml) in this directory; expected one file per client company"
-                    .into(),
-        });
     }
 
     // Across files: ids and numbers (also in national form) must each belong to one company.
-    let mut ids: HashMap<&CompanyId, &Path> = HashMap::new();
-    let mut numbers: HashMap<String, (&Company, &PlanError)> = HashMap::new();
-    for (company, spans) in &companies {
-        if let Some(other) = ids.insert(&company.id, &company.file) {
+    let mut ids: HashMap<&CompanyId, &PlanError> = HashMap::new();
+    let mut numbers: HashMap<String, (&CompanyId, &PlanError)> = HashMap::new();
+    for (company, spans, id_at) in &companies {
+        if let Some(there) = ids.insert(&company.id, id_at) {
             errors.push(PlanError {
                 message: format!(
-                    "company id `{}` is also used by {}; expected one id per company",
+                    "company id `{}` is also used in {}:{}:{}; expected one id per company",
                     company.id,
-                    other.display()
+                    there.file.display(),
+                    there.line,
+                    there.column
                 ),
-                ..spans.values().next().cloned().unwrap_or(PlanError {
-                    file: company.file.clone(),
-                    line: 1,
-                    column: 1,
-                    message: String::new(),
-                })
+                ..id_at.clone()
             });
         }
         for number in &company.numbers {
-            let keys =
-                std::iter::once(number.to_string()).chain(company.country.national_form(number));
             let Some(here) = spans.get(number) else {
                 continue;
             };
+            let keys =
+                std::iter::once(number.to_string()).chain(company.country.national_form(number));
             for key in keys {
                 if let Some((other, there)) = numbers.get(&key) {
-                    if std::ptr::eq(*other, company) {
+                    if *other == &company.id {
                         continue;
                     }
                     errors.push(PlanError {
                         message: format!(
-                            "number {key} is claimed by company `{}` ({}:{}:{}) and by company `{}`; expected each number in one plan only",
-                            other.id,
+                            "number {key} is claimed by company `{other}` ({}:{}:{}) and by company `{}`; expected each number in one plan only",
                             there.file.display(),
                             there.line,
                             there.column,
@@ -249,29 +449,43 @@ pub fn load_dir(dir: &Path, sounds: &Path) -> Result<Plans, Vec<PlanError>> {
                     });
                     break;
                 }
-                numbers.insert(key, (company, here));
+                numbers.insert(key, (&company.id, here));
             }
         }
     }
     if errors.is_empty() {
-        Ok(Plans::new(companies.into_iter().map(|(c, _)| c).collect()))
+        Ok(Plans::new(
+            companies.into_iter().map(|(c, _, _)| c).collect(),
+        ))
     } else {
+        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(errors)
     }
 }
 
-/// Parses and checks one file. The map gives each number's location, for cross-file errors.
-fn load_one(
-    file: &Path,
-    source: &str,
-    sounds: &Path,
-) -> Result<(Company, HashMap<E164, PlanError>), Vec<PlanError>> {
-    let at = Locator { file, source };
-    let raw: RawPlan = toml::from_str(source).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        vec![at.error(span, e.message().trim().replace('\n', " "))]
-    })?;
-    let mut errors = Vec::new();
+type Loaded = (Company, HashMap<E164, PlanError>, PlanError);
+
+/// Parses and checks one file.
+/// A plan from text, without checking that its sounds exist: for other modules' tests.
+#[cfg(test)]
+pub(crate) fn parse_str(source: &str) -> Result<Company, Vec<PlanError>> {
+    load_one(Path::new("test.toml"), source, None).map(|(c, _, _)| c)
+}
+
+fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, Vec<PlanError>> {
+    let mut ck = Checker {
+        file,
+        source,
+        sounds,
+        errors: Vec::new(),
+    };
+    let raw: RawPlan = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let message = e.message().trim().replace('\n', " ");
+            return Err(vec![ck.at(e.span().unwrap_or(0..0), message)]);
+        }
+    };
     let c = raw.company;
 
     let id = c.id.get_ref();
@@ -280,147 +494,621 @@ fn load_one(
             .chars()
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
     {
-        errors.push(at.error(
+        ck.error(
             c.id.span(),
             format!("invalid company id `{id}`; expected lower-case letters, digits, `-` or `_`"),
-        ));
+        );
     }
     let country = Country::from_code(c.country.get_ref());
     if country.is_none() {
-        errors.push(at.error(
+        ck.error(
             c.country.span(),
             format!(
                 "unknown country `{}`; expected one of {}",
                 c.country.get_ref(),
                 Country::known_codes()
             ),
-        ));
+        );
     }
-    if jiff::tz::TimeZone::get(c.timezone.get_ref()).is_err() {
-        errors.push(at.error(
-            c.timezone.span(),
-            format!(
-                "unknown time zone `{}`; expected an IANA name such as \"Europe/Paris\"",
-                c.timezone.get_ref()
-            ),
-        ));
-    }
+    let country = country.unwrap_or(Country {
+        code: "FR",
+        calling_code: "33",
+        trunk_prefix: Some("0"),
+    });
+    let timezone = match jiff::tz::TimeZone::get(c.timezone.get_ref()) {
+        Ok(tz) => tz,
+        Err(_) => {
+            ck.error(
+                c.timezone.span(),
+                format!(
+                    "unknown time zone `{}`; expected an IANA name such as \"Europe/Paris\"",
+                    c.timezone.get_ref()
+                ),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
+
     let mut numbers = Vec::new();
     let mut spans = HashMap::new();
     if c.numbers.get_ref().is_empty() {
-        errors.push(at.error(
+        ck.error(
             c.numbers.span(),
             "no number; expected at least one E.164 number such as \"+33180000001\"",
-        ));
+        );
     }
     for n in c.numbers.get_ref() {
         match E164::parse(n.get_ref()) {
             Some(number) => {
-                if spans
-                    .insert(number.clone(), at.error(n.span(), ""))
-                    .is_some()
-                {
-                    errors.push(at.error(n.span(), format!("number {number} is listed twice")));
+                if spans.insert(number.clone(), ck.at(n.span(), "")).is_some() {
+                    ck.error(n.span(), format!("number {number} is listed twice"));
                 }
                 numbers.push(number);
             }
-            None => errors.push(at.error(
+            None => ck.error(
                 n.span(),
                 format!(
                     "`{}` is not an international number; expected E.164 such as \"+33180000001\"",
                     n.get_ref()
                 ),
-            )),
+            ),
         }
     }
 
-    let mut routes = Vec::new();
-    if raw.routes.is_empty() {
-        errors.push(at.error(0..0, "no [[route]]; expected at least one route with steps"));
-    }
-    for route in raw.routes {
-        let span = route.span();
-        let route = route.into_inner();
-        if route.steps.is_empty() {
-            errors.push(at.error(
+    // Executives.
+    let mut executives = BTreeMap::new();
+    for (eid, raw) in &raw.executives {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        if raw.reach.is_empty() {
+            ck.error(
                 span.clone(),
-                format!("route `{}` has no steps; expected at least one", route.name),
-            ));
+                format!("executive `{eid}` has no reach; expected SIP URIs or numbers to call"),
+            );
         }
-        let mut steps = Vec::new();
-        for step in route.steps {
-            let span = step.span();
-            match step.into_inner() {
-                RawStep::Ring(seconds) if seconds > MAX_RING_SECONDS => errors.push(at.error(
-                    span,
-                    format!(
-                        "ring for {seconds} s is too long; expected at most {MAX_RING_SECONDS} s"
-                    ),
-                )),
-                RawStep::Ring(seconds) => steps.push(Step::Ring { seconds }),
-                RawStep::Play(play) => {
-                    let path = Path::new(&play.sound);
-                    if path.is_absolute()
-                        || path
-                            .components()
-                            .any(|c| matches!(c, std::path::Component::ParentDir))
-                    {
-                        errors.push(at.error(
-                            span,
-                            format!(
-                                "sound `{}` must be a path inside the sounds directory",
-                                play.sound
-                            ),
-                        ));
-                    } else if !sounds.join(path).is_file() {
-                        errors.push(at.error(
-                            span,
-                            format!(
-                                "sound `{}` not found; expected a WAV file at {}",
-                                play.sound,
-                                sounds.join(path).display()
-                            ),
-                        ));
-                    } else if !(1..=100).contains(&play.times) {
-                        errors.push(
-                            at.error(span, format!("times = {}; expected 1 to 100", play.times)),
-                        );
-                    } else {
-                        steps.push(Step::Play {
-                            sound: SoundName(play.sound),
-                            times: play.times,
-                        });
-                    }
-                }
-                RawStep::Hangup(Empty {}) => steps.push(Step::Hangup),
+        let mut reach = Vec::new();
+        for r in &raw.reach {
+            let text = r.get_ref();
+            if text.starts_with("sip:") || text.starts_with("sips:") || text.starts_with("tel:") {
+                reach.push(text.clone());
+            } else if let Some(n) = Pattern::parse(text, country).and_then(|p| match p {
+                Pattern::Exact(n) => Some(n),
+                Pattern::Prefix(_) => None,
+            }) {
+                reach.push(format!("tel:{n}"));
+            } else {
+                ck.error(r.span(), format!("`{text}` is not reachable; expected a SIP URI (\"sip:marie@example.com\") or a number"));
             }
         }
+        let hours = weekly(&mut ck, &raw.hours);
+        executives.insert(
+            ExecutiveId(eid.clone()),
+            Executive {
+                name: raw.name.clone(),
+                reach,
+                hours,
+            },
+        );
+    }
+
+    // Contacts.
+    let mut contacts = Contacts::default();
+    for (list, entries) in &raw.contacts {
+        let id = contacts.list(list);
+        for entry in entries.get_ref() {
+            let e = entry.get_ref();
+            if e.number.eq_ignore_ascii_case("anonymous") {
+                contacts.add_anonymous(id);
+            } else if let Some(p) = Pattern::parse(&e.number, country) {
+                contacts.add(id, p, e.name.clone());
+            } else {
+                ck.error(
+                    entry.span(),
+                    format!("`{}` is not a number; expected \"+33612345678\", a prefix \"+33899*\" or \"anonymous\"", e.number),
+                );
+            }
+        }
+    }
+
+    // Hours.
+    let hours = match &raw.hours {
+        Some(h) => {
+            let holidays = h.holidays.as_ref().and_then(|code| {
+                let cal = HolidayCalendar::from_code(code.get_ref());
+                if cal.is_none() {
+                    ck.error(
+                        code.span(),
+                        format!(
+                            "unknown holiday calendar `{}`; expected \"fr\"",
+                            code.get_ref()
+                        ),
+                    );
+                }
+                cal
+            });
+            let mut closed = Vec::new();
+            for d in &h.closed {
+                match DateRange::parse(d.get_ref()) {
+                    Ok(r) => closed.push(r),
+                    Err(e) => ck.error(d.span(), e.to_string()),
+                }
+            }
+            let mut extra_open = Vec::new();
+            for s in &h.open_extra {
+                match Slot::parse(s.get_ref()) {
+                    Ok(slot) => extra_open.push(slot),
+                    Err(e) => ck.error(s.span(), e.to_string()),
+                }
+            }
+            Hours {
+                open: weekly(&mut ck, &h.open),
+                holidays,
+                closed,
+                extra_open,
+            }
+        }
+        None => Hours {
+            open: Vec::new(),
+            holidays: None,
+            closed: Vec::new(),
+            extra_open: Vec::new(),
+        },
+    };
+
+    let scope = Scope {
+        executives: &executives,
+        contacts: &contacts,
+        steplists: &raw.steplists,
+        numbers: &numbers,
+        country,
+    };
+
+    // Step lists, then routes.
+    let mut steplists = BTreeMap::new();
+    for (name, steps) in &raw.steplists {
+        if steps.get_ref().is_empty() {
+            ck.error(
+                steps.span(),
+                format!("step list `{name}` is empty; expected at least one step"),
+            );
+        }
+        let built = build_steps(&mut ck, &scope, steps.get_ref());
+        steplists.insert(StepListName(name.clone()), built);
+    }
+    let mut routes = Vec::new();
+    if raw.routes.is_empty() {
+        ck.error(0..0, "no [[route]]; expected at least one route with steps");
+    }
+    let mut catch_all: Option<(String, PlanError)> = None;
+    for route in &raw.routes {
+        let span = route.span();
+        let r = route.get_ref();
+        if let Some((name, at)) = &catch_all {
+            ck.error(
+                span.clone(),
+                format!(
+                    "route `{}` can never match: route `{name}` ({}:{}) before it matches every call; expected catch-all routes last",
+                    r.name,
+                    at.line,
+                    at.column
+                ),
+            );
+        }
+        if r.steps.is_empty() {
+            ck.error(
+                span.clone(),
+                format!("route `{}` has no steps; expected at least one", r.name),
+            );
+        }
+        let when = match &r.when {
+            Some(w) => condition(&mut ck, &scope, w),
+            None => Condition::Always,
+        };
+        if when == Condition::Always && catch_all.is_none() {
+            catch_all = Some((r.name.clone(), ck.at(span.clone(), "")));
+        }
+        let steps = build_steps(&mut ck, &scope, &r.steps);
         routes.push(Route {
-            name: route.name,
+            name: r.name.clone(),
+            when,
             steps,
-            category: route.category,
+            category: r.category.unwrap_or_default(),
         });
     }
 
-    match (errors.is_empty(), country) {
-        (true, Some(country)) => Ok((
-            Company {
-                id: CompanyId(c.id.into_inner()),
-                answer_as: c.answer_as.unwrap_or_else(|| c.name.clone()),
-                name: c.name,
-                numbers,
-                country,
-                timezone: c.timezone.into_inner(),
-                language: c.language,
-                routes,
-                file: file.to_path_buf(),
-            },
-            spans,
-        )),
-        _ => Err(errors),
+    // Loops: a step list that can only end by going back to itself never ends the call.
+    let goto_of = |steps: &[Step]| -> Option<StepListName> {
+        steps.iter().find_map(|s| match s {
+            Step::Goto(t) => Some(t.clone()),
+            _ => None,
+        })
+    };
+    for (name, raw_steps) in &raw.steplists {
+        let mut seen = BTreeSet::new();
+        let mut current = StepListName(name.clone());
+        while let Some(next) = steplists.get(&current).and_then(|s| goto_of(s)) {
+            if !seen.insert(current.clone()) {
+                break;
+            }
+            if next.0 == *name {
+                ck.error(
+                    raw_steps.span(),
+                    format!(
+                        "step list `{name}` can never end the call: it always continues with goto back to itself ({}); expected a way out (hangup, voicemail, a step that completes, or the end of a list)",
+                        seen.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(" → ")
+                    ),
+                );
+                break;
+            }
+            current = next;
+        }
+    }
+    // Menus whose every choice and whose fall-through come back to the menu's own list.
+    for (name, raw_steps) in &raw.steplists {
+        let Some(steps) = steplists.get(&StepListName(name.clone())) else {
+            continue;
+        };
+        for step in steps {
+            if let Step::Menu(menu) = step {
+                let loops_back = |target: &StepListName| leads_back(&steplists, target, name);
+                let fallthrough_back =
+                    goto_of(steps).is_some_and(|t| leads_back(&steplists, &t, name));
+                if !menu.choices.is_empty()
+                    && menu.choices.values().all(loops_back)
+                    && fallthrough_back
+                {
+                    ck.error(
+                        raw_steps.span(),
+                        format!("the menu in step list `{name}` has no way out: every choice and its time-out lead back to it; expected at least one choice or the time-out to go elsewhere"),
+                    );
+                }
+            }
+        }
+    }
+
+    if !ck.errors.is_empty() {
+        return Err(ck.errors);
+    }
+    let id_at = ck.at(c.id.span(), "");
+    Ok((
+        Company {
+            id: CompanyId(c.id.into_inner()),
+            answer_as: c.answer_as.unwrap_or_else(|| c.name.clone()),
+            name: c.name,
+            numbers,
+            country,
+            timezone,
+            timezone_name: c.timezone.into_inner(),
+            language: c.language,
+            notes: c.notes,
+            executives,
+            contacts,
+            hours,
+            routes,
+            steplists,
+            file: file.to_path_buf(),
+        },
+        spans,
+        id_at,
+    ))
+}
+
+/// Whether following gotos from `start` comes back to the list `home`.
+fn leads_back(
+    steplists: &BTreeMap<StepListName, Vec<Step>>,
+    start: &StepListName,
+    home: &str,
+) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut current = start.clone();
+    loop {
+        if current.0 == home {
+            return true;
+        }
+        if !seen.insert(current.clone()) {
+            return false;
+        }
+        let next = steplists.get(&current).and_then(|steps| {
+            steps.iter().find_map(|s| match s {
+                Step::Goto(t) => Some(t.clone()),
+                _ => None,
+            })
+        });
+        match next {
+            Some(n) => current = n,
+            None => return false,
+        }
     }
 }
 
+struct Scope<'a> {
+    executives: &'a BTreeMap<ExecutiveId, Executive>,
+    contacts: &'a Contacts,
+    steplists: &'a BTreeMap<String, Spanned<Vec<Spanned<RawStep>>>>,
+    numbers: &'a [E164],
+    country: Country,
+}
+
+impl Scope<'_> {
+    fn steplist(&self, ck: &mut Checker, span: Range<usize>, name: &str) -> Option<StepListName> {
+        if self.steplists.contains_key(name) {
+            Some(StepListName(name.to_string()))
+        } else {
+            let known: Vec<&str> = self.steplists.keys().map(String::as_str).collect();
+            ck.error(
+                span,
+                format!(
+                    "unknown step list `{name}`; expected one of [steplists]: {}",
+                    list_or_none(&known)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "(none defined)".into()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn weekly(ck: &mut Checker, texts: &[Spanned<String>]) -> Vec<WeeklyRange> {
+    let mut out = Vec::new();
+    for t in texts {
+        match WeeklyRange::parse(t.get_ref()) {
+            Ok(r) => out.push(r),
+            Err(e) => ck.error(t.span(), e.to_string()),
+        }
+    }
+    out
+}
+
+fn condition(ck: &mut Checker, scope: &Scope, when: &Spanned<RawWhen>) -> Condition {
+    let span = when.span();
+    let w = when.get_ref();
+    let mut all = Vec::new();
+    if let Some(list) = &w.caller {
+        if list.get_ref() == "anonymous" {
+            all.push(Condition::CallerAnonymous);
+        } else if let Some(id) = scope.contacts.id(list.get_ref()) {
+            all.push(Condition::CallerIn(id));
+        } else {
+            let known: Vec<&str> = scope.contacts.names().iter().map(String::as_str).collect();
+            ck.error(
+                list.span(),
+                format!(
+                    "unknown contact list `{}`; expected one of [contacts]: {} (or \"anonymous\"; use caller_matches for a number)",
+                    list.get_ref(),
+                    list_or_none(&known)
+                ),
+            );
+        }
+    }
+    if let Some(p) = &w.caller_matches {
+        match Pattern::parse(p.get_ref(), scope.country) {
+            Some(p) => all.push(Condition::CallerMatches(p)),
+            None => ck.error(
+                p.span(),
+                format!(
+                    "`{}` is not a number pattern; expected \"+33612345678\" or \"+33899*\"",
+                    p.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(d) = &w.dialled {
+        match E164::parse(d.get_ref()) {
+            Some(n) if scope.numbers.contains(&n) => all.push(Condition::Dialled(n)),
+            Some(n) => ck.error(
+                d.span(),
+                format!("{n} is not one of this company's numbers; expected one of its `numbers`"),
+            ),
+            None => ck.error(
+                d.span(),
+                format!(
+                    "`{}` is not a number; expected E.164 such as \"+33180000001\"",
+                    d.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(open) = w.open {
+        all.push(Condition::Open(open));
+    }
+    if let Some(at) = &w.at {
+        all.push(Condition::At(weekly(ck, at)));
+    }
+    if let Some(s) = w.secretary_available {
+        all.push(Condition::SecretaryAvailable(s));
+    }
+    if let Some(cs) = &w.all {
+        all.push(Condition::All(
+            cs.iter().map(|c| condition(ck, scope, c)).collect(),
+        ));
+    }
+    if let Some(cs) = &w.any {
+        all.push(Condition::Any(
+            cs.iter().map(|c| condition(ck, scope, c)).collect(),
+        ));
+    }
+    if let Some(c) = &w.not {
+        all.push(Condition::Not(Box::new(condition(ck, scope, c))));
+    }
+    match all.len() {
+        0 => {
+            ck.error(span, "empty `when`; expected a condition such as { caller = \"vip\" } or { open = true }, or no `when` for a catch-all");
+            Condition::Always
+        }
+        1 => all.pop().unwrap_or(Condition::Always),
+        _ => Condition::All(all),
+    }
+}
+
+fn build_steps(ck: &mut Checker, scope: &Scope, raw: &[Spanned<RawStep>]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut after_goto = false;
+    for step in raw {
+        let span = step.span();
+        if after_goto {
+            ck.error(span.clone(), "this step is never run: a goto before it does not return; expected goto as the last step");
+            after_goto = false;
+        }
+        let wait = |ck: &mut Checker, what: &str, seconds: u32| {
+            if seconds == 0 || seconds > MAX_WAIT_SECONDS {
+                ck.error(
+                    span.clone(),
+                    format!("{what} = {seconds}; expected 1 to {MAX_WAIT_SECONDS} seconds"),
+                );
+            }
+        };
+        let built = match step.get_ref() {
+            RawStep::Ring(seconds) => {
+                if *seconds > MAX_RING_SECONDS {
+                    ck.error(span.clone(), format!("ring for {seconds} s is too long; expected at most {MAX_RING_SECONDS} s"));
+                }
+                Some(Step::Ring { seconds: *seconds })
+            }
+            RawStep::Play(play) => {
+                if !(1..=100).contains(&play.times) {
+                    ck.error(
+                        span.clone(),
+                        format!("times = {}; expected 1 to 100", play.times),
+                    );
+                }
+                ck.sound(span.clone(), &play.sound).map(|sound| Step::Play {
+                    sound,
+                    times: play.times,
+                })
+            }
+            RawStep::Menu(m) => {
+                wait(ck, "timeout", m.timeout);
+                if m.retries > 10 {
+                    ck.error(
+                        span.clone(),
+                        format!("retries = {}; expected 0 to 10", m.retries),
+                    );
+                }
+                if m.choices.is_empty() {
+                    ck.error(
+                        span.clone(),
+                        "menu without choices; expected choices = { \"1\" = \"a step list\", … }",
+                    );
+                }
+                let prompt = ck.sound(span.clone(), &m.prompt);
+                let invalid = m.invalid.as_ref().and_then(|s| ck.sound(span.clone(), s));
+                let mut choices = BTreeMap::new();
+                for (digit, target) in &m.choices {
+                    let mut chars = digit.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(d), None) if d.is_ascii_digit() || d == '*' || d == '#' => {
+                            if let Some(t) = scope.steplist(ck, span.clone(), target) {
+                                choices.insert(d, t);
+                            }
+                        }
+                        _ => ck.error(
+                            span.clone(),
+                            format!("menu choice `{digit}`; expected one key: 0-9, * or #"),
+                        ),
+                    }
+                }
+                prompt.map(|prompt| {
+                    Step::Menu(Menu {
+                        prompt,
+                        choices,
+                        timeout: m.timeout,
+                        retries: m.retries,
+                        invalid,
+                    })
+                })
+            }
+            RawStep::Secretary(s) => {
+                wait(ck, "timeout", s.timeout);
+                if let Some(o) = s.overflow_after
+                    && o >= s.timeout
+                {
+                    ck.error(span.clone(), format!("overflow_after = {o} is not before timeout = {}; expected a smaller value", s.timeout));
+                }
+                Some(Step::Secretary {
+                    timeout: s.timeout,
+                    who: s.who.clone(),
+                    group: s.group.clone(),
+                    strategy: s.strategy,
+                    overflow_after: s.overflow_after,
+                })
+            }
+            RawStep::Transfer(t) => {
+                wait(ck, "timeout", t.timeout);
+                let to = if t.to.starts_with("sip:") || t.to.starts_with("sips:") {
+                    Some(TransferTarget::Uri(t.to.clone()))
+                } else if scope.executives.contains_key(&ExecutiveId(t.to.clone())) {
+                    Some(TransferTarget::Executive(ExecutiveId(t.to.clone())))
+                } else {
+                    let known: Vec<&str> = scope.executives.keys().map(|k| k.0.as_str()).collect();
+                    ck.error(
+                        span.clone(),
+                        format!("unknown executive `{}`; expected one of [executives]: {} or a sip: URI", t.to, list_or_none(&known)),
+                    );
+                    None
+                };
+                to.map(|to| Step::Transfer {
+                    to,
+                    timeout: t.timeout,
+                    screening: t.screening,
+                    mode: t.mode,
+                })
+            }
+            RawStep::Voicemail(v) => {
+                if v.max_seconds == 0 || v.max_seconds > MAX_VOICEMAIL_SECONDS {
+                    ck.error(
+                        span.clone(),
+                        format!(
+                            "max_seconds = {}; expected 1 to {MAX_VOICEMAIL_SECONDS}",
+                            v.max_seconds
+                        ),
+                    );
+                }
+                let prompt = match &v.prompt {
+                    Some(p) => match ck.sound(span.clone(), p) {
+                        Some(s) => Some(s),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                Some(Step::Voicemail {
+                    prompt,
+                    max_seconds: v.max_seconds,
+                })
+            }
+            RawStep::Reject(r) => {
+                if !(400..=699).contains(&r.code) {
+                    ck.error(
+                        span.clone(),
+                        format!(
+                            "reject code {}; expected a SIP status from 400 to 699 (e.g. 486, 603)",
+                            r.code
+                        ),
+                    );
+                }
+                Some(Step::Reject { code: r.code })
+            }
+            RawStep::Hangup(Empty {}) => Some(Step::Hangup),
+            RawStep::Goto(target) => {
+                after_goto = true;
+                scope.steplist(ck, span.clone(), target).map(Step::Goto)
+            }
+            RawStep::Category(c) => Some(Step::Category(*c)),
+        };
+        steps.extend(built);
+    }
+    steps
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,9 +1157,9 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
                 .lookup(&Dialled::parse("+33180000002").unwrap())
                 .is_none()
         );
-        assert_eq!(c.route().unwrap().steps.len(), 4);
+        assert_eq!(c.routes[0].steps.len(), 4);
         assert_eq!(
-            c.route().unwrap().steps[2],
+            c.routes[0].steps[2],
             Step::Play {
                 sound: SoundName("a/hello.wav".into()),
                 times: 2

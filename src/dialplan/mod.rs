@@ -1,18 +1,26 @@
 //! Dial plans: one TOML file per client company, loaded into an immutable [`Plans`]
-//! snapshot that calls read and never change.
+//! snapshot that calls read and never change. The language is documented for operators
+//! in `docs/dialplan.md`.
 //!
-//! Pure: `load` reads files into plain data; deciding which company a number reaches and
-//! which route and steps a call takes is a function of (plans, call facts).
+//! Pure: `load` reads files into types that cannot express an invalid plan; `decide`
+//! picks a route from (plan, call facts, instant) and says why.
 
+mod contacts;
+mod decide;
 mod load;
 
-pub use load::{PlanError, load_dir};
+pub use contacts::{Caller, Contacts, ListId};
+pub use decide::{CallFacts, Decision, RouteVerdict, decide, explain};
+#[cfg(test)]
+pub(crate) use load::parse_str;
+pub use load::{PlanError, load_dir, load_files};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::number::{Country, Dialled, E164};
+use crate::schedule::{Hours, WeeklyRange};
 
 /// A client company's identifier, as written in its plan (`acme`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +63,60 @@ impl Category {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SoundName(pub String);
 
+/// The name of a step list (`[steplists]`), the target of `goto` and menu choices.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepListName(pub String);
+
+/// An executive's identifier in a plan (`marie`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutiveId(pub String);
+
+/// How the `secretary` step offers a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Every available secretary rings at once; the first to answer wins.
+    #[default]
+    RingAll,
+    /// The secretary idle for the longest rings first.
+    LongestIdle,
+}
+
+/// How `transfer` calls an executive's reach list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReachMode {
+    /// One after the other, each with the step's timeout.
+    #[default]
+    Sequential,
+    /// All at once.
+    Simultaneous,
+}
+
+/// Where a transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// One of the company's executives (their reach list).
+    Executive(ExecutiveId),
+    /// A SIP URI the plan names.
+    Uri(String),
+}
+
+/// A menu: prompt, then a digit chooses a step list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Menu {
+    /// Played before waiting for a digit.
+    pub prompt: SoundName,
+    /// Digit → step list.
+    pub choices: BTreeMap<char, StepListName>,
+    /// Seconds to wait for a digit after the prompt.
+    pub timeout: u32,
+    /// Further attempts after a timeout or a wrong digit.
+    pub retries: u32,
+    /// Played after a timeout or a wrong digit, before trying again.
+    pub invalid: Option<SoundName>,
+}
+
 /// One thing a call does, in order. A step that cannot complete falls through to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -70,23 +132,105 @@ pub enum Step {
         /// How many times in a row (at least 1).
         times: u32,
     },
+    /// A keypad menu.
+    Menu(Menu),
+    /// Offer the call to secretaries.
+    Secretary {
+        /// Seconds before giving up.
+        timeout: u32,
+        /// Only these secretaries (empty: all who serve the company).
+        who: Vec<String>,
+        /// Or this group.
+        group: Option<String>,
+        /// How to ring them.
+        strategy: Strategy,
+        /// Seconds after which every secretary is offered the call, when set.
+        overflow_after: Option<u32>,
+    },
+    /// Call an executive or a URI.
+    Transfer {
+        /// Where.
+        to: TransferTarget,
+        /// Seconds per attempt.
+        timeout: u32,
+        /// Announce the call and let the executive accept (1) or refuse (2).
+        screening: bool,
+        /// Reach list order.
+        mode: ReachMode,
+    },
+    /// Record a message.
+    Voicemail {
+        /// Played before the beep (default: the company language's prompt).
+        prompt: Option<SoundName>,
+        /// Longest recording, seconds.
+        max_seconds: u32,
+    },
+    /// Refuse (before the answer) or end the call.
+    Reject {
+        /// SIP status, 400–699.
+        code: u16,
+    },
     /// End the call.
     Hangup,
+    /// Continue with a step list (never returns).
+    Goto(StepListName),
+    /// File the message under this category from now on.
+    Category(Category),
 }
 
-/// A named list of steps, chosen for a call.
+/// A route's condition. `Always` is a route without `when`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Matches every call.
+    Always,
+    /// The caller is in a contact list.
+    CallerIn(ListId),
+    /// The caller withheld their number.
+    CallerAnonymous,
+    /// The caller's number matches an exact number or a `prefix*`.
+    CallerMatches(contacts::Pattern),
+    /// The call came in on this number.
+    Dialled(E164),
+    /// The office is open (true) or closed (false).
+    Open(bool),
+    /// The local time is within one of these ranges.
+    At(Vec<WeeklyRange>),
+    /// At least one secretary is available (true) or none is (false).
+    SecretaryAvailable(bool),
+    /// Every condition holds.
+    All(Vec<Condition>),
+    /// At least one holds.
+    Any(Vec<Condition>),
+    /// It does not hold.
+    Not(Box<Condition>),
+}
+
+/// A route: when it applies, what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The operator's name for it, recorded with the call.
     pub name: String,
+    /// When it applies.
+    pub when: Condition,
     /// What happens, in order.
     pub steps: Vec<Step>,
-    /// How the call's message is filed.
+    /// How the call's message is filed (normal when unset).
     pub category: Category,
 }
 
-/// One client company's plan.
+/// An executive of a company.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executive {
+    /// Display name.
+    pub name: String,
+    /// SIP URIs (or `tel:`/E.164 numbers written as `sip:` by the trunk), in order.
+    pub reach: Vec<String>,
+    /// When they accept urgent calls (empty: always).
+    pub hours: Vec<WeeklyRange>,
+}
+
+/// One client company's plan.
+#[derive(Debug, Clone)]
 pub struct Company {
     /// Identifier.
     pub id: CompanyId,
@@ -97,22 +241,27 @@ pub struct Company {
     /// Its country, for national number forms.
     pub country: Country,
     /// IANA time zone of its office.
-    pub timezone: String,
+    pub timezone: jiff::tz::TimeZone,
+    /// The time zone's name as written.
+    pub timezone_name: String,
     /// Language of its prompts (`fr`, `en`).
     pub language: String,
     /// What the secretary says on picking up.
     pub answer_as: String,
+    /// Notes shown to the secretary.
+    pub notes: Option<String>,
+    /// Executives by id.
+    pub executives: BTreeMap<ExecutiveId, Executive>,
+    /// Contact lists.
+    pub contacts: Contacts,
+    /// Opening hours.
+    pub hours: Hours,
     /// Routes in order; the first that matches wins.
     pub routes: Vec<Route>,
+    /// Named step lists.
+    pub steplists: BTreeMap<StepListName, Vec<Step>>,
     /// The file it came from.
     pub file: PathBuf,
-}
-
-impl Company {
-    /// The route for a call: the first one (conditions arrive with the full plan language).
-    pub fn route(&self) -> Option<&Route> {
-        self.routes.first()
-    }
 }
 
 /// Every company's plan: an immutable snapshot, swapped whole on reload.
@@ -152,6 +301,11 @@ impl Plans {
         }
     }
 
+    /// A company by id.
+    pub fn company(&self, id: &str) -> Option<&Arc<Company>> {
+        self.companies.iter().find(|c| c.id.0 == id)
+    }
+
     /// All companies, in file order.
     pub fn companies(&self) -> &[Arc<Company>] {
         &self.companies
@@ -159,13 +313,25 @@ impl Plans {
 
     /// Every sound any plan uses.
     pub fn sounds(&self) -> impl Iterator<Item = &SoundName> {
-        self.companies
-            .iter()
-            .flat_map(|c| c.routes.iter())
-            .flat_map(|r| r.steps.iter())
-            .filter_map(|s| match s {
-                Step::Play { sound, .. } => Some(sound),
-                _ => None,
-            })
+        self.companies.iter().flat_map(|c| {
+            c.routes
+                .iter()
+                .flat_map(|r| r.steps.iter())
+                .chain(c.steplists.values().flatten())
+                .flat_map(step_sounds)
+        })
+    }
+}
+
+fn step_sounds(step: &Step) -> Vec<&SoundName> {
+    match step {
+        Step::Play { sound, .. } => vec![sound],
+        Step::Menu(m) => std::iter::once(&m.prompt)
+            .chain(m.invalid.as_ref())
+            .collect(),
+        Step::Voicemail {
+            prompt: Some(p), ..
+        } => vec![p],
+        _ => Vec::new(),
     }
 }

@@ -1,0 +1,197 @@
+//! `permanence simulate`: the route decision and the call machine the server uses, driven
+//! with a pretend clock and pretend answers, printing what would happen.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::machine::{CallMachine, Capabilities, Command};
+use crate::dialplan::{self, CallFacts, Caller, Company, TransferTarget};
+use crate::number::E164;
+
+/// What the simulated call meets.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The caller.
+    pub caller: Caller,
+    /// The number dialled (default: the company's first).
+    pub dialled: Option<E164>,
+    /// When.
+    pub at: jiff::Timestamp,
+    /// Keys the caller presses, one per menu prompt, in order.
+    pub digits: Vec<char>,
+    /// Whether a secretary is available (and answers).
+    pub secretaries: bool,
+    /// Whether an executive answers a transfer.
+    pub executive_answers: bool,
+}
+
+/// Lines describing the decision and the steps, for a person to read.
+pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
+    let dialled = scenario
+        .dialled
+        .clone()
+        .or_else(|| company.numbers.first().cloned());
+    let facts = CallFacts {
+        caller: &scenario.caller,
+        dialled: dialled.as_ref(),
+        now: scenario.at,
+        secretary_available: scenario.secretaries,
+    };
+    let mut lines = Vec::new();
+    let (verdicts, local) = dialplan::explain(company, &facts);
+    lines.push(format!(
+        "company {} ({}), caller {}, local time {local}",
+        company.id, company.name, scenario.caller
+    ));
+    for v in &verdicts {
+        lines.push(format!(
+            "  route `{}`: {} — {}",
+            v.route,
+            if v.matched { "MATCHES" } else { "skipped" },
+            v.why
+        ));
+    }
+    let decision = dialplan::decide(company, &facts);
+    let Some(index) = decision.index else {
+        lines.push("no route matches: the call is refused (480)".into());
+        return lines;
+    };
+    if let Some(name) = decision.contact_name {
+        lines.push(format!("  caller is the contact \"{name}\""));
+    }
+    let route = &company.routes[index];
+    lines.push(format!(
+        "route `{}` (category {}):",
+        route.name,
+        route.category.as_str()
+    ));
+
+    let mut machine = CallMachine::new(Arc::clone(company), index, Capabilities::ALL);
+    let start = Instant::now();
+    let mut now = start;
+    let mut digits = scenario.digits.iter().copied();
+    let mut pending_leg: Option<bool> = None;
+    machine.start(now);
+    // Bounded: a plan is finite, but a simulation must end even if one were not.
+    for _ in 0..1000 {
+        let mut progressed = false;
+        while let Some(command) = machine.poll_command() {
+            let t = (now - start).as_secs();
+            match command {
+                Command::Ringing => lines.push(format!("  {t:>4}s  ring (180 Ringing)")),
+                Command::Answer => lines.push(format!("  {t:>4}s  answer")),
+                Command::Play { sound, times } => {
+                    let times = if times > 1 {
+                        format!(" ×{times}")
+                    } else {
+                        String::new()
+                    };
+                    lines.push(format!("  {t:>4}s  play {}{times}", sound.0));
+                }
+                Command::StopPlaying => lines.push(format!("  {t:>4}s  (prompt interrupted)")),
+                Command::OfferSecretaries {
+                    timeout,
+                    who,
+                    group,
+                } => {
+                    let whom = match (who.is_empty(), group) {
+                        (false, _) => who.join(", "),
+                        (true, Some(g)) => format!("group {g}"),
+                        (true, None) => "the company's secretaries".into(),
+                    };
+                    lines.push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
+                    pending_leg = Some(scenario.secretaries);
+                }
+                Command::Transfer {
+                    to,
+                    timeout,
+                    screening,
+                } => {
+                    let to = match to {
+                        TransferTarget::Executive(e) => {
+                            let reach = company
+                                .executives
+                                .get(&e)
+                                .map(|x| x.reach.join(", "))
+                                .unwrap_or_default();
+                            format!("executive {} ({reach})", e.0)
+                        }
+                        TransferTarget::Uri(u) => u,
+                    };
+                    let screening = if screening { ", screened" } else { "" };
+                    lines.push(format!(
+                        "  {t:>4}s  transfer to {to}, {timeout} s per attempt{screening}"
+                    ));
+                    pending_leg = Some(scenario.executive_answers);
+                }
+                Command::RecordVoicemail {
+                    prompt,
+                    max_seconds,
+                } => {
+                    let prompt = prompt.map_or("the default prompt".to_string(), |p| p.0);
+                    lines.push(format!(
+                        "  {t:>4}s  voicemail after {prompt}, up to {max_seconds} s"
+                    ));
+                }
+                Command::Reject(code) => lines.push(format!("  {t:>4}s  refuse with {code}")),
+                Command::SendBye => lines.push(format!("  {t:>4}s  hang up")),
+                Command::Category(c) => {
+                    lines.push(format!("  {t:>4}s  file the message as {}", c.as_str()))
+                }
+                Command::Event(kind, data) => match kind {
+                    "menu-choice" | "menu-invalid" | "menu-timeout" | "menu-failed" | "goto"
+                    | "step-skipped" => lines.push(format!("  {t:>4}s  ({kind} {data})")),
+                    _ => {}
+                },
+                Command::End(outcome) => {
+                    lines.push(format!("outcome: {}", outcome.as_str()));
+                    return lines;
+                }
+            }
+            progressed = true;
+        }
+        // Feed the machine what the scenario says happens next.
+        if machine.wants_digit() {
+            match digits.next() {
+                Some(d) => {
+                    lines.push(format!(
+                        "  {:>4}s  caller presses {d}",
+                        (now - start).as_secs()
+                    ));
+                    machine.handle_digit(d, now);
+                    continue;
+                }
+                None => {
+                    machine.handle_playback_done(now);
+                }
+            }
+        }
+        if let Some(at) = machine.poll_timeout() {
+            now = now.max(at);
+            machine.handle_timeout(now);
+            continue;
+        }
+        if !progressed {
+            // Nothing pending: the current step waits on the outside world.
+            now += Duration::from_secs(3);
+            let t = (now - start).as_secs();
+            if let Some(answered) = pending_leg.take() {
+                machine.handle_leg_result(answered, now);
+                if answered {
+                    lines.push(format!(
+                        "  {t:>4}s  answered: conversation, then they hang up"
+                    ));
+                    machine.handle_leg_hangup(now);
+                } else {
+                    lines.push(format!("  {t:>4}s  no answer: next step"));
+                }
+                continue;
+            }
+            machine.handle_playback_done(now);
+            machine.handle_voicemail_done(now);
+            machine.handle_bye_answered();
+        }
+    }
+    lines.push("(simulation stopped after 1000 steps)".into());
+    lines
+}
