@@ -557,6 +557,11 @@ fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
     let refused = wait_for(&second, "SIP/2.0 5");
     assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
     assert_eq!(header(&refused, "Retry-After"), "7");
+    // The log is read by another thread: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("INVITE refused: 503") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         server.log().contains("INVITE refused: 503"),
         "the refusal is logged"
