@@ -10,6 +10,7 @@ pub mod dialplan;
 pub mod g711;
 pub mod media;
 pub mod number;
+pub mod reload;
 pub mod rtp;
 pub mod schedule;
 pub mod sdp;

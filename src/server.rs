@@ -152,6 +152,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             config.limits.max_tcp_connections,
         ));
     }
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let _watcher = crate::reload::watch(&config, reload_tx.clone());
+    tokio::spawn(crate::reload::run(
+        config.clone(),
+        Arc::clone(&ctx),
+        reload_rx,
+    ));
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = reload_tx.send(crate::reload::Trigger::Signal);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload by editing the files"),
+    }
     let companies = ctx
         .snapshot
         .read()

@@ -135,7 +135,7 @@ impl Setup {
     pub fn calls(&self) -> Vec<CallRow> {
         let conn = rusqlite::Connection::open(self.db()).unwrap();
         let mut stmt = conn
-            .prepare("SELECT id, company, dialled, caller, answered_at IS NOT NULL, ended_at IS NOT NULL, outcome FROM calls ORDER BY id")
+            .prepare("SELECT id, company, dialled, caller, answered_at IS NOT NULL, ended_at IS NOT NULL, outcome, route FROM calls ORDER BY id")
             .unwrap();
         stmt.query_map([], |r| {
             Ok(CallRow {
@@ -146,11 +146,24 @@ impl Setup {
                 answered: r.get(4)?,
                 ended: r.get(5)?,
                 outcome: r.get(6)?,
+                route: r.get(7)?,
             })
         })
         .unwrap()
         .map(Result::unwrap)
         .collect()
+    }
+
+    /// Reload attempts as (trigger, result, changed files JSON, errors).
+    pub fn reloads(&self) -> Vec<(String, String, String, String)> {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT trigger, result, changed, errors FROM reloads ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     pub fn events(&self, call: i64) -> Vec<String> {
@@ -190,6 +203,7 @@ pub struct CallRow {
     pub answered: bool,
     pub ended: bool,
     pub outcome: Option<String>,
+    pub route: Option<String>,
 }
 
 pub struct Server {
@@ -213,6 +227,14 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGHUP (reload the dial plans).
+    pub fn hangup_signal(&self) {
+        Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
     }
 
     pub fn pid(&self) -> u32 {

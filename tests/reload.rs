@@ -1,0 +1,156 @@
+//! Reloading dial plans while calls are up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NUMBER: &str = "+33180000001";
+
+fn plan_named(route: &str, steps: &str) -> String {
+    plan("acme", NUMBER, steps).replace("name = \"main\"", &format!("name = \"{route}\""))
+}
+
+fn wait_reloads(setup: &Setup, n: usize) -> Vec<(String, String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = setup.reloads();
+        if r.len() >= n || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn call(addr: std::net::SocketAddr, calls: &str) -> std::process::Output {
+    sipp(
+        "call.xml",
+        addr,
+        &[
+            "-s",
+            NUMBER,
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            "9",
+            "-key",
+            "offer",
+            "0",
+            "-m",
+            calls,
+            "-r",
+            "10",
+        ],
+    )
+}
+
+#[test]
+fn a_reload_during_live_calls_drops_none_and_only_new_calls_use_the_new_plan() {
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan_named("v1", r#"[{ play = "tone/a.wav" }, { hangup = {} }]"#),
+    )]);
+    let server = setup.start();
+    let plan_file = setup.dir.path().join("dialplans/acme.toml");
+
+    // Three calls on v1, still playing their 3.5 s greeting when the plan changes.
+    let live = {
+        let addr = setup.addr();
+        std::thread::spawn(move || call(addr, "3"))
+    };
+    let answered = setup.wait_calls(|c| c.len() == 3 && c.iter().all(|c| c.answered));
+    assert_eq!(answered.len(), 3);
+    std::fs::write(
+        &plan_file,
+        plan_named(
+            "v2",
+            r#"[{ ring = 1 }, { play = "tone/a.wav" }, { hangup = {} }]"#,
+        ),
+    )
+    .unwrap();
+    server.hangup_signal();
+    let reloads = wait_reloads(&setup, 1);
+    assert_eq!(reloads[0].1, "accepted", "{reloads:?}");
+    assert!(
+        reloads[0].2.contains("acme.toml"),
+        "the changed file is recorded: {reloads:?}"
+    );
+
+    // A new call takes v2 while the old ones finish on v1.
+    assert_sipp_ok(&call(setup.addr(), "1"));
+    assert_sipp_ok(&live.join().unwrap());
+    let calls = setup.wait_calls(|c| c.len() == 4 && c.iter().all(|c| c.ended));
+    let routes: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.route.clone().unwrap_or_default(),
+                c.outcome.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            ("v1".to_string(), "completed".to_string()),
+            ("v1".to_string(), "completed".to_string()),
+            ("v1".to_string(), "completed".to_string()),
+            ("v2".to_string(), "completed".to_string()),
+        ]
+    );
+    assert!(
+        setup.events(calls[3].id).contains(&"ringing".to_string()),
+        "the new call rang, as v2 says"
+    );
+    assert!(
+        !setup.events(calls[0].id).contains(&"ringing".to_string()),
+        "the old calls did not"
+    );
+
+    // An invalid plan is refused: v2 stays in force.
+    std::fs::write(
+        &plan_file,
+        plan_named("v3", r#"[{ play = "tone/missing.wav" }]"#),
+    )
+    .unwrap();
+    server.hangup_signal();
+    let reloads = wait_reloads(&setup, 2);
+    let refused = reloads
+        .iter()
+        .find(|r| r.1 == "refused")
+        .unwrap_or_else(|| panic!("{reloads:?}"));
+    assert!(
+        refused.3.contains("acme.toml:8:") && refused.3.contains("tone/missing.wav"),
+        "{refused:?}"
+    );
+    assert_sipp_ok(&call(setup.addr(), "1"));
+    let calls = setup.wait_calls(|c| c.len() == 5 && c.iter().all(|c| c.ended));
+    assert_eq!(calls[4].route.as_deref(), Some("v2"));
+    assert!(
+        server
+            .log()
+            .contains("dial plans refused; the previous plans stay in force"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn editing_a_plan_file_reloads_it_without_a_signal() {
+    let setup = Setup::new(&[("acme.toml", &plan_named("v1", r#"[{ hangup = {} }]"#))]);
+    let _server = setup.start();
+    std::fs::write(
+        setup.dir.path().join("dialplans/acme.toml"),
+        plan_named("v2", r#"[{ hangup = {} }]"#),
+    )
+    .unwrap();
+    let reloads = wait_reloads(&setup, 1);
+    assert_eq!(
+        reloads.first().map(|r| (r.0.as_str(), r.1.as_str())),
+        Some(("watch", "accepted")),
+        "{reloads:?}"
+    );
+}
