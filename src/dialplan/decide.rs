@@ -195,3 +195,215 @@ pub fn explain(company: &Company, facts: &CallFacts) -> (Vec<RouteVerdict>, Stri
     );
     (verdicts, local)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialplan::parse_str;
+
+    const PLAN: &str = r#"
+[company]
+id = "acme"
+name = "ACME"
+numbers = ["+33180000001", "+33180000009"]
+timezone = "Europe/Paris"
+
+[contacts]
+vip = ["+33622222222", { number = "+33633333333", name = "Jean Dupont" }]
+blocked = ["+33899*", "anonymous"]
+friends = ["+336*"]
+
+[hours]
+open = ["mon-fri 09:00-12:30", "mon-fri 14:00-18:00"]
+holidays = "fr"
+
+[[route]]
+name = "blocked"
+when = { caller = "blocked" }
+steps = [{ reject = { code = 603 } }]
+category = "spam"
+
+[[route]]
+name = "vip"
+when = { caller = "vip" }
+steps = [{ hangup = {} }]
+
+[[route]]
+name = "second line, open, friend but not on a wednesday morning"
+when = { dialled = "+33180000009", all = [{ open = true }, { caller_matches = "+336*" }], not = { at = ["wed 09:00-12:30"] } }
+steps = [{ hangup = {} }]
+
+[[route]]
+name = "open or a secretary is there"
+when = { any = [{ open = true }, { secretary_available = true }] }
+steps = [{ hangup = {} }]
+
+[[route]]
+name = "closed"
+steps = [{ hangup = {} }]
+"#;
+
+    fn route(caller: Caller, dialled: &str, at: &str, secretary: bool) -> String {
+        let company = parse_str(PLAN).unwrap();
+        let dialled = E164::parse(dialled).unwrap();
+        let civil: jiff::civil::DateTime = at.parse().unwrap();
+        let now = company.timezone.to_timestamp(civil).unwrap();
+        let facts = CallFacts {
+            caller: &caller,
+            dialled: Some(&dialled),
+            now,
+            secretary_available: secretary,
+        };
+        let d = decide(&company, &facts);
+        let (verdicts, _) = explain(&company, &facts);
+        let name = d.route.map(|r| r.name.clone()).unwrap_or_default();
+        assert_eq!(
+            verdicts.last().map(|v| v.route.clone()),
+            Some(name.clone()),
+            "explain agrees with decide"
+        );
+        name
+    }
+
+    fn n(s: &str) -> Caller {
+        Caller::Number(E164::parse(s).unwrap())
+    }
+
+    const MONDAY_10: &str = "2026-11-30T10:00";
+    const SATURDAY_10: &str = "2026-11-28T10:00";
+
+    #[test]
+    fn lists_prefixes_and_anonymous_take_precedence_in_route_order() {
+        assert_eq!(
+            route(n("+33899123456"), "+33180000001", MONDAY_10, false),
+            "blocked"
+        );
+        assert_eq!(
+            route(Caller::Anonymous, "+33180000001", MONDAY_10, false),
+            "blocked"
+        );
+        assert_eq!(
+            route(n("+33622222222"), "+33180000001", SATURDAY_10, false),
+            "vip"
+        );
+        assert_eq!(
+            route(n("+33611111111"), "+33180000001", MONDAY_10, false),
+            "open or a secretary is there"
+        );
+        assert_eq!(
+            route(n("+33611111111"), "+33180000001", SATURDAY_10, false),
+            "closed"
+        );
+        assert_eq!(
+            route(
+                Caller::Other("alice".into()),
+                "+33180000001",
+                SATURDAY_10,
+                true
+            ),
+            "open or a secretary is there"
+        );
+    }
+
+    #[test]
+    fn all_any_not_and_dialled_number() {
+        let friend_line = "second line, open, friend but not on a wednesday morning";
+        assert_eq!(
+            route(n("+33611111111"), "+33180000009", MONDAY_10, false),
+            friend_line
+        );
+        assert_eq!(
+            route(n("+33611111111"), "+33180000009", "2026-12-02T10:00", false),
+            "open or a secretary is there",
+            "wednesday morning"
+        );
+        assert_eq!(
+            route(n("+33611111111"), "+33180000009", "2026-12-02T15:00", false),
+            friend_line,
+            "wednesday afternoon"
+        );
+        assert_eq!(
+            route(n("+441234567890"), "+33180000009", MONDAY_10, false),
+            "open or a secretary is there",
+            "not a +336 number"
+        );
+    }
+
+    #[test]
+    fn holidays_close_the_office_including_easter_based_ones() {
+        for (date, what) in [
+            ("2026-12-25T10:00", "Christmas"),
+            ("2026-04-06T10:00", "Easter Monday 2026"),
+            ("2026-05-14T10:00", "Ascension 2026"),
+            ("2026-05-25T10:00", "Whit Monday 2026"),
+            ("2027-03-29T10:00", "Easter Monday 2027"),
+            ("2028-06-05T10:00", "Whit Monday 2028"),
+        ] {
+            assert_eq!(
+                route(n("+33611111111"), "+33180000001", date, false),
+                "closed",
+                "{what}"
+            );
+        }
+        assert_eq!(
+            route(n("+33611111111"), "+33180000001", "2026-04-07T10:00", false),
+            "open or a secretary is there"
+        );
+    }
+
+    #[test]
+    fn opening_hours_follow_paris_time_across_daylight_saving_changes() {
+        let company = parse_str(PLAN).unwrap();
+        let caller = n("+33611111111");
+        let dialled = E164::parse("+33180000001").unwrap();
+        let at_utc = |s: &str| -> String {
+            let facts = CallFacts {
+                caller: &caller,
+                dialled: Some(&dialled),
+                now: s.parse().unwrap(),
+                secretary_available: false,
+            };
+            decide(&company, &facts)
+                .route
+                .map(|r| r.name.clone())
+                .unwrap_or_default()
+        };
+        // Friday 27 March 2026 (UTC+1): 08:30Z is 09:30 local, open. Monday 30 March (UTC+2):
+        // 06:30Z is 08:30 local, closed; 07:30Z is 09:30, open.
+        assert_eq!(
+            at_utc("2026-03-27T08:30:00Z"),
+            "open or a secretary is there"
+        );
+        assert_eq!(at_utc("2026-03-30T06:30:00Z"), "closed");
+        assert_eq!(
+            at_utc("2026-03-30T07:30:00Z"),
+            "open or a secretary is there"
+        );
+        // Back to UTC+1 on Sunday 25 October: Monday 26 October 07:30Z is 08:30 local, closed.
+        assert_eq!(
+            at_utc("2026-10-23T07:30:00Z"),
+            "open or a secretary is there"
+        );
+        assert_eq!(at_utc("2026-10-26T07:30:00Z"), "closed");
+        assert_eq!(
+            at_utc("2026-10-26T08:30:00Z"),
+            "open or a secretary is there"
+        );
+    }
+
+    #[test]
+    fn named_contacts_are_reported() {
+        let company = parse_str(PLAN).unwrap();
+        let caller = n("+33633333333");
+        let facts = CallFacts {
+            caller: &caller,
+            dialled: None,
+            now: jiff::Timestamp::UNIX_EPOCH,
+            secretary_available: false,
+        };
+        assert_eq!(
+            decide(&company, &facts).contact_name.as_deref(),
+            Some("Jean Dupont")
+        );
+    }
+}

@@ -724,12 +724,13 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
         })
     };
     for (name, raw_steps) in &raw.steplists {
-        let mut seen = BTreeSet::new();
+        let mut seen: Vec<StepListName> = Vec::new();
         let mut current = StepListName(name.clone());
         while let Some(next) = steplists.get(&current).and_then(|s| goto_of(s)) {
-            if !seen.insert(current.clone()) {
+            if seen.contains(&current) {
                 break;
             }
+            seen.push(current.clone());
             if next.0 == *name {
                 ck.error(
                     raw_steps.span(),
@@ -940,6 +941,22 @@ fn condition(ck: &mut Checker, scope: &Scope, when: &Spanned<RawWhen>) -> Condit
     }
     if let Some(c) = &w.not {
         all.push(Condition::Not(Box::new(condition(ck, scope, c))));
+    }
+    let keys = [
+        w.caller.is_some(),
+        w.caller_matches.is_some(),
+        w.dialled.is_some(),
+        w.open.is_some(),
+        w.at.is_some(),
+        w.secretary_available.is_some(),
+        w.all.is_some(),
+        w.any.is_some(),
+        w.not.is_some(),
+    ];
+    if all.is_empty() && keys.contains(&true) {
+        // Every condition written here was wrong (already reported): match nothing rather
+        // than everything, so the route does not also look like a catch-all.
+        return Condition::Any(Vec::new());
     }
     match all.len() {
         0 => {
