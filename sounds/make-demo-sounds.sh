@@ -5,8 +5,8 @@
 #
 # Needs espeak-ng and sox (Debian: apt-get install espeak-ng sox).
 # For each company it writes:
-#   <company>/welcome.txt   the exact text spoken
-#   <company>/welcome.wav   espeak-ng speech, converted by sox to
+#   <company>/<prompt>.txt  the exact text spoken
+#   <company>/<prompt>.wav   espeak-ng speech, converted by sox to
 #                           8000 Hz, mono, 16-bit signed PCM WAV (what the server plays)
 # Companies:
 #   acme    "ACME Plomberie",    French  (espeak-ng voice fr), +33180000001
@@ -20,23 +20,27 @@ for tool in espeak-ng sox; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
-# make_greeting <company-dir> <espeak voice> <text>
-make_greeting() {
-    local dir="$here/$1" voice="$2" text="$3"
+# make_prompt <company-dir> <name> <espeak voice> <text>
+make_prompt() {
+    local dir="$here/$1" name="$2" voice="$3" text="$4"
     local tmp
     mkdir -p "$dir"
     tmp="$(mktemp --suffix=.wav)"
-    printf '%s\n' "$text" > "$dir/welcome.txt"
+    printf '%s\n' "$text" > "$dir/$name.txt"
     # -s 150: a calm speaking rate (words per minute).
     espeak-ng -v "$voice" -s 150 -w "$tmp" "$text"
     # -D: no dither, so the output is reproducible.
-    sox -D "$tmp" -r 8000 -c 1 -b 16 -e signed-integer "$dir/welcome.wav"
+    sox -D "$tmp" -r 8000 -c 1 -b 16 -e signed-integer "$dir/$name.wav"
     rm -f "$tmp"
-    echo "wrote $dir/welcome.wav"
+    echo "wrote $dir/$name.wav"
 }
 
-make_greeting acme fr \
+make_prompt acme welcome fr \
     "Bonjour, vous êtes bien chez ACME Plomberie. Une secrétaire va prendre votre appel dans un instant."
+make_prompt acme closed-menu fr \
+    "Nos bureaux sont fermés. Pour une urgence, tapez 1. Pour laisser un message, tapez 2."
+make_prompt acme invalid fr \
+    "Ce choix n'est pas valide."
 
-make_greeting globex en \
+make_prompt globex welcome en \
     "Hello, you have reached Globex Consulting. A secretary will take your call in a moment."

@@ -70,7 +70,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
     let start = Instant::now();
     let mut now = start;
     let mut digits = scenario.digits.iter().copied();
-    let mut pending_leg: Option<bool> = None;
+    let mut pending_leg: Option<(bool, u32)> = None;
     machine.start(now);
     // Bounded: a plan is finite, but a simulation must end even if one were not.
     for _ in 0..1000 {
@@ -100,7 +100,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                         (true, None) => "the company's secretaries".into(),
                     };
                     lines.push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
-                    pending_leg = Some(scenario.secretaries);
+                    pending_leg = Some((scenario.secretaries, timeout));
                 }
                 Command::Transfer {
                     to,
@@ -122,7 +122,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     lines.push(format!(
                         "  {t:>4}s  transfer to {to}, {timeout} s per attempt{screening}"
                     ));
-                    pending_leg = Some(scenario.executive_answers);
+                    pending_leg = Some((scenario.executive_answers, timeout));
                 }
                 Command::RecordVoicemail {
                     prompt,
@@ -172,10 +172,12 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
             continue;
         }
         if !progressed {
-            // Nothing pending: the current step waits on the outside world.
-            now += Duration::from_secs(3);
-            let t = (now - start).as_secs();
-            if let Some(answered) = pending_leg.take() {
+            // Nothing pending: the current step waits on the outside world. Sounds are
+            // taken to last 3 s.
+            if let Some((answered, timeout)) = pending_leg.take() {
+                // An answer comes after a few seconds of ringing; no answer takes the whole timeout.
+                now += Duration::from_secs(if answered { 5 } else { u64::from(timeout) });
+                let t = (now - start).as_secs();
                 machine.handle_leg_result(answered, now);
                 if answered {
                     lines.push(format!(
@@ -187,6 +189,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 }
                 continue;
             }
+            now += Duration::from_secs(3);
             machine.handle_playback_done(now);
             machine.handle_voicemail_done(now);
             machine.handle_bye_answered();
