@@ -44,3 +44,14 @@ make_prompt acme invalid fr \
 
 make_prompt globex welcome en \
     "Hello, you have reached Globex Consulting. A secretary will take your call in a moment."
+
+# Prompts every installation needs (voicemail without its own prompt, the beep, goodbye).
+make_prompt default voicemail-fr fr \
+    "Vous pouvez laisser votre message après le bip. Appuyez sur dièse pour terminer."
+make_prompt default voicemail-en en \
+    "Please leave your message after the beep. Press the hash key when you are done."
+make_prompt default goodbye-fr fr "Merci, votre message a bien été enregistré. Au revoir."
+make_prompt default goodbye-en en "Thank you, your message has been recorded. Goodbye."
+# The beep: 400 ms at 1 kHz, not speech.
+sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$here/default/beep.wav" synth 0.4 sine 1000 vol 0.5
+echo "wrote $here/default/beep.wav"

@@ -93,6 +93,9 @@ pub struct MediaConfig {
     pub rtp_port_min: u16,
     /// Last RTP port. Default 29999.
     pub rtp_port_max: u16,
+    /// Seconds of silence (after the caller has spoken) that end a voicemail. Default 5;
+    /// 0 turns silence detection off.
+    pub voicemail_silence_seconds: u32,
 }
 
 impl Default for MediaConfig {
@@ -101,6 +104,7 @@ impl Default for MediaConfig {
             address: None,
             rtp_port_min: 20000,
             rtp_port_max: 29999,
+            voicemail_silence_seconds: 5,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod call;
 pub mod config;
 pub mod dialplan;
+pub mod dtmf;
 pub mod g711;
 pub mod media;
 pub mod number;

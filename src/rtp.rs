@@ -37,6 +37,11 @@ impl Packetizer {
         self.ssrc
     }
 
+    /// The payload type written.
+    pub fn payload_type(&self) -> u8 {
+        self.payload_type
+    }
+
     /// Changes the payload type (the codec changed mid-call).
     pub fn set_payload_type(&mut self, payload_type: u8) {
         self.payload_type = payload_type;
@@ -75,6 +80,48 @@ pub fn looks_like_rtp(datagram: &[u8]) -> bool {
     datagram.len() >= HEADER_LEN
         && datagram[0] >> 6 == 2
         && !(72..=76).contains(&(datagram[1] & 0x7F))
+}
+
+/// A received RTP packet, borrowed from the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// Payload type.
+    pub payload_type: u8,
+    /// Marker bit.
+    pub marker: bool,
+    /// Sequence number.
+    pub seq: u16,
+    /// Timestamp.
+    pub timestamp: u32,
+    /// The payload, after CSRCs, header extension and before padding.
+    pub payload: &'a [u8],
+}
+
+/// Parses an RTP packet (RFC 3550 §5.1), skipping CSRCs and a header extension and
+/// removing padding. `None` for anything malformed.
+pub fn parse(datagram: &[u8]) -> Option<Received<'_>> {
+    if !looks_like_rtp(datagram) {
+        return None;
+    }
+    let csrc = usize::from(datagram[0] & 0x0F) * 4;
+    let mut start = HEADER_LEN + csrc;
+    if datagram[0] & 0x10 != 0 {
+        let ext = datagram.get(start + 2..start + 4)?;
+        start += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
+    }
+    let mut end = datagram.len();
+    if datagram[0] & 0x20 != 0 {
+        let pad = usize::from(*datagram.last()?);
+        end = end.checked_sub(pad)?;
+    }
+    let payload = datagram.get(start..end)?;
+    Some(Received {
+        payload_type: datagram[1] & 0x7F,
+        marker: datagram[1] & 0x80 != 0,
+        seq: u16::from_be_bytes([datagram[2], datagram[3]]),
+        timestamp: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +176,49 @@ mod tests {
         p.skip(5);
         p.packet(&[0xFF; 160], &mut out);
         assert_eq!(header(&out), (true, 0, 11, 1000 + 160 * 6, 1));
+    }
+
+    #[test]
+    fn parses_what_it_writes_and_skips_csrcs_extensions_and_padding() {
+        let mut p = Packetizer::new(7, 101, 5, 960);
+        let mut out = Vec::new();
+        p.packet(&[11, 0x8A, 0, 160], &mut out);
+        let r = parse(&out).unwrap();
+        assert_eq!(
+            (r.payload_type, r.marker, r.seq, r.timestamp, r.payload),
+            (101, true, 5, 960, &[11, 0x8A, 0, 160][..])
+        );
+        // One CSRC, a one-word extension, two bytes of padding.
+        let mut odd = vec![
+            0x80 | 0x20 | 0x10 | 1,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            9,
+            9,
+            9,
+            9,
+            0xBE,
+            0xDE,
+            0,
+            1,
+            1,
+            2,
+            3,
+            4,
+        ];
+        odd.extend_from_slice(&[0xAA, 0xBB, 0, 2]);
+        assert_eq!(parse(&odd).unwrap().payload, &[0xAA, 0xBB]);
+        odd[19] = 200; // extension longer than the packet
+        assert_eq!(parse(&odd), None);
     }
 
     #[test]

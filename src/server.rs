@@ -56,7 +56,9 @@ const MEDIA_LAG_LIMIT: Duration = Duration::from_millis(10);
 pub fn load_snapshot(config: &Config) -> Result<Snapshot, ServerError> {
     let plans = dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
         .map_err(ServerError::Plans)?;
-    let sounds = Sounds::load(&config.paths.sounds, plans.sounds()).map_err(ServerError::Sounds)?;
+    let defaults = crate::call::machine::default_sounds();
+    let sounds = Sounds::load(&config.paths.sounds, plans.sounds().chain(defaults.iter()))
+        .map_err(ServerError::Sounds)?;
     Ok(Snapshot { plans, sounds })
 }
 
@@ -66,7 +68,9 @@ pub fn load_snapshot_from(
     files: &[std::path::PathBuf],
 ) -> Result<Snapshot, ServerError> {
     let plans = dialplan::load_files(files, &config.paths.sounds).map_err(ServerError::Plans)?;
-    let sounds = Sounds::load(&config.paths.sounds, plans.sounds()).map_err(ServerError::Sounds)?;
+    let defaults = crate::call::machine::default_sounds();
+    let sounds = Sounds::load(&config.paths.sounds, plans.sounds().chain(defaults.iter()))
+        .map_err(ServerError::Sounds)?;
     Ok(Snapshot { plans, sounds })
 }
 
@@ -116,6 +120,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ids: store.ids(),
         endpoint: endpoint_tx.clone(),
         local_sip: listen,
+        recordings: config.paths.data.join("recordings"),
+        silence_seconds: config.media.voicemail_silence_seconds,
     });
     let spawn: SpawnCall = {
         let ctx = Arc::clone(&ctx);

@@ -128,6 +128,17 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A voicemail was recorded (`path` is `None` for an empty one).
+    Recording {
+        /// The call.
+        id: CallRowId,
+        /// The WAV file.
+        path: Option<String>,
+        /// Its length in milliseconds.
+        ms: i64,
+        /// When.
+        at: String,
+    },
     /// A dial plan reload, accepted or refused.
     Reload {
         /// What started it: `signal`, `watch`.
@@ -246,6 +257,9 @@ const MIGRATIONS: &[&str] = &[
         result TEXT NOT NULL,
         errors TEXT NOT NULL DEFAULT ''
      );",
+    // 3: voicemail recordings' length, and whether a recording holds no audio.
+    "ALTER TABLE messages ADD COLUMN recording_ms INTEGER;
+     ALTER TABLE messages ADD COLUMN recording_empty INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -450,6 +464,12 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
                 "UPDATE messages SET category = ?2, updated_at = ?3 WHERE call_id = ?1",
             )?
             .execute(params![id, category, at])?;
+        }
+        Record::Recording { id, path, ms, at } => {
+            tx.prepare_cached(
+                "UPDATE messages SET recording = ?2, recording_ms = ?3, recording_empty = ?4, updated_at = ?5 WHERE call_id = ?1",
+            )?
+            .execute(params![id, path, ms, ms == 0, at])?;
         }
         Record::Reload {
             trigger,

@@ -17,6 +17,8 @@ pub enum Timer {
     Ring,
     /// A menu's wait for a digit (plan's `timeout`).
     MenuDigit,
+    /// The longest a voicemail may last (plan's `max_seconds`).
+    RecordingMax,
     /// Give up waiting for the answer to our BYE: Timer F (64·T1 = 32 s) keeps the
     /// transaction trying, but the call's record need not wait that long.
     ByeAnswer,
@@ -90,12 +92,15 @@ pub enum Command {
         /// Whether the executive must accept.
         screening: bool,
     },
-    /// Record a voicemail; finish with [`CallMachine::handle_voicemail_done`].
-    RecordVoicemail {
-        /// Prompt before the beep.
-        prompt: Option<SoundName>,
-        /// Longest recording.
+    /// Start recording the caller (after the beep).
+    StartRecording {
+        /// Longest recording; the machine's timer enforces it.
         max_seconds: u32,
+    },
+    /// Stop recording and keep what was recorded (possibly nothing).
+    StopRecording {
+        /// `hash`, `silence`, `max-length` or `hang-up`.
+        reason: &'static str,
     },
     /// Refuse the INVITE with a final status.
     Reject(u16),
@@ -125,8 +130,16 @@ enum Phase {
     Leg { outcome: Outcome },
     /// Talking to whoever answered.
     Connected { outcome: Outcome },
+    /// A menu's invalid-choice prompt is playing; the menu prompt follows.
+    MenuInvalid { menu: Menu, attempts_left: u32 },
+    /// The voicemail prompt is playing (a key skips it).
+    VoicemailPrompt { max_seconds: u32 },
+    /// The beep before recording.
+    VoicemailBeep { max_seconds: u32 },
     /// Recording a message.
     Recording,
+    /// Saying goodbye after a message, then hanging up.
+    Goodbye,
     /// BYE sent, waiting for its answer.
     HangingUp,
     /// Over.
@@ -138,6 +151,27 @@ enum Phase {
 enum List {
     Route(usize),
     Named(StepListName),
+}
+
+/// The path of a sound every installation ships under `sounds/default/`, in a language
+/// (`fr`, `en`; others fall back to English).
+pub fn default_sound(what: &str, language: &str) -> SoundName {
+    let language = if language == "fr" { "fr" } else { "en" };
+    if what == "beep" {
+        SoundName("default/beep.wav".into())
+    } else {
+        SoundName(format!("default/{what}-{language}.wav"))
+    }
+}
+
+/// The sounds [`default_sound`] may name.
+pub fn default_sounds() -> Vec<SoundName> {
+    let mut v = vec![default_sound("beep", "en")];
+    for language in ["fr", "en"] {
+        v.push(default_sound("voicemail", language));
+        v.push(default_sound("goodbye", language));
+    }
+    v
 }
 
 /// The state of one call.
@@ -309,11 +343,16 @@ impl CallMachine {
                         continue;
                     }
                     self.answer();
-                    self.out.push_back(Command::RecordVoicemail {
-                        prompt,
-                        max_seconds,
+                    let prompt = prompt.unwrap_or_else(|| self.default_sound("voicemail"));
+                    self.event(
+                        "voicemail",
+                        serde_json::json!({ "prompt": prompt.0, "max_seconds": max_seconds }),
+                    );
+                    self.out.push_back(Command::Play {
+                        sound: prompt,
+                        times: 1,
                     });
-                    self.phase = Phase::Recording;
+                    self.phase = Phase::VoicemailPrompt { max_seconds };
                 }
                 Step::Reject { code } => {
                     self.event("reject", serde_json::json!({ "code": code }));
@@ -329,6 +368,31 @@ impl CallMachine {
                 Step::Category(category) => self.out.push_back(Command::Category(category)),
             }
         }
+    }
+
+    /// A sound every server ships, in the company's language (`default/voicemail-fr.wav`).
+    fn default_sound(&self, what: &str) -> SoundName {
+        default_sound(what, &self.company.language)
+    }
+
+    fn start_recording(&mut self, max_seconds: u32, now: Instant) {
+        self.out.push_back(Command::StartRecording { max_seconds });
+        self.timer = Some((
+            Timer::RecordingMax,
+            now + Duration::from_secs(u64::from(max_seconds)),
+        ));
+        self.phase = Phase::Recording;
+    }
+
+    fn stop_recording(&mut self, reason: &'static str) {
+        self.timer = None;
+        self.out.push_back(Command::StopRecording { reason });
+        let goodbye = self.default_sound("goodbye");
+        self.out.push_back(Command::Play {
+            sound: goodbye,
+            times: 1,
+        });
+        self.phase = Phase::Goodbye;
     }
 
     fn goto(&mut self, list: StepListName) {
@@ -397,6 +461,7 @@ impl CallMachine {
                 self.event("menu-timeout", serde_json::json!({}));
                 self.menu_retry(menu, attempts_left, now);
             }
+            (Timer::RecordingMax, Phase::Recording) => self.stop_recording("max-length"),
             (Timer::ByeAnswer, Phase::HangingUp) => {
                 self.event("bye-unanswered", serde_json::json!({}));
                 self.end(self.pending_outcome);
@@ -413,20 +478,30 @@ impl CallMachine {
             self.run_steps(now);
             return;
         }
-        if let Some(invalid) = &menu.invalid {
-            self.out.push_back(Command::Play {
-                sound: invalid.clone(),
-                times: 1,
-            });
+        let attempts_left = attempts_left - 1;
+        // One sound at a time: the invalid-choice prompt, then (when it ends) the menu again.
+        match menu.invalid.clone() {
+            Some(invalid) => {
+                self.out.push_back(Command::Play {
+                    sound: invalid,
+                    times: 1,
+                });
+                self.phase = Phase::MenuInvalid {
+                    menu,
+                    attempts_left,
+                };
+            }
+            None => {
+                self.out.push_back(Command::Play {
+                    sound: menu.prompt.clone(),
+                    times: 1,
+                });
+                self.phase = Phase::MenuPrompt {
+                    menu,
+                    attempts_left,
+                };
+            }
         }
-        self.out.push_back(Command::Play {
-            sound: menu.prompt.clone(),
-            times: 1,
-        });
-        self.phase = Phase::MenuPrompt {
-            menu,
-            attempts_left: attempts_left - 1,
-        };
     }
 
     /// The sound asked for has finished.
@@ -449,13 +524,58 @@ impl CallMachine {
                     attempts_left,
                 };
             }
+            Phase::MenuInvalid {
+                menu,
+                attempts_left,
+            } => {
+                self.out.push_back(Command::Play {
+                    sound: menu.prompt.clone(),
+                    times: 1,
+                });
+                self.phase = Phase::MenuPrompt {
+                    menu,
+                    attempts_left,
+                };
+            }
+            Phase::VoicemailPrompt { max_seconds } => {
+                let beep = self.default_sound("beep");
+                self.out.push_back(Command::Play {
+                    sound: beep,
+                    times: 1,
+                });
+                self.phase = Phase::VoicemailBeep { max_seconds };
+            }
+            Phase::VoicemailBeep { max_seconds } => self.start_recording(max_seconds, now),
+            Phase::Goodbye => self.hang_up(Outcome::Voicemail, now),
             _ => {}
         }
     }
 
     /// A keypress (RFC 4733 or SIP INFO). During a menu prompt it interrupts the prompt.
     pub fn handle_digit(&mut self, digit: char, now: Instant) {
+        match self.phase {
+            // A key skips the voicemail prompt; `#` ends the recording.
+            Phase::VoicemailPrompt { max_seconds } => {
+                self.out.push_back(Command::StopPlaying);
+                let beep = self.default_sound("beep");
+                self.out.push_back(Command::Play {
+                    sound: beep,
+                    times: 1,
+                });
+                self.phase = Phase::VoicemailBeep { max_seconds };
+                return;
+            }
+            Phase::Recording if digit == '#' => {
+                self.stop_recording("hash");
+                return;
+            }
+            _ => {}
+        }
         let (Phase::MenuPrompt {
+            menu,
+            attempts_left,
+        }
+        | Phase::MenuInvalid {
             menu,
             attempts_left,
         }
@@ -466,7 +586,10 @@ impl CallMachine {
         else {
             return;
         };
-        if matches!(self.phase, Phase::MenuPrompt { .. }) {
+        if matches!(
+            self.phase,
+            Phase::MenuPrompt { .. } | Phase::MenuInvalid { .. }
+        ) {
             self.out.push_back(Command::StopPlaying);
         }
         self.timer = None;
@@ -510,11 +633,28 @@ impl CallMachine {
         }
     }
 
-    /// The voicemail recording finished (by `#`, silence or length).
-    pub fn handle_voicemail_done(&mut self, now: Instant) {
+    /// The caller has been silent for the configured time while recording.
+    pub fn handle_silence(&mut self) {
         if self.phase == Phase::Recording {
-            self.hang_up(Outcome::Voicemail, now);
+            self.stop_recording("silence");
         }
+    }
+
+    /// Whether the caller's keypresses matter now.
+    pub fn wants_digits(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::MenuPrompt { .. }
+                | Phase::MenuWait { .. }
+                | Phase::MenuInvalid { .. }
+                | Phase::VoicemailPrompt { .. }
+                | Phase::Recording
+        )
+    }
+
+    /// Whether the caller's audio is being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.phase == Phase::Recording
     }
 
     /// The caller sent CANCEL before the answer (the task answers 487).
@@ -534,7 +674,13 @@ impl CallMachine {
             Phase::HangingUp => self.end(self.pending_outcome),
             // A conversation or a message the caller ends is still what it was.
             Phase::Connected { outcome } => self.end(outcome),
-            Phase::Recording => self.end(Outcome::Voicemail),
+            // A hang-up keeps what was recorded; at the beep, the message is empty but exists.
+            Phase::Recording | Phase::VoicemailBeep { .. } => {
+                self.out
+                    .push_back(Command::StopRecording { reason: "hang-up" });
+                self.end(Outcome::Voicemail);
+            }
+            Phase::Goodbye => self.end(Outcome::Voicemail),
             _ => {
                 self.event("caller-hung-up", serde_json::json!({}));
                 self.end(Outcome::Abandoned);
@@ -765,7 +911,9 @@ mod tests {
         m.handle_playback_done(t0);
         assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(3)));
         m.handle_digit('9', t0 + Duration::from_secs(1));
-        assert_eq!(drain(&mut m), vec![play("bad.wav"), play("m.wav")]);
+        assert_eq!(drain(&mut m), vec![play("bad.wav")]);
+        m.handle_playback_done(t0 + Duration::from_secs(2));
+        assert_eq!(drain(&mut m), vec![play("m.wav")]);
         m.handle_playback_done(t0 + Duration::from_secs(2));
         m.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(
@@ -792,18 +940,24 @@ mod tests {
         m.handle_leg_result(false, t0);
         assert_eq!(
             drain(&mut m),
-            vec![
-                Command::Answer,
-                Command::RecordVoicemail {
-                    prompt: None,
-                    max_seconds: 120
-                }
-            ]
+            vec![Command::Answer, play("default/voicemail-fr.wav")]
         );
+        m.handle_playback_done(t0);
+        assert_eq!(drain(&mut m), vec![play("default/beep.wav")]);
+        m.handle_playback_done(t0);
+        assert_eq!(
+            drain(&mut m),
+            vec![Command::StartRecording { max_seconds: 120 }]
+        );
+        assert!(m.is_recording() && m.wants_digits());
+        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(120)));
         m.handle_bye();
         assert_eq!(
             drain(&mut m),
-            vec![Command::End(Outcome::Voicemail)],
+            vec![
+                Command::StopRecording { reason: "hang-up" },
+                Command::End(Outcome::Voicemail)
+            ],
             "hanging up ends the recording, kept"
         );
 
@@ -819,5 +973,70 @@ mod tests {
         assert_eq!(drain(&mut m), vec![Command::SendBye]);
         m.handle_bye_answered();
         assert_eq!(drain(&mut m), vec![Command::End(Outcome::Secretary)]);
+    }
+
+    #[test]
+    fn voicemail_ends_on_hash_silence_or_length_with_a_goodbye() {
+        let t0 = Instant::now();
+        for (how, reason) in [
+            ("hash", "hash"),
+            ("silence", "silence"),
+            ("length", "max-length"),
+        ] {
+            let mut m = machine(
+                r#"[{ voicemail = { prompt = "p.wav", max_seconds = 30 } }]"#,
+                "",
+                Capabilities::ALL,
+            );
+            m.start(t0);
+            assert_eq!(drain(&mut m), vec![Command::Answer, play("p.wav")]);
+            m.handle_digit('5', t0);
+            assert_eq!(
+                drain(&mut m),
+                vec![Command::StopPlaying, play("default/beep.wav")],
+                "a key skips the prompt"
+            );
+            m.handle_playback_done(t0);
+            drain(&mut m);
+            match how {
+                "hash" => m.handle_digit('#', t0 + Duration::from_secs(5)),
+                "silence" => m.handle_silence(),
+                _ => m.handle_timeout(t0 + Duration::from_secs(30)),
+            }
+            assert_eq!(
+                drain(&mut m),
+                vec![
+                    Command::StopRecording { reason },
+                    play("default/goodbye-fr.wav")
+                ],
+                "{how}"
+            );
+            m.handle_playback_done(t0 + Duration::from_secs(40));
+            assert_eq!(drain(&mut m), vec![Command::SendBye], "{how}");
+            m.handle_bye_answered();
+            assert_eq!(
+                drain(&mut m),
+                vec![Command::End(Outcome::Voicemail)],
+                "{how}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_choice_prompt_plays_before_the_menu_again_not_over_it() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ menu = { prompt = "m.wav", invalid = "bad.wav", choices = { "1" = "a" } } }]"#,
+            "a = [{ hangup = {} }]",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        drain(&mut m);
+        m.handle_digit('7', t0);
+        assert_eq!(drain(&mut m), vec![Command::StopPlaying, play("bad.wav")]);
+        m.handle_playback_done(t0);
+        assert_eq!(drain(&mut m), vec![play("m.wav")]);
+        m.handle_digit('1', t0);
+        assert_eq!(drain(&mut m), vec![Command::StopPlaying, Command::SendBye]);
     }
 }

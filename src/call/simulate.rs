@@ -124,13 +124,14 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     ));
                     pending_leg = Some((scenario.executive_answers, timeout));
                 }
-                Command::RecordVoicemail {
-                    prompt,
-                    max_seconds,
-                } => {
-                    let prompt = prompt.map_or("the default prompt".to_string(), |p| p.0);
+                Command::StartRecording { max_seconds } => {
                     lines.push(format!(
-                        "  {t:>4}s  voicemail after {prompt}, up to {max_seconds} s"
+                        "  {t:>4}s  record the caller, up to {max_seconds} s"
+                    ));
+                }
+                Command::StopRecording { reason } => {
+                    lines.push(format!(
+                        "  {t:>4}s  stop recording ({reason}), keep the message"
                     ));
                 }
                 Command::Reject(code) => lines.push(format!("  {t:>4}s  refuse with {code}")),
@@ -166,6 +167,16 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 }
             }
         }
+        if machine.is_recording() {
+            // The caller speaks for a while, then stops.
+            now += Duration::from_secs(20);
+            lines.push(format!(
+                "  {:>4}s  (the caller speaks, then falls silent)",
+                (now - start).as_secs()
+            ));
+            machine.handle_silence();
+            continue;
+        }
         if let Some(at) = machine.poll_timeout() {
             now = now.max(at);
             machine.handle_timeout(now);
@@ -191,7 +202,6 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
             }
             now += Duration::from_secs(3);
             machine.handle_playback_done(now);
-            machine.handle_voicemail_done(now);
             machine.handle_bye_answered();
         }
     }

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::machine::{CallMachine, Capabilities, Command};
 use crate::dialplan::{self, CallFacts, Caller, Company, Plans};
 use crate::media::engine::StreamSpec;
+use crate::media::recording::{Recorder, write_wav};
 use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
 use crate::number::Dialled;
 use crate::rtp::Packetizer;
@@ -45,7 +46,20 @@ pub struct CallContext {
     pub endpoint: mpsc::UnboundedSender<Input>,
     /// Our SIP address, for Contact and Via.
     pub local_sip: SocketAddr,
+    /// Where voicemail recordings go (`<data>/recordings`).
+    pub recordings: std::path::PathBuf,
+    /// Seconds of quiet that end a recording.
+    pub silence_seconds: u32,
 }
+
+/// What this server's calls can do: keypresses and voicemail; secretaries and transfers
+/// arrive with their issues.
+const SERVER_CAPABILITIES: Capabilities = Capabilities {
+    dtmf: true,
+    secretaries: false,
+    transfer: false,
+    voicemail: true,
+};
 
 impl CallContext {
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -229,6 +243,7 @@ impl<'a> Call<'a> {
                 fastrand::u16(..),
                 fastrand::u32(..),
             ),
+            telephone_event: negotiated.telephone_event,
             events: media_tx,
         });
         let mut media = Media {
@@ -240,19 +255,29 @@ impl<'a> Call<'a> {
                 version: 1,
             },
             negotiated,
+            recorder: None,
+            listening: (false, false),
         };
-        let mut machine = CallMachine::new(Arc::clone(company), route, Capabilities::SERVER);
+        let mut machine = CallMachine::new(Arc::clone(company), route, SERVER_CAPABILITIES);
         machine.start(Instant::now());
         loop {
             while let Some(command) = machine.poll_command() {
-                match self.execute(command, snapshot, &media) {
-                    Some(Feedback::LegFailed) => machine.handle_leg_result(false, Instant::now()),
-                    Some(Feedback::VoicemailDone) => machine.handle_voicemail_done(Instant::now()),
-                    None => {}
+                if let Some(Feedback::LegFailed) =
+                    self.execute(command, snapshot, company, &mut media)
+                {
+                    machine.handle_leg_result(false, Instant::now());
                 }
             }
             if machine.is_ended() {
                 break;
+            }
+            // Read the caller's packets only while they matter (a syscall per packet).
+            let listening = (machine.wants_digits(), machine.is_recording());
+            if listening != media.listening {
+                media.listening = listening;
+                self.ctx
+                    .media
+                    .listen(media.stream, listening.0, listening.1);
             }
             let deadline = machine.poll_timeout();
             tokio::select! {
@@ -272,6 +297,15 @@ impl<'a> Call<'a> {
                     Some((_, MediaEvent::Latched(from))) => {
                         self.event("rtp-latched", serde_json::json!({ "from": from.to_string() }).to_string());
                     }
+                    Some((_, MediaEvent::Digit(digit))) => {
+                        self.event("digit", serde_json::json!({ "key": digit.key.to_string(), "via": "rtp", "rtp_timestamp": digit.timestamp }).to_string());
+                        machine.handle_digit(digit.key, Instant::now());
+                    }
+                    Some((_, MediaEvent::Audio(samples))) => {
+                        if media.recorder.as_mut().is_some_and(|r| r.push(&samples)) {
+                            machine.handle_silence();
+                        }
+                    }
                     None => machine.handle_shutdown(Instant::now()),
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => machine.handle_timeout(Instant::now()),
@@ -284,7 +318,8 @@ impl<'a> Call<'a> {
         &mut self,
         command: Command,
         snapshot: &Snapshot,
-        media: &Media,
+        company: &Company,
+        media: &mut Media,
     ) -> Option<Feedback> {
         match command {
             Command::Ringing => self.respond(180, None),
@@ -316,9 +351,16 @@ impl<'a> Call<'a> {
                 tracing::error!("leg requested without the capability");
                 return Some(Feedback::LegFailed);
             }
-            Command::RecordVoicemail { .. } => {
-                tracing::error!("voicemail requested without the capability");
-                return Some(Feedback::VoicemailDone);
+            Command::StartRecording { max_seconds } => {
+                media.recorder = Some(Recorder::new(max_seconds, self.ctx.silence_seconds));
+            }
+            Command::StopRecording { reason } => {
+                let samples = media
+                    .recorder
+                    .take()
+                    .map(Recorder::into_samples)
+                    .unwrap_or_default();
+                self.save_recording(company, samples, reason);
             }
         }
         None
@@ -385,7 +427,20 @@ impl<'a> Call<'a> {
                 reply(200, Some(answer.as_bytes()), &[("Contact", &contact)])
             }
             Method::Ack => return,
-            Method::Options | Method::Info => reply(200, None, &[]),
+            Method::Info => {
+                // Keypresses from phones that send them as SIP INFO (RFC 6086 usage).
+                if let Some(key) =
+                    crate::dtmf::key_from_info(request.content_type.as_deref(), &request.body)
+                {
+                    self.event(
+                        "digit",
+                        serde_json::json!({ "key": key.to_string(), "via": "info" }).to_string(),
+                    );
+                    machine.handle_digit(key, Instant::now());
+                }
+                reply(200, None, &[])
+            }
+            Method::Options => reply(200, None, &[]),
             _ => reply(405, None, &[("Allow", write::ALLOW)]),
         };
         let _ = self.ctx.endpoint.send(input);
@@ -468,6 +523,44 @@ impl<'a> Call<'a> {
         });
     }
 
+    /// Writes the WAV off the signalling thread, then the message's recording fields.
+    /// A recording with no audio (the caller hung up at the beep) has no file but is kept.
+    fn save_recording(&self, company: &Company, samples: Vec<i16>, reason: &'static str) {
+        let ms = samples.len() as i64 / 8;
+        let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+        let path = self
+            .ctx
+            .recordings
+            .join(&company.id.0)
+            .join(day)
+            .join(format!("call-{}.wav", self.id));
+        self.event(
+            "recording-stopped",
+            serde_json::json!({ "reason": reason, "ms": ms }).to_string(),
+        );
+        let store = self.ctx.store.clone();
+        let id = self.id;
+        tokio::task::spawn_blocking(move || {
+            let saved = if samples.is_empty() {
+                None
+            } else {
+                match write_wav(&path, &samples) {
+                    Ok(()) => Some(path.display().to_string()),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "recording not saved");
+                        None
+                    }
+                }
+            };
+            store.write(Record::Recording {
+                id,
+                path: saved,
+                ms,
+                at: store::now_text(),
+            });
+        });
+    }
+
     fn write(&self, record: Record) {
         self.ctx.store.write(record);
     }
@@ -476,13 +569,15 @@ impl<'a> Call<'a> {
 /// What executing a command tells the machine back at once.
 enum Feedback {
     LegFailed,
-    VoicemailDone,
 }
 
 struct Media {
     stream: StreamId,
     local: LocalMedia,
     negotiated: Negotiated,
+    recorder: Option<Recorder>,
+    /// What the engine reads from the caller: (digits, audio).
+    listening: (bool, bool),
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

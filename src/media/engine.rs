@@ -45,6 +45,10 @@ pub enum MediaEvent {
     PlaybackDone,
     /// The first RTP packet from the peer came from this address; we now send there.
     Latched(SocketAddr),
+    /// A keypress (RFC 4733), while listening.
+    Digit(crate::dtmf::Digit),
+    /// 20 ms (or what the packet held) of the caller's audio, decoded, while recording.
+    Audio(Vec<i16>),
 }
 
 enum Command {
@@ -65,6 +69,11 @@ enum Command {
         id: StreamId,
         codec: Codec,
         payload_type: u8,
+    },
+    Listen {
+        id: StreamId,
+        digits: bool,
+        audio: bool,
     },
     Close {
         id: StreamId,
@@ -97,6 +106,8 @@ pub struct StreamSpec {
     pub codec: Codec,
     /// Numbering state (SSRC, initial sequence and timestamp, payload type).
     pub packetizer: Packetizer,
+    /// The peer's telephone-event payload type, if negotiated.
+    pub telephone_event: Option<u8>,
     /// Where to report [`MediaEvent`]s.
     pub events: UnboundedSender<(StreamId, MediaEvent)>,
 }
@@ -165,6 +176,11 @@ impl MediaHandle {
             remote: spec.remote,
             latched: false,
             visits: 0,
+            listen_digits: false,
+            listen_audio: false,
+            telephone_event: spec.telephone_event,
+            payload_type: spec.packetizer.payload_type(),
+            dtmf: crate::dtmf::EventReceiver::default(),
             codec: spec.codec,
             packetizer: spec.packetizer,
             playing: None,
@@ -198,6 +214,13 @@ impl MediaHandle {
         });
     }
 
+    /// Reads the caller's packets every 20 ms and reports keypresses (`digits`) and
+    /// decoded audio (`audio`). Off, the socket is only read until latched: most calls
+    /// never need the caller's packets, and reading them costs a syscall each.
+    pub fn listen(&self, id: StreamId, digits: bool, audio: bool) {
+        self.send(Command::Listen { id, digits, audio });
+    }
+
     /// Closes the stream and its socket.
     pub fn close(&self, id: StreamId) {
         self.send(Command::Close { id });
@@ -222,6 +245,11 @@ struct Stream {
     remote: SocketAddr,
     latched: bool,
     visits: u32,
+    listen_digits: bool,
+    listen_audio: bool,
+    telephone_event: Option<u8>,
+    payload_type: u8,
+    dtmf: crate::dtmf::EventReceiver,
     codec: Codec,
     packetizer: Packetizer,
     playing: Option<Playing>,
@@ -232,7 +260,8 @@ impl Stream {
     /// One 20 ms visit: learn the peer's address, then send the next frame if playing.
     fn visit(&mut self, packet: &mut Vec<u8>, scratch: &mut [u8]) {
         self.visits = self.visits.wrapping_add(1);
-        if !self.latched && self.visits % LATCH_POLL_VISITS == 1 {
+        let listening = self.listen_digits || self.listen_audio;
+        if listening || (!self.latched && self.visits % LATCH_POLL_VISITS == 1) {
             self.read(scratch);
         }
         self.send_next(packet);
@@ -249,9 +278,29 @@ impl Stream {
                         self.remote = from;
                         let _ = self.events.send((self.id, MediaEvent::Latched(from)));
                     }
+                    self.received(&scratch[..n]);
                 }
                 Err(_) => break,
             }
+        }
+    }
+
+    /// Keypresses and audio from one of the caller's packets, when listening.
+    fn received(&mut self, datagram: &[u8]) {
+        let Some(rtp) = crate::rtp::parse(datagram) else {
+            return;
+        };
+        if self.listen_digits && Some(rtp.payload_type) == self.telephone_event {
+            if let Some(digit) = self.dtmf.on_packet(rtp.timestamp, rtp.payload) {
+                let _ = self.events.send((self.id, MediaEvent::Digit(digit)));
+            }
+        } else if self.listen_audio && rtp.payload_type == self.payload_type {
+            let decode = match self.codec {
+                Codec::Pcmu => crate::g711::ulaw_to_linear,
+                Codec::Pcma => crate::g711::alaw_to_linear,
+            };
+            let samples = rtp.payload.iter().map(|&b| decode(b)).collect();
+            let _ = self.events.send((self.id, MediaEvent::Audio(samples)));
         }
     }
 
@@ -338,7 +387,14 @@ impl Wheel {
             } => {
                 if let Some((s, _)) = self.streams.get_mut(&id) {
                     s.codec = codec;
+                    s.payload_type = payload_type;
                     s.packetizer.set_payload_type(payload_type);
+                }
+            }
+            Command::Listen { id, digits, audio } => {
+                if let Some((s, _)) = self.streams.get_mut(&id) {
+                    s.listen_digits = digits;
+                    s.listen_audio = audio;
                 }
             }
             Command::Close { id } => {

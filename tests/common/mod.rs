@@ -71,6 +71,13 @@ impl Setup {
         std::fs::create_dir_all(dir.path().join("dialplans")).unwrap();
         write_tone(&dir.path().join("sounds/tone/a.wav"), 440.0, 3.5);
         write_tone(&dir.path().join("sounds/tone/long.wav"), 440.0, 30.0);
+        // The prompts every installation ships (voicemail, beep, goodbye).
+        let defaults = dir.path().join("sounds/default");
+        std::fs::create_dir_all(&defaults).unwrap();
+        for entry in std::fs::read_dir(repo().join("sounds/default")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), defaults.join(entry.file_name())).unwrap();
+        }
         for (name, text) in plans {
             std::fs::write(dir.path().join("dialplans").join(name), text).unwrap();
         }
