@@ -64,6 +64,32 @@ enum Command {
         #[arg(long, default_value = "answers")]
         executive: String,
     },
+    /// List messages (or show one, or mark one read/done).
+    Messages {
+        /// Configuration file.
+        #[arg(long, default_value = "config/permanence.toml", global = true)]
+        config: PathBuf,
+        /// Only this company.
+        #[arg(long)]
+        company: Option<String>,
+        /// Only this category: urgent, normal, low or spam.
+        #[arg(long)]
+        category: Option<String>,
+        /// Only this status: new, read or done.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only messages since this date ("2026-11-27") or time (RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<MessageAction>,
+    },
     /// List recent calls from the records.
     Calls {
         /// Configuration file.
@@ -75,6 +101,22 @@ enum Command {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessageAction {
+    /// One message with its call's timeline.
+    Show {
+        /// Message id.
+        id: i64,
+    },
+    /// Change a message's status.
+    Mark {
+        /// Message id.
+        id: i64,
+        /// read or done (or new).
+        status: String,
     },
 }
 
@@ -174,6 +216,88 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Messages {
+            config,
+            company,
+            category,
+            status,
+            since,
+            limit,
+            json,
+            action,
+        } => {
+            let config = Config::load(&config)?;
+            let db = config.database_path();
+            match action {
+                None => {
+                    if let Some(c) = &category {
+                        anyhow::ensure!(
+                            ["urgent", "normal", "low", "spam"].contains(&c.as_str()),
+                            "--category: expected urgent, normal, low or spam"
+                        );
+                    }
+                    if let Some(s) = &status {
+                        anyhow::ensure!(
+                            ["new", "read", "done"].contains(&s.as_str()),
+                            "--status: expected new, read or done"
+                        );
+                    }
+                    if let Some(s) = &since {
+                        let valid = s.parse::<jiff::civil::Date>().is_ok()
+                            || s.parse::<jiff::Timestamp>().is_ok();
+                        anyhow::ensure!(
+                            valid,
+                            "--since `{s}`: expected a date (2026-11-27) or an RFC 3339 time"
+                        );
+                    }
+                    let filter = store::MessageFilter {
+                        company,
+                        category,
+                        status,
+                        since,
+                        limit,
+                    };
+                    let rows = store::list_messages(&db, &filter)?;
+                    if json {
+                        for m in &rows {
+                            println!("{}", serde_json::to_string(m)?);
+                        }
+                    } else {
+                        print_messages(&rows);
+                    }
+                }
+                Some(MessageAction::Show { id }) => {
+                    let (m, events) = store::message_with_timeline(&db, id)?
+                        .with_context(|| format!("no message {id}"))?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "message": m, "timeline": events })
+                        );
+                    } else {
+                        print_messages(std::slice::from_ref(&m));
+                        println!();
+                        for e in events {
+                            println!(
+                                "  {}  {:<18} {}",
+                                e.at.get(11..23).unwrap_or(&e.at),
+                                e.kind,
+                                e.data
+                            );
+                        }
+                    }
+                }
+                Some(MessageAction::Mark { id, status }) => {
+                    anyhow::ensure!(
+                        ["new", "read", "done"].contains(&status.as_str()),
+                        "status: expected read, done or new"
+                    );
+                    anyhow::ensure!(store::mark_message(&db, id, &status)?, "no message {id}");
+                    println!("message {id}: {status}");
+                }
+            }
+            Ok(())
+        }
         Command::Calls {
             config,
             limit,
@@ -215,6 +339,42 @@ fn plan_files(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>
         }
     }
     Ok(files)
+}
+
+fn print_messages(rows: &[store::MessageRow]) {
+    println!(
+        "{:>5}  {:<19}  {:<10}  {:<22}  {:<8}  {:<6}  {:<11}  {:>7}  RECORDING",
+        "ID", "TIME (UTC)", "COMPANY", "CALLER", "CATEGORY", "STATUS", "OUTCOME", "SECONDS"
+    );
+    for m in rows {
+        let caller = match &m.caller_name {
+            Some(name) => format!("{} ({name})", m.caller),
+            None => m.caller.clone(),
+        };
+        let seconds = m
+            .recording_ms
+            .map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+        let recording = match (&m.recording, m.recording_empty) {
+            (Some(path), _) => path.clone(),
+            (None, true) => "(empty: no audio)".to_string(),
+            (None, false) => "-".to_string(),
+        };
+        println!(
+            "{:>5}  {:<19}  {:<10}  {:<22}  {:<8}  {:<6}  {:<11}  {:>7}  {}",
+            m.id,
+            m.created_at
+                .get(..19)
+                .unwrap_or(&m.created_at)
+                .replace('T', " "),
+            m.company,
+            caller,
+            m.category,
+            m.status,
+            m.outcome.as_deref().unwrap_or("(live)"),
+            seconds,
+            recording
+        );
+    }
 }
 
 fn print_calls(calls: &[store::CallRow]) {

@@ -602,3 +602,161 @@ mod tests {
         );
     }
 }
+
+/// One message as listed by `permanence messages`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageRow {
+    /// Message id.
+    pub id: i64,
+    /// The call it came from.
+    pub call_id: i64,
+    /// When the call started.
+    pub created_at: String,
+    /// Company id.
+    pub company: String,
+    /// Caller.
+    pub caller: String,
+    /// Caller's display name.
+    pub caller_name: Option<String>,
+    /// urgent / normal / low / spam.
+    pub category: String,
+    /// new / read / done.
+    pub status: String,
+    /// How the call ended.
+    pub outcome: Option<String>,
+    /// The voicemail file, if any.
+    pub recording: Option<String>,
+    /// Its length in milliseconds.
+    pub recording_ms: Option<i64>,
+    /// A voicemail step ran but no audio was recorded.
+    pub recording_empty: bool,
+}
+
+/// Which messages to list.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only this company.
+    pub company: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only messages created at or after this time (RFC 3339 or a date).
+    pub since: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.call_id, m.created_at, m.company, m.caller, c.caller_name, m.category, m.status,
+     c.outcome, m.recording, m.recording_ms, m.recording_empty";
+
+fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        call_id: r.get(1)?,
+        created_at: r.get(2)?,
+        company: r.get(3)?,
+        caller: r.get(4)?,
+        caller_name: r.get(5)?,
+        category: r.get(6)?,
+        status: r.get(7)?,
+        outcome: r.get(8)?,
+        recording: r.get(9)?,
+        recording_ms: r.get(10)?,
+        recording_empty: r.get(11)?,
+    })
+}
+
+/// Messages matching a filter, newest first.
+pub fn list_messages(path: &Path, filter: &MessageFilter) -> Result<Vec<MessageRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN calls c ON c.id = m.call_id
+         WHERE (?1 IS NULL OR m.company = ?1) AND (?2 IS NULL OR m.category = ?2)
+           AND (?3 IS NULL OR m.status = ?3) AND (?4 IS NULL OR m.created_at >= ?4)
+         ORDER BY m.id DESC LIMIT ?5"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.company,
+                filter.category,
+                filter.status,
+                filter.since,
+                filter.limit as i64
+            ],
+            message_row,
+        )
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// One entry of a call's timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    /// When.
+    pub at: String,
+    /// What.
+    pub kind: String,
+    /// Details (JSON).
+    pub data: String,
+}
+
+/// A message with its call's timeline.
+pub fn message_with_timeline(
+    path: &Path,
+    id: i64,
+) -> Result<Option<(MessageRow, Vec<EventRow>)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN calls c ON c.id = m.call_id WHERE m.id = ?1"
+    );
+    let Some(message) = conn
+        .query_row(&sql, params![id], message_row)
+        .optional()
+        .map_err(err)?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare("SELECT at, kind, data FROM events WHERE call_id = ?1 ORDER BY id")
+        .map_err(err)?;
+    let events = stmt
+        .query_map(params![message.call_id], |r| {
+            Ok(EventRow {
+                at: r.get(0)?,
+                kind: r.get(1)?,
+                data: r.get(2)?,
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok(Some((message, events)))
+}
+
+/// Sets a message's status; false when there is no such message.
+pub fn mark_message(path: &Path, id: i64, status: &str) -> Result<bool, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let n = conn
+        .execute(
+            "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, status, now_text()],
+        )
+        .map_err(err)?;
+    Ok(n == 1)
+}

@@ -273,7 +273,8 @@ impl Stream {
         for _ in 0..MAX_READS_PER_VISIT {
             match self.socket.recv_from(scratch) {
                 Ok((n, from)) => {
-                    if !self.latched && looks_like_rtp(&scratch[..n]) {
+                    // Port 0 is no address to answer to (some test tools send from it).
+                    if !self.latched && from.port() != 0 && looks_like_rtp(&scratch[..n]) {
                         self.latched = true;
                         self.remote = from;
                         let _ = self.events.send((self.id, MediaEvent::Latched(from)));

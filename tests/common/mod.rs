@@ -395,3 +395,100 @@ pub fn collect_rtp(sock: &UdpSocket, quiet: Duration, max: Duration) -> Vec<RtpS
     }
     out
 }
+
+/// Writes a pcap of RTP packets (PCMU, 20 ms apart) carrying a sine tone, for SIPp's
+/// `play_pcap_audio`.
+pub fn write_tone_pcap(path: &Path, hz: f64, seconds: f64) {
+    let mut out = Vec::new();
+    // Global header: magic, version 2.4, zone 0, sigfigs 0, snaplen, Ethernet.
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let frames = (seconds * 50.0) as usize;
+    for f in 0..frames {
+        let mut rtp = vec![0x80u8, if f == 0 { 0x80 } else { 0 }];
+        rtp.extend_from_slice(&(f as u16).to_be_bytes());
+        rtp.extend_from_slice(&((f * 160) as u32).to_be_bytes());
+        rtp.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        for i in 0..160 {
+            let n = (f * 160 + i) as f64;
+            let s = ((n * hz * 2.0 * std::f64::consts::PI / 8000.0).sin() * 10000.0) as i16;
+            rtp.push(permanence::g711::linear_to_ulaw(s));
+        }
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            1,
+        ];
+        let sum: u32 = ip
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        let checksum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&0u16.to_be_bytes());
+        frame.extend_from_slice(&rtp);
+        let micros = f * 20_000;
+        out.extend_from_slice(&((1_000_000 + micros / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((micros % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// SIPp's own telephone-event capture for a key (Debian package sip-tester).
+pub fn dtmf_pcap(key: &str) -> String {
+    let name = match key {
+        "#" => "pound".to_string(),
+        "*" => "star".to_string(),
+        k => k.to_string(),
+    };
+    let path = format!("/usr/share/sip-tester/dtmf_2833_{name}.pcap");
+    assert!(
+        Path::new(&path).exists(),
+        "{path}: installed with sip-tester"
+    );
+    path
+}
+
+/// The messages table, for one call.
+pub fn message_of(setup: &Setup, call: i64) -> (String, Option<String>, Option<i64>, bool) {
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    conn.query_row(
+        "SELECT category, recording, recording_ms, recording_empty FROM messages WHERE call_id = ?1",
+        [call],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .unwrap()
+}
