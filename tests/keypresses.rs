@@ -198,9 +198,14 @@ fn a_voicemail_records_the_callers_tone_until_hash_then_says_goodbye() {
         )
         .unwrap();
     assert!(reason.contains("\"hash\""), "{reason}");
+    let at = |kind: &str| {
+        events
+            .iter()
+            .position(|e| e == kind)
+            .unwrap_or_else(|| panic!("{kind} in {events:?}"))
+    };
     assert!(
-        events.iter().position(|e| e == "recording-stopped")
-            < events.iter().position(|e| e == "bye-sent"),
+        at("recording-stopped") < at("goodbye") && at("goodbye") < at("bye-sent"),
         "{events:?}"
     );
 }

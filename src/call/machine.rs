@@ -388,6 +388,7 @@ impl CallMachine {
         self.timer = None;
         self.out.push_back(Command::StopRecording { reason });
         let goodbye = self.default_sound("goodbye");
+        self.event("goodbye", serde_json::json!({ "sound": goodbye.0 }));
         self.out.push_back(Command::Play {
             sound: goodbye,
             times: 1,

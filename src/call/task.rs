@@ -343,7 +343,12 @@ impl<'a> Call<'a> {
                 category: category.as_str(),
                 at: store::now_text(),
             }),
-            Command::Event(kind, data) => self.event(kind, data),
+            Command::Event(kind, data) => {
+                if kind == "step-unavailable" {
+                    tracing::info!(details = %data, "step not supported yet: falling through");
+                }
+                self.event(kind, data)
+            }
             Command::End(outcome) => self.finish(outcome),
             // The machine only asks for these when its capabilities say so; the server's
             // say no until secretaries, transfers and voicemail are built.
