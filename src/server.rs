@@ -56,9 +56,8 @@ const MEDIA_LAG_LIMIT: Duration = Duration::from_millis(10);
 pub fn load_snapshot(config: &Config) -> Result<Snapshot, ServerError> {
     let plans = dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
         .map_err(ServerError::Plans)?;
-    let defaults = crate::call::machine::default_sounds();
-    let sounds = Sounds::load(&config.paths.sounds, plans.sounds().chain(defaults.iter()))
-        .map_err(ServerError::Sounds)?;
+    let sounds =
+        Sounds::load(&config.paths.sounds, plans.sounds().iter()).map_err(ServerError::Sounds)?;
     Ok(Snapshot { plans, sounds })
 }
 
@@ -68,9 +67,8 @@ pub fn load_snapshot_from(
     files: &[std::path::PathBuf],
 ) -> Result<Snapshot, ServerError> {
     let plans = dialplan::load_files(files, &config.paths.sounds).map_err(ServerError::Plans)?;
-    let defaults = crate::call::machine::default_sounds();
-    let sounds = Sounds::load(&config.paths.sounds, plans.sounds().chain(defaults.iter()))
-        .map_err(ServerError::Sounds)?;
+    let sounds =
+        Sounds::load(&config.paths.sounds, plans.sounds().iter()).map_err(ServerError::Sounds)?;
     Ok(Snapshot { plans, sounds })
 }
 

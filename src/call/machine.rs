@@ -153,27 +153,6 @@ enum List {
     Named(StepListName),
 }
 
-/// The path of a sound every installation ships under `sounds/default/`, in a language
-/// (`fr`, `en`; others fall back to English).
-pub fn default_sound(what: &str, language: &str) -> SoundName {
-    let language = if language == "fr" { "fr" } else { "en" };
-    if what == "beep" {
-        SoundName("default/beep.wav".into())
-    } else {
-        SoundName(format!("default/{what}-{language}.wav"))
-    }
-}
-
-/// The sounds [`default_sound`] may name.
-pub fn default_sounds() -> Vec<SoundName> {
-    let mut v = vec![default_sound("beep", "en")];
-    for language in ["fr", "en"] {
-        v.push(default_sound("voicemail", language));
-        v.push(default_sound("goodbye", language));
-    }
-    v
-}
-
 /// The state of one call.
 #[derive(Debug)]
 pub struct CallMachine {
@@ -372,7 +351,7 @@ impl CallMachine {
 
     /// A sound every server ships, in the company's language (`default/voicemail-fr.wav`).
     fn default_sound(&self, what: &str) -> SoundName {
-        default_sound(what, &self.company.language)
+        crate::dialplan::default_sound(what, &self.company.language)
     }
 
     fn start_recording(&mut self, max_seconds: u32, now: Instant) {

@@ -311,27 +311,55 @@ impl Plans {
         &self.companies
     }
 
-    /// Every sound any plan uses.
-    pub fn sounds(&self) -> impl Iterator<Item = &SoundName> {
-        self.companies.iter().flat_map(|c| {
-            c.routes
-                .iter()
-                .flat_map(|r| r.steps.iter())
-                .chain(c.steplists.values().flatten())
-                .flat_map(step_sounds)
-        })
+    /// Every sound any plan uses, including the shipped ones its voicemail steps play.
+    pub fn sounds(&self) -> Vec<SoundName> {
+        let mut all: Vec<SoundName> = self
+            .companies
+            .iter()
+            .flat_map(|c| {
+                c.routes
+                    .iter()
+                    .flat_map(|r| r.steps.iter())
+                    .chain(c.steplists.values().flatten())
+                    .flat_map(|s| step_sounds(s, &c.language))
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 
-fn step_sounds(step: &Step) -> Vec<&SoundName> {
+/// A sound shipped under `sounds/default/`, in a language (`fr`, `en`; others use English):
+/// the voicemail prompt, the beep and the goodbye that a `voicemail` step plays.
+pub fn default_sound(what: &str, language: &str) -> SoundName {
+    let language = if language == "fr" { "fr" } else { "en" };
+    if what == "beep" {
+        SoundName("default/beep.wav".into())
+    } else {
+        SoundName(format!("default/{what}-{language}.wav"))
+    }
+}
+
+fn step_sounds(step: &Step, language: &str) -> Vec<SoundName> {
     match step {
-        Step::Play { sound, .. } => vec![sound],
+        Step::Play { sound, .. } => vec![sound.clone()],
         Step::Menu(m) => std::iter::once(&m.prompt)
             .chain(m.invalid.as_ref())
+            .cloned()
             .collect(),
-        Step::Voicemail {
-            prompt: Some(p), ..
-        } => vec![p],
+        Step::Voicemail { prompt, .. } => {
+            let mut v = vec![
+                default_sound("beep", language),
+                default_sound("goodbye", language),
+            ];
+            v.push(
+                prompt
+                    .clone()
+                    .unwrap_or_else(|| default_sound("voicemail", language)),
+            );
+            v
+        }
         _ => Vec::new(),
     }
 }
