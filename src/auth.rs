@@ -1,0 +1,281 @@
+//! SIP digest authentication as a server (RFC 3261 §22, RFC 8760 for SHA-256, qop=auth).
+//!
+//! Pure. Nonces are stateless: `<time>.<hash(secret, time)>`, so any nonce we issued can be
+//! checked without a table, and an old one is recognised as ours but stale (the phone then
+//! retries at once with `stale=true`, RFC 3261 §22.4, without asking the user).
+
+use md5::Digest as _;
+
+/// A digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// MD5, what every phone speaks.
+    Md5,
+    /// SHA-256 (RFC 8760), offered first.
+    Sha256,
+}
+
+impl Algorithm {
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The hex digest of `data`.
+    pub fn hash(self, data: &str) -> String {
+        let bytes: Vec<u8> = match self {
+            Algorithm::Md5 => md5::Md5::digest(data.as_bytes()).to_vec(),
+            Algorithm::Sha256 => sha2::Sha256::digest(data.as_bytes()).to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// HA1 = H(username:realm:password), what the config stores instead of the password.
+pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    algorithm.hash(&format!("{username}:{realm}:{password}"))
+}
+
+/// Issues and checks nonces.
+#[derive(Debug, Clone)]
+pub struct Nonces {
+    secret: String,
+    lifetime_seconds: u64,
+}
+
+/// What a nonce is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceState {
+    /// Ours and fresh.
+    Fresh,
+    /// Ours but expired: challenge again with `stale=true`.
+    Stale,
+    /// Not ours.
+    Invalid,
+}
+
+impl Nonces {
+    /// Nonces signed with `secret` (random per process start), valid `lifetime_seconds`.
+    pub fn new(secret: String, lifetime_seconds: u64) -> Self {
+        Nonces {
+            secret,
+            lifetime_seconds,
+        }
+    }
+
+    /// A nonce for the time `now` (seconds since the epoch).
+    pub fn issue(&self, now: u64) -> String {
+        format!(
+            "{now:x}.{}",
+            &Algorithm::Sha256.hash(&format!("{}:{now}", self.secret))[..32]
+        )
+    }
+
+    /// Checks a nonce at `now`.
+    pub fn check(&self, nonce: &str, now: u64) -> NonceState {
+        let Some((time, _)) = nonce.split_once('.') else {
+            return NonceState::Invalid;
+        };
+        let Ok(issued) = u64::from_str_radix(time, 16) else {
+            return NonceState::Invalid;
+        };
+        if self.issue(issued) != nonce {
+            return NonceState::Invalid;
+        }
+        if now.saturating_sub(issued) > self.lifetime_seconds || issued > now + 60 {
+            NonceState::Stale
+        } else {
+            NonceState::Fresh
+        }
+    }
+}
+
+/// The WWW-Authenticate values for a challenge: SHA-256 first, then MD5 (RFC 8760 §2.4).
+pub fn challenges(realm: &str, nonce: &str, stale: bool) -> Vec<String> {
+    [Algorithm::Sha256, Algorithm::Md5]
+        .into_iter()
+        .map(|a| {
+            let stale = if stale { ", stale=true" } else { "" };
+            format!(
+                "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+                a.name()
+            )
+        })
+        .collect()
+}
+
+/// A parsed `Authorization: Digest …` header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    /// username.
+    pub username: String,
+    /// realm.
+    pub realm: String,
+    /// nonce.
+    pub nonce: String,
+    /// uri.
+    pub uri: String,
+    /// response.
+    pub response: String,
+    /// algorithm (MD5 when absent).
+    pub algorithm: Option<String>,
+    /// qop.
+    pub qop: Option<String>,
+    /// nc.
+    pub nc: Option<String>,
+    /// cnonce.
+    pub cnonce: Option<String>,
+}
+
+/// Parses the value of an Authorization header; `None` unless it is Digest.
+pub fn parse_credentials(value: &str) -> Option<Credentials> {
+    let rest = value.trim();
+    let (scheme, params) = rest.split_once(char::is_whitespace)?;
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    let mut c = Credentials::default();
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            match after.find(',') {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, ""),
+            }
+        };
+        let value = value.trim().to_string();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "username" => c.username = value,
+            "realm" => c.realm = value,
+            "nonce" => c.nonce = value,
+            "uri" => c.uri = value,
+            "response" => c.response = value.to_ascii_lowercase(),
+            "algorithm" => c.algorithm = Some(value),
+            "qop" => c.qop = Some(value),
+            "nc" => c.nc = Some(value),
+            "cnonce" => c.cnonce = Some(value),
+            _ => {}
+        }
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    (!c.username.is_empty() && !c.nonce.is_empty() && !c.response.is_empty()).then_some(c)
+}
+
+impl Credentials {
+    /// The algorithm the client used.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self.algorithm.as_deref() {
+            None => Some(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("MD5") => Some(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+
+    /// Whether `response` matches what HA1 and the method give (constant-time compare).
+    pub fn verify(&self, ha1: &str, method: &str) -> bool {
+        let Some(algorithm) = self.algorithm() else {
+            return false;
+        };
+        let ha2 = algorithm.hash(&format!("{method}:{}", self.uri));
+        let expected = match (self.qop.as_deref(), &self.nc, &self.cnonce) {
+            (Some("auth"), Some(nc), Some(cnonce)) => {
+                algorithm.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce))
+            }
+            (None, _, _) => algorithm.hash(&format!("{ha1}:{}:{ha2}", self.nonce)),
+            _ => return false,
+        };
+        expected.len() == self.response.len()
+            && expected
+                .bytes()
+                .zip(self.response.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_2617_example_response() {
+        // RFC 2617 §3.5: Mufasa / Circle Of Life, qop=auth (MD5).
+        let c = parse_credentials(
+            "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+             uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
+             response=\"6629fae49393a05397450978507c4ef1\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
+        assert!(c.verify(&ha1, "GET"));
+        assert!(!c.verify(&ha1, "POST"));
+        let wrong = super::ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "circle of life",
+        );
+        assert!(!c.verify(&wrong, "GET"));
+    }
+
+    #[test]
+    fn sha256_round_trip_and_unknown_algorithms() {
+        let ha1 = ha1(Algorithm::Sha256, "alice", "permanence", "alice");
+        let ha2 = Algorithm::Sha256.hash("REGISTER:sip:127.0.0.1");
+        let response = Algorithm::Sha256.hash(&format!("{ha1}:n:00000001:c:auth:{ha2}"));
+        let c = Credentials {
+            username: "alice".into(),
+            realm: "permanence".into(),
+            nonce: "n".into(),
+            uri: "sip:127.0.0.1".into(),
+            response,
+            algorithm: Some("SHA-256".into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("c".into()),
+        };
+        assert!(c.verify(&ha1, "REGISTER"));
+        let mut odd = c.clone();
+        odd.algorithm = Some("SHA-512-256".into());
+        assert!(!odd.verify(&ha1, "REGISTER"));
+        assert_eq!(parse_credentials("Basic YWxpY2U6YWxpY2U="), None);
+        assert_eq!(
+            parse_credentials("Digest username=\"a\""),
+            None,
+            "no response"
+        );
+    }
+
+    #[test]
+    fn nonces_expire_into_stale_and_forgeries_are_invalid() {
+        let n = Nonces::new("secret".into(), 300);
+        let nonce = n.issue(1000);
+        assert_eq!(n.check(&nonce, 1100), NonceState::Fresh);
+        assert_eq!(n.check(&nonce, 1301), NonceState::Stale);
+        assert_eq!(n.check(&nonce.replace('.', "x"), 1100), NonceState::Invalid);
+        assert_eq!(
+            Nonces::new("other".into(), 300).check(&nonce, 1100),
+            NonceState::Invalid
+        );
+        assert_eq!(n.check("3e8.forged", 1100), NonceState::Invalid);
+        let ch = challenges("permanence", &nonce, true);
+        assert!(
+            ch[0].contains("algorithm=SHA-256")
+                && ch[1].contains("algorithm=MD5")
+                && ch[0].ends_with("stale=true")
+        );
+    }
+}
