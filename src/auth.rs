@@ -16,6 +16,17 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Reads `MD5` or `SHA-256`.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        if name.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
@@ -92,10 +103,12 @@ impl Nonces {
     }
 }
 
-/// The WWW-Authenticate values for a challenge: SHA-256 first, then MD5 (RFC 8760 §2.4).
-pub fn challenges(realm: &str, nonce: &str, stale: bool) -> Vec<String> {
-    [Algorithm::Sha256, Algorithm::Md5]
-        .into_iter()
+/// The WWW-Authenticate values for a challenge, one per algorithm in the order given
+/// (RFC 8760 §2.4: the order of preference).
+pub fn challenges(realm: &str, nonce: &str, stale: bool, algorithms: &[Algorithm]) -> Vec<String> {
+    algorithms
+        .iter()
+        .copied()
         .map(|a| {
             let stale = if stale { ", stale=true" } else { "" };
             format!(
@@ -271,7 +284,12 @@ mod tests {
             NonceState::Invalid
         );
         assert_eq!(n.check("3e8.forged", 1100), NonceState::Invalid);
-        let ch = challenges("permanence", &nonce, true);
+        let ch = challenges(
+            "permanence",
+            &nonce,
+            true,
+            &[Algorithm::Sha256, Algorithm::Md5],
+        );
         assert!(
             ch[0].contains("algorithm=SHA-256")
                 && ch[1].contains("algorithm=MD5")

@@ -48,6 +48,46 @@ pub struct Config {
     /// Bounds on resources.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Registrar for secretaries' softphones.
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+    /// The secretaries (`[[secretaries]]`).
+    #[serde(default)]
+    pub secretaries: Vec<crate::registrar::Secretary>,
+}
+
+/// `[registrar]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Digest realm; the secretaries' HA1 hashes are computed with it. Default `permanence`.
+    pub realm: String,
+    /// Shortest registration accepted (423 below). Default 60 s.
+    pub min_expires: u32,
+    /// Longest registration granted. Default 3600 s.
+    pub max_expires: u32,
+    /// When the phone does not say. Default 600 s.
+    pub default_expires: u32,
+    /// How long a nonce is good for; older ones are challenged again with stale=true.
+    /// Default 300 s.
+    pub nonce_lifetime_seconds: u64,
+    /// Digest algorithms offered, in order: `MD5`, `SHA-256`. Default MD5 first: many
+    /// softphones (and SIPp) read only the first challenge and know only MD5; put
+    /// `SHA-256` first when every phone speaks RFC 8760.
+    pub algorithms: Vec<String>,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            realm: "permanence".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            nonce_lifetime_seconds: 300,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
+        }
+    }
 }
 
 /// `[sip]`
@@ -189,6 +229,21 @@ impl Config {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if config.registrar.algorithms.is_empty()
+            || config
+                .registrar
+                .algorithms
+                .iter()
+                .any(|a| crate::auth::Algorithm::from_name(a).is_none())
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: 0,
+                column: 0,
+                message: "registrar.algorithms: expected a list of \"MD5\" and/or \"SHA-256\""
+                    .into(),
+            });
         }
         if config.media.rtp_port_min > config.media.rtp_port_max || config.media.rtp_port_min < 1024
         {

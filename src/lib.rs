@@ -12,6 +12,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod media;
 pub mod number;
+pub mod registrar;
 pub mod reload;
 pub mod rtp;
 pub mod schedule;

@@ -90,6 +90,27 @@ enum Command {
         #[command(subcommand)]
         action: Option<MessageAction>,
     },
+    /// Who is registered, from where, and who is available.
+    Secretaries {
+        /// Configuration file.
+        #[arg(long, default_value = "config/permanence.toml")]
+        config: PathBuf,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the digest hashes to store for a secretary instead of their password.
+    HashPassword {
+        /// SIP username.
+        #[arg(long)]
+        username: String,
+        /// The password (not stored anywhere).
+        #[arg(long)]
+        password: String,
+        /// Digest realm (as in [registrar] realm).
+        #[arg(long, default_value = "permanence")]
+        realm: String,
+    },
     /// List recent calls from the records.
     Calls {
         /// Configuration file.
@@ -225,6 +246,75 @@ fn run() -> anyhow::Result<()> {
             for line in simulate::simulate(company, &scenario) {
                 println!("{line}");
             }
+            Ok(())
+        }
+        Command::Secretaries { config, json } => {
+            let config = Config::load(&config)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let registrations = store::registrations(&config.database_path(), now)?;
+            if !json {
+                println!(
+                    "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  EXPIRES IN",
+                    "USERNAME", "NAME", "COMPANIES", "STATE", "CONTACT (FROM)"
+                );
+            }
+            for s in &config.secretaries {
+                let mine: Vec<_> = registrations
+                    .iter()
+                    .filter(|r| r.username == s.username)
+                    .collect();
+                // Ringing, on a call and wrap-up come with call distribution (issue 4).
+                let state = if mine.is_empty() {
+                    "not registered"
+                } else {
+                    "available"
+                };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "username": s.username, "name": s.name, "companies": s.companies, "state": state, "registrations": mine })
+                    );
+                    continue;
+                }
+                let companies = s.companies.join(",");
+                if mine.is_empty() {
+                    println!(
+                        "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  -",
+                        s.username, s.name, companies, state, "-"
+                    );
+                }
+                for r in mine {
+                    let contact = format!("{} ({} {})", r.contact, r.transport, r.source);
+                    println!(
+                        "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  {} s",
+                        s.username,
+                        s.name,
+                        companies,
+                        state,
+                        contact,
+                        r.expires_at - now
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::HashPassword {
+            username,
+            password,
+            realm,
+        } => {
+            use permanence::auth::{Algorithm, ha1};
+            println!("username = \"{username}\"");
+            println!(
+                "ha1_md5 = \"{}\"",
+                ha1(Algorithm::Md5, &username, &realm, &password)
+            );
+            println!(
+                "ha1_sha256 = \"{}\"",
+                ha1(Algorithm::Sha256, &username, &realm, &password)
+            );
             Ok(())
         }
         Command::Messages {

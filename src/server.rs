@@ -147,6 +147,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.sip.max_message_bytes,
         TimerValues::default(),
     );
+    let endpoint = endpoint.with_registrar(registrar(&config)?, store.writer());
     let endpoint_task = tokio::spawn(endpoint.run());
     if let Some(listener) = tcp {
         tokio::spawn(serve_tcp(
@@ -202,6 +203,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "stopped"
     );
     Ok(())
+}
+
+/// The registrar for the configured secretaries, with the registrations that were still
+/// valid when the server stopped (UDP ones: a TCP connection does not survive a restart).
+fn registrar(config: &Config) -> Result<crate::registrar::Registrar, ServerError> {
+    use crate::registrar::{Binding, Registrar, Settings};
+    let r = &config.registrar;
+    let settings = Settings {
+        realm: r.realm.clone(),
+        min_expires: r.min_expires,
+        max_expires: r.max_expires,
+        default_expires: r.default_expires,
+        algorithms: r
+            .algorithms
+            .iter()
+            .filter_map(|a| crate::auth::Algorithm::from_name(a))
+            .collect(),
+    };
+    let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let mut registrar = Registrar::new(
+        settings,
+        config.secretaries.clone(),
+        secret,
+        r.nonce_lifetime_seconds,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for row in crate::store::registrations(&config.database_path(), now as i64)? {
+        let (Ok(addr), "UDP") = (row.source.parse(), row.transport.as_str()) else {
+            continue;
+        };
+        let source = crate::sip::Peer {
+            transport: crate::sip::Transport::Udp,
+            addr,
+        };
+        registrar.restore(
+            &row.username,
+            Binding {
+                contact: row.contact,
+                source,
+                expires_at: row.expires_at as u64,
+            },
+            now,
+        );
+    }
+    Ok(registrar)
 }
 
 /// A UDP socket with large buffers: a burst of INVITEs must wait in the kernel, not be lost.

@@ -139,6 +139,13 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A secretary's registrations now (replacing what was stored).
+    Bindings {
+        /// SIP username.
+        username: String,
+        /// (contact URI, source address, transport, expires at in unix seconds).
+        bindings: Vec<(String, String, &'static str, i64)>,
+    },
     /// A dial plan reload, accepted or refused.
     Reload {
         /// What started it: `signal`, `watch`.
@@ -260,6 +267,15 @@ const MIGRATIONS: &[&str] = &[
     // 3: voicemail recordings' length, and whether a recording holds no audio.
     "ALTER TABLE messages ADD COLUMN recording_ms INTEGER;
      ALTER TABLE messages ADD COLUMN recording_empty INTEGER NOT NULL DEFAULT 0;",
+    // 4: secretaries' registrations, written through so that they survive a restart.
+    "CREATE TABLE registrations (
+        username TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        source TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (username, contact)
+     );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -470,6 +486,16 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
                 "UPDATE messages SET recording = ?2, recording_ms = ?3, recording_empty = ?4, updated_at = ?5 WHERE call_id = ?1",
             )?
             .execute(params![id, path, ms, ms == 0, at])?;
+        }
+        Record::Bindings { username, bindings } => {
+            tx.prepare_cached("DELETE FROM registrations WHERE username = ?1")?
+                .execute(params![username])?;
+            for (contact, source, transport, expires_at) in bindings {
+                tx.prepare_cached(
+                    "INSERT INTO registrations (username, contact, source, transport, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![username, contact, source, transport, expires_at])?;
+            }
         }
         Record::Reload {
             trigger,
@@ -759,4 +785,43 @@ pub fn mark_message(path: &Path, id: i64, status: &str) -> Result<bool, StoreErr
         )
         .map_err(err)?;
     Ok(n == 1)
+}
+
+/// One stored registration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistrationRow {
+    /// SIP username.
+    pub username: String,
+    /// Contact URI.
+    pub contact: String,
+    /// Where it registered from.
+    pub source: String,
+    /// UDP or TCP.
+    pub transport: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Registrations still valid at `now` (unix seconds).
+pub fn registrations(path: &Path, now: i64) -> Result<Vec<RegistrationRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare("SELECT username, contact, source, transport, expires_at FROM registrations WHERE expires_at > ?1 ORDER BY username, contact")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![now], |r| {
+            Ok(RegistrationRow {
+                username: r.get(0)?,
+                contact: r.get(1)?,
+                source: r.get(2)?,
+                transport: r.get(3)?,
+                expires_at: r.get(4)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }

@@ -149,6 +149,7 @@ pub struct Endpoint {
     live: Arc<AtomicUsize>,
     stats: Arc<Stats>,
     max_message: usize,
+    registrar: Option<(crate::registrar::Registrar, crate::store::Writer)>,
 }
 
 impl Endpoint {
@@ -176,7 +177,85 @@ impl Endpoint {
             live,
             stats,
             max_message,
+            registrar: None,
         }
+    }
+
+    /// Serves REGISTER with this registrar, writing bindings through to the store.
+    pub fn with_registrar(
+        mut self,
+        registrar: crate::registrar::Registrar,
+        store: crate::store::Writer,
+    ) -> Self {
+        self.registrar = Some((registrar, store));
+        self
+    }
+
+    fn register(&mut self, request: &Request, key: &TxKey, peer: Peer, now: Instant) {
+        use crate::registrar::{Answer, Register};
+        let Some((registrar, store)) = &mut self.registrar else {
+            let bytes = write::response(
+                &request.echo,
+                405,
+                Some(&write::new_tag()),
+                &[("Allow", write::ALLOW)],
+                None,
+            );
+            self.transactions.respond(key, 405, bytes, now);
+            return;
+        };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let facts = Register {
+            to_user: request.to.user.as_deref(),
+            authorization: request.authorization.as_deref(),
+            contacts: &request.contacts,
+            star: request.contact_star,
+            expires: request.expires,
+            source: peer,
+        };
+        let answer = registrar.register(&facts, unix);
+        let tag = write::new_tag();
+        let (status, headers): (u16, Vec<(&str, String)>) = match &answer {
+            Answer::Challenge(values) => (
+                401,
+                values
+                    .iter()
+                    .map(|v| ("WWW-Authenticate", v.clone()))
+                    .collect(),
+            ),
+            Answer::TooBrief(min) => (423, vec![("Min-Expires", min.to_string())]),
+            Answer::Bad => (400, Vec::new()),
+            Answer::Forbidden => (403, Vec::new()),
+            Answer::Ok(list) => (
+                200,
+                list.iter()
+                    .map(|(c, left)| ("Contact", format!("<{c}>;expires={left}")))
+                    .collect(),
+            ),
+        };
+        if let (Answer::Ok(_), Some(user)) = (&answer, request.to.user.as_deref()) {
+            tracing::info!(user, peer = %peer.addr, "registered");
+            let bindings = registrar.bindings(user, unix);
+            store.write(crate::store::Record::Bindings {
+                username: user.to_string(),
+                bindings: bindings
+                    .iter()
+                    .map(|b| {
+                        (
+                            b.contact.clone(),
+                            b.source.addr.to_string(),
+                            b.source.transport_token(),
+                            b.expires_at as i64,
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let bytes = write::response(&request.echo, status, Some(&tag), &extra, None);
+        self.transactions.respond(key, status, bytes, now);
     }
 
     /// Runs until [`Input::Stop`].
@@ -390,6 +469,7 @@ impl Endpoint {
                 self.live.store(self.calls.len(), Ordering::Relaxed);
                 (self.spawn)(call_id, rx);
             }
+            Method::Register => self.register(&request, &key, peer, now),
             Method::Options => answer(
                 self,
                 200,

@@ -99,6 +99,8 @@ pub struct NameAddr {
     pub user: Option<String>,
     /// The `tag` parameter (dialog identifier half).
     pub tag: Option<String>,
+    /// The `expires` parameter (Contact in REGISTER, RFC 3261 §10.2.1.1).
+    pub expires: Option<u32>,
 }
 
 /// The CSeq header: sequence number and method.
@@ -131,6 +133,14 @@ pub struct Request {
     pub branch: Option<String>,
     /// The first Contact URI, if any.
     pub contact: Option<String>,
+    /// Every Contact (REGISTER may carry several).
+    pub contacts: Vec<NameAddr>,
+    /// `Contact: *` (remove every binding, RFC 3261 §10.2.2).
+    pub contact_star: bool,
+    /// The Expires header.
+    pub expires: Option<u32>,
+    /// The Authorization header, as written.
+    pub authorization: Option<String>,
     /// Content-Type, lower-cased, without parameters.
     pub content_type: Option<String>,
     /// The Accept header, if present (empty string for an empty Accept).

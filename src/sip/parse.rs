@@ -247,16 +247,18 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
     }
     let from = parse_name_addr(from).ok_or_else(|| bad(400, "malformed From"))?;
     let to = parse_name_addr(to).ok_or_else(|| bad(400, "malformed To"))?;
-    let mut contact = None;
+    let mut contacts = Vec::new();
+    let mut contact_star = false;
     for value in all("contact") {
         if value == "*" {
+            contact_star = true;
             continue;
         }
         for item in split_list(value) {
-            let c = parse_name_addr(item).ok_or_else(|| bad(400, "malformed Contact"))?;
-            contact.get_or_insert(c.uri);
+            contacts.push(parse_name_addr(item).ok_or_else(|| bad(400, "malformed Contact"))?);
         }
     }
+    let contact = contacts.first().map(|c| c.uri.clone());
     let uri_user = parse_request_uri(uri).map_err(|why| bad(400, why))?;
 
     Ok(SipMessage::Request(Box::new(Request {
@@ -269,6 +271,10 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
         cseq,
         branch,
         contact,
+        contacts,
+        contact_star,
+        expires: one("expires").and_then(|e| e.parse().ok()),
+        authorization: one("authorization").map(str::to_string),
         content_type: one("content-type").map(|c| {
             c.split(';')
                 .next()
@@ -449,6 +455,7 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
         return None;
     }
     let mut tag = None;
+    let mut expires = None;
     let params = params.trim();
     if !params.is_empty() {
         for param in params.strip_prefix(';')?.split(';') {
@@ -467,6 +474,10 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
             if name.eq_ignore_ascii_case("tag") {
                 tag = value.map(str::to_string);
             }
+            if name.eq_ignore_ascii_case("expires") {
+                // Delta-seconds must fit 32 bits (RFC 3261 §25.1, RFC 4475 §3.1.2.4).
+                expires = Some(value?.parse::<u32>().ok()?);
+            }
         }
     }
     Some(NameAddr {
@@ -474,6 +485,7 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
         uri: uri.to_string(),
         user: uri_user(scheme, rest),
         tag,
+        expires,
     })
 }
 

@@ -14,7 +14,7 @@ pub fn new_tag() -> String {
 }
 
 /// Methods we accept, for Allow (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 /// The standard reason phrase for a status (RFC 3261 §21, and the RFCs that added codes).
 pub fn reason(status: u16) -> &'static str {
@@ -33,6 +33,8 @@ pub fn reason(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        401 => "Unauthorized",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",

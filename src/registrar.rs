@@ -1,0 +1,484 @@
+//! The registrar (RFC 3261 §10): secretaries' softphones register their contacts, with
+//! digest authentication. Pure: the endpoint passes the request facts and the time.
+//!
+//! Bindings remember the packet's source as well as the Contact: calls go back to where
+//! the REGISTER came from, which is what a softphone behind NAT needs (as `received`/
+//! `rport` would). An unknown user and a wrong password get the same answer: a new
+//! challenge.
+
+use std::collections::HashMap;
+
+use crate::auth::{self, Algorithm, Credentials, NonceState, Nonces};
+use crate::sip::{NameAddr, Peer};
+
+/// A secretary as configured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secretary {
+    /// Display name.
+    pub name: String,
+    /// SIP username.
+    pub username: String,
+    /// HA1 = MD5(username:realm:password), hex (`permanence hash-password`).
+    pub ha1_md5: String,
+    /// HA1 with SHA-256.
+    pub ha1_sha256: String,
+    /// Company ids this secretary answers for.
+    #[serde(default)]
+    pub companies: Vec<String>,
+    /// Groups (for plans' `secretary = { group = … }`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One registered contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI.
+    pub contact: String,
+    /// Where the REGISTER came from: calls go there.
+    pub source: Peer,
+    /// Unix seconds when it lapses.
+    pub expires_at: u64,
+}
+
+/// Registrar settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Digest realm.
+    pub realm: String,
+    /// Shortest registration accepted (423 below, RFC 3261 §10.3 step 7).
+    pub min_expires: u32,
+    /// Longest granted; longer asks are shortened.
+    pub max_expires: u32,
+    /// When neither Expires nor a contact parameter says.
+    pub default_expires: u32,
+    /// Digest algorithms offered, in this order.
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// The answer to a REGISTER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 401 with these WWW-Authenticate values.
+    Challenge(Vec<String>),
+    /// 423 Interval Too Brief with Min-Expires.
+    TooBrief(u32),
+    /// 400: e.g. `*` with other contacts or an Expires other than 0.
+    Bad,
+    /// 403: authenticated as someone else than the To user.
+    Forbidden,
+    /// 200 with the user's current bindings and their remaining seconds.
+    Ok(Vec<(String, u64)>),
+}
+
+/// Every secretary's bindings.
+#[derive(Debug)]
+pub struct Registrar {
+    settings: Settings,
+    nonces: Nonces,
+    secretaries: HashMap<String, Secretary>,
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+/// The facts of a REGISTER the registrar needs.
+#[derive(Debug, Clone)]
+pub struct Register<'a> {
+    /// The To user (the address being registered).
+    pub to_user: Option<&'a str>,
+    /// Authorization header.
+    pub authorization: Option<&'a str>,
+    /// Contacts.
+    pub contacts: &'a [NameAddr],
+    /// `Contact: *`.
+    pub star: bool,
+    /// Expires header.
+    pub expires: Option<u32>,
+    /// Where it came from.
+    pub source: Peer,
+}
+
+impl Registrar {
+    /// A registrar for these secretaries; `secret` signs nonces.
+    pub fn new(
+        settings: Settings,
+        secretaries: Vec<Secretary>,
+        secret: String,
+        nonce_lifetime: u64,
+    ) -> Self {
+        Registrar {
+            settings,
+            nonces: Nonces::new(secret, nonce_lifetime),
+            secretaries: secretaries
+                .into_iter()
+                .map(|s| (s.username.clone(), s))
+                .collect(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Restores bindings saved before a restart (only those still valid at `now`).
+    pub fn restore(&mut self, username: &str, binding: Binding, now: u64) {
+        if binding.expires_at > now && self.secretaries.contains_key(username) {
+            self.bindings
+                .entry(username.to_string())
+                .or_default()
+                .push(binding);
+        }
+    }
+
+    /// The live bindings of a user.
+    pub fn bindings(&self, username: &str, now: u64) -> Vec<Binding> {
+        self.bindings
+            .get(username)
+            .map(|b| b.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn challenge(&self, now: u64, stale: bool) -> Answer {
+        Answer::Challenge(auth::challenges(
+            &self.settings.realm,
+            &self.nonces.issue(now),
+            stale,
+            &self.settings.algorithms,
+        ))
+    }
+
+    /// Authenticates: `Ok(username)` or the challenge to send.
+    fn authenticate(&self, authorization: Option<&str>, now: u64) -> Result<String, Answer> {
+        let Some(credentials) = authorization.and_then(auth::parse_credentials) else {
+            return Err(self.challenge(now, false));
+        };
+        match self.nonces.check(&credentials.nonce, now) {
+            NonceState::Invalid => return Err(self.challenge(now, false)),
+            NonceState::Stale => {
+                // Only a correct answer to an old nonce deserves stale=true.
+                return Err(self.challenge(now, self.valid(&credentials)));
+            }
+            NonceState::Fresh => {}
+        }
+        if credentials.realm == self.settings.realm && self.valid(&credentials) {
+            Ok(credentials.username)
+        } else {
+            Err(self.challenge(now, false))
+        }
+    }
+
+    fn valid(&self, c: &Credentials) -> bool {
+        // An unknown user is checked against a dummy HA1 so that both take the same path.
+        let secretary = self.secretaries.get(&c.username);
+        let ha1 = match (secretary, c.algorithm()) {
+            (Some(s), Some(Algorithm::Md5)) => s.ha1_md5.clone(),
+            (Some(s), Some(Algorithm::Sha256)) => s.ha1_sha256.clone(),
+            (None, Some(a)) => a.hash("nobody:nowhere:nothing"),
+            (_, None) => return false,
+        };
+        c.verify(&ha1, "REGISTER") && secretary.is_some()
+    }
+
+    /// Handles a REGISTER at `now` (unix seconds).
+    pub fn register(&mut self, r: &Register, now: u64) -> Answer {
+        let username = match self.authenticate(r.authorization, now) {
+            Ok(u) => u,
+            Err(challenge) => return challenge,
+        };
+        if r.to_user.is_some_and(|to| to != username) {
+            return Answer::Forbidden;
+        }
+        let list = self.bindings.entry(username.clone()).or_default();
+        list.retain(|b| b.expires_at > now);
+        if r.star {
+            if !r.contacts.is_empty() || r.expires != Some(0) {
+                return Answer::Bad;
+            }
+            list.clear();
+            return Answer::Ok(Vec::new());
+        }
+        for contact in r.contacts {
+            let asked = contact
+                .expires
+                .or(r.expires)
+                .unwrap_or(self.settings.default_expires);
+            if asked != 0 && asked < self.settings.min_expires {
+                return Answer::TooBrief(self.settings.min_expires);
+            }
+        }
+        for contact in r.contacts {
+            let asked = contact
+                .expires
+                .or(r.expires)
+                .unwrap_or(self.settings.default_expires);
+            list.retain(|b| b.contact != contact.uri);
+            if asked > 0 {
+                let granted = asked.min(self.settings.max_expires);
+                list.push(Binding {
+                    contact: contact.uri.clone(),
+                    source: r.source,
+                    expires_at: now + u64::from(granted),
+                });
+            }
+        }
+        Answer::Ok(
+            list.iter()
+                .map(|b| (b.contact.clone(), b.expires_at - now))
+                .collect(),
+        )
+    }
+
+    /// Every secretary, with their live bindings.
+    pub fn secretaries(&self, now: u64) -> Vec<(Secretary, Vec<Binding>)> {
+        let mut out: Vec<_> = self
+            .secretaries
+            .values()
+            .map(|s| (s.clone(), self.bindings(&s.username, now)))
+            .collect();
+        out.sort_by(|a, b| a.0.username.cmp(&b.0.username));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ha1;
+    use crate::sip::Transport;
+
+    fn registrar() -> Registrar {
+        let secretary = Secretary {
+            name: "Alice".into(),
+            username: "alice".into(),
+            ha1_md5: ha1(Algorithm::Md5, "alice", "permanence", "alice"),
+            ha1_sha256: ha1(Algorithm::Sha256, "alice", "permanence", "alice"),
+            companies: vec!["acme".into()],
+            groups: vec![],
+        };
+        let settings = Settings {
+            realm: "permanence".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        };
+        Registrar::new(settings, vec![secretary], "s".into(), 300)
+    }
+
+    fn answer_for(
+        r: &Registrar,
+        user: &str,
+        password: &str,
+        nonce: &str,
+        algorithm: Algorithm,
+    ) -> String {
+        let h1 = ha1(algorithm, user, "permanence", password);
+        let h2 = algorithm.hash("REGISTER:sip:127.0.0.1");
+        let response = algorithm.hash(&format!("{h1}:{nonce}:00000001:abc:auth:{h2}"));
+        let name = if algorithm == Algorithm::Md5 {
+            "MD5"
+        } else {
+            "SHA-256"
+        };
+        let _ = r;
+        format!(
+            "Digest username=\"{user}\", realm=\"permanence\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm={name}, qop=auth, nc=00000001, cnonce=\"abc\""
+        )
+    }
+
+    fn contact(uri: &str, expires: Option<u32>) -> NameAddr {
+        NameAddr {
+            uri: uri.into(),
+            expires,
+            ..Default::default()
+        }
+    }
+
+    fn source() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.7:5062".parse().unwrap(),
+        }
+    }
+
+    fn nonce_of(answer: &Answer) -> String {
+        let Answer::Challenge(v) = answer else {
+            panic!("{answer:?}")
+        };
+        v[0].split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn challenge_then_register_with_either_algorithm_and_unregister() {
+        let mut r = registrar();
+        let contacts = [contact("sip:alice@10.0.0.5:5062", None)];
+        let first = r.register(
+            &Register {
+                to_user: Some("alice"),
+                authorization: None,
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1000,
+        );
+        let nonce = nonce_of(&first);
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let auth = answer_for(&r, "alice", "alice", &nonce, alg);
+            let ok = r.register(
+                &Register {
+                    to_user: Some("alice"),
+                    authorization: Some(&auth),
+                    contacts: &contacts,
+                    star: false,
+                    expires: Some(7200),
+                    source: source(),
+                },
+                1001,
+            );
+            assert_eq!(
+                ok,
+                Answer::Ok(vec![("sip:alice@10.0.0.5:5062".into(), 3600)]),
+                "{alg:?}: capped at max_expires"
+            );
+        }
+        assert_eq!(
+            r.bindings("alice", 1002)[0].source,
+            source(),
+            "calls go back to the source"
+        );
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        let gone = r.register(
+            &Register {
+                to_user: Some("alice"),
+                authorization: Some(&auth),
+                contacts: &[],
+                star: true,
+                expires: Some(0),
+                source: source(),
+            },
+            1003,
+        );
+        assert_eq!(gone, Answer::Ok(vec![]));
+        assert!(r.bindings("alice", 1004).is_empty());
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_get_the_same_answer() {
+        let mut r = registrar();
+        let contacts = [contact("sip:x@10.0.0.5", None)];
+        let nonce = nonce_of(&r.register(
+            &Register {
+                to_user: None,
+                authorization: None,
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1000,
+        ));
+        let wrong = answer_for(&r, "alice", "bob", &nonce, Algorithm::Md5);
+        let unknown = answer_for(&r, "mallory", "x", &nonce, Algorithm::Md5);
+        let a = r.register(
+            &Register {
+                to_user: None,
+                authorization: Some(&wrong),
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1001,
+        );
+        let b = r.register(
+            &Register {
+                to_user: None,
+                authorization: Some(&unknown),
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1001,
+        );
+        assert_eq!(a, b);
+        assert!(matches!(a, Answer::Challenge(_)));
+        assert!(r.bindings("alice", 1002).is_empty());
+    }
+
+    #[test]
+    fn expired_nonce_is_stale_short_expiry_is_423_and_several_contacts_are_kept() {
+        let mut r = registrar();
+        let contacts = [
+            contact("sip:a@10.0.0.5", Some(120)),
+            contact("sip:a@10.0.0.6", None),
+        ];
+        let nonce = nonce_of(&r.register(
+            &Register {
+                to_user: None,
+                authorization: None,
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1000,
+        ));
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        let Answer::Challenge(stale) = r.register(
+            &Register {
+                to_user: None,
+                authorization: Some(&auth),
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1400,
+        ) else {
+            panic!()
+        };
+        assert!(stale[0].contains("stale=true"));
+        let short = [contact("sip:a@10.0.0.5", Some(10))];
+        assert_eq!(
+            r.register(
+                &Register {
+                    to_user: None,
+                    authorization: Some(&auth),
+                    contacts: &short,
+                    star: false,
+                    expires: None,
+                    source: source()
+                },
+                1001
+            ),
+            Answer::TooBrief(60)
+        );
+        let Answer::Ok(both) = r.register(
+            &Register {
+                to_user: None,
+                authorization: Some(&auth),
+                contacts: &contacts,
+                star: false,
+                expires: None,
+                source: source(),
+            },
+            1001,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            both,
+            vec![
+                ("sip:a@10.0.0.5".into(), 120),
+                ("sip:a@10.0.0.6".into(), 600)
+            ]
+        );
+        assert_eq!(r.bindings("alice", 1200).len(), 1, "the 120 s one lapsed");
+    }
+}

@@ -1,0 +1,162 @@
+//! Secretaries register their softphones with digest authentication.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::*;
+use permanence::auth::{Algorithm, ha1};
+
+const ALICE: &str = "\n[[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\n\
+    ha1_md5 = \"f5311f8276f6090e9cd6e52b1b126248\"\n\
+    ha1_sha256 = \"f52248892499f9174e7650ae325757a37f17f88b54a3c1d30b5cec46667d69e0\"\n\
+    companies = [\"acme\"]\n";
+
+fn setup() -> Setup {
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan("acme", "+33180000001", r#"[{ hangup = {} }]"#),
+    )]);
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("{config}{ALICE}")).unwrap();
+    setup
+}
+
+fn secretaries(setup: &Setup) -> serde_json::Value {
+    let out = std::process::Command::new(BIN)
+        .args(["secretaries", "--json", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap()
+}
+
+fn register(setup: &Setup, scenario: &str, password: &str, expires: &str) -> std::process::Output {
+    sipp(
+        scenario,
+        setup.addr(),
+        &[
+            "-key", "username", "alice", "-au", "alice", "-ap", password, "-key", "expires",
+            expires,
+        ],
+    )
+}
+
+#[test]
+fn a_softphone_registers_with_digest_and_shows_as_available() {
+    let setup = setup();
+    let _server = setup.start();
+    assert_eq!(secretaries(&setup)["state"], "not registered");
+    assert_sipp_ok(&register(&setup, "register.xml", "alice", "300"));
+    std::thread::sleep(Duration::from_millis(300));
+    let s = secretaries(&setup);
+    assert_eq!(s["state"], "available", "{s}");
+    let reg = &s["registrations"][0];
+    assert!(
+        reg["contact"]
+            .as_str()
+            .unwrap()
+            .starts_with("sip:alice@127.0.0.1:"),
+        "{s}"
+    );
+    assert_eq!(reg["transport"], "UDP");
+}
+
+#[test]
+fn a_wrong_password_and_an_unknown_user_get_the_same_401_and_no_registration() {
+    let setup = setup();
+    let _server = setup.start();
+    assert_sipp_ok(&register(
+        &setup,
+        "register_refused.xml",
+        "not-alice",
+        "300",
+    ));
+    let unknown = sipp(
+        "register_refused.xml",
+        setup.addr(),
+        &[
+            "-key", "username", "mallory", "-au", "mallory", "-ap", "x", "-key", "expires", "300",
+        ],
+    );
+    assert_sipp_ok(&unknown);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(secretaries(&setup)["state"], "not registered");
+}
+
+/// A REGISTER answered by hand with our own digest code, to reach 423 and stale=true.
+fn raw_register(
+    sock: &UdpSocket,
+    server: std::net::SocketAddr,
+    cseq: u32,
+    expires: u32,
+    auth: Option<&str>,
+) -> String {
+    let local = sock.local_addr().unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let msg = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKr{cseq}\r\nFrom: <sip:alice@127.0.0.1>;tag=r\r\n\
+         To: <sip:alice@127.0.0.1>\r\nCall-ID: raw-reg\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{local}>\r\n\
+         Expires: {expires}\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), server).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn answer(challenge: &str, password: &str) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let h1 = ha1(Algorithm::Md5, "alice", "permanence", password);
+    let h2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
+    let response = Algorithm::Md5.hash(&format!("{h1}:{nonce}:00000001:c0ffee:auth:{h2}"));
+    format!(
+        "Digest username=\"alice\", realm=\"permanence\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
+    )
+}
+
+#[test]
+fn too_short_a_registration_gets_423_with_min_expires_and_zero_unregisters() {
+    let setup = setup();
+    let server = setup.start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let challenge = raw_register(&sock, server.addr, 1, 10, None);
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    assert!(
+        challenge.contains("algorithm=MD5") && challenge.contains("algorithm=SHA-256"),
+        "{challenge}"
+    );
+    let auth = answer(&challenge, "alice");
+    let brief = raw_register(&sock, server.addr, 2, 10, Some(&auth));
+    assert!(
+        brief.starts_with("SIP/2.0 423") && brief.contains("Min-Expires: 60"),
+        "{brief}"
+    );
+    let ok = raw_register(&sock, server.addr, 3, 120, Some(&auth));
+    assert!(
+        ok.starts_with("SIP/2.0 200") && ok.contains(";expires=120"),
+        "{ok}"
+    );
+    let gone = raw_register(&sock, server.addr, 4, 0, Some(&auth));
+    assert!(
+        gone.starts_with("SIP/2.0 200") && !gone.contains("Contact:"),
+        "{gone}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(secretaries(&setup)["state"], "not registered");
+}
