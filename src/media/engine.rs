@@ -162,7 +162,7 @@ impl MediaHandle {
         self.inner.ip
     }
 
-    /// How late the engine was on its last tick: the admission signal for overload.
+    /// How late the engine runs, smoothed over the last ticks: the admission signal for overload.
     pub fn lag(&self) -> Duration {
         Duration::from_micros(self.inner.lag_micros.load(Ordering::Relaxed))
     }
@@ -416,6 +416,7 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
     let mut scratch = vec![0u8; 2048];
     let mut epoch = Instant::now();
     let mut tick: u64 = 0;
+    let mut lag_ewma: u64 = 0;
     loop {
         if wheel.streams.is_empty() {
             // Idle: sleep until a command arrives instead of ticking.
@@ -445,14 +446,14 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
         tick += 1;
         let due = epoch + Duration::from_micros(TICK_MICROS * tick);
         let now = Instant::now();
+        // Admission reads a smoothed lateness (EWMA over about 16 ticks, 80 ms): one tick
+        // delayed by the scheduler on a busy machine is not overload, a sustained delay is.
+        let late = now.saturating_duration_since(due);
+        lag_ewma = lag_ewma - lag_ewma / 16 + late.as_micros() as u64 / 16;
+        shared.lag_micros.store(lag_ewma, Ordering::Relaxed);
         if let Some(wait) = due.checked_duration_since(now) {
-            shared.lag_micros.store(0, Ordering::Relaxed);
             std::thread::sleep(wait);
         } else {
-            let late = now - due;
-            shared
-                .lag_micros
-                .store(late.as_micros() as u64, Ordering::Relaxed);
             if late > MAX_CATCH_UP {
                 tracing::warn!(
                     late_ms = late.as_millis() as u64,
