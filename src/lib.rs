@@ -8,6 +8,7 @@ pub mod auth;
 pub mod call;
 pub mod config;
 pub mod dialplan;
+pub mod distribution;
 pub mod dtmf;
 pub mod g711;
 pub mod media;
