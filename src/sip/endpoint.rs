@@ -345,7 +345,7 @@ impl Endpoint {
         match parse(data) {
             Ok(SipMessage::Request(request)) => self.on_request(request, peer),
             Ok(SipMessage::Response(response)) => {
-                if !self.transactions.on_response(&response) {
+                if !self.transactions.on_response(&response, Instant::now()) {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(peer = %peer.addr, status = response.status, "stray response dropped");
                 }
@@ -493,6 +493,12 @@ impl Endpoint {
                     if let Some(call) = self.calls.get(&call_id) {
                         let _ = call.send(ToCall::AckTimeout);
                     }
+                }
+                // Nothing sends an INVITE yet: outbound legs arrive with secretaries (issue 4).
+                Output::InviteProvisional { call_id, .. }
+                | Output::InviteAnswered { call_id, .. }
+                | Output::InviteFailed { call_id, .. } => {
+                    tracing::debug!(%call_id, "outcome of an outbound INVITE with no owner");
                 }
                 Output::Response { call_id, .. } | Output::RequestTimeout(call_id) => {
                     if let Some(call) = self.calls.get(&call_id) {

@@ -169,7 +169,7 @@ pub struct Echo {
 }
 
 /// A response, reduced to what a client transaction needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Status code, 100–699.
     pub status: u16,
@@ -179,6 +179,14 @@ pub struct Response {
     pub cseq: CSeq,
     /// The top Via's branch.
     pub branch: Option<String>,
+    /// To, as written (an ACK for a non-2xx copies it, RFC 3261 §17.1.1.3).
+    pub to: String,
+    /// The To tag: the remote half of the dialog.
+    pub to_tag: Option<String>,
+    /// The first Contact URI (the remote target of a 2xx).
+    pub contact: Option<String>,
+    /// The body (an SDP answer), exactly Content-Length bytes.
+    pub body: Vec<u8>,
 }
 
 /// Either kind of message.
@@ -186,6 +194,6 @@ pub struct Response {
 pub enum SipMessage {
     /// A request (boxed: it is much larger than a response).
     Request(Box<Request>),
-    /// A response.
-    Response(Response),
+    /// A response (boxed too: it carries its body).
+    Response(Box<Response>),
 }

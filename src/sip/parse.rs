@@ -138,7 +138,8 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
     let one = |name: &'static str| all_values(&headers, name).next();
 
     if start.starts_with("SIP/") {
-        return parse_response(start, &headers).map(SipMessage::Response);
+        return parse_response(start, &headers, &data[end..])
+            .map(|r| SipMessage::Response(Box::new(r)));
     }
 
     let echo = Echo {
@@ -303,7 +304,11 @@ fn all_values<'h>(
         .map(|(_, v)| v.as_str())
 }
 
-fn parse_response(start: &str, headers: &[(String, String)]) -> Result<Response, Rejection> {
+fn parse_response(
+    start: &str,
+    headers: &[(String, String)],
+    rest: &[u8],
+) -> Result<Response, Rejection> {
     let mut parts = start.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     let code = parts.next().unwrap_or_default();
@@ -330,11 +335,28 @@ fn parse_response(start: &str, headers: &[(String, String)]) -> Result<Response,
         .and_then(|v| split_list(v).into_iter().next())
         .and_then(parse_via)
         .ok_or_else(|| Rejection::drop("response without a valid Via"))?;
+    let to = one("to").ok_or_else(|| Rejection::drop("response without To"))?;
+    let to_tag = parse_name_addr(to).and_then(|n| n.tag);
+    let contact = one("contact")
+        .and_then(|c| split_list(c).into_iter().next())
+        .and_then(parse_name_addr)
+        .map(|n| n.uri);
+    let body = match one("content-length").map(str::parse::<usize>) {
+        Some(Ok(n)) => rest
+            .get(..n)
+            .ok_or_else(|| Rejection::drop("Content-Length larger than the response"))?,
+        Some(Err(_)) => return Err(Rejection::drop("malformed Content-Length")),
+        None => rest,
+    };
     Ok(Response {
         status,
         call_id: CallId(call_id.to_string()),
         cseq,
         branch,
+        to: to.to_string(),
+        to_tag,
+        contact,
+        body: body.to_vec(),
     })
 }
 

@@ -46,6 +46,7 @@ enum Kind {
     Cancel,
     NonInvite,
     Client,
+    ClientInvite,
 }
 
 impl TxKey {
@@ -69,6 +70,15 @@ impl TxKey {
             ),
         };
         TxKey { id, kind }
+    }
+
+    /// The key of an INVITE client transaction we started with this branch (a CANCEL for
+    /// it shares the branch but is a transaction of its own, [`TxKey::client`]).
+    pub fn client_invite(branch: &str) -> TxKey {
+        TxKey {
+            id: branch.to_string(),
+            kind: Kind::ClientInvite,
+        }
     }
 
     /// The key of a client transaction we started with this branch.
@@ -104,6 +114,8 @@ struct Transaction {
     retransmit_at: Option<Instant>,
     expire_at: Option<Instant>,
     cseq: u32,
+    /// For our INVITEs: how to ACK a refusal.
+    ack: Option<Box<InviteAck>>,
 }
 
 /// What a request means once matched against the table.
@@ -142,6 +154,55 @@ pub enum Output {
     },
     /// Our request got no final response within 64·T1 (Timer F).
     RequestTimeout(CallId),
+    /// Our INVITE got a provisional response (the phone rings).
+    InviteProvisional {
+        /// The outbound leg's Call-ID.
+        call_id: CallId,
+        /// 180, 183…
+        status: u16,
+    },
+    /// Our INVITE was answered (also for each retransmitted 2xx, which needs its ACK again,
+    /// RFC 6026 §8.4). The transaction user sends the ACK.
+    InviteAnswered {
+        /// The outbound leg's Call-ID.
+        call_id: CallId,
+        /// The 2xx, with its SDP answer, To tag and Contact.
+        response: Box<Response>,
+    },
+    /// Our INVITE was refused (already acknowledged here) or timed out (Timer B: 408).
+    InviteFailed {
+        /// The outbound leg's Call-ID.
+        call_id: CallId,
+        /// The final status.
+        status: u16,
+    },
+}
+
+/// What the transaction layer needs to acknowledge a non-2xx final response to our INVITE
+/// itself (RFC 3261 §17.1.1.3: same Request-URI, Via, From, Call-ID and CSeq number; the
+/// response's To).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteAck {
+    /// Request-URI of the INVITE.
+    pub request_uri: String,
+    /// The INVITE's Via value (with its branch).
+    pub via: String,
+    /// From.
+    pub from: String,
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+}
+
+impl InviteAck {
+    fn bytes(&self, to: &str) -> Vec<u8> {
+        format!(
+            "ACK {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+            self.request_uri, self.via, self.from, self.call_id, self.cseq
+        )
+        .into_bytes()
+    }
 }
 
 /// All transactions of one endpoint, with their timers.
@@ -258,6 +319,7 @@ impl Transactions {
                 retransmit_at: None,
                 expire_at: Some(expire),
                 cseq: req.cseq.seq,
+                ack: None,
             },
         );
         self.wake(expire, key);
@@ -339,6 +401,7 @@ impl Transactions {
                 retransmit_at,
                 expire_at: Some(expire),
                 cseq: 0,
+                ack: None,
             },
         );
         if let Some(at) = retransmit_at {
@@ -347,11 +410,113 @@ impl Transactions {
         self.wake(expire, &key);
     }
 
+    /// Starts an INVITE client transaction (RFC 3261 §17.1.1): retransmitted with Timer A
+    /// over UDP, given up after Timer B (64·T1).
+    pub fn send_invite(
+        &mut self,
+        branch: &str,
+        call_id: CallId,
+        peer: Peer,
+        bytes: Vec<u8>,
+        ack: InviteAck,
+        now: Instant,
+    ) {
+        let key = TxKey::client_invite(branch);
+        let t1 = self.timers.t1;
+        self.outputs.push_back(Output::Send(peer, bytes.clone()));
+        let retransmit_at = peer.is_unreliable().then(|| now + t1);
+        let expire = now + t1 * 64;
+        self.table.insert(
+            key.clone(),
+            Transaction {
+                peer,
+                call_id,
+                state: State::Calling,
+                last: Some(bytes),
+                interval: t1,
+                retransmit_at,
+                expire_at: Some(expire),
+                cseq: ack.cseq,
+                ack: Some(Box::new(ack)),
+            },
+        );
+        if let Some(at) = retransmit_at {
+            self.wake(at, &key);
+        }
+        self.wake(expire, &key);
+    }
+
+    fn on_invite_response(&mut self, key: TxKey, resp: &Response, now: Instant) -> bool {
+        let t1 = self.timers.t1;
+        let Some(tx) = self.table.get_mut(&key) else {
+            return false;
+        };
+        let call_id = tx.call_id.clone();
+        match (&tx.state, resp.status) {
+            (State::Calling | State::Proceeding, 100..=199) => {
+                tx.state = State::Proceeding;
+                tx.retransmit_at = None;
+                if resp.status > 100 {
+                    self.outputs.push_back(Output::InviteProvisional {
+                        call_id,
+                        status: resp.status,
+                    });
+                }
+            }
+            (State::Calling | State::Proceeding | State::Accepted, 200..=299) => {
+                // Accepted: keep the transaction 64·T1 to hand retransmitted 2xx up for re-ACK.
+                if !matches!(tx.state, State::Accepted) {
+                    tx.state = State::Accepted;
+                    tx.retransmit_at = None;
+                    tx.expire_at = Some(now + t1 * 64);
+                    self.wake(now + t1 * 64, &key);
+                }
+                self.outputs.push_back(Output::InviteAnswered {
+                    call_id,
+                    response: Box::new(resp.clone()),
+                });
+            }
+            (State::Calling | State::Proceeding, _) => {
+                let ack = tx
+                    .ack
+                    .as_ref()
+                    .map(|a| a.bytes(&resp.to))
+                    .unwrap_or_default();
+                self.outputs.push_back(Output::Send(tx.peer, ack.clone()));
+                self.outputs.push_back(Output::InviteFailed {
+                    call_id,
+                    status: resp.status,
+                });
+                tx.state = State::Completed;
+                tx.last = Some(ack);
+                tx.retransmit_at = None;
+                // Timer D: absorb retransmitted finals (32 s on UDP, none on TCP).
+                let linger = if tx.peer.is_unreliable() {
+                    Duration::from_secs(32)
+                } else {
+                    Duration::ZERO
+                };
+                tx.expire_at = Some(now + linger);
+                self.wake(now + linger, &key);
+            }
+            (State::Completed, 300..) => {
+                if let Some(ack) = &tx.last {
+                    self.outputs.push_back(Output::Send(tx.peer, ack.clone()));
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
     /// Matches a response to one of our client transactions. Returns false for strays.
-    pub fn on_response(&mut self, resp: &Response) -> bool {
+    pub fn on_response(&mut self, resp: &Response, now: Instant) -> bool {
         let Some(branch) = &resp.branch else {
             return false;
         };
+        if resp.cseq.method == Method::Invite {
+            return self.on_invite_response(TxKey::client_invite(branch), resp, now);
+        }
         let key = TxKey::client(branch);
         if resp.status < 200 {
             return self.table.contains_key(&key);
@@ -400,6 +565,13 @@ impl Transactions {
                     self.accepted.remove(&(tx.call_id.clone(), tx.cseq));
                     self.outputs.push_back(Output::AckTimeout(tx.call_id));
                 }
+                State::Calling | State::Proceeding if key.kind == Kind::ClientInvite => {
+                    // Timer B: nobody answered our INVITE at all.
+                    self.outputs.push_back(Output::InviteFailed {
+                        call_id: tx.call_id,
+                        status: 408,
+                    });
+                }
                 State::Calling => self.outputs.push_back(Output::RequestTimeout(tx.call_id)),
                 _ => {}
             }
@@ -411,8 +583,13 @@ impl Transactions {
             if let Some(last) = &tx.last {
                 self.outputs.push_back(Output::Send(tx.peer, last.clone()));
             }
-            // Timers G and E double up to T2 (RFC 3261 §17.2.1, §17.1.2.2).
-            tx.interval = (tx.interval * 2).min(t2);
+            // Timers G and E double up to T2 (RFC 3261 §17.2.1, §17.1.2.2); Timer A
+            // doubles without a cap until Timer B ends it (§17.1.1.2).
+            tx.interval = if key.kind == Kind::ClientInvite {
+                tx.interval * 2
+            } else {
+                (tx.interval * 2).min(t2)
+            };
             let next = now + tx.interval;
             tx.retransmit_at = Some(next);
             self.wake(next, key);
@@ -574,6 +751,159 @@ mod tests {
         assert_eq!(
             t.poll_output(),
             Some(Output::RequestTimeout(CallId("cid".into())))
+        );
+    }
+
+    fn response(status: u16, method: &str, branch: &str) -> Response {
+        let text = format!(
+            "SIP/2.0 {status} X\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: <sip:p@127.0.0.1>;tag=ours\r\n\
+             To: <sip:alice@192.0.2.9>;tag=hers\r\nCall-ID: leg-1\r\nCSeq: 1 {method}\r\nContact: <sip:alice@192.0.2.9:5062>\r\n\
+             Content-Length: 3\r\n\r\nv=0"
+        );
+        match parse(text.as_bytes()).unwrap() {
+            SipMessage::Response(r) => *r,
+            SipMessage::Request(_) => unreachable!(),
+        }
+    }
+
+    fn ack_info() -> InviteAck {
+        InviteAck {
+            request_uri: "sip:alice@192.0.2.9:5062".into(),
+            via: "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKleg".into(),
+            from: "<sip:p@127.0.0.1>;tag=ours".into(),
+            call_id: "leg-1".into(),
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn our_invite_is_retransmitted_with_timer_a_until_timer_b() {
+        let mut t = Transactions::new(TimerValues::default());
+        let start = Instant::now();
+        t.send_invite(
+            "z9hG4bKleg",
+            CallId("leg-1".into()),
+            peer(Transport::Udp),
+            b"INVITE".to_vec(),
+            ack_info(),
+            start,
+        );
+        sends(&mut t);
+        let mut at = Vec::new();
+        while let Some(now) = t.poll_timeout() {
+            t.handle_timeout(now);
+            for o in std::iter::from_fn(|| t.poll_output()) {
+                match o {
+                    Output::Send(..) => at.push((now - start).as_millis()),
+                    Output::InviteFailed { status, .. } => {
+                        assert_eq!(status, 408);
+                        assert_eq!((now - start).as_secs(), 32, "Timer B = 64·T1");
+                        assert_eq!(
+                            at,
+                            vec![500, 1500, 3500, 7500, 15500, 31500],
+                            "Timer A doubles without a cap"
+                        );
+                        return;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        panic!("no Timer B");
+    }
+
+    #[test]
+    fn ringing_stops_retransmission_and_every_2xx_reaches_the_user() {
+        let mut t = Transactions::new(TimerValues::default());
+        let now = Instant::now();
+        t.send_invite(
+            "z9hG4bKleg",
+            CallId("leg-1".into()),
+            peer(Transport::Udp),
+            b"INVITE".to_vec(),
+            ack_info(),
+            now,
+        );
+        sends(&mut t);
+        assert!(t.on_response(&response(180, "INVITE", "z9hG4bKleg"), now));
+        assert_eq!(
+            t.poll_output(),
+            Some(Output::InviteProvisional {
+                call_id: CallId("leg-1".into()),
+                status: 180
+            })
+        );
+        t.handle_timeout(now + Duration::from_secs(2));
+        assert!(sends(&mut t).is_empty(), "a provisional stops Timer A");
+        for _ in 0..2 {
+            assert!(t.on_response(&response(200, "INVITE", "z9hG4bKleg"), now));
+            match t.poll_output() {
+                Some(Output::InviteAnswered { response, .. }) => {
+                    assert_eq!(
+                        (response.to_tag.as_deref(), response.contact.as_deref()),
+                        (Some("hers"), Some("sip:alice@192.0.2.9:5062"))
+                    );
+                    assert_eq!(response.body, b"v=0");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_acknowledged_here_and_again_for_its_retransmission() {
+        let mut t = Transactions::new(TimerValues::default());
+        let now = Instant::now();
+        t.send_invite(
+            "z9hG4bKleg",
+            CallId("leg-1".into()),
+            peer(Transport::Udp),
+            b"INVITE".to_vec(),
+            ack_info(),
+            now,
+        );
+        sends(&mut t);
+        assert!(t.on_response(&response(486, "INVITE", "z9hG4bKleg"), now));
+        let out: Vec<Output> = std::iter::from_fn(|| t.poll_output()).collect();
+        let Output::Send(_, ack) = &out[0] else {
+            panic!("{out:?}")
+        };
+        let ack = String::from_utf8(ack.clone()).unwrap();
+        assert!(
+            ack.starts_with("ACK sip:alice@192.0.2.9:5062 SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(
+            ack.contains("branch=z9hG4bKleg")
+                && ack.contains("To: <sip:alice@192.0.2.9>;tag=hers")
+                && ack.contains("CSeq: 1 ACK"),
+            "{ack}"
+        );
+        assert_eq!(
+            out[1],
+            Output::InviteFailed {
+                call_id: CallId("leg-1".into()),
+                status: 486
+            }
+        );
+        assert!(t.on_response(&response(486, "INVITE", "z9hG4bKleg"), now));
+        assert_eq!(sends(&mut t).len(), 1, "the ACK again");
+        // A CANCEL on the same branch is its own transaction.
+        t.send_request(
+            TxKey::client("z9hG4bKleg"),
+            CallId("leg-1".into()),
+            peer(Transport::Udp),
+            b"CANCEL".to_vec(),
+            now,
+        );
+        sends(&mut t);
+        assert!(t.on_response(&response(200, "CANCEL", "z9hG4bKleg"), now));
+        assert_eq!(
+            t.poll_output(),
+            Some(Output::Response {
+                call_id: CallId("leg-1".into()),
+                status: 200
+            })
         );
     }
 }
