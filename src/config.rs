@@ -71,6 +71,9 @@ pub struct RegistrarConfig {
     /// How long a nonce is good for; older ones are challenged again with stale=true.
     /// Default 300 s.
     pub nonce_lifetime_seconds: u64,
+    /// Seconds between OPTIONS keep-alives to each registered contact; a contact that does
+    /// not answer (Timer F, 64·T1) is dropped. Default 30; 0 turns keep-alives off.
+    pub keepalive_seconds: u64,
     /// Digest algorithms offered, in order: `MD5`, `SHA-256`. Default MD5 first: many
     /// softphones (and SIPp) read only the first challenge and know only MD5; put
     /// `SHA-256` first when every phone speaks RFC 8760.
@@ -86,6 +89,7 @@ impl Default for RegistrarConfig {
             default_expires: 600,
             nonce_lifetime_seconds: 300,
             algorithms: vec!["MD5".into(), "SHA-256".into()],
+            keepalive_seconds: 30,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// Transports to open: `udp`, `tcp`. Default both.
     pub transports: Vec<TransportName>,
+    /// RFC 3261 T1 in milliseconds (round-trip estimate; retransmission and time-out timers
+    /// derive from it). Default 500, as the RFC says for the Internet.
+    pub t1_ms: u64,
     /// Largest SIP message accepted, in bytes. Default 16384: ample for INVITE with SDP,
     /// and well under the 64 KiB UDP limit; larger messages are refused (413 on TCP, dropped on UDP).
     pub max_message_bytes: usize,
@@ -109,6 +116,7 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
             transports: vec![TransportName::Udp, TransportName::Tcp],
             max_message_bytes: 16384,
+            t1_ms: 500,
         }
     }
 }

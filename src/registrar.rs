@@ -225,6 +225,31 @@ impl Registrar {
         )
     }
 
+    /// Every live binding, for keep-alives: (username, binding).
+    pub fn all_bindings(&self, now: u64) -> Vec<(String, Binding)> {
+        let mut out: Vec<(String, Binding)> = self
+            .bindings
+            .iter()
+            .flat_map(|(u, list)| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(move |b| (u.clone(), b.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1.contact).cmp(&(&b.0, &b.1.contact)));
+        out
+    }
+
+    /// Drops a binding whose phone stopped answering; returns whether it existed.
+    pub fn remove(&mut self, username: &str, contact: &str) -> bool {
+        let Some(list) = self.bindings.get_mut(username) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|b| b.contact != contact);
+        list.len() != before
+    }
+
     /// Every secretary, with their live bindings.
     pub fn secretaries(&self, now: u64) -> Vec<(Secretary, Vec<Binding>)> {
         let mut out: Vec<_> = self

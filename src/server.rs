@@ -145,9 +145,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Arc::clone(&live),
         Arc::clone(&stats),
         config.sip.max_message_bytes,
-        TimerValues::default(),
+        TimerValues {
+            t1: Duration::from_millis(config.sip.t1_ms.max(1)),
+            ..TimerValues::default()
+        },
     );
-    let endpoint = endpoint.with_registrar(registrar(&config)?, store.writer());
+    let endpoint = endpoint
+        .with_registrar(registrar(&config)?, store.writer())
+        .with_keepalive(
+            Duration::from_secs(config.registrar.keepalive_seconds),
+            listen,
+        );
     let endpoint_task = tokio::spawn(endpoint.run());
     if let Some(listener) = tcp {
         tokio::spawn(serve_tcp(

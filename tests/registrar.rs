@@ -160,3 +160,84 @@ fn too_short_a_registration_gets_423_with_min_expires_and_zero_unregisters() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(secretaries(&setup)["state"], "not registered");
 }
+
+/// Answers a request with 200, copying the headers a response copies.
+fn answer_200(sock: &UdpSocket, request: &str, to: std::net::SocketAddr) {
+    let copy: Vec<&str> = request
+        .lines()
+        .filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .collect();
+    let msg = format!(
+        "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        copy.join("\r\n")
+    );
+    sock.send_to(msg.as_bytes(), to).unwrap();
+}
+
+#[test]
+fn a_phone_that_stops_answering_keepalives_is_dropped() {
+    let setup = setup();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let config = config.replacen("[sip]\n", "[sip]\nt1_ms = 20\n", 1)
+        + "\n[registrar]\nkeepalive_seconds = 1\n";
+    // [registrar] must come before [[secretaries]] to stay a plain table.
+    let (head, team) = config.split_once("\n[[secretaries]]").unwrap();
+    let (team, registrar) = team.split_once("\n[registrar]").unwrap();
+    std::fs::write(
+        setup.config(),
+        format!("{head}\n[registrar]{registrar}\n[[secretaries]]{team}"),
+    )
+    .unwrap();
+    let server = setup.start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let challenge = raw_register(&sock, server.addr, 1, 300, None);
+    let ok = raw_register(
+        &sock,
+        server.addr,
+        2,
+        300,
+        Some(&answer(&challenge, "alice")),
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    // Answer the keep-alives for 3 s: still registered.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut answered = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < until {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("OPTIONS ") {
+                answer_200(&sock, &text, from);
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered >= 2, "keep-alives arrive every second: {answered}");
+    assert_eq!(secretaries(&setup)["state"], "available");
+
+    // Go silent: the next keep-alive times out (Timer F = 64·T1 = 1.28 s here) and the
+    // contact is dropped.
+    drop(sock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while secretaries(&setup)["state"] != "not registered" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent contact is dropped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        server
+            .log()
+            .contains("contact dropped: no answer to OPTIONS"),
+        "{}",
+        server.log()
+    );
+}

@@ -150,6 +150,10 @@ pub struct Endpoint {
     stats: Arc<Stats>,
     max_message: usize,
     registrar: Option<(crate::registrar::Registrar, crate::store::Writer)>,
+    /// OPTIONS keep-alives to registered contacts: interval, and our address for Via.
+    keepalive: Option<(std::time::Duration, SocketAddr)>,
+    /// Keep-alives in flight: their Call-ID → (username, contact).
+    keepalives: HashMap<CallId, (String, String)>,
 }
 
 impl Endpoint {
@@ -178,6 +182,85 @@ impl Endpoint {
             stats,
             max_message,
             registrar: None,
+            keepalive: None,
+            keepalives: HashMap::new(),
+        }
+    }
+
+    /// Sends OPTIONS to every registered contact at this interval and drops the contacts
+    /// that do not answer (RFC 3261 §11; any answer, even an error, means alive).
+    pub fn with_keepalive(mut self, every: std::time::Duration, local: SocketAddr) -> Self {
+        self.keepalive = (!every.is_zero()).then_some((every, local));
+        self
+    }
+
+    fn send_keepalives(&mut self) {
+        let (Some((registrar, _)), Some((_, local))) = (&self.registrar, self.keepalive) else {
+            return;
+        };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let now = Instant::now();
+        for (username, binding) in registrar.all_bindings(unix) {
+            let branch = format!("z9hG4bK{}", write::new_tag());
+            let call_id = format!("{KEEPALIVE}{}@permanence", write::new_tag());
+            let dialog = write::DialogHeaders {
+                remote_target: binding.contact.clone(),
+                local: format!("<sip:permanence@{local}>;tag={}", write::new_tag()),
+                remote: format!("<sip:{username}@{}>", local.ip()),
+                call_id: call_id.clone(),
+            };
+            let bytes = write::in_dialog_request(
+                &dialog,
+                &Method::Options,
+                1,
+                &local.to_string(),
+                binding.source.transport_token(),
+                &branch,
+                &[],
+            );
+            self.keepalives
+                .insert(CallId(call_id.clone()), (username, binding.contact));
+            self.transactions.send_request(
+                TxKey::client(&branch),
+                CallId(call_id),
+                binding.source,
+                bytes,
+                now,
+            );
+        }
+    }
+
+    /// A keep-alive got no answer at all: the phone is gone.
+    fn keepalive_lost(&mut self, call_id: &CallId) {
+        let Some((username, contact)) = self.keepalives.remove(call_id) else {
+            return;
+        };
+        let (username, contact) = (username.as_str(), contact.as_str());
+        let Some((registrar, store)) = &mut self.registrar else {
+            return;
+        };
+        if registrar.remove(username, contact) {
+            tracing::info!(username, contact, "contact dropped: no answer to OPTIONS");
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let bindings = registrar.bindings(username, unix);
+            store.write(crate::store::Record::Bindings {
+                username: username.to_string(),
+                bindings: bindings
+                    .iter()
+                    .map(|b| {
+                        (
+                            b.contact.clone(),
+                            b.source.addr.to_string(),
+                            b.source.transport_token(),
+                            b.expires_at as i64,
+                        )
+                    })
+                    .collect(),
+            });
         }
     }
 
@@ -263,6 +346,9 @@ impl Endpoint {
         // One byte more than the cap tells an oversized datagram from a full one.
         let mut buf = vec![0u8; self.max_message + 1];
         let udp = self.udp.clone();
+        let mut keepalive = self
+            .keepalive
+            .map(|(every, _)| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         loop {
             let deadline = self.transactions.poll_timeout();
             tokio::select! {
@@ -280,6 +366,7 @@ impl Endpoint {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.transactions.handle_timeout(Instant::now());
                 }
+                _ = tick(keepalive.as_mut()) => self.send_keepalives(),
             }
             self.flush();
         }
@@ -500,6 +587,12 @@ impl Endpoint {
                 | Output::InviteFailed { call_id, .. } => {
                     tracing::debug!(%call_id, "outcome of an outbound INVITE with no owner");
                 }
+                Output::RequestTimeout(call_id) if self.keepalives.contains_key(&call_id) => {
+                    self.keepalive_lost(&call_id)
+                }
+                Output::Response { call_id, .. } if self.keepalives.contains_key(&call_id) => {
+                    self.keepalives.remove(&call_id);
+                }
                 Output::Response { call_id, .. } | Output::RequestTimeout(call_id) => {
                     if let Some(call) = self.calls.get(&call_id) {
                         let _ = call.send(ToCall::RequestDone);
@@ -527,6 +620,18 @@ impl Endpoint {
                 None => tracing::debug!(to = %peer.addr, "TCP connection gone; message dropped"),
             },
         }
+    }
+}
+
+/// Call-IDs of our keep-alive OPTIONS start with this.
+const KEEPALIVE: &str = "keepalive-";
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
