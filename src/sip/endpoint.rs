@@ -198,9 +198,7 @@ impl Endpoint {
         let (Some((registrar, _)), Some((_, local))) = (&self.registrar, self.keepalive) else {
             return;
         };
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let unix = unix_now();
         let now = Instant::now();
         for (username, binding) in registrar.all_bindings(unix) {
             let branch = format!("z9hG4bK{}", write::new_tag());
@@ -243,24 +241,8 @@ impl Endpoint {
         };
         if registrar.remove(username, contact) {
             tracing::info!(username, contact, "contact dropped: no answer to OPTIONS");
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let bindings = registrar.bindings(username, unix);
-            store.write(crate::store::Record::Bindings {
-                username: username.to_string(),
-                bindings: bindings
-                    .iter()
-                    .map(|b| {
-                        (
-                            b.contact.clone(),
-                            b.source.addr.to_string(),
-                            b.source.transport_token(),
-                            b.expires_at as i64,
-                        )
-                    })
-                    .collect(),
-            });
+            let unix = unix_now();
+            save_bindings(registrar, store, username, unix);
         }
     }
 
@@ -287,9 +269,7 @@ impl Endpoint {
             self.transactions.respond(key, 405, bytes, now);
             return;
         };
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let unix = unix_now();
         let facts = Register {
             to_user: request.to.user.as_deref(),
             authorization: request.authorization.as_deref(),
@@ -320,21 +300,7 @@ impl Endpoint {
         };
         if let (Answer::Ok(_), Some(user)) = (&answer, request.to.user.as_deref()) {
             tracing::info!(user, peer = %peer.addr, "registered");
-            let bindings = registrar.bindings(user, unix);
-            store.write(crate::store::Record::Bindings {
-                username: user.to_string(),
-                bindings: bindings
-                    .iter()
-                    .map(|b| {
-                        (
-                            b.contact.clone(),
-                            b.source.addr.to_string(),
-                            b.source.transport_token(),
-                            b.expires_at as i64,
-                        )
-                    })
-                    .collect(),
-            });
+            save_bindings(registrar, store, user, unix);
         }
         let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let bytes = write::response(&request.echo, status, Some(&tag), &extra, None);
@@ -621,6 +587,38 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// Seconds since the Unix epoch: registrations are stored and compared in wall time.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes a user's current bindings through to the store.
+fn save_bindings(
+    registrar: &crate::registrar::Registrar,
+    store: &crate::store::Writer,
+    username: &str,
+    now: u64,
+) {
+    let bindings = registrar
+        .bindings(username, now)
+        .iter()
+        .map(|b| {
+            (
+                b.contact.clone(),
+                b.source.addr.to_string(),
+                b.source.transport_token(),
+                b.expires_at as i64,
+            )
+        })
+        .collect();
+    store.write(crate::store::Record::Bindings {
+        username: username.to_string(),
+        bindings,
+    });
 }
 
 /// Call-IDs of our keep-alive OPTIONS start with this.

@@ -386,28 +386,7 @@ impl Transactions {
         bytes: Vec<u8>,
         now: Instant,
     ) {
-        let t1 = self.timers.t1;
-        self.outputs.push_back(Output::Send(peer, bytes.clone()));
-        let retransmit_at = peer.is_unreliable().then(|| now + t1);
-        let expire = now + t1 * 64;
-        self.table.insert(
-            key.clone(),
-            Transaction {
-                peer,
-                call_id,
-                state: State::Calling,
-                last: Some(bytes),
-                interval: t1,
-                retransmit_at,
-                expire_at: Some(expire),
-                cseq: 0,
-                ack: None,
-            },
-        );
-        if let Some(at) = retransmit_at {
-            self.wake(at, &key);
-        }
-        self.wake(expire, &key);
+        self.start_client(key, call_id, peer, bytes, None, now);
     }
 
     /// Starts an INVITE client transaction (RFC 3261 §17.1.1): retransmitted with Timer A
@@ -421,11 +400,32 @@ impl Transactions {
         ack: InviteAck,
         now: Instant,
     ) {
-        let key = TxKey::client_invite(branch);
+        self.start_client(
+            TxKey::client_invite(branch),
+            call_id,
+            peer,
+            bytes,
+            Some(Box::new(ack)),
+            now,
+        );
+    }
+
+    /// Sends a request and keeps it for retransmission (Timer E or A over UDP) until it is
+    /// answered or 64·T1 passes (Timer F or B).
+    fn start_client(
+        &mut self,
+        key: TxKey,
+        call_id: CallId,
+        peer: Peer,
+        bytes: Vec<u8>,
+        ack: Option<Box<InviteAck>>,
+        now: Instant,
+    ) {
         let t1 = self.timers.t1;
         self.outputs.push_back(Output::Send(peer, bytes.clone()));
         let retransmit_at = peer.is_unreliable().then(|| now + t1);
         let expire = now + t1 * 64;
+        let cseq = ack.as_ref().map_or(0, |a| a.cseq);
         self.table.insert(
             key.clone(),
             Transaction {
@@ -436,8 +436,8 @@ impl Transactions {
                 interval: t1,
                 retransmit_at,
                 expire_at: Some(expire),
-                cseq: ack.cseq,
-                ack: Some(Box::new(ack)),
+                cseq,
+                ack,
             },
         );
         if let Some(at) = retransmit_at {
