@@ -133,6 +133,15 @@ fn answer(challenge: &str, password: &str) -> String {
 #[test]
 fn too_short_a_registration_gets_423_with_min_expires_and_zero_unregisters() {
     let setup = setup();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let (head, team) = config.split_once("\n[[secretaries]]").unwrap();
+    // Offer both algorithms (RFC 8760 order); this test answers with MD5.
+    let both = "\n[registrar]\nalgorithms = [\"SHA-256\", \"MD5\"]\n";
+    std::fs::write(
+        setup.config(),
+        format!("{head}{both}\n[[secretaries]]{team}"),
+    )
+    .unwrap();
     let server = setup.start();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let challenge = raw_register(&sock, server.addr, 1, 10, None);
@@ -239,5 +248,54 @@ fn a_phone_that_stops_answering_keepalives_is_dropped() {
             .contains("contact dropped: no answer to OPTIONS"),
         "{}",
         server.log()
+    );
+}
+
+#[test]
+fn a_real_softphone_baresip_registers() {
+    let setup = setup();
+    let server = setup.start();
+    let home = setup.dir.path().join("baresip");
+    std::fs::create_dir_all(&home).unwrap();
+    let sip_port = free_port();
+    std::fs::write(
+        home.join("accounts"),
+        format!(
+            "<sip:alice@{};transport=udp>;auth_pass=alice;regint=120\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("config"),
+        format!(
+            "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\n\
+             module_app\taccount.so\naudio_player\taubridge,nil\naudio_source\taubridge,nil\n"
+        ),
+    )
+    .unwrap();
+    let mut baresip = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("baresip is installed (Debian package baresip-core)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut state = secretaries(&setup);
+    while state["state"] != "available" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        state = secretaries(&setup);
+    }
+    let _ = baresip.kill();
+    let _ = baresip.wait();
+    assert_eq!(state["state"], "available", "{state}\n{}", server.log());
+    assert!(
+        state["registrations"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{sip_port}")),
+        "{state}"
     );
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's.
-# Installs what the tests drive when it is missing (SIPp: Debian package sip-tester),
+# Installs what the tests drive when it is missing (SIPp: Debian package sip-tester; the
+# baresip softphone: baresip-core),
 # runs every unit and integration test, and ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
