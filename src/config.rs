@@ -186,6 +186,9 @@ impl Default for PathsConfig {
 pub struct LimitsConfig {
     /// Calls at once; beyond it a new INVITE gets 503 with Retry-After. Default 2000.
     pub max_calls: usize,
+    /// Calls at once from one source address (a flood from one host cannot take every
+    /// line); 0 means no limit. Default 0, since a trunk brings every call from one address.
+    pub max_calls_per_source: usize,
     /// Seconds suggested in Retry-After when refusing for load. Default 5.
     pub retry_after_seconds: u32,
     /// Seconds a graceful stop waits for calls to end after sending BYE. Default 5.
@@ -198,6 +201,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_calls: 2000,
+            max_calls_per_source: 0,
             retry_after_seconds: 5,
             shutdown_grace_seconds: 5,
             max_tcp_connections: 1024,

@@ -129,6 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let admission = AdmissionPolicy {
         max_calls: config.limits.max_calls,
+        max_calls_per_source: config.limits.max_calls_per_source,
         retry_after: config.limits.retry_after_seconds,
         media_overloaded: {
             let media = media.clone();

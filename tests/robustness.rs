@@ -567,3 +567,42 @@ fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
         "the refusal is logged"
     );
 }
+
+#[test]
+fn one_source_cannot_take_more_than_its_share_of_lines() {
+    let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
+    let config = setup.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[limits]\n", "[limits]\nmax_calls_per_source = 1\n"),
+    )
+    .unwrap();
+    let server = setup.start();
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    first
+        .send_to(
+            invite(first.local_addr().unwrap(), "src-1", "z9hG4bKsrc1", 9).as_bytes(),
+            server.addr,
+        )
+        .unwrap();
+    wait_for(&first, "SIP/2.0 200");
+    // Same address, another port: still the same source.
+    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
+    second
+        .send_to(
+            invite(second.local_addr().unwrap(), "src-2", "z9hG4bKsrc2", 9).as_bytes(),
+            server.addr,
+        )
+        .unwrap();
+    assert!(wait_for(&second, "SIP/2.0 5").starts_with("SIP/2.0 503"));
+    // Another address on this machine is a different source.
+    let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+    other
+        .send_to(
+            invite(other.local_addr().unwrap(), "src-3", "z9hG4bKsrc3", 9).as_bytes(),
+            server.addr,
+        )
+        .unwrap();
+    assert!(wait_for(&other, "SIP/2.0 200").starts_with("SIP/2.0 200"));
+}

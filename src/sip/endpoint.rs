@@ -119,6 +119,8 @@ pub enum Admission {
 pub struct AdmissionPolicy {
     /// Calls at once.
     pub max_calls: usize,
+    /// Calls at once from one source address (0: no limit).
+    pub max_calls_per_source: usize,
     /// Seconds for Retry-After.
     pub retry_after: u32,
     /// True when the media engine is too late to take more streams.
@@ -127,8 +129,9 @@ pub struct AdmissionPolicy {
 
 impl AdmissionPolicy {
     /// Decides on a new INVITE.
-    pub fn decide(&self, live_calls: usize, draining: bool) -> Admission {
-        if draining || live_calls >= self.max_calls || (self.media_overloaded)() {
+    pub fn decide(&self, live_calls: usize, from_source: usize, draining: bool) -> Admission {
+        let source_full = self.max_calls_per_source > 0 && from_source >= self.max_calls_per_source;
+        if draining || live_calls >= self.max_calls || source_full || (self.media_overloaded)() {
             Admission::Refuse
         } else {
             Admission::Accept
@@ -142,6 +145,9 @@ pub struct Endpoint {
     inputs: mpsc::UnboundedReceiver<Input>,
     transactions: Transactions,
     calls: HashMap<CallId, mpsc::UnboundedSender<ToCall>>,
+    /// Live calls per source address, and each call's source, for `max_calls_per_source`.
+    per_source: HashMap<std::net::IpAddr, usize>,
+    call_sources: HashMap<CallId, std::net::IpAddr>,
     tcp: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     spawn: SpawnCall,
     admission: AdmissionPolicy,
@@ -174,6 +180,8 @@ impl Endpoint {
             inputs,
             transactions: Transactions::new(timers),
             calls: HashMap::new(),
+            per_source: HashMap::new(),
+            call_sources: HashMap::new(),
             tcp: HashMap::new(),
             spawn,
             admission,
@@ -365,6 +373,14 @@ impl Endpoint {
             ),
             Input::CallEnded(call_id) => {
                 self.calls.remove(&call_id);
+                if let Some(ip) = self.call_sources.remove(&call_id)
+                    && let Some(n) = self.per_source.get_mut(&ip)
+                {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.per_source.remove(&ip);
+                    }
+                }
                 self.live.store(self.calls.len(), Ordering::Relaxed);
             }
             Input::Drain => {
@@ -502,10 +518,17 @@ impl Endpoint {
                     answer(self, 482, &[]);
                     return;
                 }
-                if self.admission.decide(self.calls.len(), self.draining) == Admission::Refuse {
+                let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
+                if self
+                    .admission
+                    .decide(self.calls.len(), from_source, self.draining)
+                    == Admission::Refuse
+                {
                     self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         live = self.calls.len(),
+                        from_source,
+                        source = %peer.addr.ip(),
                         draining = self.draining,
                         "INVITE refused: 503"
                     );
@@ -519,6 +542,8 @@ impl Endpoint {
                 let call_id = request.call_id.clone();
                 let _ = tx.send(ToCall::Request { request, key, peer });
                 self.calls.insert(call_id.clone(), tx);
+                *self.per_source.entry(peer.addr.ip()).or_default() += 1;
+                self.call_sources.insert(call_id.clone(), peer.addr.ip());
                 self.live.store(self.calls.len(), Ordering::Relaxed);
                 (self.spawn)(call_id, rx);
             }
