@@ -242,6 +242,7 @@ fn run() -> anyhow::Result<()> {
                 digits: digits.chars().filter(|c| !c.is_whitespace()).collect(),
                 secretaries: secretaries == "available",
                 executive_answers: executive == "answers",
+                sound_lengths: snapshot.sounds.lengths(),
             };
             for line in simulate::simulate(company, &scenario) {
                 println!("{line}");

@@ -23,6 +23,8 @@ pub struct Scenario {
     pub secretaries: bool,
     /// Whether an executive answers a transfer.
     pub executive_answers: bool,
+    /// How long each sound lasts (from the loaded sounds); others count 3 s.
+    pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
 }
 
 /// Lines describing the decision and the steps, for a person to read.
@@ -71,6 +73,8 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
     let mut now = start;
     let mut digits = scenario.digits.iter().copied();
     let mut pending_leg: Option<(bool, u32)> = None;
+    // The sound playing now, and how long it takes.
+    let mut playing: Option<Duration> = None;
     machine.start(now);
     // Bounded: a plan is finite, but a simulation must end even if one were not.
     for _ in 0..1000 {
@@ -81,6 +85,12 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 Command::Ringing => lines.push(format!("  {t:>4}s  ring (180 Ringing)")),
                 Command::Answer => lines.push(format!("  {t:>4}s  answer")),
                 Command::Play { sound, times } => {
+                    let length = scenario
+                        .sound_lengths
+                        .get(&sound)
+                        .copied()
+                        .unwrap_or(Duration::from_secs(3));
+                    playing = Some(length * times);
                     let times = if times > 1 {
                         format!(" ×{times}")
                     } else {
@@ -183,8 +193,8 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
             continue;
         }
         if !progressed {
-            // Nothing pending: the current step waits on the outside world. Sounds are
-            // taken to last 3 s.
+            // Nothing pending: the current step waits on the outside world (a sound ends,
+            // a leg answers or not).
             if let Some((answered, timeout)) = pending_leg.take() {
                 // An answer comes after a few seconds of ringing; no answer takes the whole timeout.
                 now += Duration::from_secs(if answered { 5 } else { u64::from(timeout) });
@@ -200,7 +210,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 }
                 continue;
             }
-            now += Duration::from_secs(3);
+            now += playing.take().unwrap_or(Duration::from_secs(3));
             machine.handle_playback_done(now);
             machine.handle_bye_answered();
         }

@@ -144,6 +144,19 @@ impl Sounds {
     pub fn get(&self, name: &SoundName) -> Option<&Arc<Sound>> {
         self.0.get(name)
     }
+
+    /// How long each sound plays (20 ms per frame).
+    pub fn lengths(&self) -> HashMap<SoundName, std::time::Duration> {
+        self.0
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    std::time::Duration::from_millis(s.frames() as u64 * 20),
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
