@@ -25,24 +25,13 @@ fn call_and_check_rtp(setup: &Setup, offer: &str, expected_pt: u8, transport: &s
     let offer = offer.to_string();
     let transport = transport.to_string();
     let caller = std::thread::spawn(move || {
-        sipp(
+        sipp_call(
             "call.xml",
             addr,
-            &[
-                "-s",
-                NUMBER,
-                "-key",
-                "caller",
-                "+33612345678",
-                "-key",
-                "rtp_port",
-                &rtp_port,
-                "-key",
-                "offer",
-                &offer,
-                "-t",
-                &transport,
-            ],
+            NUMBER,
+            &rtp_port,
+            &offer,
+            &["-t", &transport],
         )
     });
     let packets = collect_rtp(&sink, Duration::from_millis(800), Duration::from_secs(20));
@@ -124,23 +113,7 @@ fn cancel_while_ringing_gives_487_and_an_abandoned_row() {
         &plan("acme", NUMBER, r#"[{ ring = 5 }, { play = "tone/a.wav" }]"#),
     )]);
     let _server = setup.start();
-    let out = sipp(
-        "cancel.xml",
-        setup.addr(),
-        &[
-            "-s",
-            NUMBER,
-            "-key",
-            "caller",
-            "+33612345678",
-            "-key",
-            "rtp_port",
-            "9",
-            "-key",
-            "offer",
-            "0",
-        ],
-    );
+    let out = sipp_call("cancel.xml", setup.addr(), NUMBER, "9", "0", &[]);
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
@@ -152,23 +125,7 @@ fn cancel_while_ringing_gives_487_and_an_abandoned_row() {
 fn an_unknown_number_gets_404_and_a_row() {
     let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
     let _server = setup.start();
-    let out = sipp(
-        "notfound.xml",
-        setup.addr(),
-        &[
-            "-s",
-            "+33199999999",
-            "-key",
-            "caller",
-            "+33612345678",
-            "-key",
-            "rtp_port",
-            "9",
-            "-key",
-            "offer",
-            "0",
-        ],
-    );
+    let out = sipp_call("notfound.xml", setup.addr(), "+33199999999", "9", "0", &[]);
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].company, None);
@@ -243,23 +200,7 @@ fn the_caller_hanging_up_mid_greeting_ends_the_call() {
     let _server = setup.start();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port().to_string();
-    let out = sipp(
-        "bye.xml",
-        setup.addr(),
-        &[
-            "-s",
-            NUMBER,
-            "-key",
-            "caller",
-            "+33612345678",
-            "-key",
-            "rtp_port",
-            &port,
-            "-key",
-            "offer",
-            "0",
-        ],
-    );
+    let out = sipp_call("bye.xml", setup.addr(), NUMBER, &port, "0", &[]);
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
@@ -284,25 +225,8 @@ fn a_reinvite_is_answered_and_the_greeting_goes_on() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port().to_string();
     let addr = setup.addr();
-    let caller = std::thread::spawn(move || {
-        sipp(
-            "reinvite.xml",
-            addr,
-            &[
-                "-s",
-                NUMBER,
-                "-key",
-                "caller",
-                "+33612345678",
-                "-key",
-                "rtp_port",
-                &port,
-                "-key",
-                "offer",
-                "0",
-            ],
-        )
-    });
+    let caller =
+        std::thread::spawn(move || sipp_call("reinvite.xml", addr, NUMBER, &port, "0", &[]));
     let packets = collect_rtp(&sink, Duration::from_millis(800), Duration::from_secs(20));
     assert_sipp_ok(&caller.join().unwrap());
     assert_eq!(

@@ -23,24 +23,6 @@ fn setup(plan: &str) -> Setup {
     setup
 }
 
-fn caller_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "-s",
-        NUMBER,
-        "-key",
-        "caller",
-        "+33612345678",
-        "-key",
-        "rtp_port",
-        "9",
-        "-key",
-        "offer",
-        "0 101",
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
 fn wait_events(setup: &Setup, call: i64, kind: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -57,10 +39,13 @@ fn a_key_sent_as_rfc4733_events_chooses_the_menu_branch_during_the_prompt() {
     let setup = setup(&menu_plan(""));
     let _server = setup.start();
     let pcap = dtmf_pcap("2");
-    let out = sipp(
+    let out = sipp_call(
         "dtmf.xml",
         setup.addr(),
-        &caller_args(&["-key", "digit_pcap", &pcap]),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "digit_pcap", &pcap],
     );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
@@ -86,10 +71,13 @@ fn a_key_sent_as_rfc4733_events_chooses_the_menu_branch_during_the_prompt() {
 fn a_key_sent_as_sip_info_chooses_the_menu_branch() {
     let setup = setup(&menu_plan(""));
     let _server = setup.start();
-    let out = sipp(
+    let out = sipp_call(
         "info.xml",
         setup.addr(),
-        &caller_args(&["-key", "key", "2"]),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "key", "2"],
     );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
@@ -103,7 +91,7 @@ fn a_menu_without_an_answer_retries_then_falls_through() {
         ", { play = \"tone/short.wav\" }, { hangup = {} }",
     ));
     let _server = setup.start();
-    let out = sipp("call.xml", setup.addr(), &caller_args(&[]));
+    let out = sipp_call("call.xml", setup.addr(), NUMBER, "9", "0 101", &[]);
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     let events = wait_events(&setup, calls[0].id, "menu-failed");
@@ -142,10 +130,13 @@ fn a_voicemail_records_the_callers_tone_until_hash_then_says_goodbye() {
     let _server = setup.start();
     let tone = setup.dir.path().join("tone.pcap").display().to_string();
     let pound = dtmf_pcap("#");
-    let out = sipp(
+    let out = sipp_call(
         "voicemail.xml",
         setup.addr(),
-        &caller_args(&["-key", "audio_pcap", &tone, "-key", "end_pcap", &pound]),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "audio_pcap", &tone, "-key", "end_pcap", &pound],
     );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
@@ -215,10 +206,13 @@ fn hanging_up_mid_message_keeps_the_recording_and_the_message() {
     let setup = voicemail_setup();
     let _server = setup.start();
     let tone = setup.dir.path().join("tone.pcap").display().to_string();
-    let out = sipp(
+    let out = sipp_call(
         "voicemail_hangup.xml",
         setup.addr(),
-        &caller_args(&["-key", "audio_pcap", &tone]),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "audio_pcap", &tone],
     );
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
@@ -245,10 +239,13 @@ fn messages_are_listed_shown_and_marked_for_the_people_who_read_them() {
     let setup = voicemail_setup();
     let server = setup.start();
     let tone = setup.dir.path().join("tone.pcap").display().to_string();
-    assert_sipp_ok(&sipp(
+    assert_sipp_ok(&sipp_call(
         "voicemail_hangup.xml",
         setup.addr(),
-        &caller_args(&["-key", "audio_pcap", &tone]),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "audio_pcap", &tone],
     ));
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     let deadline = Instant::now() + Duration::from_secs(5);

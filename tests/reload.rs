@@ -24,26 +24,13 @@ fn wait_reloads(setup: &Setup, n: usize) -> Vec<(String, String, String, String)
 }
 
 fn call(addr: std::net::SocketAddr, calls: &str) -> std::process::Output {
-    sipp(
+    sipp_call(
         "call.xml",
         addr,
-        &[
-            "-s",
-            NUMBER,
-            "-key",
-            "caller",
-            "+33612345678",
-            "-key",
-            "rtp_port",
-            "9",
-            "-key",
-            "offer",
-            "0",
-            "-m",
-            calls,
-            "-r",
-            "10",
-        ],
+        NUMBER,
+        "9",
+        "0",
+        &["-m", calls, "-r", "10"],
     )
 }
 

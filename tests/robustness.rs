@@ -411,25 +411,7 @@ fn a_graceful_stop_hangs_up_live_calls_and_completes_their_rows() {
     let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
     let mut server = setup.start();
     let addr = server.addr;
-    let caller = std::thread::spawn(move || {
-        sipp(
-            "call.xml",
-            addr,
-            &[
-                "-s",
-                NUMBER,
-                "-key",
-                "caller",
-                "+33612345678",
-                "-key",
-                "rtp_port",
-                "9",
-                "-key",
-                "offer",
-                "0",
-            ],
-        )
-    });
+    let caller = std::thread::spawn(move || sipp_call("call.xml", addr, NUMBER, "9", "0", &[]));
     setup.wait_calls(|c| c.len() == 1 && c[0].answered);
     let status = server.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
@@ -525,35 +507,38 @@ fn check_reports_every_broken_plan_with_location() {
     );
 }
 
-#[test]
-fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
+/// A server with a long greeting and these lines added to `[limits]`.
+fn limited_setup(limits: &str) -> Setup {
     let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
-    let config = setup.config();
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(
-        &config,
-        text.replace(
-            "[limits]\n",
-            "[limits]\nmax_calls = 1\nretry_after_seconds = 7\n",
-        ),
+        setup.config(),
+        text.replace("[limits]\n", &format!("[limits]\n{limits}\n")),
     )
     .unwrap();
+    setup
+}
+
+/// Sends an INVITE from a new socket on `ip` and returns the socket.
+fn invite_from(ip: &str, server: std::net::SocketAddr, call_id: &str) -> UdpSocket {
+    let sock = UdpSocket::bind((ip, 0)).unwrap();
+    let msg = invite(
+        sock.local_addr().unwrap(),
+        call_id,
+        &format!("z9hG4bK{call_id}"),
+        9,
+    );
+    sock.send_to(msg.as_bytes(), server).unwrap();
+    sock
+}
+
+#[test]
+fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
+    let setup = limited_setup("max_calls = 1\nretry_after_seconds = 7");
     let server = setup.start();
-    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-    first
-        .send_to(
-            invite(first.local_addr().unwrap(), "full-1", "z9hG4bKfull1", 9).as_bytes(),
-            server.addr,
-        )
-        .unwrap();
+    let first = invite_from("127.0.0.1", server.addr, "full-1");
     wait_for(&first, "SIP/2.0 200");
-    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
-    second
-        .send_to(
-            invite(second.local_addr().unwrap(), "full-2", "z9hG4bKfull2", 9).as_bytes(),
-            server.addr,
-        )
-        .unwrap();
+    let second = invite_from("127.0.0.1", server.addr, "full-2");
     let refused = wait_for(&second, "SIP/2.0 5");
     assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
     assert_eq!(header(&refused, "Retry-After"), "7");
@@ -570,39 +555,14 @@ fn beyond_max_calls_a_new_call_gets_503_with_retry_after() {
 
 #[test]
 fn one_source_cannot_take_more_than_its_share_of_lines() {
-    let setup = greeting_setup(r#"[{ play = "tone/long.wav" }]"#);
-    let config = setup.config();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[limits]\n", "[limits]\nmax_calls_per_source = 1\n"),
-    )
-    .unwrap();
+    let setup = limited_setup("max_calls_per_source = 1");
     let server = setup.start();
-    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-    first
-        .send_to(
-            invite(first.local_addr().unwrap(), "src-1", "z9hG4bKsrc1", 9).as_bytes(),
-            server.addr,
-        )
-        .unwrap();
+    let first = invite_from("127.0.0.1", server.addr, "src-1");
     wait_for(&first, "SIP/2.0 200");
     // Same address, another port: still the same source.
-    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
-    second
-        .send_to(
-            invite(second.local_addr().unwrap(), "src-2", "z9hG4bKsrc2", 9).as_bytes(),
-            server.addr,
-        )
-        .unwrap();
+    let second = invite_from("127.0.0.1", server.addr, "src-2");
     assert!(wait_for(&second, "SIP/2.0 5").starts_with("SIP/2.0 503"));
     // Another address on this machine is a different source.
-    let other = UdpSocket::bind("127.0.0.2:0").unwrap();
-    other
-        .send_to(
-            invite(other.local_addr().unwrap(), "src-3", "z9hG4bKsrc3", 9).as_bytes(),
-            server.addr,
-        )
-        .unwrap();
+    let other = invite_from("127.0.0.2", server.addr, "src-3");
     assert!(wait_for(&other, "SIP/2.0 200").starts_with("SIP/2.0 200"));
 }

@@ -331,6 +331,33 @@ pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
         .expect("sipp is installed (Debian package sip-tester)")
 }
 
+/// SIPp as the usual caller (+33612345678) dialling `number`, its SDP offering the payload
+/// types `offer` on `rtp_port`.
+pub fn sipp_call(
+    scenario: &str,
+    addr: SocketAddr,
+    number: &str,
+    rtp_port: &str,
+    offer: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "-s",
+        number,
+        "-key",
+        "caller",
+        "+33612345678",
+        "-key",
+        "rtp_port",
+        rtp_port,
+        "-key",
+        "offer",
+        offer,
+    ];
+    args.extend_from_slice(extra);
+    sipp(scenario, addr, &args)
+}
+
 /// Asserts that SIPp finished its scenario successfully.
 pub fn assert_sipp_ok(out: &Output) {
     assert!(
