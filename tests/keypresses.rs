@@ -114,6 +114,18 @@ fn frequency(samples: &[i16]) -> f64 {
     crossings as f64 / 2.0 / (samples.len() as f64 / 8000.0)
 }
 
+/// The call's message once its recording is saved (written off the signalling thread).
+fn wait_recording(setup: &Setup, call: i64) -> (String, Option<String>, Option<i64>, bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = message_of(setup, call);
+        if m.1.is_some() || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn voicemail_setup() -> Setup {
     let plan = format!(
         "[company]\nid = \"acme\"\nname = \"ACME\"\nnumbers = [\"{NUMBER}\"]\n\n[[route]]\nname = \"message\"\n\
@@ -146,14 +158,7 @@ fn a_voicemail_records_the_callers_tone_until_hash_then_says_goodbye() {
         events.contains(&"recording-stopped".to_string()),
         "{events:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (category, path, ms, empty) = loop {
-        let m = message_of(&setup, calls[0].id);
-        if m.1.is_some() || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (category, path, ms, empty) = wait_recording(&setup, calls[0].id);
     assert_eq!(category, "low");
     assert!(!empty);
     let path = path.expect("a recording path");
@@ -217,14 +222,7 @@ fn hanging_up_mid_message_keeps_the_recording_and_the_message() {
     assert_sipp_ok(&out);
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("voicemail"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (_, path, ms, empty) = loop {
-        let m = message_of(&setup, calls[0].id);
-        if m.1.is_some() || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (_, path, ms, empty) = wait_recording(&setup, calls[0].id);
     assert!(!empty);
     assert!(std::path::Path::new(&path.expect("kept")).exists());
     let ms = ms.unwrap();
@@ -248,10 +246,7 @@ fn messages_are_listed_shown_and_marked_for_the_people_who_read_them() {
         &["-key", "audio_pcap", &tone],
     ));
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while message_of(&setup, calls[0].id).1.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_recording(&setup, calls[0].id);
     drop(server);
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(BIN)
