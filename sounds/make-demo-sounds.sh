@@ -55,3 +55,7 @@ make_prompt default goodbye-en en "Thank you, your message has been recorded. Go
 # The beep: 400 ms at 1 kHz, not speech.
 sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$here/default/beep.wav" synth 0.4 sine 1000 vol 0.5
 echo "wrote $here/default/beep.wav"
+# Ringback for a caller already answered while a secretary or an executive is rung:
+# 440 Hz, 1.5 s on, 3.5 s off (the French network's cadence), played in a loop.
+sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$here/default/ringback.wav" synth 1.5 sine 440 vol 0.3 pad 0 3.5
+echo "wrote $here/default/ringback.wav"

@@ -54,6 +54,26 @@ pub struct Config {
     /// The secretaries (`[[secretaries]]`).
     #[serde(default)]
     pub secretaries: Vec<crate::registrar::Secretary>,
+    /// How calls are handed to secretaries.
+    #[serde(default)]
+    pub distribution: DistributionConfig,
+}
+
+/// `[distribution]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributionConfig {
+    /// Seconds after a call during which a secretary gets no new call (to write the
+    /// message down). Default 15.
+    pub wrap_up_seconds: u32,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        DistributionConfig {
+            wrap_up_seconds: 15,
+        }
+    }
 }
 
 /// `[registrar]`
@@ -145,6 +165,9 @@ pub struct MediaConfig {
     /// Seconds of silence (after the caller has spoken) that end a voicemail. Default 5;
     /// 0 turns silence detection off.
     pub voicemail_silence_seconds: u32,
+    /// Seconds without RTP from either side of a bridged call before it is ended (a phone
+    /// that vanished without BYE). Default 30; 0 turns the check off.
+    pub rtp_timeout_seconds: u32,
 }
 
 impl Default for MediaConfig {
@@ -154,6 +177,7 @@ impl Default for MediaConfig {
             rtp_port_min: 20000,
             rtp_port_max: 29999,
             voicemail_silence_seconds: 5,
+            rtp_timeout_seconds: 30,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Who to ring for a `secretary` step: a pure decision over the secretaries' states, so
 //! that strategies (ring-all, longest-idle), assignment and overflow are tested without
-//! a phone. The call task will execute it when call distribution is wired (issue 4).
+//! a phone. [`Hunt`] carries one `secretary` step from its first ring to an answer or
+//! giving up; the call task executes what it decides.
+
+use std::time::{Duration, Instant};
 
 use crate::dialplan::Strategy;
 
@@ -95,6 +98,102 @@ pub fn any_available(candidates: &[Candidate], now: u64) -> bool {
         .any(|c| c.selected && c.assigned && c.free(now).is_some())
 }
 
+/// What a [`Hunt`] says to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Ring these secretaries now (they are counted as ringing from now on).
+    Ring(Vec<String>),
+    /// Keep waiting: someone is ringing.
+    Wait,
+    /// Nobody is ringing and nobody is left to try, or the step's time is up.
+    GiveUp,
+}
+
+/// One `secretary` step in progress: who rings, who has been tried, when the offer widens
+/// to every secretary and when the step gives up.
+#[derive(Debug, Clone)]
+pub struct Hunt {
+    strategy: Strategy,
+    deadline: Instant,
+    overflow_at: Option<Instant>,
+    tried: Vec<String>,
+    ringing: Vec<String>,
+}
+
+impl Hunt {
+    /// A step that lasts `timeout` and overflows after `overflow_after`, when set.
+    pub fn new(
+        strategy: Strategy,
+        timeout: Duration,
+        overflow_after: Option<Duration>,
+        now: Instant,
+    ) -> Hunt {
+        Hunt {
+            strategy,
+            deadline: now + timeout,
+            overflow_at: overflow_after.map(|d| now + d),
+            tried: Vec::new(),
+            ringing: Vec::new(),
+        }
+    }
+
+    /// Decides whom to ring given the team as it is now (`now_ms`: unix milliseconds, for
+    /// wrap-up). A secretary is offered a given call once: one who declined is not rung again.
+    pub fn next(&mut self, team: &[Candidate], now_ms: u64, now: Instant) -> Next {
+        if now >= self.deadline {
+            return Next::GiveUp;
+        }
+        let untried: Vec<Candidate> = team
+            .iter()
+            .filter(|c| !self.tried.contains(&c.username))
+            .cloned()
+            .collect();
+        let o = offer(&untried, self.strategy, self.overflow_at.is_some(), now_ms);
+        let mut names = o.now;
+        if self.overflow_at.is_some_and(|at| now >= at) {
+            names.extend(o.overflow);
+        }
+        if self.strategy == Strategy::LongestIdle {
+            // One at a time: the next only when the one ringing declines.
+            if self.ringing.is_empty() {
+                names.truncate(1);
+            } else {
+                names.clear();
+            }
+        }
+        self.tried.extend(names.iter().cloned());
+        self.ringing.extend(names.iter().cloned());
+        match (names.is_empty(), self.ringing.is_empty()) {
+            (false, _) => Next::Ring(names),
+            (true, false) => Next::Wait,
+            (true, true) => Next::GiveUp,
+        }
+    }
+
+    /// This secretary declined, did not answer or could not be reached.
+    pub fn failed(&mut self, username: &str) {
+        self.ringing.retain(|u| u != username);
+    }
+
+    /// Who is ringing now.
+    pub fn ringing(&self) -> &[String] {
+        &self.ringing
+    }
+
+    /// When [`Hunt::next`] must be asked again: the overflow, then the end of the step.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
+        match self.overflow_at {
+            Some(at) if at > now && at < self.deadline => at,
+            _ => self.deadline,
+        }
+    }
+
+    /// Whether the step's time is up.
+    pub fn expired(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +257,47 @@ mod tests {
         ];
         team[0].selected = false;
         assert_eq!(offer(&team, Strategy::RingAll, false, 10).now, vec!["bea"]);
+    }
+
+    #[test]
+    fn a_hunt_moves_on_when_one_declines_and_gives_up_when_nobody_is_left() {
+        let t0 = Instant::now();
+        let team = [
+            c("alice", true, State::Available { idle_since: 100 }),
+            c("bea", true, State::Available { idle_since: 200 }),
+        ];
+        let mut h = Hunt::new(Strategy::LongestIdle, Duration::from_secs(30), None, t0);
+        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["alice".into()]));
+        assert_eq!(h.next(&team, 1_000, t0), Next::Wait, "one at a time");
+        h.failed("alice");
+        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["bea".into()]));
+        h.failed("bea");
+        assert_eq!(h.next(&team, 1_000, t0), Next::GiveUp, "each offered once");
+    }
+
+    #[test]
+    fn a_hunt_overflows_after_its_delay_and_ends_at_its_timeout() {
+        let t0 = Instant::now();
+        let team = [
+            c("alice", true, State::Available { idle_since: 100 }),
+            c("fred", false, State::Available { idle_since: 0 }),
+        ];
+        let mut h = Hunt::new(
+            Strategy::RingAll,
+            Duration::from_secs(30),
+            Some(Duration::from_secs(10)),
+            t0,
+        );
+        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["alice".into()]));
+        assert_eq!(h.poll_timeout(t0), t0 + Duration::from_secs(10));
+        let t10 = t0 + Duration::from_secs(10);
+        // alice is ringing, so no longer free; fred joins at the overflow.
+        let team = [c("alice", true, State::Ringing), team[1].clone()];
+        assert_eq!(h.next(&team, 1_000, t10), Next::Ring(vec!["fred".into()]));
+        assert_eq!(h.ringing(), ["alice", "fred"]);
+        assert_eq!(h.poll_timeout(t10), t0 + Duration::from_secs(30));
+        let t30 = t0 + Duration::from_secs(30);
+        assert!(h.expired(t30));
+        assert_eq!(h.next(&team, 1_000, t30), Next::GiveUp);
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod call;
 pub mod config;
+pub mod desk;
 pub mod dialplan;
 pub mod distribution;
 pub mod dtmf;

@@ -255,6 +255,7 @@ fn run() -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             let registrations = store::registrations(&config.database_path(), now)?;
+            let states = store::secretary_states(&config.database_path())?;
             if !json {
                 println!(
                     "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  EXPIRES IN",
@@ -266,11 +267,16 @@ fn run() -> anyhow::Result<()> {
                     .iter()
                     .filter(|r| r.username == s.username)
                     .collect();
-                // Ringing, on a call and wrap-up come with call distribution (issue 4).
-                let state = if mine.is_empty() {
-                    "not registered"
-                } else {
-                    "available"
+                let activity = states.iter().find(|r| r.username == s.username);
+                let state = match activity {
+                    _ if mine.is_empty() => "not registered",
+                    Some(r) if r.state == "wrap-up" && r.until_ms.unwrap_or(0) <= now * 1000 => {
+                        "available"
+                    }
+                    Some(r) if r.state == "ringing" => "ringing",
+                    Some(r) if r.state == "on-call" => "on a call",
+                    Some(r) if r.state == "wrap-up" => "wrap-up",
+                    _ => "available",
                 };
                 if json {
                     println!(
@@ -485,12 +491,36 @@ fn print_calls(calls: &[store::CallRow]) {
             .map_or("-".to_string(), |t| t.get(11..19).unwrap_or(t).to_string())
     };
     println!(
-        "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  OUTCOME",
-        "ID", "COMPANY", "CALLER", "DIALLED", "DATE", "START", "ANSWER", "END"
+        "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {:<12}  {:>6}  OUTCOME",
+        "ID",
+        "COMPANY",
+        "CALLER",
+        "DIALLED",
+        "DATE",
+        "START",
+        "ANSWER",
+        "END",
+        "HANDLED BY",
+        "TALK"
     );
     for c in calls {
+        let by = c
+            .handled_by
+            .clone()
+            .or_else(|| c.transferred_to.as_ref().map(|t| format!("→{t}")))
+            .unwrap_or_else(|| "-".into());
+        let talk = c
+            .handled_at
+            .as_deref()
+            .zip(c.ended_at.as_deref())
+            .and_then(|(a, e)| {
+                let a: jiff::Timestamp = a.parse().ok()?;
+                let e: jiff::Timestamp = e.parse().ok()?;
+                Some(format!("{}s", (e - a).as_secs()))
+            })
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {}",
+            "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {:<12}  {:>6}  {}",
             c.id,
             c.company.as_deref().unwrap_or("-"),
             c.caller,
@@ -499,6 +529,8 @@ fn print_calls(calls: &[store::CallRow]) {
             time(&Some(c.started_at.clone())),
             time(&c.answered_at),
             time(&c.ended_at),
+            by,
+            talk,
             c.outcome.as_deref().unwrap_or("(live)")
         );
     }

@@ -61,6 +61,37 @@ impl Packetizer {
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES);
     }
 
+    /// The timestamp the next packet of ours would carry.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
+    }
+
+    /// Writes a relayed packet: our SSRC and the next sequence number, with the payload
+    /// type and timestamp the relay chose (the sender's timing, shifted into our
+    /// numbering, so that gaps and telephone-events keep their meaning). The stream's own
+    /// timestamp follows (`samples`: the audio's length, 0 for an event), in case it plays
+    /// a sound again.
+    pub fn relay(
+        &mut self,
+        payload_type: u8,
+        marker: bool,
+        timestamp: u32,
+        samples: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        out.push(0x80);
+        out.push(if marker || self.marker { 0x80 } else { 0 } | (payload_type & 0x7F));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&timestamp.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(payload);
+        self.marker = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = timestamp.wrapping_add(samples);
+    }
+
     /// Accounts for `frames` periods in which nothing was sent: the timestamp keeps
     /// counting real time, the sequence number does not (RFC 3550 §5.1), and the next
     /// packet starts a new talkspurt.
@@ -93,6 +124,8 @@ pub struct Received<'a> {
     pub seq: u16,
     /// Timestamp.
     pub timestamp: u32,
+    /// Synchronisation source.
+    pub ssrc: u32,
     /// The payload, after CSRCs, header extension and before padding.
     pub payload: &'a [u8],
 }
@@ -120,6 +153,7 @@ pub fn parse(datagram: &[u8]) -> Option<Received<'_>> {
         marker: datagram[1] & 0x80 != 0,
         seq: u16::from_be_bytes([datagram[2], datagram[3]]),
         timestamp: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+        ssrc: u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
         payload,
     })
 }

@@ -280,6 +280,36 @@ pub fn write_answer(local: &LocalMedia, negotiated: &Negotiated) -> String {
     out
 }
 
+/// The telephone-event payload type we offer.
+pub const OFFER_TELEPHONE_EVENT: u8 = 101;
+
+/// Writes our offer for an outbound leg: PCMU and PCMA (the caller's codec first, so that
+/// the relay can usually pass audio through unchanged) and telephone-event.
+pub fn write_offer(local: &LocalMedia, prefer: Codec) -> String {
+    let family = if local.ip.is_ipv4() { "IP4" } else { "IP6" };
+    let (first, second) = match prefer {
+        Codec::Pcmu => (Codec::Pcmu, Codec::Pcma),
+        Codec::Pcma => (Codec::Pcma, Codec::Pcmu),
+    };
+    let te = OFFER_TELEPHONE_EVENT;
+    format!(
+        "v=0\r\no=permanence {} {} IN {family} {}\r\ns=Permanence\r\nc=IN {family} {}\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP {} {} {te}\r\na=rtpmap:{} {}/8000\r\na=rtpmap:{} {}/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+        local.session_id,
+        local.version,
+        local.ip,
+        local.ip,
+        local.port,
+        first.payload_type(),
+        second.payload_type(),
+        first.payload_type(),
+        first.name(),
+        second.payload_type(),
+        second.name(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +389,21 @@ mod tests {
         assert!(lines.contains(&"c=IN IP4 127.0.0.1"), "{answer}");
         // Our own answer must be readable by the same parser.
         assert!(webrtc_sdp::parse_sdp(&answer, false).is_ok(), "{answer}");
+    }
+
+    #[test]
+    fn our_offer_reads_back_with_the_preferred_codec_first() {
+        let local = LocalMedia {
+            ip: "192.0.2.1".parse().unwrap(),
+            port: 20002,
+            session_id: 7,
+            version: 1,
+        };
+        let n = negotiate(write_offer(&local, Codec::Pcma).as_bytes()).unwrap();
+        assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+        assert_eq!(n.telephone_event, Some(OFFER_TELEPHONE_EVENT));
+        assert_eq!(n.remote_rtp, "192.0.2.1:20002".parse().unwrap());
+        let n = negotiate(write_offer(&local, Codec::Pcmu).as_bytes()).unwrap();
+        assert_eq!(n.codec, Codec::Pcmu);
     }
 }

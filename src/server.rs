@@ -110,6 +110,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None
     };
 
+    let desk = Arc::new(crate::desk::Desk::new(
+        &config.secretaries,
+        u64::from(config.distribution.wrap_up_seconds) * 1000,
+        Some(store.writer()),
+        crate::desk::now_ms(),
+    ));
     let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(CallContext {
         snapshot: std::sync::RwLock::new(Arc::new(snapshot)),
@@ -120,6 +126,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         local_sip: listen,
         recordings: config.paths.data.join("recordings"),
         silence_seconds: config.media.voicemail_silence_seconds,
+        desk: Arc::clone(&desk),
+        rtp_timeout: (config.media.rtp_timeout_seconds > 0)
+            .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
     });
     let spawn: SpawnCall = {
         let ctx = Arc::clone(&ctx);
@@ -152,7 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     );
     let endpoint = endpoint
-        .with_registrar(registrar(&config)?, store.writer())
+        .with_registrar(registrar(&config)?, store.writer(), Arc::clone(&desk))
         .with_keepalive(
             Duration::from_secs(config.registrar.keepalive_seconds),
             listen,

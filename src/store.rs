@@ -119,6 +119,30 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A person took the call (a secretary, or the executive it was transferred to).
+    Handled {
+        /// The call.
+        id: CallRowId,
+        /// Secretary username, or executive id / URI.
+        by: String,
+        /// Whether it was a transfer (`transferred_to`) rather than a secretary (`handled_by`).
+        transfer: bool,
+        /// When they answered.
+        at: String,
+    },
+    /// What a secretary is doing now.
+    SecretaryState {
+        /// SIP username.
+        username: String,
+        /// `available`, `ringing`, `on-call` or `wrap-up`.
+        state: &'static str,
+        /// The call concerned.
+        call: Option<CallRowId>,
+        /// End of wrap-up, unix ms.
+        until_ms: Option<i64>,
+        /// When.
+        at: String,
+    },
     /// The route filed the message under another category.
     Category {
         /// The call.
@@ -275,6 +299,15 @@ const MIGRATIONS: &[&str] = &[
         transport TEXT NOT NULL,
         expires_at INTEGER NOT NULL,
         PRIMARY KEY (username, contact)
+     );",
+    // 5: who took a call and when; what each secretary is doing (for the CLI).
+    "ALTER TABLE calls ADD COLUMN handled_at TEXT;
+     CREATE TABLE secretary_states (
+        username TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        call_id INTEGER,
+        until_ms INTEGER,
+        at TEXT NOT NULL
      );",
 ];
 
@@ -475,6 +508,31 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
             )?
             .execute(params![id, at, kind, data])?;
         }
+        Record::Handled {
+            id,
+            by,
+            transfer,
+            at,
+        } => {
+            let sql = if transfer {
+                "UPDATE calls SET transferred_to = ?2, handled_at = ?3 WHERE id = ?1"
+            } else {
+                "UPDATE calls SET handled_by = ?2, handled_at = ?3 WHERE id = ?1"
+            };
+            tx.prepare_cached(sql)?.execute(params![id, by, at])?;
+        }
+        Record::SecretaryState {
+            username,
+            state,
+            call,
+            until_ms,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO secretary_states (username, state, call_id, until_ms, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![username, state, call, until_ms, at])?;
+        }
         Record::Category { id, category, at } => {
             tx.prepare_cached(
                 "UPDATE messages SET category = ?2, updated_at = ?3 WHERE call_id = ?1",
@@ -546,6 +604,12 @@ pub struct CallRow {
     pub outcome: Option<String>,
     /// SIP Call-ID.
     pub sip_call_id: String,
+    /// The secretary who took it.
+    pub handled_by: Option<String>,
+    /// The executive or URI it was transferred to.
+    pub transferred_to: Option<String>,
+    /// When that person answered.
+    pub handled_at: Option<String>,
 }
 
 /// The most recent calls, newest first.
@@ -557,7 +621,8 @@ pub fn recent_calls(path: &Path, limit: usize) -> Result<Vec<CallRow>, StoreErro
     let conn = open_connection(path)?;
     let mut stmt = conn
         .prepare(
-            "SELECT id, company, dialled, caller, caller_name, started_at, answered_at, ended_at, route, outcome, sip_call_id
+            "SELECT id, company, dialled, caller, caller_name, started_at, answered_at, ended_at, route, outcome, sip_call_id,
+                    handled_by, transferred_to, handled_at
              FROM calls ORDER BY id DESC LIMIT ?1",
         )
         .map_err(err)?;
@@ -575,6 +640,9 @@ pub fn recent_calls(path: &Path, limit: usize) -> Result<Vec<CallRow>, StoreErro
                 route: r.get(8)?,
                 outcome: r.get(9)?,
                 sip_call_id: r.get(10)?,
+                handled_by: r.get(11)?,
+                transferred_to: r.get(12)?,
+                handled_at: r.get(13)?,
             })
         })
         .map_err(err)?;
@@ -820,6 +888,47 @@ pub fn registrations(path: &Path, now: i64) -> Result<Vec<RegistrationRow>, Stor
                 source: r.get(2)?,
                 transport: r.get(3)?,
                 expires_at: r.get(4)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// What a secretary was last recorded doing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecretaryStateRow {
+    /// SIP username.
+    pub username: String,
+    /// `available`, `ringing`, `on-call` or `wrap-up`.
+    pub state: String,
+    /// The call concerned.
+    pub call_id: Option<i64>,
+    /// End of wrap-up, unix ms.
+    pub until_ms: Option<i64>,
+    /// Since when.
+    pub at: String,
+}
+
+/// Every secretary's last recorded activity.
+pub fn secretary_states(path: &Path) -> Result<Vec<SecretaryStateRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT username, state, call_id, until_ms, at FROM secretary_states ORDER BY username",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(SecretaryStateRow {
+                username: r.get(0)?,
+                state: r.get(1)?,
+                call_id: r.get(2)?,
+                until_ms: r.get(3)?,
+                at: r.get(4)?,
             })
         })
         .map_err(err)?;

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dialplan::{Category, Company, Menu, SoundName, Step, StepListName, TransferTarget};
+use crate::dialplan::{
+    Category, Company, Menu, SoundName, Step, StepListName, Strategy, TransferTarget,
+};
 use crate::store::Outcome;
 
 /// Named timers of a call.
@@ -82,6 +84,10 @@ pub enum Command {
         who: Vec<String>,
         /// Group, if any.
         group: Option<String>,
+        /// Ring-all or longest-idle.
+        strategy: Strategy,
+        /// Seconds before every secretary is offered the call, when set.
+        overflow_after: Option<u32>,
     },
     /// Call an executive or URI; answer with [`CallMachine::handle_leg_result`].
     Transfer {
@@ -279,16 +285,20 @@ impl CallMachine {
                     timeout,
                     who,
                     group,
-                    ..
+                    strategy,
+                    overflow_after,
                 } => {
                     if !self.capabilities.secretaries {
                         self.unavailable("secretary");
                         continue;
                     }
+                    self.wait_for_leg();
                     self.out.push_back(Command::OfferSecretaries {
                         timeout,
                         who,
                         group,
+                        strategy,
+                        overflow_after,
                     });
                     self.phase = Phase::Leg {
                         outcome: Outcome::Secretary,
@@ -304,6 +314,7 @@ impl CallMachine {
                         self.unavailable("transfer");
                         continue;
                     }
+                    self.wait_for_leg();
                     self.out.push_back(Command::Transfer {
                         to,
                         timeout,
@@ -346,6 +357,18 @@ impl CallMachine {
                 Step::Goto(list) => self.goto(list),
                 Step::Category(category) => self.out.push_back(Command::Category(category)),
             }
+        }
+    }
+
+    /// What the caller hears while someone is rung: their own phone's ringback (180)
+    /// before the answer, our ringback tone after it.
+    fn wait_for_leg(&mut self) {
+        if self.answered {
+            let sound = self.default_sound("ringback");
+            // Looped for longer than any step may last.
+            self.out.push_back(Command::Play { sound, times: 1000 });
+        } else {
+            self.out.push_back(Command::Ringing);
         }
     }
 
@@ -597,9 +620,12 @@ impl CallMachine {
     pub fn handle_leg_result(&mut self, answered: bool, now: Instant) {
         if let Phase::Leg { outcome } = self.phase {
             if answered {
-                self.answered = true;
+                self.answer();
                 self.phase = Phase::Connected { outcome };
             } else {
+                if self.answered {
+                    self.out.push_back(Command::StopPlaying);
+                }
                 self.phase = Phase::Steps;
                 self.run_steps(now);
             }
@@ -630,6 +656,16 @@ impl CallMachine {
                 | Phase::VoicemailPrompt { .. }
                 | Phase::Recording
         )
+    }
+
+    /// Whether someone is being rung for this call.
+    pub fn is_offering(&self) -> bool {
+        matches!(self.phase, Phase::Leg { .. })
+    }
+
+    /// Whether the caller talks to someone.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Connected { .. })
     }
 
     /// Whether the caller's audio is being recorded.
@@ -915,7 +951,10 @@ mod tests {
         m.start(t0);
         assert!(matches!(
             drain(&mut m)[..],
-            [Command::OfferSecretaries { timeout: 20, .. }]
+            [
+                Command::Ringing,
+                Command::OfferSecretaries { timeout: 20, .. }
+            ]
         ));
         m.handle_leg_result(false, t0);
         assert_eq!(
@@ -949,6 +988,12 @@ mod tests {
         m.start(t0);
         drain(&mut m);
         m.handle_leg_result(true, t0);
+        assert_eq!(
+            drain(&mut m),
+            vec![Command::Answer],
+            "a caller still ringing is answered when the secretary answers"
+        );
+        assert!(m.is_connected());
         m.handle_leg_hangup(t0);
         assert_eq!(drain(&mut m), vec![Command::SendBye]);
         m.handle_bye_answered();

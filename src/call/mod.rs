@@ -1,7 +1,9 @@
 //! Calls: the pure [`machine`] that runs a route's steps, and the [`task`] that drives
 //! it for one call, wired to SIP, media and the store.
 
+pub mod leg;
 pub mod machine;
+pub mod outbound;
 pub mod task;
 
 pub use task::{CallContext, Snapshot};

@@ -103,6 +103,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     timeout,
                     who,
                     group,
+                    ..
                 } => {
                     let whom = match (who.is_empty(), group) {
                         (false, _) => who.join(", "),

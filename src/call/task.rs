@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::machine::{CallMachine, Capabilities, Command};
+use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Company, Plans};
 use crate::media::engine::StreamSpec;
 use crate::media::recording::{Recorder, write_wav};
@@ -50,13 +51,16 @@ pub struct CallContext {
     pub recordings: std::path::PathBuf,
     /// Seconds of quiet that end a recording.
     pub silence_seconds: u32,
+    /// Secretaries: registrations and activity.
+    pub desk: Arc<crate::desk::Desk>,
+    /// How long a bridged leg may send no RTP before the call is ended.
+    pub rtp_timeout: Option<std::time::Duration>,
 }
 
-/// What this server's calls can do: keypresses and voicemail; secretaries and transfers
-/// arrive with their issues.
+/// What this server's calls can do: everything but transfers, which arrive with their issue.
 const SERVER_CAPABILITIES: Capabilities = Capabilities {
     dtmf: true,
-    secretaries: false,
+    secretaries: true,
     transfer: false,
     voicemail: true,
 };
@@ -145,8 +149,7 @@ impl<'a> Call<'a> {
                     caller,
                     dialled: dialled_e164.as_ref(),
                     now: jiff::Timestamp::now(),
-                    // No registrar yet (secretaries arrive with their issue).
-                    secretary_available: false,
+                    secretary_available: ctx.desk.any_available(&c.id.0, crate::desk::now_ms()),
                 };
                 let d = dialplan::decide(c, &facts);
                 d.index.map(|i| (i, d.contact_name))
@@ -244,7 +247,7 @@ impl<'a> Call<'a> {
                 fastrand::u32(..),
             ),
             telephone_event: negotiated.telephone_event,
-            events: media_tx,
+            events: media_tx.clone(),
         });
         let mut media = Media {
             stream,
@@ -258,15 +261,31 @@ impl<'a> Call<'a> {
             recorder: None,
             listening: (false, false),
         };
+        let number = self
+            .invite
+            .from
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".into());
+        let mut outbound = Outbound::new(
+            OutboundCaller {
+                row: self.id,
+                display: format!("{} · {}", company.name, number),
+                number,
+                company: company.id.0.clone(),
+                stream: media.stream,
+                codec: media.negotiated.codec,
+            },
+            self.invite.call_id.clone(),
+            media_tx.clone(),
+        );
         let mut machine = CallMachine::new(Arc::clone(company), route, SERVER_CAPABILITIES);
         machine.start(Instant::now());
         loop {
             while let Some(command) = machine.poll_command() {
-                if let Some(Feedback::LegFailed) =
-                    self.execute(command, snapshot, company, &mut media)
-                {
-                    machine.handle_leg_result(false, Instant::now());
-                }
+                let news = self.execute(command, snapshot, company, &mut media, &mut outbound);
+                self.tell(&mut machine, &mut outbound, news);
             }
             if machine.is_ended() {
                 break;
@@ -279,12 +298,25 @@ impl<'a> Call<'a> {
                     .media
                     .listen(media.stream, listening.0, listening.1);
             }
-            let deadline = machine.poll_timeout();
+            let now = Instant::now();
+            let machine_deadline = machine.poll_timeout();
+            let deadline = match (machine_deadline, outbound.poll_timeout(now)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 message = rx.recv() => {
                     let now = Instant::now();
                     match message {
+                        Some(ToCall::Request { request, key, peer }) if outbound.owns_call_id(&request.call_id) => {
+                            let news = outbound.on_request(self.ctx, &request, key, peer);
+                            self.tell(&mut machine, &mut outbound, news);
+                        }
                         Some(ToCall::Request { request, key, peer }) => self.in_dialog(request, key, peer, &mut machine, &mut media),
+                        Some(ToCall::Leg(event)) => {
+                            let news = outbound.on_leg_event(self.ctx, event, now);
+                            self.tell(&mut machine, &mut outbound, news);
+                        }
                         Some(ToCall::Cancel) => machine.handle_cancel(),
                         Some(ToCall::Ack) => {}
                         Some(ToCall::AckTimeout) => machine.handle_ack_timeout(now),
@@ -293,6 +325,15 @@ impl<'a> Call<'a> {
                     }
                 }
                 event = media_rx.recv() => match event {
+                    Some((_, MediaEvent::RtpTimeout)) => {
+                        tracing::info!("no RTP from one side of the conversation: ending it");
+                        self.event("rtp-timeout", "{}".into());
+                        outbound.end(self.ctx);
+                        machine.handle_leg_hangup(Instant::now());
+                    }
+                    Some((id, MediaEvent::Latched(from))) if outbound.owns_stream(id) => {
+                        self.event("rtp-latched", serde_json::json!({ "from": from.to_string(), "leg": outbound.connected_to() }).to_string());
+                    }
                     Some((_, MediaEvent::PlaybackDone)) => machine.handle_playback_done(Instant::now()),
                     Some((_, MediaEvent::Latched(from))) => {
                         self.event("rtp-latched", serde_json::json!({ "from": from.to_string() }).to_string());
@@ -308,10 +349,32 @@ impl<'a> Call<'a> {
                     }
                     None => machine.handle_shutdown(Instant::now()),
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => machine.handle_timeout(Instant::now()),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = Instant::now();
+                    machine.handle_timeout(now);
+                    if outbound.poll_timeout(now).is_some_and(|at| at <= now) {
+                        let news = outbound.on_timeout(self.ctx, now);
+                        self.tell(&mut machine, &mut outbound, news);
+                    }
+                }
             }
         }
+        outbound.end(self.ctx);
         self.ctx.media.close(media.stream);
+    }
+
+    /// Tells the machine what came of the outbound side.
+    fn tell(&mut self, machine: &mut CallMachine, outbound: &mut Outbound, news: News) {
+        let now = Instant::now();
+        match news {
+            News::Nothing => {}
+            News::Answered => machine.handle_leg_result(true, now),
+            News::GaveUp => machine.handle_leg_result(false, now),
+            News::HungUp => {
+                outbound.end(self.ctx);
+                machine.handle_leg_hangup(now);
+            }
+        }
     }
 
     fn execute(
@@ -320,7 +383,8 @@ impl<'a> Call<'a> {
         snapshot: &Snapshot,
         company: &Company,
         media: &mut Media,
-    ) -> Option<Feedback> {
+        outbound: &mut Outbound,
+    ) -> News {
         match command {
             Command::Ringing => self.respond(180, None),
             Command::Answer => {
@@ -349,12 +413,32 @@ impl<'a> Call<'a> {
                 }
                 self.event(kind, data)
             }
-            Command::End(outcome) => self.finish(outcome),
-            // The machine only asks for these when its capabilities say so; the server's
-            // say no until secretaries, transfers and voicemail are built.
-            Command::OfferSecretaries { .. } | Command::Transfer { .. } => {
-                tracing::error!("leg requested without the capability");
-                return Some(Feedback::LegFailed);
+            Command::End(outcome) => {
+                // Whoever was rung or talked to is released first (CANCEL, BYE, wrap-up).
+                outbound.end(self.ctx);
+                self.finish(outcome)
+            }
+            Command::OfferSecretaries {
+                timeout,
+                who,
+                group,
+                strategy,
+                overflow_after,
+            } => {
+                return outbound.offer_secretaries(
+                    self.ctx,
+                    timeout,
+                    who,
+                    group,
+                    strategy,
+                    overflow_after,
+                    Instant::now(),
+                );
+            }
+            // The machine only asks for this when its capabilities say so.
+            Command::Transfer { .. } => {
+                tracing::error!("transfer requested without the capability");
+                return News::GaveUp;
             }
             Command::StartRecording { max_seconds } => {
                 media.recorder = Some(Recorder::new(max_seconds, self.ctx.silence_seconds));
@@ -368,7 +452,7 @@ impl<'a> Call<'a> {
                 self.save_recording(company, samples, reason);
             }
         }
-        None
+        News::Nothing
     }
 
     fn in_dialog(
@@ -569,11 +653,6 @@ impl<'a> Call<'a> {
     fn write(&self, record: Record) {
         self.ctx.store.write(record);
     }
-}
-
-/// What executing a command tells the machine back at once.
-enum Feedback {
-    LegFailed,
 }
 
 struct Media {

@@ -331,11 +331,12 @@ impl Plans {
 }
 
 /// A sound shipped under `sounds/default/`, in a language (`fr`, `en`; others use English):
-/// the voicemail prompt, the beep and the goodbye that a `voicemail` step plays.
+/// the voicemail prompt, the beep and the goodbye that a `voicemail` step plays, and the
+/// ringback a caller already answered hears while a secretary or an executive is rung.
 pub fn default_sound(what: &str, language: &str) -> SoundName {
     let language = if language == "fr" { "fr" } else { "en" };
-    if what == "beep" {
-        SoundName("default/beep.wav".into())
+    if what == "beep" || what == "ringback" {
+        SoundName(format!("default/{what}.wav"))
     } else {
         SoundName(format!("default/{what}-{language}.wav"))
     }
@@ -360,6 +361,7 @@ fn step_sounds(step: &Step, language: &str) -> Vec<SoundName> {
             );
             v
         }
+        Step::Secretary { .. } | Step::Transfer { .. } => vec![default_sound("ringback", language)],
         _ => Vec::new(),
     }
 }

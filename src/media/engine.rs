@@ -49,6 +49,8 @@ pub enum MediaEvent {
     Digit(crate::dtmf::Digit),
     /// 20 ms (or what the packet held) of the caller's audio, decoded, while recording.
     Audio(Vec<i16>),
+    /// A bridged stream received no RTP for the bridge's timeout (the phone vanished).
+    RtpTimeout,
 }
 
 enum Command {
@@ -77,6 +79,11 @@ enum Command {
     },
     Close {
         id: StreamId,
+    },
+    Bridge {
+        a: StreamId,
+        b: StreamId,
+        timeout: Option<Duration>,
     },
 }
 
@@ -185,6 +192,7 @@ impl MediaHandle {
             packetizer: spec.packetizer,
             playing: None,
             events: spec.events,
+            bridge: None,
         };
         self.send(Command::Open(Box::new(stream)));
         id
@@ -221,6 +229,15 @@ impl MediaHandle {
         self.send(Command::Listen { id, digits, audio });
     }
 
+    /// Relays RTP between two streams in both directions, from the next tick: each
+    /// packet goes out at once with the other stream's SSRC and numbering, its payload
+    /// converted when the two legs use different laws (PCMU↔PCMA), telephone-events passed
+    /// on when both legs negotiated them. Sounds stop. With a `timeout`, a side that
+    /// sends nothing that long reports [`MediaEvent::RtpTimeout`].
+    pub fn bridge(&self, a: StreamId, b: StreamId, timeout: Option<Duration>) {
+        self.send(Command::Bridge { a, b, timeout });
+    }
+
     /// Closes the stream and its socket.
     pub fn close(&self, id: StreamId) {
         self.send(Command::Close { id });
@@ -254,22 +271,123 @@ struct Stream {
     packetizer: Packetizer,
     playing: Option<Playing>,
     events: UnboundedSender<(StreamId, MediaEvent)>,
+    bridge: Option<Bridge>,
+}
+
+/// One side of a bridge, held by each of the two streams.
+struct Bridge {
+    /// The other stream: what we read goes out there.
+    to: StreamId,
+    /// For packets arriving *into* this stream from the other one: the sender's SSRC and
+    /// the offset from its timestamps to ours (set on its first packet).
+    timing: Option<(u32, u32)>,
+    /// Longest silence tolerated, and when we last heard from our peer.
+    timeout: Option<Duration>,
+    last_heard: Instant,
+    timed_out: bool,
+}
+
+/// What a bridged stream read in one visit, to send on the other stream: payloads in one
+/// buffer, reused from tick to tick.
+#[derive(Default)]
+struct Relayed {
+    bytes: Vec<u8>,
+    packets: Vec<RelayedPacket>,
+}
+
+struct RelayedPacket {
+    event: bool,
+    marker: bool,
+    ssrc: u32,
+    timestamp: u32,
+    range: std::ops::Range<usize>,
 }
 
 impl Stream {
     /// One 20 ms visit: learn the peer's address, then send the next frame if playing.
-    fn visit(&mut self, packet: &mut Vec<u8>, scratch: &mut [u8]) {
+    /// A bridged stream reads everything and leaves it in `relayed` for the other side.
+    fn visit(
+        &mut self,
+        packet: &mut Vec<u8>,
+        scratch: &mut [u8],
+        relayed: &mut Relayed,
+        now: Instant,
+    ) {
         self.visits = self.visits.wrapping_add(1);
-        let listening = self.listen_digits || self.listen_audio;
+        let listening = self.listen_digits || self.listen_audio || self.bridge.is_some();
         if listening || (!self.latched && self.visits % LATCH_POLL_VISITS == 1) {
-            self.read(scratch);
+            self.read(scratch, relayed, now);
+        }
+        if let Some(b) = &mut self.bridge
+            && let Some(limit) = b.timeout
+            && !b.timed_out
+            && now.saturating_duration_since(b.last_heard) > limit
+        {
+            b.timed_out = true;
+            let _ = self.events.send((self.id, MediaEvent::RtpTimeout));
+        }
+        if self.bridge.is_some() && self.playing.is_none() {
+            // The relay numbers what it sends; nothing to account for here.
+            return;
         }
         self.send_next(packet);
     }
 
+    /// Sends what the other side of the bridge read, in this stream's numbering and law.
+    fn relay_in(
+        &mut self,
+        from_codec: Codec,
+        from_event: Option<u8>,
+        relayed: &Relayed,
+        packet: &mut Vec<u8>,
+    ) {
+        let Some(bridge) = &mut self.bridge else {
+            return;
+        };
+        let mut converted = [0u8; 512];
+        for p in &relayed.packets {
+            let payload = &relayed.bytes[p.range.clone()];
+            let (payload_type, body, samples): (u8, &[u8], u32) = if p.event {
+                match (from_event, self.telephone_event) {
+                    (Some(_), Some(ours)) => (ours, payload, 0),
+                    _ => continue,
+                }
+            } else if from_codec == self.codec || payload.len() > converted.len() {
+                (self.payload_type, payload, payload.len() as u32)
+            } else {
+                let out = &mut converted[..payload.len()];
+                for (o, &b) in out.iter_mut().zip(payload) {
+                    *o = transcode(from_codec, self.codec, b);
+                }
+                (self.payload_type, &*out, payload.len() as u32)
+            };
+            let offset = match bridge.timing {
+                Some((ssrc, offset)) if ssrc == p.ssrc => offset,
+                _ => {
+                    // A new sender (or the first packet): continue our own timeline.
+                    let offset = self.packetizer.timestamp().wrapping_sub(p.timestamp);
+                    bridge.timing = Some((p.ssrc, offset));
+                    offset
+                }
+            };
+            self.packetizer.relay(
+                payload_type,
+                p.marker,
+                p.timestamp.wrapping_add(offset),
+                samples,
+                body,
+                packet,
+            );
+            if let Err(e) = self.socket.send_to(packet, self.remote) {
+                tracing::trace!(error = %e, remote = %self.remote, "RTP relay send failed");
+            }
+        }
+    }
+
     /// Drains the socket; the first RTP packet's source becomes where we send.
-    /// Once latched, nothing reads the socket yet: the kernel drops what overflows.
-    fn read(&mut self, scratch: &mut [u8]) {
+    /// Once latched and unless listening or bridged, nothing reads the socket: the kernel
+    /// drops what overflows.
+    fn read(&mut self, scratch: &mut [u8], relayed: &mut Relayed, now: Instant) {
         for _ in 0..MAX_READS_PER_VISIT {
             match self.socket.recv_from(scratch) {
                 Ok((n, from)) => {
@@ -280,10 +398,36 @@ impl Stream {
                         let _ = self.events.send((self.id, MediaEvent::Latched(from)));
                     }
                     self.received(&scratch[..n]);
+                    if self.bridge.is_some() {
+                        self.keep_for_relay(&scratch[..n], relayed, now);
+                    }
                 }
                 Err(_) => break,
             }
         }
+    }
+
+    fn keep_for_relay(&mut self, datagram: &[u8], relayed: &mut Relayed, now: Instant) {
+        let Some(rtp) = crate::rtp::parse(datagram) else {
+            return;
+        };
+        let event = Some(rtp.payload_type) == self.telephone_event;
+        if !event && rtp.payload_type != self.payload_type {
+            // Comfort noise or a codec we did not agree on: not ours to pass on.
+            return;
+        }
+        if let Some(b) = &mut self.bridge {
+            b.last_heard = now;
+        }
+        let start = relayed.bytes.len();
+        relayed.bytes.extend_from_slice(rtp.payload);
+        relayed.packets.push(RelayedPacket {
+            event,
+            marker: rtp.marker,
+            ssrc: rtp.ssrc,
+            timestamp: rtp.timestamp,
+            range: start..relayed.bytes.len(),
+        });
     }
 
     /// Keypresses and audio from one of the caller's packets, when listening.
@@ -335,6 +479,20 @@ impl Stream {
                 playing.position = 0;
             }
         }
+    }
+}
+
+/// One G.711 byte from one law to the other (through linear, as G.711 Appendix
+/// tables do).
+fn transcode(from: Codec, to: Codec, byte: u8) -> u8 {
+    match (from, to) {
+        (Codec::Pcmu, Codec::Pcma) => {
+            crate::g711::linear_to_alaw(crate::g711::ulaw_to_linear(byte))
+        }
+        (Codec::Pcma, Codec::Pcmu) => {
+            crate::g711::linear_to_ulaw(crate::g711::alaw_to_linear(byte))
+        }
+        _ => byte,
     }
 }
 
@@ -399,8 +557,31 @@ impl Wheel {
                 }
             }
             Command::Close { id } => {
-                if let Some((_, slot)) = self.streams.remove(&id) {
+                if let Some((stream, slot)) = self.streams.remove(&id) {
                     self.slots[slot].retain(|s| *s != id);
+                    if let Some(b) = stream.bridge
+                        && let Some((other, _)) = self.streams.get_mut(&b.to)
+                    {
+                        other.bridge = None;
+                    }
+                }
+            }
+            Command::Bridge { a, b, timeout } => {
+                if !(self.streams.contains_key(&a) && self.streams.contains_key(&b)) {
+                    return;
+                }
+                let now = Instant::now();
+                for (this, other) in [(a, b), (b, a)] {
+                    if let Some((s, _)) = self.streams.get_mut(&this) {
+                        s.playing = None;
+                        s.bridge = Some(Bridge {
+                            to: other,
+                            timing: None,
+                            timeout,
+                            last_heard: now,
+                            timed_out: false,
+                        });
+                    }
                 }
             }
         }
@@ -414,6 +595,7 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
     };
     let mut packet = Vec::with_capacity(12 + 160);
     let mut scratch = vec![0u8; 2048];
+    let mut relayed = Relayed::default();
     let mut epoch = Instant::now();
     let mut tick: u64 = 0;
     let mut lag_ewma: u64 = 0;
@@ -437,10 +619,24 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
             }
         }
         let slot = (tick % SLOTS) as usize;
+        let now = Instant::now();
         for i in 0..wheel.slots[slot].len() {
             let id = wheel.slots[slot][i];
-            if let Some((stream, _)) = wheel.streams.get_mut(&id) {
-                stream.visit(&mut packet, &mut scratch);
+            relayed.bytes.clear();
+            relayed.packets.clear();
+            let Some((stream, _)) = wheel.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.visit(&mut packet, &mut scratch, &mut relayed, now);
+            if relayed.packets.is_empty() {
+                continue;
+            }
+            let (codec, event) = (stream.codec, stream.telephone_event);
+            let to = stream.bridge.as_ref().map(|b| b.to);
+            if let Some(to) = to
+                && let Some((other, _)) = wheel.streams.get_mut(&to)
+            {
+                other.relay_in(codec, event, &relayed, &mut packet);
             }
         }
         tick += 1;

@@ -37,8 +37,36 @@ pub enum ToCall {
     AckTimeout,
     /// Our request (BYE) got its final answer, or gave up.
     RequestDone,
+    /// News of one of the call's outbound INVITEs (to a secretary or an executive).
+    Leg(LegEvent),
     /// The server is stopping.
     Shutdown,
+}
+
+/// What happened to an outbound INVITE.
+#[derive(Debug)]
+pub enum LegEvent {
+    /// 180/183.
+    Provisional {
+        /// The leg's Call-ID.
+        call_id: CallId,
+        /// The status.
+        status: u16,
+    },
+    /// 2xx (again for each retransmission: each needs its ACK).
+    Answered {
+        /// The leg's Call-ID.
+        call_id: CallId,
+        /// The response.
+        response: Box<super::message::Response>,
+    },
+    /// Refused (already ACKed) or timed out (408).
+    Failed {
+        /// The leg's Call-ID.
+        call_id: CallId,
+        /// The final status.
+        status: u16,
+    },
 }
 
 /// What the endpoint is asked to do.
@@ -81,6 +109,28 @@ pub enum Input {
         /// The Via branch used in `bytes`.
         branch: String,
         /// The request bytes.
+        bytes: Vec<u8>,
+    },
+    /// Send an INVITE for a call's outbound leg; what happens to it goes to the call.
+    Invite {
+        /// The leg's own Call-ID.
+        leg: CallId,
+        /// The call it belongs to.
+        owner: CallId,
+        /// Where to.
+        peer: Peer,
+        /// The Via branch used in `bytes`.
+        branch: String,
+        /// The request bytes.
+        bytes: Vec<u8>,
+        /// What the transaction needs to ACK a refusal itself.
+        ack: super::transaction::InviteAck,
+    },
+    /// Send bytes outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4).
+    Send {
+        /// Where to.
+        peer: Peer,
+        /// The message.
         bytes: Vec<u8>,
     },
     /// A call is over; forget it.
@@ -145,6 +195,10 @@ pub struct Endpoint {
     inputs: mpsc::UnboundedReceiver<Input>,
     transactions: Transactions,
     calls: HashMap<CallId, mpsc::UnboundedSender<ToCall>>,
+    /// Outbound legs' Call-IDs → the call that owns them.
+    legs: HashMap<CallId, CallId>,
+    /// Secretaries' registrations, published for call distribution.
+    desk: Option<Arc<crate::desk::Desk>>,
     /// Live calls per source address, and each call's source, for `max_calls_per_source`.
     per_source: HashMap<std::net::IpAddr, usize>,
     call_sources: HashMap<CallId, std::net::IpAddr>,
@@ -180,6 +234,8 @@ impl Endpoint {
             inputs,
             transactions: Transactions::new(timers),
             calls: HashMap::new(),
+            legs: HashMap::new(),
+            desk: None,
             per_source: HashMap::new(),
             call_sources: HashMap::new(),
             tcp: HashMap::new(),
@@ -250,18 +306,45 @@ impl Endpoint {
         if registrar.remove(username, contact) {
             tracing::info!(username, contact, "contact dropped: no answer to OPTIONS");
             let unix = unix_now();
-            save_bindings(registrar, store, username, unix);
+            save_bindings(registrar, store, self.desk.as_deref(), username, unix);
         }
     }
 
-    /// Serves REGISTER with this registrar, writing bindings through to the store.
+    /// Serves REGISTER with this registrar, writing bindings through to the store and
+    /// publishing them on the desk for call distribution.
     pub fn with_registrar(
         mut self,
         registrar: crate::registrar::Registrar,
         store: crate::store::Writer,
+        desk: Arc<crate::desk::Desk>,
     ) -> Self {
+        let now = unix_now();
+        let mut by_user: HashMap<String, Vec<crate::registrar::Binding>> = HashMap::new();
+        for (user, binding) in registrar.all_bindings(now) {
+            by_user.entry(user).or_default().push(binding);
+        }
+        for (user, bindings) in by_user {
+            desk.set_bindings(&user, bindings);
+        }
         self.registrar = Some((registrar, store));
+        self.desk = Some(desk);
         self
+    }
+
+    /// The call that owns this Call-ID: its own, or one of its outbound legs'.
+    fn owner(&self, call_id: &CallId) -> Option<&mpsc::UnboundedSender<ToCall>> {
+        self.calls
+            .get(call_id)
+            .or_else(|| self.legs.get(call_id).and_then(|o| self.calls.get(o)))
+    }
+
+    fn to_leg_owner(&self, call_id: &CallId, event: LegEvent) {
+        match self.legs.get(call_id).and_then(|o| self.calls.get(o)) {
+            Some(call) => {
+                let _ = call.send(ToCall::Leg(event));
+            }
+            None => tracing::debug!(%call_id, "news of an outbound INVITE whose call has ended"),
+        }
     }
 
     fn register(&mut self, request: &Request, key: &TxKey, peer: Peer, now: Instant) {
@@ -308,7 +391,7 @@ impl Endpoint {
         };
         if let (Answer::Ok(_), Some(user)) = (&answer, request.to.user.as_deref()) {
             tracing::info!(user, peer = %peer.addr, "registered");
-            save_bindings(registrar, store, user, unix);
+            save_bindings(registrar, store, self.desk.as_deref(), user, unix);
         }
         let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let bytes = write::response(&request.echo, status, Some(&tag), &extra, None);
@@ -371,8 +454,24 @@ impl Endpoint {
                 bytes,
                 Instant::now(),
             ),
+            Input::Invite {
+                leg,
+                owner,
+                peer,
+                branch,
+                bytes,
+                ack,
+            } => {
+                self.legs.insert(leg.clone(), owner);
+                self.transactions
+                    .send_invite(&branch, leg, peer, bytes, ack, Instant::now());
+            }
+            Input::Send { peer, bytes } => self.send(peer, bytes),
             Input::CallEnded(call_id) => {
                 self.calls.remove(&call_id);
+                if !self.legs.is_empty() {
+                    self.legs.retain(|_, owner| *owner != call_id);
+                }
                 if let Some(ip) = self.call_sources.remove(&call_id)
                     && let Some(n) = self.per_source.get_mut(&ip)
                 {
@@ -474,9 +573,9 @@ impl Endpoint {
             me.transactions.respond(&key, status, bytes, now);
         };
 
-        // Inside a dialog: the call owns it.
+        // Inside a dialog: the call owns it (its own dialog or one of its legs').
         if request.to.tag.is_some() {
-            match self.calls.get(&request.call_id) {
+            match self.owner(&request.call_id) {
                 Some(call) => {
                     let call_id = request.call_id.clone();
                     if call
@@ -572,11 +671,26 @@ impl Endpoint {
                         let _ = call.send(ToCall::AckTimeout);
                     }
                 }
-                // Nothing sends an INVITE yet: outbound legs arrive with secretaries (issue 4).
-                Output::InviteProvisional { call_id, .. }
-                | Output::InviteAnswered { call_id, .. }
-                | Output::InviteFailed { call_id, .. } => {
-                    tracing::debug!(%call_id, "outcome of an outbound INVITE with no owner");
+                Output::InviteProvisional { call_id, status } => {
+                    let event = LegEvent::Provisional {
+                        call_id: call_id.clone(),
+                        status,
+                    };
+                    self.to_leg_owner(&call_id, event);
+                }
+                Output::InviteAnswered { call_id, response } => {
+                    let event = LegEvent::Answered {
+                        call_id: call_id.clone(),
+                        response,
+                    };
+                    self.to_leg_owner(&call_id, event);
+                }
+                Output::InviteFailed { call_id, status } => {
+                    let event = LegEvent::Failed {
+                        call_id: call_id.clone(),
+                        status,
+                    };
+                    self.to_leg_owner(&call_id, event);
                 }
                 Output::RequestTimeout(call_id) if self.keepalives.contains_key(&call_id) => {
                     self.keepalive_lost(&call_id)
@@ -621,15 +735,19 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Writes a user's current bindings through to the store.
+/// Writes a user's current bindings through to the store and the desk.
 fn save_bindings(
     registrar: &crate::registrar::Registrar,
     store: &crate::store::Writer,
+    desk: Option<&crate::desk::Desk>,
     username: &str,
     now: u64,
 ) {
-    let bindings = registrar
-        .bindings(username, now)
+    let current = registrar.bindings(username, now);
+    if let Some(desk) = desk {
+        desk.set_bindings(username, current.clone());
+    }
+    let bindings = current
         .iter()
         .map(|b| {
             (

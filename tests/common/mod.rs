@@ -426,6 +426,11 @@ pub fn collect_rtp(sock: &UdpSocket, quiet: Duration, max: Duration) -> Vec<RtpS
 /// Writes a pcap of RTP packets (PCMU, 20 ms apart) carrying a sine tone, for SIPp's
 /// `play_pcap_audio`.
 pub fn write_tone_pcap(path: &Path, hz: f64, seconds: f64) {
+    write_tone_pcap_as(path, hz, seconds, 0)
+}
+
+/// The same in PCMU (payload type 0) or PCMA (8).
+pub fn write_tone_pcap_as(path: &Path, hz: f64, seconds: f64, payload_type: u8) {
     let mut out = Vec::new();
     // Global header: magic, version 2.4, zone 0, sigfigs 0, snaplen, Ethernet.
     out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
@@ -437,14 +442,18 @@ pub fn write_tone_pcap(path: &Path, hz: f64, seconds: f64) {
     out.extend_from_slice(&1u32.to_le_bytes());
     let frames = (seconds * 50.0) as usize;
     for f in 0..frames {
-        let mut rtp = vec![0x80u8, if f == 0 { 0x80 } else { 0 }];
+        let mut rtp = vec![0x80u8, if f == 0 { 0x80 } else { 0 } | payload_type];
         rtp.extend_from_slice(&(f as u16).to_be_bytes());
         rtp.extend_from_slice(&((f * 160) as u32).to_be_bytes());
         rtp.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         for i in 0..160 {
             let n = (f * 160 + i) as f64;
             let s = ((n * hz * 2.0 * std::f64::consts::PI / 8000.0).sin() * 10000.0) as i16;
-            rtp.push(permanence::g711::linear_to_ulaw(s));
+            rtp.push(if payload_type == 8 {
+                permanence::g711::linear_to_alaw(s)
+            } else {
+                permanence::g711::linear_to_ulaw(s)
+            });
         }
         let udp_len = 8 + rtp.len();
         let ip_len = 20 + udp_len;
@@ -518,4 +527,78 @@ pub fn message_of(setup: &Setup, call: i64) -> (String, Option<String>, Option<i
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .unwrap()
+}
+
+/// Registers `user` from 127.0.0.1:`port` with digest authentication (MD5), as a softphone
+/// would, then frees the port for the test's phone (SIPp) to bind.
+pub fn register_from(server: SocketAddr, port: u16, user: &str, password: &str) {
+    let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let send = |cseq: u32, auth: &str| {
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{cseq}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=r{port}\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-{user}-{port}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local}>\r\n\
+             Expires: 300\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), server).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let challenge = send(1, "");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    use permanence::auth::{Algorithm, ha1};
+    let h1 = ha1(Algorithm::Md5, user, "permanence", password);
+    let h2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
+    let response = Algorithm::Md5.hash(&format!("{h1}:{nonce}:00000001:c0ffee:auth:{h2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"permanence\", nonce=\"{nonce}\", \
+         uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, \
+         cnonce=\"c0ffee\"\r\n"
+    );
+    let ok = send(2, &auth);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+}
+
+/// Starts SIPp as a phone (UAS) on 127.0.0.1:`port`, for one call, in the background.
+pub fn sipp_phone(scenario: &str, port: u16, args: &[&str]) -> Child {
+    let media = free_port().to_string();
+    Command::new("sipp")
+        .arg("-sf")
+        .arg(repo().join("tests/scenarios").join(scenario))
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media,
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is installed (Debian package sip-tester)")
+}
+
+/// The dominant frequency of some audio, by zero crossings (enough for a pure tone).
+pub fn tone_frequency(samples: &[i16]) -> f64 {
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    crossings as f64 / 2.0 / (samples.len() as f64 / 8000.0)
 }

@@ -1,0 +1,332 @@
+//! An outbound leg: the INVITE we send to a secretary's (or an executive's) phone and the
+//! dialog it creates, as plain data that writes its own messages (RFC 3261 §8.1, §12.1.2,
+//! §13.2, §9.1). The call task sends them and feeds back what comes.
+
+use std::net::SocketAddr;
+
+use crate::sip::message::{Method, Response};
+use crate::sip::transaction::InviteAck;
+use crate::sip::write::{self, DialogHeaders};
+use crate::sip::{CallId, Peer};
+
+/// Where a leg stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    /// INVITE sent, no final answer.
+    Calling,
+    /// 180/183 received.
+    Ringing,
+    /// 2xx received and ACKed: a dialog.
+    Answered,
+    /// CANCEL or BYE sent, or the far end hung up: nothing more to do.
+    Done,
+}
+
+/// What an outbound INVITE needs to say.
+#[derive(Debug, Clone)]
+pub struct Invitation<'a> {
+    /// Who the leg is for (secretary username, executive id): the records' name for it.
+    pub who: String,
+    /// The Request-URI: the registered Contact, or the dialled URI.
+    pub target: String,
+    /// Where the packets go (the binding's source, for phones behind NAT).
+    pub peer: Peer,
+    /// The To URI (the person, e.g. `sip:alice@127.0.0.1`).
+    pub to_uri: String,
+    /// Display name the phone shows (`ACME Plomberie · +33612345678`).
+    pub display: &'a str,
+    /// User part of our From URI: the caller's number, so the phone shows it.
+    pub from_user: &'a str,
+    /// Our SIP address.
+    pub local_sip: SocketAddr,
+    /// Extra headers (company id, call id).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Our SDP offer.
+    pub sdp: &'a str,
+}
+
+/// One outbound INVITE and the dialog it may create.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// The leg's own Call-ID.
+    pub call_id: CallId,
+    /// Who it rings.
+    pub who: String,
+    /// Where the packets go.
+    pub peer: Peer,
+    /// Where it stands.
+    pub state: LegState,
+    target: String,
+    from: String,
+    to: String,
+    branch: String,
+    cseq: u32,
+    local_sip: SocketAddr,
+    /// The dialog's remote target (the 2xx's Contact) and To with its tag, once answered.
+    remote_target: Option<String>,
+    /// Our ACK for the 2xx, sent again for each retransmission of it.
+    ack: Option<Vec<u8>>,
+}
+
+impl Leg {
+    /// A new leg and its INVITE's bytes and ACK details.
+    pub fn invite(inv: &Invitation) -> (Leg, Vec<u8>, InviteAck) {
+        let call_id = CallId(format!("{}@permanence", write::new_tag()));
+        let branch = format!("z9hG4bK{}", write::new_tag());
+        let from = format!(
+            "{} <sip:{}@{}>;tag={}",
+            quote(inv.display),
+            inv.from_user,
+            inv.local_sip,
+            write::new_tag()
+        );
+        let to = format!("<{}>", inv.to_uri);
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            inv.peer.transport_token(),
+            inv.local_sip
+        );
+        let contact = match inv.peer.transport {
+            crate::sip::Transport::Udp => format!("<sip:permanence@{}>", inv.local_sip),
+            crate::sip::Transport::Tcp(_) => {
+                format!("<sip:permanence@{};transport=tcp>", inv.local_sip)
+            }
+        };
+        let mut text = format!(
+            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\n\
+             Call-ID: {}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nUser-Agent: {}\r\n\
+             Allow: {}\r\n",
+            inv.target,
+            call_id.0,
+            write::PRODUCT,
+            write::ALLOW
+        );
+        for (name, value) in inv.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
+            inv.sdp.len(),
+            inv.sdp
+        ));
+        let ack = InviteAck {
+            request_uri: inv.target.clone(),
+            via,
+            from: from.clone(),
+            call_id: call_id.0.clone(),
+            cseq: 1,
+        };
+        let leg = Leg {
+            call_id,
+            who: inv.who.clone(),
+            peer: inv.peer,
+            state: LegState::Calling,
+            target: inv.target.clone(),
+            from,
+            to,
+            branch,
+            cseq: 1,
+            local_sip: inv.local_sip,
+            remote_target: None,
+            ack: None,
+        };
+        (leg, text.into_bytes(), ack)
+    }
+
+    /// The INVITE's Via branch (its transaction).
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Takes the 2xx: the dialog's remote target and tag. Returns the ACK to send (the
+    /// same for every retransmission of the 2xx).
+    pub fn answered(&mut self, response: &Response) -> Vec<u8> {
+        if let Some(ack) = &self.ack {
+            return ack.clone();
+        }
+        self.state = LegState::Answered;
+        self.to = response.to.clone();
+        self.remote_target = Some(
+            response
+                .contact
+                .clone()
+                .unwrap_or_else(|| self.target.clone()),
+        );
+        let ack = self.ack_bytes();
+        self.ack = Some(ack.clone());
+        ack
+    }
+
+    fn dialog(&self) -> DialogHeaders {
+        DialogHeaders {
+            remote_target: self
+                .remote_target
+                .clone()
+                .unwrap_or_else(|| self.target.clone()),
+            local: self.from.clone(),
+            remote: self.to.clone(),
+            call_id: self.call_id.0.clone(),
+        }
+    }
+
+    /// The ACK for the 2xx: its own branch, the INVITE's CSeq number (RFC 3261 §13.2.2.4).
+    fn ack_bytes(&self) -> Vec<u8> {
+        let branch = format!("z9hG4bK{}", write::new_tag());
+        write::in_dialog_request(
+            &self.dialog(),
+            &Method::Ack,
+            1,
+            &self.local_sip.to_string(),
+            self.peer.transport_token(),
+            &branch,
+            &[],
+        )
+    }
+
+    /// CANCEL for the pending INVITE: same branch, Request-URI, From, To and CSeq number
+    /// (RFC 3261 §9.1). Returns its branch and bytes.
+    pub fn cancel(&mut self) -> (String, Vec<u8>) {
+        self.state = LegState::Done;
+        let dialog = DialogHeaders {
+            remote_target: self.target.clone(),
+            local: self.from.clone(),
+            remote: self.to.clone(),
+            call_id: self.call_id.0.clone(),
+        };
+        let bytes = write::in_dialog_request(
+            &dialog,
+            &Method::Cancel,
+            1,
+            &self.local_sip.to_string(),
+            self.peer.transport_token(),
+            &self.branch,
+            &[],
+        );
+        (self.branch.clone(), bytes)
+    }
+
+    /// A request inside the dialog (BYE, NOTIFY…), with its branch.
+    pub fn request(&mut self, method: &Method, extra: &[(&str, &str)]) -> (String, Vec<u8>) {
+        self.cseq += 1;
+        let branch = format!("z9hG4bK{}", write::new_tag());
+        let bytes = write::in_dialog_request(
+            &self.dialog(),
+            method,
+            self.cseq,
+            &self.local_sip.to_string(),
+            self.peer.transport_token(),
+            &branch,
+            extra,
+        );
+        (branch, bytes)
+    }
+
+    /// BYE: ends the dialog.
+    pub fn bye(&mut self) -> (String, Vec<u8>) {
+        self.state = LegState::Done;
+        self.request(&Method::Bye, &[])
+    }
+}
+
+/// A display name as a quoted string (RFC 3261 §25.1: `"` and `\` escaped).
+fn quote(display: &str) -> String {
+    let mut out = String::with_capacity(display.len() + 2);
+    out.push('"');
+    for c in display.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        if c != '\r' && c != '\n' {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::Transport;
+    use crate::sip::message::SipMessage;
+    use crate::sip::parse::parse;
+
+    fn invitation() -> Invitation<'static> {
+        Invitation {
+            who: "alice".into(),
+            target: "sip:alice@127.0.0.1:5070;transport=udp".into(),
+            peer: Peer {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5070".parse().unwrap(),
+            },
+            to_uri: "sip:alice@127.0.0.1".into(),
+            display: "ACME \"Plomberie\" · +33612345678",
+            from_user: "+33612345678",
+            local_sip: "127.0.0.1:5060".parse().unwrap(),
+            headers: &[("X-Permanence-Company", "acme")],
+            sdp: "v=0\r\n",
+        }
+    }
+
+    #[test]
+    fn the_invite_shows_the_company_and_parses_back() {
+        let (leg, bytes, ack) = Leg::invite(&invitation());
+        let SipMessage::Request(r) = parse(&bytes).unwrap() else {
+            panic!("not a request")
+        };
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.uri, "sip:alice@127.0.0.1:5070;transport=udp");
+        assert_eq!(
+            r.from.display.as_deref(),
+            Some("ACME \"Plomberie\" · +33612345678"),
+            "quoted on the wire, read back as written"
+        );
+        assert_eq!(r.from.user.as_deref(), Some("+33612345678"));
+        assert!(r.to.tag.is_none());
+        assert_eq!(r.call_id, leg.call_id);
+        assert_eq!(r.body, b"v=0\r\n");
+        assert_eq!(r.branch.as_deref(), Some(leg.branch.as_str()));
+        assert_eq!(ack.cseq, 1);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("X-Permanence-Company: acme\r\n"));
+    }
+
+    #[test]
+    fn cancel_reuses_the_branch_and_bye_follows_the_dialog() {
+        let (mut leg, _, _) = Leg::invite(&invitation());
+        let (branch, cancel) = leg.cancel();
+        let SipMessage::Request(c) = parse(&cancel).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.method, c.cseq.seq), (Method::Cancel, 1));
+        assert_eq!(c.branch.as_deref(), Some(branch.as_str()));
+        assert_eq!(c.uri, "sip:alice@127.0.0.1:5070;transport=udp");
+
+        let (mut leg, _, _) = Leg::invite(&invitation());
+        let response = Response {
+            status: 200,
+            call_id: leg.call_id.clone(),
+            cseq: crate::sip::CSeq {
+                seq: 1,
+                method: Method::Invite,
+            },
+            branch: None,
+            to: "<sip:alice@127.0.0.1>;tag=phone".into(),
+            to_tag: Some("phone".into()),
+            contact: Some("sip:alice@192.0.2.7:5070".into()),
+            body: Vec::new(),
+        };
+        let SipMessage::Request(a) = parse(&leg.answered(&response)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((a.method, a.cseq.seq), (Method::Ack, 1));
+        assert_eq!(a.uri, "sip:alice@192.0.2.7:5070");
+        assert_eq!(a.to.tag.as_deref(), Some("phone"));
+        let (_, bye) = leg.bye();
+        let SipMessage::Request(b) = parse(&bye).unwrap() else {
+            panic!()
+        };
+        assert_eq!((b.method, b.cseq.seq), (Method::Bye, 2));
+        assert_eq!(leg.state, LegState::Done);
+    }
+}

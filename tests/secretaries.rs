@@ -1,0 +1,331 @@
+//! Calls reach secretaries' phones: SIPp plays both the caller and the secretaries
+//! (registered with digest authentication first); the server rings, cancels, bridges
+//! the audio and ends both legs.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Two secretaries serving acme (alice / alice, bob / bob), no keep-alives (a SIPp phone
+/// plays one scenario and would take an OPTIONS for a call), 2 s of wrap-up.
+fn setup(steps: &str) -> Setup {
+    let setup = Setup::new(&[("acme.toml", &plan("acme", "+33180000001", steps))]);
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let team = "\n[registrar]\nkeepalive_seconds = 0\n[distribution]\nwrap_up_seconds = 2\n\
+        [[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\n\
+        ha1_md5 = \"f5311f8276f6090e9cd6e52b1b126248\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n\
+        [[secretaries]]\nname = \"Bob\"\nusername = \"bob\"\n\
+        ha1_md5 = \"HA1BOB\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n";
+    let bob = permanence::auth::ha1(permanence::auth::Algorithm::Md5, "bob", "permanence", "bob");
+    std::fs::write(
+        setup.config(),
+        format!("{config}{}", team.replace("HA1BOB", &bob)),
+    )
+    .unwrap();
+    setup
+}
+
+/// A registered SIPp phone for `user` running `scenario`.
+fn phone(setup: &Setup, user: &str, scenario: &str, args: &[&str]) -> Child {
+    let port = free_port();
+    register_from(setup.addr(), port, user, user);
+    let mut all = vec!["-key", "username", user];
+    all.extend_from_slice(args);
+    sipp_phone(scenario, port, &all)
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+/// Receives RTP for up to `max` (or until 1 s of quiet) and decodes its audio.
+fn hear(sock: &UdpSocket, max: Duration) -> (usize, Vec<i16>) {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let (mut packets, mut audio) = (0, Vec::new());
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max && (packets == 0 || last.elapsed() < Duration::from_secs(1)) {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && n > 12
+        {
+            last = Instant::now();
+            packets += 1;
+            let pt = buf[1] & 0x7f;
+            for &b in &buf[12..n] {
+                audio.push(match pt {
+                    8 => permanence::g711::alaw_to_linear(b),
+                    _ => permanence::g711::ulaw_to_linear(b),
+                });
+            }
+        }
+    }
+    (packets, audio)
+}
+
+fn events(setup: &Setup, call: i64) -> Vec<String> {
+    setup.events(call)
+}
+
+fn handled(setup: &Setup, call: i64) -> (Option<String>, Option<String>) {
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    conn.query_row(
+        "SELECT handled_by, handled_at FROM calls WHERE id = ?1",
+        [call],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// The caller (PCMU, 1 kHz) reaches alice (PCMA, 600 Hz): each hears the other's tone,
+/// converted between laws; alice hangs up and the caller gets BYE.
+#[test]
+fn a_call_reaches_a_registered_secretary_with_audio_both_ways() {
+    let setup = setup(r#"[{ secretary = { timeout = 20 } }, { hangup = {} }]"#);
+    let server = setup.start();
+    let caller_pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&caller_pcap, 1000.0, 2.5, 0);
+    let alice_pcap = setup.dir.path().join("alice.pcap");
+    write_tone_pcap_as(&alice_pcap, 600.0, 2.5, 8);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alice_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alice = phone(
+        &setup,
+        "alice",
+        "secretary.xml",
+        &[
+            "-key",
+            "rtp_port",
+            &alice_rtp.local_addr().unwrap().port().to_string(),
+            "-key",
+            "offer",
+            "8",
+            "-key",
+            "audio_pcap",
+            alice_pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = setup.addr();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let pcap = caller_pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap],
+        )
+    });
+    let heard_by_alice = std::thread::spawn(move || hear(&alice_rtp, Duration::from_secs(10)));
+    let (caller_packets, caller_audio) = hear(&caller_rtp, Duration::from_secs(10));
+    let (alice_packets, alice_audio) = heard_by_alice.join().unwrap();
+    assert_sipp_ok(&finish(alice));
+    assert_sipp_ok(&caller.join().unwrap());
+
+    assert!(
+        (100..=160).contains(&alice_packets),
+        "alice heard {alice_packets} packets of the caller's 125\n{}",
+        server.log()
+    );
+    assert!(
+        (100..=160).contains(&caller_packets),
+        "the caller heard {caller_packets} packets of alice's 125"
+    );
+    let f = tone_frequency(&alice_audio);
+    assert!(
+        (950.0..1050.0).contains(&f),
+        "alice heard {f} Hz, not the caller's 1 kHz"
+    );
+    let f = tone_frequency(&caller_audio);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "the caller heard {f} Hz, not alice's 600 Hz"
+    );
+
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    let (by, at) = handled(&setup, calls[0].id);
+    assert_eq!(by.as_deref(), Some("alice"));
+    assert!(at.is_some(), "answer time recorded");
+    let timeline = events(&setup, calls[0].id);
+    for kind in [
+        "secretary-offered",
+        "secretary-ringing",
+        "secretary-answered",
+        "secretary-hung-up",
+        "bye-sent",
+    ] {
+        assert!(
+            timeline.iter().any(|e| e == kind),
+            "{kind} missing from {timeline:?}"
+        );
+    }
+}
+
+/// Nobody registered: the step gives up at once and the plan goes on.
+#[test]
+fn with_no_secretary_available_the_next_step_runs() {
+    let setup =
+        setup(r#"[{ secretary = { timeout = 20 } }, { play = "tone/a.wav" }, { hangup = {} }]"#);
+    let _server = setup.start();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    assert_sipp_ok(&sipp_call(
+        "call.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &[],
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for the step's 20 s"
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("completed"));
+    let timeline = events(&setup, calls[0].id);
+    assert!(
+        timeline.iter().any(|e| e == "secretary-unanswered"),
+        "{timeline:?}"
+    );
+    assert!(timeline.iter().any(|e| e == "play"), "{timeline:?}");
+}
+
+/// Ring-all: alice and bob ring; alice answers, bob's phone gets CANCEL.
+#[test]
+fn ring_all_gives_the_call_to_the_first_answer_and_cancels_the_other() {
+    let setup =
+        setup(r#"[{ secretary = { timeout = 20, strategy = "ring-all" } }, { hangup = {} }]"#);
+    let _server = setup.start();
+    let pcap = setup.dir.path().join("tone.pcap");
+    write_tone_pcap(&pcap, 600.0, 1.0);
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port().to_string();
+    let bob = phone(&setup, "bob", "secretary_cancelled.xml", &[]);
+    let alice = phone(
+        &setup,
+        "alice",
+        "secretary.xml",
+        &[
+            "-key",
+            "rtp_port",
+            &sink_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    let out = sipp_call(
+        "talk.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &["-key", "audio_pcap", pcap.to_str().unwrap()],
+    );
+    assert_sipp_ok(&out);
+    assert_sipp_ok(&finish(alice));
+    assert_sipp_ok(&finish(bob));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(handled(&setup, calls[0].id).0.as_deref(), Some("alice"));
+    let timeline = events(&setup, calls[0].id);
+    assert!(
+        timeline.iter().any(|e| e == "secretary-cancelled"),
+        "{timeline:?}"
+    );
+}
+
+/// The caller hangs up while the secretary's phone rings: it gets CANCEL, the call is
+/// abandoned, and alice is free again.
+#[test]
+fn a_caller_hanging_up_while_it_rings_cancels_the_secretary() {
+    let setup = setup(r#"[{ secretary = { timeout = 20 } }, { hangup = {} }]"#);
+    let _server = setup.start();
+    let alice = phone(&setup, "alice", "secretary_cancelled.xml", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    assert_sipp_ok(&sipp_call(
+        "cancel.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &[],
+    ));
+    assert_sipp_ok(&finish(alice));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
+    let out = std::process::Command::new(BIN)
+        .args(["secretaries", "--json", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let alice_line = text.lines().find(|l| l.contains("\"alice\"")).unwrap();
+    assert!(alice_line.contains("\"available\""), "{alice_line}");
+}
+
+/// Longest-idle: the first secretary declines (486), the next one is rung and answers;
+/// a step that nobody answers in time goes on to the next step.
+#[test]
+fn a_declined_call_goes_to_the_next_secretary_and_a_timeout_to_the_next_step() {
+    let setup = setup(
+        r#"[{ secretary = { timeout = 3, strategy = "longest-idle" } }, { play = "tone/a.wav" }, { hangup = {} }]"#,
+    );
+    let _server = setup.start();
+    // alice registers first, so she has been idle longest and is offered the call first.
+    let alice = phone(&setup, "alice", "secretary_busy.xml", &[]);
+    std::thread::sleep(Duration::from_millis(50));
+    let bob = phone(&setup, "bob", "secretary_cancelled.xml", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    assert_sipp_ok(&sipp_call(
+        "call.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &[],
+    ));
+    assert_sipp_ok(&finish(alice));
+    assert_sipp_ok(&finish(bob));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("completed"));
+    let timeline = events(&setup, calls[0].id);
+    let order: Vec<&str> = timeline
+        .iter()
+        .map(String::as_str)
+        .filter(|e| e.starts_with("secretary-") || *e == "play")
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "secretary-offered",
+            "secretary-declined",
+            "secretary-offered",
+            "secretary-ringing",
+            "secretary-cancelled",
+            "secretary-unanswered",
+            "play"
+        ],
+        "{timeline:?}"
+    );
+}
