@@ -329,3 +329,192 @@ fn a_declined_call_goes_to_the_next_secretary_and_a_timeout_to_the_next_step() {
         "{timeline:?}"
     );
 }
+
+/// baresip, a real softphone, registers as alice and answers by itself: the caller's
+/// 1 kHz tone is in what baresip decoded (its sndfile dump), baresip's 600 Hz
+/// microphone (a WAV) reaches the caller, and the caller's hang-up ends baresip's leg.
+#[test]
+fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
+    let setup = setup(r#"[{ secretary = { timeout = 15 } }, { hangup = {} }]"#);
+    let server = setup.start();
+    let home = setup.dir.path().join("baresip");
+    let dumps = home.join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let mic = home.join("mic.wav");
+    write_tone(&mic, 600.0, 30.0);
+    std::fs::write(
+        home.join("accounts"),
+        format!(
+            "<sip:alice@{};transport=udp>;auth_pass=alice;regint=120;answermode=auto\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let sip_port = free_port();
+    std::fs::write(
+        home.join("config"),
+        format!(
+            "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\n\
+             module\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule\tausine.so\n\
+             module_app\taccount.so\nmodule_app\tmenu.so\n\
+             audio_source\taufile,{}\naudio_player\tausine,nil\nsnd_path\t{}\n\
+             rtp_ports\t40000-40999\n",
+            mic.display(),
+            dumps.display()
+        ),
+    )
+    .unwrap();
+    let mut baresip = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("baresip is installed (Debian package baresip-core)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new(BIN)
+            .args(["secretaries", "--json", "--config"])
+            .arg(setup.config())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.lines().any(|l| l.contains("\"alice\"") && l.contains("\"available\"")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "baresip did not register: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap(&pcap, 1000.0, 3.0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk_hangup.xml",
+            addr,
+            "+33180000001",
+            &port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    let (packets, heard) = hear(&caller_rtp, Duration::from_secs(12));
+    let out = caller.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = baresip.kill();
+    let baresip_out = baresip.wait_with_output().unwrap();
+    let baresip_log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&baresip_out.stdout),
+        String::from_utf8_lossy(&baresip_out.stderr)
+    );
+    assert_sipp_ok(&out);
+    assert!(packets > 100, "the caller heard {packets} packets\n{baresip_log}\n{}", server.log());
+    let f = tone_frequency(&heard[heard.len() / 4..]);
+    assert!((570.0..630.0).contains(&f), "the caller heard {f} Hz, not baresip's 600 Hz");
+
+    // sndfile writes what baresip decoded (the caller's voice) to a *-dec.wav dump.
+    let decoded = std::fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("dec.wav"))
+        .unwrap_or_else(|| panic!("no decoded dump in {}\n{baresip_log}", dumps.display()));
+    let samples: Vec<i16> = hound::WavReader::open(&decoded)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let loud: Vec<i16> = samples.iter().copied().filter(|s| s.abs() > 2000).collect();
+    assert!(loud.len() > 8000, "baresip heard {} loud samples", loud.len());
+    let f = tone_frequency(&samples[samples.len() / 4..samples.len() / 2]);
+    assert!((950.0..1050.0).contains(&f), "baresip heard {f} Hz, not the caller's 1 kHz");
+
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    assert!(
+        events(&setup, calls[0].id).iter().any(|e| e == "bye-sent"),
+        "baresip's leg was hung up"
+    );
+}
+
+fn secretary_state(setup: &Setup, user: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["secretaries", "--json", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("\"username\":\"{user}\"")))
+        .unwrap_or_else(|| panic!("{user} not listed: {text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["state"].as_str().unwrap().to_string()
+}
+
+/// Both phones go quiet after half a second: after `rtp_timeout_seconds` the server ends
+/// the conversation, hangs up both sides and records why; alice then wraps up.
+#[test]
+fn a_conversation_whose_audio_stops_is_ended_and_the_secretary_wraps_up() {
+    let setup = setup(r#"[{ secretary = { timeout = 15 } }, { hangup = {} }]"#);
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        config.replacen("[media]\n", "[media]\nrtp_timeout_seconds = 2\n", 1),
+    )
+    .unwrap();
+    let _server = setup.start();
+    let pcap = setup.dir.path().join("short.pcap");
+    write_tone_pcap(&pcap, 600.0, 0.5);
+    let alice_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alice = phone(
+        &setup,
+        "alice",
+        "secretary_listens.xml",
+        &[
+            "-key",
+            "rtp_port",
+            &alice_rtp.local_addr().unwrap().port().to_string(),
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(secretary_state(&setup, "alice"), "available");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let out = sipp_call(
+        "talk.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &["-key", "audio_pcap", pcap.to_str().unwrap()],
+    );
+    assert_sipp_ok(&out);
+    assert_sipp_ok(&finish(alice));
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(6)).contains(&took),
+        "ended after {took:?}"
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    assert!(
+        events(&setup, calls[0].id).iter().any(|e| e == "rtp-timeout"),
+        "{:?}",
+        events(&setup, calls[0].id)
+    );
+    assert_eq!(secretary_state(&setup, "alice"), "wrap-up");
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(secretary_state(&setup, "alice"), "available");
+}
