@@ -97,6 +97,7 @@ pub struct MediaHandle {
 struct Shared {
     next_id: AtomicU64,
     lag_micros: AtomicU64,
+    relayed: AtomicU64,
     port_cursor: AtomicU32,
     ip: IpAddr,
     port_min: u16,
@@ -126,6 +127,7 @@ impl MediaHandle {
         let inner = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             lag_micros: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
             port_cursor: AtomicU32::new(0),
             ip,
             port_min,
@@ -172,6 +174,11 @@ impl MediaHandle {
     /// How late the engine runs, smoothed over the last ticks: the admission signal for overload.
     pub fn lag(&self) -> Duration {
         Duration::from_micros(self.inner.lag_micros.load(Ordering::Relaxed))
+    }
+
+    /// RTP packets relayed between bridged streams since start (both directions).
+    pub fn relayed(&self) -> u64 {
+        self.inner.relayed.load(Ordering::Relaxed)
     }
 
     /// Hands a stream to the engine.
@@ -637,6 +644,9 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
                 && let Some((other, _)) = wheel.streams.get_mut(&to)
             {
                 other.relay_in(codec, event, &relayed, &mut packet);
+                shared
+                    .relayed
+                    .fetch_add(relayed.packets.len() as u64, Ordering::Relaxed);
             }
         }
         tick += 1;
