@@ -52,6 +52,11 @@ make_prompt default voicemail-en en \
     "Please leave your message after the beep. Press the hash key when you are done."
 make_prompt default goodbye-fr fr "Merci, votre message a bien été enregistré. Au revoir."
 make_prompt default goodbye-en en "Thank you, your message has been recorded. Goodbye."
+# Played to an executive who answers a screened transfer, before the caller is put through.
+make_prompt default screening-fr fr \
+    "Appel urgent transmis par votre secrétariat. Appuyez sur 1 pour le prendre, sur 2 pour le refuser."
+make_prompt default screening-en en \
+    "Urgent call from your secretariat. Press 1 to take it, 2 to refuse it."
 # The beep: 400 ms at 1 kHz, not speech.
 sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$here/default/beep.wav" synth 0.4 sine 1000 vol 0.5
 echo "wrote $here/default/beep.wav"

@@ -142,14 +142,14 @@ pub struct Credentials {
     pub cnonce: Option<String>,
 }
 
-/// Parses the value of an Authorization header; `None` unless it is Digest.
-pub fn parse_credentials(value: &str) -> Option<Credentials> {
-    let rest = value.trim();
-    let (scheme, params) = rest.split_once(char::is_whitespace)?;
+/// The `name=value` parameters of a `Digest …` header value (quoted or not), names in
+/// lower case; `None` unless the scheme is Digest and the list is well formed.
+fn digest_params(value: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, params) = value.trim().split_once(char::is_whitespace)?;
     if !scheme.eq_ignore_ascii_case("digest") {
         return None;
     }
-    let mut c = Credentials::default();
+    let mut out = Vec::new();
     let mut rest = params.trim();
     while !rest.is_empty() {
         let (name, after) = rest.split_once('=')?;
@@ -163,8 +163,17 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
                 None => (after, ""),
             }
         };
-        let value = value.trim().to_string();
-        match name.trim().to_ascii_lowercase().as_str() {
+        out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(out)
+}
+
+/// Parses the value of an Authorization header; `None` unless it is Digest.
+pub fn parse_credentials(value: &str) -> Option<Credentials> {
+    let mut c = Credentials::default();
+    for (name, value) in digest_params(value)? {
+        match name.as_str() {
             "username" => c.username = value,
             "realm" => c.realm = value,
             "nonce" => c.nonce = value,
@@ -176,9 +185,53 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
             "cnonce" => c.cnonce = Some(value),
             _ => {}
         }
-        rest = next.trim_start().trim_start_matches(',').trim_start();
     }
     (!c.username.is_empty() && !c.nonce.is_empty() && !c.response.is_empty()).then_some(c)
+}
+
+/// Answers a `WWW-Authenticate`/`Proxy-Authenticate` challenge as a client (our calls out
+/// through a trunk): the header value to send back, or `None` for a challenge we cannot
+/// meet (not Digest, an unknown algorithm, a qop other than `auth`). `cnonce` comes from
+/// the caller's RNG.
+pub fn answer_challenge(
+    challenge: &str,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<String> {
+    let params = digest_params(challenge)?;
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let realm = get("realm")?;
+    let nonce = get("nonce")?;
+    let algorithm = match get("algorithm") {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::from_name(a)?,
+    };
+    let ha1 = ha1(algorithm, username, realm, password);
+    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
+    let qop_auth = match get("qop") {
+        None => false,
+        Some(q) if q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")) => true,
+        Some(_) => return None,
+    };
+    let nc = "00000001";
+    let mut out = format!(
+        "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm={}",
+        algorithm.name()
+    );
+    let response = if qop_auth {
+        out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+    } else {
+        algorithm.hash(&format!("{ha1}:{nonce}:{ha2}"))
+    };
+    out.push_str(&format!(", response=\"{response}\""));
+    if let Some(opaque) = get("opaque") {
+        out.push_str(&format!(", opaque=\"{opaque}\""));
+    }
+    Some(out)
 }
 
 impl Credentials {
@@ -217,6 +270,38 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn we_answer_rfc_2617s_challenge_as_its_example_does() {
+        let challenge = "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"";
+        let answer = answer_challenge(
+            challenge,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+        )
+        .unwrap();
+        assert!(
+            answer.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{answer}"
+        );
+        assert!(answer.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
+        let c = parse_credentials(&answer).unwrap();
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
+        assert!(c.verify(&ha1, "GET"));
+        assert_eq!(
+            answer_challenge("Basic realm=\"x\"", "a", "b", "GET", "/", "c"),
+            None
+        );
+    }
 
     #[test]
     fn rfc_2617_example_response() {

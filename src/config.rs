@@ -57,6 +57,48 @@ pub struct Config {
     /// How calls are handed to secretaries.
     #[serde(default)]
     pub distribution: DistributionConfig,
+    /// Executives who register phones (`[[executives]]`; plans reach them as `user:NAME`).
+    /// Same fields as secretaries; `companies` and `groups` are ignored.
+    #[serde(default)]
+    pub executives: Vec<crate::registrar::Secretary>,
+    /// The SIP trunk to the telephone network, if any.
+    #[serde(default)]
+    pub trunk: Option<TrunkConfig>,
+}
+
+/// `[trunk]`: where calls to numbers go, and where calls from the network come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// The provider's SIP address (outbound proxy), `IP:port`.
+    pub proxy: SocketAddr,
+    /// Host part of the Request-URI for numbers (`sip:+336…@domain`). Default: the proxy.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Digest username for the provider's challenges.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Digest password (the provider needs it in clear to answer challenges).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Addresses calls from the network arrive from. Default: the proxy's.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// Refuse (403) INVITEs from anywhere else than these addresses. Default false, so that
+    /// softphones and test tools on the LAN can call the companies' numbers directly.
+    #[serde(default)]
+    pub inbound_only_from_trunk: bool,
+}
+
+impl TrunkConfig {
+    /// Addresses inbound calls may come from.
+    pub fn inbound_addresses(&self) -> Vec<IpAddr> {
+        if self.addresses.is_empty() {
+            vec![self.proxy.ip()]
+        } else {
+            self.addresses.clone()
+        }
+    }
 }
 
 /// `[distribution]`

@@ -34,6 +34,8 @@ struct Seat {
 /// Every configured secretary's registrations and activity.
 pub struct Desk {
     seats: Mutex<BTreeMap<String, Seat>>,
+    /// Other accounts' phones (executives): registered, never offered secretary calls.
+    others: Mutex<BTreeMap<String, Vec<Binding>>>,
     wrap_up_ms: u64,
     store: Option<Writer>,
 }
@@ -69,6 +71,7 @@ impl Desk {
             .collect();
         let desk = Desk {
             seats: Mutex::new(seats),
+            others: Mutex::new(BTreeMap::new()),
             wrap_up_ms,
             store,
         };
@@ -99,7 +102,23 @@ impl Desk {
     pub fn set_bindings(&self, username: &str, bindings: Vec<Binding>) {
         if let Some(seat) = self.seats().get_mut(username) {
             seat.bindings = bindings;
+            return;
         }
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        others.insert(username.to_string(), bindings);
+    }
+
+    /// Anyone's live registered phones (an executive's, for a `user:NAME` reach entry).
+    pub fn bindings(&self, username: &str, now_ms: u64) -> Vec<Binding> {
+        let live = |b: &&Binding| b.expires_at > now_ms / 1000;
+        if let Some(seat) = self.seats().get(username) {
+            return seat.bindings.iter().filter(live).cloned().collect();
+        }
+        let others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        others
+            .get(username)
+            .map(|b| b.iter().filter(live).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Everyone as distribution sees them for a step of `company` naming `who` or `group`.

@@ -129,6 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         desk: Arc::clone(&desk),
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
+        trunk: config.trunk.clone(),
     });
     let spawn: SpawnCall = {
         let ctx = Arc::clone(&ctx);
@@ -166,6 +167,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Duration::from_secs(config.registrar.keepalive_seconds),
             listen,
         );
+    let endpoint = match &config.trunk {
+        Some(trunk) if trunk.inbound_only_from_trunk => {
+            endpoint.with_inbound_only(trunk.inbound_addresses())
+        }
+        _ => endpoint,
+    };
     let endpoint_task = tokio::spawn(endpoint.run());
     if let Some(listener) = tcp {
         tokio::spawn(serve_tcp(
@@ -217,6 +224,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         dropped = stats.dropped.load(Ordering::Relaxed),
         malformed_answered = stats.malformed_answered.load(Ordering::Relaxed),
         refused_busy = stats.refused_busy.load(Ordering::Relaxed),
+        rtp_relayed = media.relayed(),
         still_live = live.load(Ordering::Relaxed),
         "stopped"
     );
@@ -240,12 +248,14 @@ fn registrar(config: &Config) -> Result<crate::registrar::Registrar, ServerError
             .collect(),
     };
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let mut registrar = Registrar::new(
-        settings,
-        config.secretaries.clone(),
-        secret,
-        r.nonce_lifetime_seconds,
-    );
+    // Executives register like secretaries; only secretaries are offered calls (the desk).
+    let accounts = config
+        .secretaries
+        .iter()
+        .chain(&config.executives)
+        .cloned()
+        .collect();
+    let mut registrar = Registrar::new(settings, accounts, secret, r.nonce_lifetime_seconds);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

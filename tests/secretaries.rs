@@ -380,10 +380,16 @@ fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.lines().any(|l| l.contains("\"alice\"") && l.contains("\"available\"")) {
+        if text
+            .lines()
+            .any(|l| l.contains("\"alice\"") && l.contains("\"available\""))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "baresip did not register: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not register: {text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let pcap = setup.dir.path().join("caller.pcap");
@@ -413,9 +419,16 @@ fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
         String::from_utf8_lossy(&baresip_out.stderr)
     );
     assert_sipp_ok(&out);
-    assert!(packets > 100, "the caller heard {packets} packets\n{baresip_log}\n{}", server.log());
+    assert!(
+        packets > 100,
+        "the caller heard {packets} packets\n{baresip_log}\n{}",
+        server.log()
+    );
     let f = tone_frequency(&heard[heard.len() / 4..]);
-    assert!((570.0..630.0).contains(&f), "the caller heard {f} Hz, not baresip's 600 Hz");
+    assert!(
+        (570.0..630.0).contains(&f),
+        "the caller heard {f} Hz, not baresip's 600 Hz"
+    );
 
     // sndfile writes what baresip decoded (the caller's voice) to a *-dec.wav dump.
     let decoded = std::fs::read_dir(&dumps)
@@ -429,9 +442,16 @@ fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
         .map(Result::unwrap)
         .collect();
     let loud: Vec<i16> = samples.iter().copied().filter(|s| s.abs() > 2000).collect();
-    assert!(loud.len() > 8000, "baresip heard {} loud samples", loud.len());
+    assert!(
+        loud.len() > 8000,
+        "baresip heard {} loud samples",
+        loud.len()
+    );
     let f = tone_frequency(&samples[samples.len() / 4..samples.len() / 2]);
-    assert!((950.0..1050.0).contains(&f), "baresip heard {f} Hz, not the caller's 1 kHz");
+    assert!(
+        (950.0..1050.0).contains(&f),
+        "baresip heard {f} Hz, not the caller's 1 kHz"
+    );
 
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
     assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
@@ -510,7 +530,9 @@ fn a_conversation_whose_audio_stops_is_ended_and_the_secretary_wraps_up() {
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
     assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
     assert!(
-        events(&setup, calls[0].id).iter().any(|e| e == "rtp-timeout"),
+        events(&setup, calls[0].id)
+            .iter()
+            .any(|e| e == "rtp-timeout"),
         "{:?}",
         events(&setup, calls[0].id)
     );

@@ -22,9 +22,20 @@ pub enum LegState {
     Done,
 }
 
+/// Whom a leg calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A secretary's phone (a `secretary` step).
+    Secretary,
+    /// An executive's phone or number (a `transfer` step or a REFER).
+    Executive,
+}
+
 /// What an outbound INVITE needs to say.
 #[derive(Debug, Clone)]
 pub struct Invitation<'a> {
+    /// Whom it calls.
+    pub role: Role,
     /// Who the leg is for (secretary username, executive id): the records' name for it.
     pub who: String,
     /// The Request-URI: the registered Contact, or the dialled URI.
@@ -50,6 +61,8 @@ pub struct Invitation<'a> {
 pub struct Leg {
     /// The leg's own Call-ID.
     pub call_id: CallId,
+    /// Whom it calls.
+    pub role: Role,
     /// Who it rings.
     pub who: String,
     /// Where the packets go.
@@ -66,6 +79,10 @@ pub struct Leg {
     remote_target: Option<String>,
     /// Our ACK for the 2xx, sent again for each retransmission of it.
     ack: Option<Vec<u8>>,
+    /// The INVITE as sent, to send again with credentials.
+    invite: String,
+    /// Whether credentials were already sent (a second challenge means they were refused).
+    pub authenticated: bool,
 }
 
 impl Leg {
@@ -118,6 +135,7 @@ impl Leg {
         };
         let leg = Leg {
             call_id,
+            role: inv.role,
             who: inv.who.clone(),
             peer: inv.peer,
             state: LegState::Calling,
@@ -129,6 +147,8 @@ impl Leg {
             local_sip: inv.local_sip,
             remote_target: None,
             ack: None,
+            invite: text.clone(),
+            authenticated: false,
         };
         (leg, text.into_bytes(), ack)
     }
@@ -175,7 +195,7 @@ impl Leg {
         write::in_dialog_request(
             &self.dialog(),
             &Method::Ack,
-            1,
+            self.cseq,
             &self.local_sip.to_string(),
             self.peer.transport_token(),
             &branch,
@@ -196,7 +216,7 @@ impl Leg {
         let bytes = write::in_dialog_request(
             &dialog,
             &Method::Cancel,
-            1,
+            self.cseq,
             &self.local_sip.to_string(),
             self.peer.transport_token(),
             &self.branch,
@@ -206,10 +226,15 @@ impl Leg {
     }
 
     /// A request inside the dialog (BYE, NOTIFY…), with its branch.
-    pub fn request(&mut self, method: &Method, extra: &[(&str, &str)]) -> (String, Vec<u8>) {
+    pub fn request(
+        &mut self,
+        method: &Method,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> (String, Vec<u8>) {
         self.cseq += 1;
         let branch = format!("z9hG4bK{}", write::new_tag());
-        let bytes = write::in_dialog_request(
+        let bytes = write::in_dialog_request_with_body(
             &self.dialog(),
             method,
             self.cseq,
@@ -217,14 +242,53 @@ impl Leg {
             self.peer.transport_token(),
             &branch,
             extra,
+            body,
         );
         (branch, bytes)
+    }
+
+    /// The INVITE again with credentials for a 401/407 (RFC 3261 §22.2): same Call-ID and
+    /// From tag, the next CSeq, a new branch. Returns its branch, bytes and ACK details.
+    pub fn invite_with_credentials(&mut self, header: &str, value: &str) -> (Vec<u8>, InviteAck) {
+        self.cseq += 1;
+        self.state = LegState::Calling;
+        let old_branch =
+            std::mem::replace(&mut self.branch, format!("z9hG4bK{}", write::new_tag()));
+        let text = self
+            .invite
+            .replace(&old_branch, &self.branch)
+            .replacen("CSeq: 1 INVITE", &format!("CSeq: {} INVITE", self.cseq), 1)
+            .replacen(
+                "Content-Type: application/sdp",
+                &format!("{header}: {value}\r\nContent-Type: application/sdp"),
+                1,
+            );
+        self.invite = text.clone();
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            self.peer.transport_token(),
+            self.local_sip,
+            self.branch
+        );
+        let ack = InviteAck {
+            request_uri: self.target.clone(),
+            via,
+            from: self.from.clone(),
+            call_id: self.call_id.0.clone(),
+            cseq: self.cseq,
+        };
+        (text.into_bytes(), ack)
+    }
+
+    /// The Request-URI of the INVITE (digest `uri`).
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// BYE: ends the dialog.
     pub fn bye(&mut self) -> (String, Vec<u8>) {
         self.state = LegState::Done;
-        self.request(&Method::Bye, &[])
+        self.request(&Method::Bye, &[], None)
     }
 }
 
@@ -253,6 +317,7 @@ mod tests {
 
     fn invitation() -> Invitation<'static> {
         Invitation {
+            role: Role::Secretary,
             who: "alice".into(),
             target: "sip:alice@127.0.0.1:5070;transport=udp".into(),
             peer: Peer {
@@ -314,6 +379,7 @@ mod tests {
             to: "<sip:alice@127.0.0.1>;tag=phone".into(),
             to_tag: Some("phone".into()),
             contact: Some("sip:alice@192.0.2.7:5070".into()),
+            challenge: None,
             body: Vec::new(),
         };
         let SipMessage::Request(a) = parse(&leg.answered(&response)).unwrap() else {
@@ -328,5 +394,35 @@ mod tests {
         };
         assert_eq!((b.method, b.cseq.seq), (Method::Bye, 2));
         assert_eq!(leg.state, LegState::Done);
+    }
+
+    #[test]
+    fn a_challenged_invite_goes_again_with_credentials_and_the_next_cseq() {
+        let (mut leg, first, _) = Leg::invite(&invitation());
+        let first_branch = leg.branch().to_string();
+        let (again, ack) =
+            leg.invite_with_credentials("Proxy-Authorization", "Digest username=\"a\"");
+        let SipMessage::Request(r) = parse(&again).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.method, r.cseq.seq), (Method::Invite, 2));
+        assert_eq!(r.call_id, leg.call_id);
+        assert_ne!(r.branch.as_deref(), Some(first_branch.as_str()));
+        assert_eq!(r.body, b"v=0\r\n");
+        let text = String::from_utf8(again).unwrap();
+        assert!(text.contains("Proxy-Authorization: Digest username=\"a\"\r\n"));
+        let first = String::from_utf8(first).unwrap();
+        let tag = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("From:"))
+                .map(str::to_string)
+        };
+        assert_eq!(tag(&first), tag(&text), "same From tag");
+        assert_eq!(ack.cseq, 2);
+        let (_, cancel) = leg.cancel();
+        let SipMessage::Request(c) = parse(&cancel).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.cseq.seq, 2, "CANCEL matches the INVITE it cancels");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dialplan::{
-    Category, Company, Menu, SoundName, Step, StepListName, Strategy, TransferTarget,
+    Category, Company, Menu, ReachMode, SoundName, Step, StepListName, Strategy, TransferTarget,
 };
 use crate::store::Outcome;
 
@@ -97,6 +97,8 @@ pub enum Command {
         timeout: u32,
         /// Whether the executive must accept.
         screening: bool,
+        /// One reach entry after the other, or all at once.
+        mode: ReachMode,
     },
     /// Start recording the caller (after the beep).
     StartRecording {
@@ -170,6 +172,9 @@ pub struct CallMachine {
     capabilities: Capabilities,
     /// The outcome to write once the BYE we sent is answered.
     pending_outcome: Outcome,
+    /// Whether the plan chose the message's category (the route's own, or a `category`
+    /// step): a transferred call is otherwise filed as urgent.
+    category_set: bool,
     timer: Option<(Timer, Instant)>,
     out: VecDeque<Command>,
 }
@@ -177,6 +182,10 @@ pub struct CallMachine {
 impl CallMachine {
     /// A call that runs route `route` of `company`.
     pub fn new(company: Arc<Company>, route: usize, capabilities: Capabilities) -> Self {
+        let category_set = company
+            .routes
+            .get(route)
+            .is_some_and(|r| r.category != Category::default());
         CallMachine {
             company,
             list: List::Route(route),
@@ -185,6 +194,7 @@ impl CallMachine {
             answered: false,
             capabilities,
             pending_outcome: Outcome::Completed,
+            category_set,
             timer: None,
             out: VecDeque::new(),
         }
@@ -308,7 +318,7 @@ impl CallMachine {
                     to,
                     timeout,
                     screening,
-                    ..
+                    mode,
                 } => {
                     if !self.capabilities.transfer {
                         self.unavailable("transfer");
@@ -319,6 +329,7 @@ impl CallMachine {
                         to,
                         timeout,
                         screening,
+                        mode,
                     });
                     self.phase = Phase::Leg {
                         outcome: Outcome::Transferred,
@@ -355,7 +366,10 @@ impl CallMachine {
                 }
                 Step::Hangup => self.hang_up(Outcome::Completed, now),
                 Step::Goto(list) => self.goto(list),
-                Step::Category(category) => self.out.push_back(Command::Category(category)),
+                Step::Category(category) => {
+                    self.category_set = true;
+                    self.out.push_back(Command::Category(category));
+                }
             }
         }
     }
@@ -621,6 +635,9 @@ impl CallMachine {
         if let Phase::Leg { outcome } = self.phase {
             if answered {
                 self.answer();
+                if outcome == Outcome::Transferred {
+                    self.file_transfer();
+                }
                 self.phase = Phase::Connected { outcome };
             } else {
                 if self.answered {
@@ -629,6 +646,24 @@ impl CallMachine {
                 self.phase = Phase::Steps;
                 self.run_steps(now);
             }
+        }
+    }
+
+    /// A transferred call is urgent unless the plan said otherwise.
+    fn file_transfer(&mut self) {
+        if !self.category_set {
+            self.category_set = true;
+            self.out.push_back(Command::Category(Category::Urgent));
+        }
+    }
+
+    /// A secretary transferred the caller (REFER) and the executive took the call.
+    pub fn handle_transferred(&mut self) {
+        if let Phase::Connected { .. } = self.phase {
+            self.file_transfer();
+            self.phase = Phase::Connected {
+                outcome: Outcome::Transferred,
+            };
         }
     }
 

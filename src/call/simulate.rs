@@ -117,6 +117,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     to,
                     timeout,
                     screening,
+                    ..
                 } => {
                     let to = match to {
                         TransferTarget::Executive(e) => {

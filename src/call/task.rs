@@ -55,18 +55,21 @@ pub struct CallContext {
     pub desk: Arc<crate::desk::Desk>,
     /// How long a bridged leg may send no RTP before the call is ended.
     pub rtp_timeout: Option<std::time::Duration>,
+    /// The SIP trunk for numbers, if any.
+    pub trunk: Option<crate::config::TrunkConfig>,
 }
 
-/// What this server's calls can do: everything but transfers, which arrive with their issue.
+/// What this server's calls can do: everything.
 const SERVER_CAPABILITIES: Capabilities = Capabilities {
     dtmf: true,
     secretaries: true,
-    transfer: false,
+    transfer: true,
     voicemail: true,
 };
 
 impl CallContext {
-    fn snapshot(&self) -> Arc<Snapshot> {
+    /// The plans and sounds in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         match self.snapshot.read() {
             Ok(s) => Arc::clone(&s),
             // A writer never panics while holding the lock; if one did, the data is still whole.
@@ -273,9 +276,10 @@ impl<'a> Call<'a> {
                 row: self.id,
                 display: format!("{} · {}", company.name, number),
                 number,
-                company: company.id.0.clone(),
+                company: Arc::clone(company),
                 stream: media.stream,
                 codec: media.negotiated.codec,
+                announcement: crate::dialplan::default_sound("screening", &company.language),
             },
             self.invite.call_id.clone(),
             media_tx.clone(),
@@ -309,7 +313,7 @@ impl<'a> Call<'a> {
                     let now = Instant::now();
                     match message {
                         Some(ToCall::Request { request, key, peer }) if outbound.owns_call_id(&request.call_id) => {
-                            let news = outbound.on_request(self.ctx, &request, key, peer);
+                            let news = outbound.on_request(self.ctx, &request, key, peer, now);
                             self.tell(&mut machine, &mut outbound, news);
                         }
                         Some(ToCall::Request { request, key, peer }) => self.in_dialog(request, key, peer, &mut machine, &mut media),
@@ -331,6 +335,11 @@ impl<'a> Call<'a> {
                         outbound.end(self.ctx);
                         machine.handle_leg_hangup(Instant::now());
                     }
+                    Some((id, MediaEvent::Digit(digit))) if outbound.owns_stream(id) => {
+                        let news = outbound.on_digit(self.ctx, id, digit.key);
+                        self.tell(&mut machine, &mut outbound, news);
+                    }
+                    Some((id, MediaEvent::PlaybackDone)) if outbound.owns_stream(id) => {}
                     Some((id, MediaEvent::Latched(from))) if outbound.owns_stream(id) => {
                         self.event("rtp-latched", serde_json::json!({ "from": from.to_string(), "leg": outbound.connected_to() }).to_string());
                     }
@@ -374,6 +383,7 @@ impl<'a> Call<'a> {
                 outbound.end(self.ctx);
                 machine.handle_leg_hangup(now);
             }
+            News::Transferred => machine.handle_transferred(),
         }
     }
 
@@ -435,10 +445,13 @@ impl<'a> Call<'a> {
                     Instant::now(),
                 );
             }
-            // The machine only asks for this when its capabilities say so.
-            Command::Transfer { .. } => {
-                tracing::error!("transfer requested without the capability");
-                return News::GaveUp;
+            Command::Transfer {
+                to,
+                timeout,
+                screening,
+                mode,
+            } => {
+                return outbound.transfer(self.ctx, &to, timeout, screening, mode, Instant::now());
             }
             Command::StartRecording { max_seconds } => {
                 media.recorder = Some(Recorder::new(max_seconds, self.ctx.silence_seconds));

@@ -569,7 +569,11 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
         let mut reach = Vec::new();
         for r in &raw.reach {
             let text = r.get_ref();
-            if text.starts_with("sip:") || text.starts_with("sips:") || text.starts_with("tel:") {
+            if text.starts_with("sip:")
+                || text.starts_with("sips:")
+                || text.starts_with("tel:")
+                || text.strip_prefix("user:").is_some_and(|u| !u.is_empty())
+            {
                 reach.push(text.clone());
             } else if let Some(n) = Pattern::parse(text, country).and_then(|p| match p {
                 Pattern::Exact(n) => Some(n),
@@ -577,7 +581,7 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
             }) {
                 reach.push(format!("tel:{n}"));
             } else {
-                ck.error(r.span(), format!("`{text}` is not reachable; expected a SIP URI (\"sip:marie@example.com\") or a number"));
+                ck.error(r.span(), format!("`{text}` is not reachable; expected a SIP URI (\"sip:marie@example.com\"), a number, or \"user:NAME\" for the phones an `[[executives]]` account registers"));
             }
         }
         let hours = weekly(&mut ck, &raw.hours);

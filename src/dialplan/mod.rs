@@ -361,7 +361,14 @@ fn step_sounds(step: &Step, language: &str) -> Vec<SoundName> {
             );
             v
         }
-        Step::Secretary { .. } | Step::Transfer { .. } => vec![default_sound("ringback", language)],
+        Step::Secretary { .. } => vec![default_sound("ringback", language)],
+        Step::Transfer { screening, .. } => {
+            let mut v = vec![default_sound("ringback", language)];
+            if *screening {
+                v.push(default_sound("screening", language));
+            }
+            v
+        }
         _ => Vec::new(),
     }
 }

@@ -66,6 +66,8 @@ pub enum LegEvent {
         call_id: CallId,
         /// The final status.
         status: u16,
+        /// A 401/407's challenge (true: from a proxy).
+        challenge: Option<(bool, String)>,
     },
 }
 
@@ -199,6 +201,8 @@ pub struct Endpoint {
     legs: HashMap<CallId, CallId>,
     /// Secretaries' registrations, published for call distribution.
     desk: Option<Arc<crate::desk::Desk>>,
+    /// When set, new calls are taken only from these addresses (the trunk's).
+    inbound_only: Option<Vec<std::net::IpAddr>>,
     /// Live calls per source address, and each call's source, for `max_calls_per_source`.
     per_source: HashMap<std::net::IpAddr, usize>,
     call_sources: HashMap<CallId, std::net::IpAddr>,
@@ -236,6 +240,7 @@ impl Endpoint {
             calls: HashMap::new(),
             legs: HashMap::new(),
             desk: None,
+            inbound_only: None,
             per_source: HashMap::new(),
             call_sources: HashMap::new(),
             tcp: HashMap::new(),
@@ -328,6 +333,12 @@ impl Endpoint {
         }
         self.registrar = Some((registrar, store));
         self.desk = Some(desk);
+        self
+    }
+
+    /// Takes new calls only from these addresses (the trunk's); others get 403.
+    pub fn with_inbound_only(mut self, addresses: Vec<std::net::IpAddr>) -> Self {
+        self.inbound_only = Some(addresses);
         self
     }
 
@@ -617,6 +628,13 @@ impl Endpoint {
                     answer(self, 482, &[]);
                     return;
                 }
+                if let Some(allowed) = &self.inbound_only
+                    && !allowed.contains(&peer.addr.ip())
+                {
+                    tracing::warn!(source = %peer.addr, uri = %request.uri, "INVITE from outside the trunk refused: 403");
+                    answer(self, 403, &[]);
+                    return;
+                }
                 let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
                 if self
                     .admission
@@ -685,10 +703,15 @@ impl Endpoint {
                     };
                     self.to_leg_owner(&call_id, event);
                 }
-                Output::InviteFailed { call_id, status } => {
+                Output::InviteFailed {
+                    call_id,
+                    status,
+                    challenge,
+                } => {
                     let event = LegEvent::Failed {
                         call_id: call_id.clone(),
                         status,
+                        challenge,
                     };
                     self.to_leg_owner(&call_id, event);
                 }

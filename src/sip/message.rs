@@ -141,6 +141,8 @@ pub struct Request {
     pub expires: Option<u32>,
     /// The Authorization header, as written.
     pub authorization: Option<String>,
+    /// Refer-To URI (REFER), without its name-addr brackets.
+    pub refer_to: Option<String>,
     /// Content-Type, lower-cased, without parameters.
     pub content_type: Option<String>,
     /// The Accept header, if present (empty string for an empty Accept).
@@ -185,6 +187,9 @@ pub struct Response {
     pub to_tag: Option<String>,
     /// The first Contact URI (the remote target of a 2xx).
     pub contact: Option<String>,
+    /// The digest challenge of a 401 (`WWW-Authenticate`, false) or 407
+    /// (`Proxy-Authenticate`, true), for a leg through a trunk.
+    pub challenge: Option<(bool, String)>,
     /// The body (an SDP answer), exactly Content-Length bytes.
     pub body: Vec<u8>,
 }

@@ -276,6 +276,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
         contact_star,
         expires: one("expires").and_then(|e| e.parse().ok()),
         authorization: one("authorization").map(str::to_string),
+        refer_to: one("refer-to").and_then(parse_name_addr).map(|n| n.uri),
         content_type: one("content-type").map(|c| {
             c.split(';')
                 .next()
@@ -341,6 +342,11 @@ fn parse_response(
         .and_then(|c| split_list(c).into_iter().next())
         .and_then(parse_name_addr)
         .map(|n| n.uri);
+    let challenge = match status {
+        401 => one("www-authenticate").map(|c| (false, c.to_string())),
+        407 => one("proxy-authenticate").map(|c| (true, c.to_string())),
+        _ => None,
+    };
     let body = match one("content-length").map(str::parse::<usize>) {
         Some(Ok(n)) => rest
             .get(..n)
@@ -356,6 +362,7 @@ fn parse_response(
         to: to.to_string(),
         to_tag,
         contact,
+        challenge,
         body: body.to_vec(),
     })
 }

@@ -175,6 +175,8 @@ pub enum Output {
         call_id: CallId,
         /// The final status.
         status: u16,
+        /// A 401/407's digest challenge (proxy or not), to try again with credentials.
+        challenge: Option<(bool, String)>,
     },
 }
 
@@ -486,6 +488,7 @@ impl Transactions {
                 self.outputs.push_back(Output::InviteFailed {
                     call_id,
                     status: resp.status,
+                    challenge: resp.challenge.clone(),
                 });
                 tx.state = State::Completed;
                 tx.last = Some(ack);
@@ -570,6 +573,7 @@ impl Transactions {
                     self.outputs.push_back(Output::InviteFailed {
                         call_id: tx.call_id,
                         status: 408,
+                        challenge: None,
                     });
                 }
                 State::Calling => self.outputs.push_back(Output::RequestTimeout(tx.call_id)),
@@ -883,7 +887,8 @@ mod tests {
             out[1],
             Output::InviteFailed {
                 call_id: CallId("leg-1".into()),
-                status: 486
+                status: 486,
+                challenge: None,
             }
         );
         assert!(t.on_response(&response(486, "INVITE", "z9hG4bKleg"), now));

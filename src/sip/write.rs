@@ -14,7 +14,7 @@ pub fn new_tag() -> String {
 }
 
 /// Methods we accept, for Allow (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY";
 
 /// The standard reason phrase for a status (RFC 3261 §21, and the RFCs that added codes).
 pub fn reason(status: u16) -> &'static str {
@@ -133,6 +133,30 @@ pub fn in_dialog_request(
     branch: &str,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
+    in_dialog_request_with_body(
+        dialog,
+        method,
+        cseq,
+        via_sent_by,
+        transport,
+        branch,
+        extra,
+        None,
+    )
+}
+
+/// The same with a body (`(content type, bytes)`), e.g. a NOTIFY's sipfrag.
+#[allow(clippy::too_many_arguments)]
+pub fn in_dialog_request_with_body(
+    dialog: &DialogHeaders,
+    method: &Method,
+    cseq: u32,
+    via_sent_by: &str,
+    transport: &str,
+    branch: &str,
+    extra: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
     let mut out = String::with_capacity(400);
     let _ = write!(
         out,
@@ -143,7 +167,7 @@ pub fn in_dialog_request(
     for (name, value) in extra {
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    finish(out, None)
+    finish(out, body)
 }
 
 #[cfg(test)]
