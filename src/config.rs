@@ -84,10 +84,20 @@ pub struct TrunkConfig {
     /// Addresses calls from the network arrive from. Default: the proxy's.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
+    /// Register with the provider (username@domain), renewed halfway through `register_expires`.
+    #[serde(default)]
+    pub register: bool,
+    /// Seconds asked for when registering. Default 600.
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
     /// Refuse (403) INVITEs from anywhere else than these addresses. Default false, so that
     /// softphones and test tools on the LAN can call the companies' numbers directly.
     #[serde(default)]
     pub inbound_only_from_trunk: bool,
+}
+
+fn default_register_expires() -> u32 {
+    600
 }
 
 impl TrunkConfig {

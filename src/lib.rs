@@ -22,3 +22,4 @@ pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod trunk;

@@ -272,7 +272,10 @@ fn run() -> anyhow::Result<()> {
                 let activity = states.iter().find(|r| r.username == s.username);
                 let state = match activity {
                     _ if mine.is_empty() => "not registered",
-                    Some(r) if r.state == "wrap-up" && r.until_ms.unwrap_or(0) <= now * 1000 => {
+                    Some(r)
+                        if r.state == "wrap-up"
+                            && r.until_ms.unwrap_or(0) <= permanence::desk::now_ms() as i64 =>
+                    {
                         "available"
                     }
                     Some(r) if r.state == "ringing" => "ringing",

@@ -144,8 +144,28 @@ impl Registrar {
         ))
     }
 
+    /// Authenticates a request other than REGISTER (an INVITE from outside the trunk):
+    /// `Ok(username)` or the WWW-Authenticate values for a 401.
+    pub fn authenticate_request(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        now: u64,
+    ) -> Result<String, Vec<String>> {
+        match self.authenticate(authorization, method, now) {
+            Ok(user) => Ok(user),
+            Err(Answer::Challenge(values)) => Err(values),
+            Err(_) => Err(Vec::new()),
+        }
+    }
+
     /// Authenticates: `Ok(username)` or the challenge to send.
-    fn authenticate(&self, authorization: Option<&str>, now: u64) -> Result<String, Answer> {
+    fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        now: u64,
+    ) -> Result<String, Answer> {
         let Some(credentials) = authorization.and_then(auth::parse_credentials) else {
             return Err(self.challenge(now, false));
         };
@@ -153,18 +173,18 @@ impl Registrar {
             NonceState::Invalid => return Err(self.challenge(now, false)),
             NonceState::Stale => {
                 // Only a correct answer to an old nonce deserves stale=true.
-                return Err(self.challenge(now, self.valid(&credentials)));
+                return Err(self.challenge(now, self.valid(&credentials, method)));
             }
             NonceState::Fresh => {}
         }
-        if credentials.realm == self.settings.realm && self.valid(&credentials) {
+        if credentials.realm == self.settings.realm && self.valid(&credentials, method) {
             Ok(credentials.username)
         } else {
             Err(self.challenge(now, false))
         }
     }
 
-    fn valid(&self, c: &Credentials) -> bool {
+    fn valid(&self, c: &Credentials, method: &str) -> bool {
         // An unknown user is checked against a dummy HA1 so that both take the same path.
         let secretary = self.secretaries.get(&c.username);
         let ha1 = match (secretary, c.algorithm()) {
@@ -173,12 +193,12 @@ impl Registrar {
             (None, Some(a)) => a.hash("nobody:nowhere:nothing"),
             (_, None) => return false,
         };
-        c.verify(&ha1, "REGISTER") && secretary.is_some()
+        c.verify(&ha1, method) && secretary.is_some()
     }
 
     /// Handles a REGISTER at `now` (unix seconds).
     pub fn register(&mut self, r: &Register, now: u64) -> Answer {
-        let username = match self.authenticate(r.authorization, now) {
+        let username = match self.authenticate(r.authorization, "REGISTER", now) {
             Ok(u) => u,
             Err(challenge) => return challenge,
         };

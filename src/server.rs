@@ -173,6 +173,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         _ => endpoint,
     };
+    let endpoint = match &config.trunk {
+        Some(trunk) if trunk.register => match (&trunk.username, &trunk.password) {
+            (Some(user), Some(password)) => endpoint.with_trunk_registration(
+                crate::trunk::Registration::new(
+                    trunk.proxy,
+                    trunk
+                        .domain
+                        .clone()
+                        .unwrap_or_else(|| trunk.proxy.ip().to_string()),
+                    user.clone(),
+                    password.clone(),
+                    trunk.register_expires,
+                    Instant::now(),
+                ),
+                listen,
+            ),
+            _ => {
+                tracing::warn!(
+                    "[trunk] register = true needs username and password: not registering"
+                );
+                endpoint
+            }
+        },
+        _ => endpoint,
+    };
     let endpoint_task = tokio::spawn(endpoint.run());
     if let Some(listener) = tcp {
         tokio::spawn(serve_tcp(

@@ -434,21 +434,31 @@ fn a_refer_to_a_destination_the_company_does_not_allow_gets_403() {
 }
 
 /// An INVITE for an outside number from someone who is not the trunk dials nothing: 404
-/// by default, 403 when only the trunk may bring calls in.
+/// by default. When only the trunk may bring calls in, anyone else is challenged (401)
+/// and only an account holder (alice, authenticated) gets through.
 #[test]
 fn no_open_relay_an_outside_number_is_never_dialled() {
     let trunk = UdpSocket::bind("127.0.0.1:0").unwrap();
     let trunk_addr = trunk.local_addr().unwrap();
-    for (only_trunk, status) in [(false, 404), (true, 403)] {
+    for (only_trunk, status) in [(false, 404), (true, 401)] {
         let setup = setup(
             &["+33611111111".to_string()],
-            r#"[{ transfer = { to = "marie" } }]"#,
-            &format!("[trunk]\nproxy = \"{trunk_addr}\"\ninbound_only_from_trunk = {only_trunk}\n"),
+            r#"[{ play = "tone/a.wav" }, { hangup = {} }]"#,
+            // The provider's calls would come from 127.0.0.9: every test peer is elsewhere.
+            &format!(
+                "[trunk]\nproxy = \"{trunk_addr}\"\naddresses = [\"127.0.0.9\"]\n\
+                 inbound_only_from_trunk = {only_trunk}\n"
+            ),
         );
         let _server = setup.start();
         let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
         let local = sock.local_addr().unwrap();
-        for (i, number) in ["+447700900123", "+33611111111"].iter().enumerate() {
+        let numbers = if only_trunk {
+            vec!["+447700900123", "+33180000001"]
+        } else {
+            vec!["+447700900123", "+33611111111"]
+        };
+        for (i, number) in numbers.iter().enumerate() {
             let invite = format!(
                 "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKrelay{i}\r\n\
                  From: <sip:fraud@{local}>;tag=f\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: relay-{i}\r\n\
@@ -467,6 +477,20 @@ fn no_open_relay_an_outside_number_is_never_dialled() {
                 Some(status),
                 "{number}, only trunk: {only_trunk}"
             );
+        }
+        if only_trunk {
+            // A secretary's account may still call a company's number from anywhere.
+            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = rtp.local_addr().unwrap().port().to_string();
+            let out = sipp_call(
+                "call_auth.xml",
+                setup.addr(),
+                "+33180000001",
+                &port,
+                "0",
+                &["-au", "alice", "-ap", "alice"],
+            );
+            assert_sipp_ok(&out);
         }
         trunk
             .set_read_timeout(Some(Duration::from_millis(500)))
@@ -529,4 +553,108 @@ fn a_leg_through_the_trunk_answers_its_digest_challenge_and_connects() {
         timeline.iter().any(|e| e == "trunk-authenticated"),
         "{timeline:?}"
     );
+}
+
+/// With `register = true` the server registers with the provider at start, answering its
+/// digest challenge (a SIPp stand-in checks the credentials).
+#[test]
+fn the_server_registers_with_the_trunk_using_digest_credentials() {
+    let trunk_port = free_port();
+    let setup = setup(
+        &["+33611111111".to_string()],
+        r#"[{ hangup = {} }]"#,
+        &format!(
+            "[trunk]\nproxy = \"127.0.0.1:{trunk_port}\"\ndomain = \"trunk.example.com\"\n\
+             username = \"acct42\"\npassword = \"s3cret\"\nregister = true\n"
+        ),
+    );
+    let trunk = sipp_phone(
+        "trunk_register.xml",
+        trunk_port,
+        &[
+            "-key",
+            "trunk_user",
+            "acct42",
+            "-key",
+            "trunk_password",
+            "s3cret",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let server = setup.start();
+    let out = finish(trunk);
+    assert_sipp_ok(&out);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("registered with the trunk") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        server.log().contains("registered with the trunk"),
+        "{}",
+        server.log()
+    );
+}
+
+/// An executive with an account registers a phone like a secretary; `user:marie` in the
+/// reach list rings it where it registered from.
+#[test]
+fn a_registered_executive_phone_is_reached_through_user_entries() {
+    let ha1 = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "marie",
+        "permanence",
+        "marie",
+    );
+    let setup = setup(
+        &["user:marie".to_string()],
+        r#"[{ transfer = { to = "marie", timeout = 10 } }, { hangup = {} }]"#,
+        &format!(
+            "[[executives]]\nname = \"Marie\"\nusername = \"marie\"\nha1_md5 = \"{ha1}\"\nha1_sha256 = \"\"\n"
+        ),
+    );
+    let _server = setup.start();
+    let port = free_port();
+    register_from(setup.addr(), port, "marie", "marie");
+    let pcap = setup.dir.path().join("tone.pcap");
+    write_tone_pcap(&pcap, 600.0, 0.5);
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let marie = sipp_phone(
+        "secretary_listens.xml",
+        port,
+        &[
+            "-key",
+            "username",
+            "marie",
+            "-key",
+            "rtp_port",
+            &sink.local_addr().unwrap().port().to_string(),
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    assert_sipp_ok(&sipp_call(
+        "bye.xml",
+        setup.addr(),
+        "+33180000001",
+        &rtp_port,
+        "0",
+        &[],
+    ));
+    assert_sipp_ok(&finish(marie));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("transferred"));
+    // An executive's account is never offered secretary calls.
+    let out = std::process::Command::new(BIN)
+        .args(["secretaries", "--json", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\"marie\""));
 }

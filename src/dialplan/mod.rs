@@ -229,6 +229,13 @@ pub struct Executive {
     pub hours: Vec<WeeklyRange>,
 }
 
+impl Executive {
+    /// Whether they take urgent calls at this local time (always, without `hours`).
+    pub fn accepts_at(&self, local: jiff::civil::DateTime) -> bool {
+        self.hours.is_empty() || self.hours.iter().any(|r| r.contains(local))
+    }
+}
+
 /// One client company's plan.
 #[derive(Debug, Clone)]
 pub struct Company {
@@ -370,5 +377,31 @@ fn step_sounds(step: &Step, language: &str) -> Vec<SoundName> {
             v
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_executive_takes_urgent_calls_only_within_their_hours() {
+        let marie = Executive {
+            name: "Marie".into(),
+            reach: vec!["tel:+33611111111".into()],
+            hours: vec![crate::schedule::WeeklyRange::parse("mon-sat 07:00-21:00").unwrap()],
+        };
+        // 2026-11-28 is a Saturday.
+        assert!(marie.accepts_at(jiff::civil::date(2026, 11, 28).at(20, 59, 0, 0)));
+        assert!(!marie.accepts_at(jiff::civil::date(2026, 11, 28).at(21, 0, 0, 0)));
+        assert!(
+            !marie.accepts_at(jiff::civil::date(2026, 11, 29).at(12, 0, 0, 0)),
+            "Sunday"
+        );
+        let always = Executive {
+            hours: vec![],
+            ..marie
+        };
+        assert!(always.accepts_at(jiff::civil::date(2026, 11, 29).at(3, 0, 0, 0)));
     }
 }

@@ -203,6 +203,8 @@ pub struct Endpoint {
     desk: Option<Arc<crate::desk::Desk>>,
     /// When set, new calls are taken only from these addresses (the trunk's).
     inbound_only: Option<Vec<std::net::IpAddr>>,
+    /// Our registration with the trunk, and our address for its Via and Contact.
+    trunk: Option<(crate::trunk::Registration, SocketAddr)>,
     /// Live calls per source address, and each call's source, for `max_calls_per_source`.
     per_source: HashMap<std::net::IpAddr, usize>,
     call_sources: HashMap<CallId, std::net::IpAddr>,
@@ -241,6 +243,7 @@ impl Endpoint {
             legs: HashMap::new(),
             desk: None,
             inbound_only: None,
+            trunk: None,
             per_source: HashMap::new(),
             call_sources: HashMap::new(),
             tcp: HashMap::new(),
@@ -336,6 +339,42 @@ impl Endpoint {
         self
     }
 
+    /// Registers with the trunk (and keeps the registration up), from `local`.
+    pub fn with_trunk_registration(
+        mut self,
+        registration: crate::trunk::Registration,
+        local: SocketAddr,
+    ) -> Self {
+        self.trunk = Some((registration, local));
+        self
+    }
+
+    fn trunk_due(&self) -> Option<Instant> {
+        self.trunk.as_ref().and_then(|(r, _)| r.poll_timeout())
+    }
+
+    fn register_with_trunk(&mut self, authorization: Option<(String, Vec<u8>)>) {
+        let Some((registration, local)) = &mut self.trunk else {
+            return;
+        };
+        let (branch, bytes) = match authorization {
+            Some(ready) => ready,
+            None => registration.register(*local, None),
+        };
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: registration.proxy,
+        };
+        let call_id = CallId(registration.call_id().to_string());
+        self.transactions.send_request(
+            TxKey::client(&branch),
+            call_id,
+            peer,
+            bytes,
+            Instant::now(),
+        );
+    }
+
     /// Takes new calls only from these addresses (the trunk's); others get 403.
     pub fn with_inbound_only(mut self, addresses: Vec<std::net::IpAddr>) -> Self {
         self.inbound_only = Some(addresses);
@@ -418,7 +457,10 @@ impl Endpoint {
             .keepalive
             .map(|(every, _)| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         loop {
-            let deadline = self.transactions.poll_timeout();
+            let deadline = match (self.transactions.poll_timeout(), self.trunk_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 biased;
                 input = self.inputs.recv() => match input {
@@ -432,7 +474,11 @@ impl Endpoint {
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.transactions.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.transactions.handle_timeout(now);
+                    if self.trunk_due().is_some_and(|at| at <= now) {
+                        self.register_with_trunk(None);
+                    }
                 }
                 _ = tick(keepalive.as_mut()) => self.send_keepalives(),
             }
@@ -631,9 +677,33 @@ impl Endpoint {
                 if let Some(allowed) = &self.inbound_only
                     && !allowed.contains(&peer.addr.ip())
                 {
-                    tracing::warn!(source = %peer.addr, uri = %request.uri, "INVITE from outside the trunk refused: 403");
-                    answer(self, 403, &[]);
-                    return;
+                    // Not the trunk: only someone with an account (a secretary or an
+                    // executive calling in) may bring a call, after digest authentication.
+                    let verdict = self.registrar.as_ref().map(|(r, _)| {
+                        r.authenticate_request(
+                            request.authorization.as_deref(),
+                            "INVITE",
+                            unix_now(),
+                        )
+                    });
+                    match verdict {
+                        Some(Ok(user)) => {
+                            tracing::info!(user, source = %peer.addr, "authenticated INVITE from outside the trunk");
+                        }
+                        Some(Err(challenges)) if !challenges.is_empty() => {
+                            let headers: Vec<(&str, &str)> = challenges
+                                .iter()
+                                .map(|c| ("WWW-Authenticate", c.as_str()))
+                                .collect();
+                            answer(self, 401, &headers);
+                            return;
+                        }
+                        _ => {
+                            tracing::warn!(source = %peer.addr, uri = %request.uri, "INVITE from outside the trunk refused: 403");
+                            answer(self, 403, &[]);
+                            return;
+                        }
+                    }
                 }
                 let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
                 if self
@@ -717,6 +787,38 @@ impl Endpoint {
                 }
                 Output::RequestTimeout(call_id) if self.keepalives.contains_key(&call_id) => {
                     self.keepalive_lost(&call_id)
+                }
+                Output::Response {
+                    call_id,
+                    status,
+                    challenge,
+                } if self
+                    .trunk
+                    .as_ref()
+                    .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
+                {
+                    let again = self.trunk.as_mut().and_then(|(r, local)| {
+                        r.on_response(
+                            status,
+                            challenge.as_ref(),
+                            *local,
+                            Instant::now(),
+                            &write::new_tag(),
+                        )
+                    });
+                    if again.is_some() {
+                        self.register_with_trunk(again);
+                    }
+                }
+                Output::RequestTimeout(call_id)
+                    if self
+                        .trunk
+                        .as_ref()
+                        .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
+                {
+                    if let Some((r, _)) = &mut self.trunk {
+                        r.on_timeout(Instant::now());
+                    }
                 }
                 Output::Response { call_id, .. } if self.keepalives.contains_key(&call_id) => {
                     self.keepalives.remove(&call_id);

@@ -151,6 +151,8 @@ pub enum Output {
         call_id: CallId,
         /// The final status.
         status: u16,
+        /// A 401/407's challenge (true: from a proxy), e.g. for our REGISTER to a trunk.
+        challenge: Option<(bool, String)>,
     },
     /// Our request got no final response within 64·T1 (Timer F).
     RequestTimeout(CallId),
@@ -529,6 +531,7 @@ impl Transactions {
                 self.outputs.push_back(Output::Response {
                     call_id: tx.call_id,
                     status: resp.status,
+                    challenge: resp.challenge.clone(),
                 });
                 true
             }
@@ -907,7 +910,8 @@ mod tests {
             t.poll_output(),
             Some(Output::Response {
                 call_id: CallId("leg-1".into()),
-                status: 200
+                status: 200,
+                challenge: None,
             })
         );
     }
