@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Child, Output};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -31,10 +31,6 @@ fn setup(reach: &[String], steps: &str, extra: &str) -> Setup {
     setup
 }
 
-fn finish(child: Child) -> Output {
-    child.wait_with_output().unwrap()
-}
-
 fn transferred_to(setup: &Setup, call: i64) -> Option<String> {
     let conn = rusqlite::Connection::open(setup.db()).unwrap();
     conn.query_row(
@@ -43,30 +39,6 @@ fn transferred_to(setup: &Setup, call: i64) -> Option<String> {
         |r| r.get(0),
     )
     .unwrap()
-}
-
-/// Receives RTP for up to `max` (or until 1 s of quiet) and decodes its audio.
-fn hear(sock: &UdpSocket, max: Duration) -> Vec<i16> {
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let mut audio = Vec::new();
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < max && (audio.is_empty() || last.elapsed() < Duration::from_secs(1)) {
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && n > 12
-            && buf[1] & 0x7f == 0
-        {
-            last = Instant::now();
-            audio.extend(
-                buf[12..n]
-                    .iter()
-                    .map(|&b| permanence::g711::ulaw_to_linear(b)),
-            );
-        }
-    }
-    audio
 }
 
 fn executive_phone(port: u16, rtp: &UdpSocket, key: &str, pcap: &std::path::Path) -> Child {
@@ -125,8 +97,8 @@ fn a_screened_executive_who_presses_1_is_bridged_with_audio_both_ways() {
             &["-key", "audio_pcap", &pcap],
         )
     });
-    let heard_by_exec = std::thread::spawn(move || hear(&exec_rtp, Duration::from_secs(15)));
-    let heard_by_caller = hear(&caller_rtp, Duration::from_secs(15));
+    let heard_by_exec = std::thread::spawn(move || hear(&exec_rtp, Duration::from_secs(15)).1);
+    let (_, heard_by_caller) = hear(&caller_rtp, Duration::from_secs(15));
     let heard_by_exec = heard_by_exec.join().unwrap();
     assert_sipp_ok(&caller.join().unwrap());
     assert_sipp_ok(&finish(exec));

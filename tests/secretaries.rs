@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Child, Output};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,36 +36,6 @@ fn phone(setup: &Setup, user: &str, scenario: &str, args: &[&str]) -> Child {
     let mut all = vec!["-key", "username", user];
     all.extend_from_slice(args);
     sipp_phone(scenario, port, &all)
-}
-
-fn finish(child: Child) -> Output {
-    child.wait_with_output().unwrap()
-}
-
-/// Receives RTP for up to `max` (or until 1 s of quiet) and decodes its audio.
-fn hear(sock: &UdpSocket, max: Duration) -> (usize, Vec<i16>) {
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let (mut packets, mut audio) = (0, Vec::new());
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < max && (packets == 0 || last.elapsed() < Duration::from_secs(1)) {
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && n > 12
-        {
-            last = Instant::now();
-            packets += 1;
-            let pt = buf[1] & 0x7f;
-            for &b in &buf[12..n] {
-                audio.push(match pt {
-                    8 => permanence::g711::alaw_to_linear(b),
-                    _ => permanence::g711::ulaw_to_linear(b),
-                });
-            }
-        }
-    }
-    (packets, audio)
 }
 
 fn events(setup: &Setup, call: i64) -> Vec<String> {

@@ -19,7 +19,6 @@ use crate::dialplan::{Company, ReachMode, SoundName, Step, Strategy, TransferTar
 use crate::distribution::{Hunt, Next};
 use crate::media::engine::StreamSpec;
 use crate::media::{MediaEvent, StreamId};
-use crate::rtp::Packetizer;
 use crate::sdp::{self, Codec, LocalMedia, Negotiated};
 use crate::sip::endpoint::{Input, LegEvent};
 use crate::sip::message::{Method, Request, Response};
@@ -832,19 +831,11 @@ impl Outbound {
             }
             return News::Nothing;
         };
-        let stream = ctx.media.open(StreamSpec {
+        let stream = ctx.media.open(StreamSpec::negotiated(
             socket,
-            remote: negotiated.remote_rtp,
-            codec: negotiated.codec,
-            packetizer: Packetizer::new(
-                fastrand::u32(..),
-                negotiated.payload_type,
-                fastrand::u16(..),
-                fastrand::u32(..),
-            ),
-            telephone_event: negotiated.telephone_event,
-            events: self.events.clone(),
-        });
+            &negotiated,
+            self.events.clone(),
+        ));
         let local = LocalMedia {
             ip: ctx.media.ip(),
             port,
@@ -1072,25 +1063,16 @@ impl Outbound {
                 let Some(c) = &mut self.connected else {
                     return News::Nothing;
                 };
-                if !request.body.is_empty() {
-                    match sdp::negotiate(&request.body) {
-                        Ok(n) => {
-                            if n.codec != c.negotiated.codec
-                                || n.payload_type != c.negotiated.payload_type
-                            {
-                                ctx.media.set_codec(c.stream, n.codec, n.payload_type);
-                                c.local.version += 1;
-                            }
-                            if n.remote_rtp != c.negotiated.remote_rtp {
-                                ctx.media.set_remote(c.stream, n.remote_rtp);
-                            }
-                            c.negotiated = n;
-                        }
-                        Err(_) => {
-                            let _ = ctx.endpoint.send(reply(488, &[], None));
-                            return News::Nothing;
-                        }
-                    }
+                let reoffer = super::task::reoffer(
+                    &ctx.media,
+                    c.stream,
+                    &mut c.local,
+                    &mut c.negotiated,
+                    &request.body,
+                );
+                if reoffer.is_err() {
+                    let _ = ctx.endpoint.send(reply(488, &[], None));
+                    return News::Nothing;
                 }
                 let answer = sdp::write_answer(&c.local, &c.negotiated);
                 let contact = format!("<sip:permanence@{}>", ctx.local_sip);

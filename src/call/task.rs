@@ -15,7 +15,6 @@ use crate::media::engine::StreamSpec;
 use crate::media::recording::{Recorder, write_wav};
 use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
 use crate::number::Dialled;
-use crate::rtp::Packetizer;
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::endpoint::{Input, ToCall};
 use crate::sip::message::{Method, Request};
@@ -239,19 +238,11 @@ impl<'a> Call<'a> {
             }
         };
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
-        let stream = self.ctx.media.open(StreamSpec {
+        let stream = self.ctx.media.open(StreamSpec::negotiated(
             socket,
-            remote: negotiated.remote_rtp,
-            codec: negotiated.codec,
-            packetizer: Packetizer::new(
-                fastrand::u32(..),
-                negotiated.payload_type,
-                fastrand::u16(..),
-                fastrand::u32(..),
-            ),
-            telephone_event: negotiated.telephone_event,
-            events: media_tx.clone(),
-        });
+            &negotiated,
+            media_tx.clone(),
+        ));
         let mut media = Media {
             stream,
             local: LocalMedia {
@@ -497,31 +488,19 @@ impl<'a> Call<'a> {
             }
             Method::Invite => {
                 // A re-INVITE (hold, codec or address change): answer and keep the audio going.
-                if !request.body.is_empty() {
-                    match sdp::negotiate(&request.body) {
-                        Ok(n) => {
-                            if n.codec != media.negotiated.codec
-                                || n.payload_type != media.negotiated.payload_type
-                            {
-                                self.ctx
-                                    .media
-                                    .set_codec(media.stream, n.codec, n.payload_type);
-                                media.local.version += 1;
-                            }
-                            if n.remote_rtp != media.negotiated.remote_rtp {
-                                self.ctx.media.set_remote(media.stream, n.remote_rtp);
-                            }
-                            media.negotiated = n;
-                        }
-                        Err(e) => {
-                            let _ = self.ctx.endpoint.send(reply(488, None, &[]));
-                            self.event(
-                                "reinvite-refused",
-                                serde_json::json!({ "why": e.to_string() }).to_string(),
-                            );
-                            return;
-                        }
-                    }
+                if let Err(e) = reoffer(
+                    &self.ctx.media,
+                    media.stream,
+                    &mut media.local,
+                    &mut media.negotiated,
+                    &request.body,
+                ) {
+                    let _ = self.ctx.endpoint.send(reply(488, None, &[]));
+                    self.event(
+                        "reinvite-refused",
+                        serde_json::json!({ "why": e.to_string() }).to_string(),
+                    );
+                    return;
                 }
                 self.event("reinvite", "{}".into());
                 let answer = sdp::write_answer(&media.local, &media.negotiated);
@@ -675,6 +654,31 @@ struct Media {
     recorder: Option<Recorder>,
     /// What the engine reads from the caller: (digits, audio).
     listening: (bool, bool),
+}
+
+/// Applies a new offer inside a dialog (a re-INVITE: hold, codec or address change) to a
+/// stream: the codec and where to send follow it; our SDP version goes up when our side
+/// changes (RFC 3264 §8). An empty body (no new offer) changes nothing.
+pub(super) fn reoffer(
+    media: &MediaHandle,
+    stream: StreamId,
+    local: &mut LocalMedia,
+    current: &mut Negotiated,
+    body: &[u8],
+) -> Result<(), sdp::SdpError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let n = sdp::negotiate(body)?;
+    if n.codec != current.codec || n.payload_type != current.payload_type {
+        media.set_codec(stream, n.codec, n.payload_type);
+        local.version += 1;
+    }
+    if n.remote_rtp != current.remote_rtp {
+        media.set_remote(stream, n.remote_rtp);
+    }
+    *current = n;
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

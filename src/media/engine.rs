@@ -120,6 +120,30 @@ pub struct StreamSpec {
     pub events: UnboundedSender<(StreamId, MediaEvent)>,
 }
 
+impl StreamSpec {
+    /// A stream for what SDP agreed with a peer, numbered from a random SSRC, sequence
+    /// number and timestamp (RFC 3550 §5.1).
+    pub fn negotiated(
+        socket: UdpSocket,
+        negotiated: &crate::sdp::Negotiated,
+        events: UnboundedSender<(StreamId, MediaEvent)>,
+    ) -> StreamSpec {
+        StreamSpec {
+            socket,
+            remote: negotiated.remote_rtp,
+            codec: negotiated.codec,
+            packetizer: Packetizer::new(
+                fastrand::u32(..),
+                negotiated.payload_type,
+                fastrand::u16(..),
+                fastrand::u32(..),
+            ),
+            telephone_event: negotiated.telephone_event,
+            events,
+        }
+    }
+}
+
 impl MediaHandle {
     /// Starts the engine thread. RTP sockets bind on `ip` within `[port_min, port_max]`.
     pub fn start(ip: IpAddr, port_min: u16, port_max: u16) -> std::io::Result<MediaHandle> {

@@ -602,3 +602,36 @@ pub fn tone_frequency(samples: &[i16]) -> f64 {
         .count();
     crossings as f64 / 2.0 / (samples.len() as f64 / 8000.0)
 }
+
+/// Waits for a SIPp phone started with [`sipp_phone`].
+pub fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+/// Receives RTP for up to `max` (or until 1 s of quiet after the first packet): how many
+/// audio packets came, and their G.711 audio decoded by payload type (0: PCMU, 8: PCMA;
+/// telephone-events and others are not audio and are skipped).
+pub fn hear(sock: &UdpSocket, max: Duration) -> (usize, Vec<i16>) {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let (mut packets, mut audio) = (0, Vec::new());
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max && (packets == 0 || last.elapsed() < Duration::from_secs(1)) {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let decode = match buf[1] & 0x7f {
+            0 => permanence::g711::ulaw_to_linear,
+            8 => permanence::g711::alaw_to_linear,
+            _ => continue,
+        };
+        if n > 12 {
+            last = Instant::now();
+            packets += 1;
+            audio.extend(buf[12..n].iter().map(|&b| decode(b)));
+        }
+    }
+    (packets, audio)
+}
