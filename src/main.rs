@@ -10,6 +10,19 @@ use permanence::config::Config;
 use permanence::dialplan::Caller;
 use permanence::{server, store};
 
+/// `println!` for the CLI's output: a reader that went away (`permanence calls | head`)
+/// ends the command quietly instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "permanence",
@@ -181,7 +194,7 @@ fn run() -> anyhow::Result<()> {
             let files = plan_files(&config, &paths)?;
             match server::load_snapshot_from(&config, &files) {
                 Ok(snapshot) => {
-                    println!(
+                    out!(
                         "ok: {} companies in {} files",
                         snapshot.plans.companies().len(),
                         files.len()
@@ -247,7 +260,7 @@ fn run() -> anyhow::Result<()> {
                 sound_lengths: snapshot.sounds.lengths(),
             };
             for line in simulate::simulate(company, &scenario) {
-                println!("{line}");
+                out!("{line}");
             }
             Ok(())
         }
@@ -259,9 +272,13 @@ fn run() -> anyhow::Result<()> {
             let registrations = store::registrations(&config.database_path(), now)?;
             let states = store::secretary_states(&config.database_path())?;
             if !json {
-                println!(
+                out!(
                     "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  EXPIRES IN",
-                    "USERNAME", "NAME", "COMPANIES", "STATE", "CONTACT (FROM)"
+                    "USERNAME",
+                    "NAME",
+                    "COMPANIES",
+                    "STATE",
+                    "CONTACT (FROM)"
                 );
             }
             for s in &config.secretaries {
@@ -284,7 +301,7 @@ fn run() -> anyhow::Result<()> {
                     _ => "available",
                 };
                 if json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::json!({ "username": s.username, "name": s.name, "companies": s.companies, "state": state, "registrations": mine })
                     );
@@ -292,14 +309,18 @@ fn run() -> anyhow::Result<()> {
                 }
                 let companies = s.companies.join(",");
                 if mine.is_empty() {
-                    println!(
+                    out!(
                         "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  -",
-                        s.username, s.name, companies, state, "-"
+                        s.username,
+                        s.name,
+                        companies,
+                        state,
+                        "-"
                     );
                 }
                 for r in mine {
                     let contact = format!("{} ({} {})", r.contact, r.transport, r.source);
-                    println!(
+                    out!(
                         "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  {} s",
                         s.username,
                         s.name,
@@ -318,12 +339,12 @@ fn run() -> anyhow::Result<()> {
             realm,
         } => {
             use permanence::auth::{Algorithm, ha1};
-            println!("username = \"{username}\"");
-            println!(
+            out!("username = \"{username}\"");
+            out!(
                 "ha1_md5 = \"{}\"",
                 ha1(Algorithm::Md5, &username, &realm, &password)
             );
-            println!(
+            out!(
                 "ha1_sha256 = \"{}\"",
                 ha1(Algorithm::Sha256, &username, &realm, &password)
             );
@@ -373,7 +394,7 @@ fn run() -> anyhow::Result<()> {
                     let rows = store::list_messages(&db, &filter)?;
                     if json {
                         for m in &rows {
-                            println!("{}", serde_json::to_string(m)?);
+                            out!("{}", serde_json::to_string(m)?);
                         }
                     } else {
                         print_messages(&rows);
@@ -383,15 +404,15 @@ fn run() -> anyhow::Result<()> {
                     let (m, events) = store::message_with_timeline(&db, id)?
                         .with_context(|| format!("no message {id}"))?;
                     if json {
-                        println!(
+                        out!(
                             "{}",
                             serde_json::json!({ "message": m, "timeline": events })
                         );
                     } else {
                         print_messages(std::slice::from_ref(&m));
-                        println!();
+                        out!();
                         for e in events {
-                            println!(
+                            out!(
                                 "  {}  {:<18} {}",
                                 e.at.get(11..23).unwrap_or(&e.at),
                                 e.kind,
@@ -406,7 +427,7 @@ fn run() -> anyhow::Result<()> {
                         "status: expected read, done or new"
                     );
                     anyhow::ensure!(store::mark_message(&db, id, &status)?, "no message {id}");
-                    println!("message {id}: {status}");
+                    out!("message {id}: {status}");
                 }
             }
             Ok(())
@@ -420,7 +441,7 @@ fn run() -> anyhow::Result<()> {
             let calls = store::recent_calls(&config.database_path(), limit)?;
             if json {
                 for c in &calls {
-                    println!("{}", serde_json::to_string(c)?);
+                    out!("{}", serde_json::to_string(c)?);
                 }
             } else {
                 print_calls(&calls);
@@ -455,9 +476,16 @@ fn plan_files(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>
 }
 
 fn print_messages(rows: &[store::MessageRow]) {
-    println!(
+    out!(
         "{:>5}  {:<19}  {:<10}  {:<22}  {:<8}  {:<6}  {:<11}  {:>7}  RECORDING",
-        "ID", "TIME (UTC)", "COMPANY", "CALLER", "CATEGORY", "STATUS", "OUTCOME", "SECONDS"
+        "ID",
+        "TIME (UTC)",
+        "COMPANY",
+        "CALLER",
+        "CATEGORY",
+        "STATUS",
+        "OUTCOME",
+        "SECONDS"
     );
     for m in rows {
         let caller = match &m.caller_name {
@@ -472,7 +500,7 @@ fn print_messages(rows: &[store::MessageRow]) {
             (None, true) => "(empty: no audio)".to_string(),
             (None, false) => "-".to_string(),
         };
-        println!(
+        out!(
             "{:>5}  {:<19}  {:<10}  {:<22}  {:<8}  {:<6}  {:<11}  {:>7}  {}",
             m.id,
             m.created_at
@@ -495,7 +523,7 @@ fn print_calls(calls: &[store::CallRow]) {
         t.as_deref()
             .map_or("-".to_string(), |t| t.get(11..19).unwrap_or(t).to_string())
     };
-    println!(
+    out!(
         "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {:<12}  {:>6}  OUTCOME",
         "ID",
         "COMPANY",
@@ -524,7 +552,7 @@ fn print_calls(calls: &[store::CallRow]) {
                 Some(format!("{}s", (e - a).as_secs()))
             })
             .unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {:<12}  {:>6}  {}",
             c.id,
             c.company.as_deref().unwrap_or("-"),
