@@ -104,3 +104,22 @@ fn withheld_numbers_are_refused_at_globex() {
     assert!(out.contains("refuse with 486"), "{out}");
     assert!(out.trim_end().ends_with("outcome: rejected"), "{out}");
 }
+
+/// A reader that goes away (`permanence simulate … | head -c0`) ends the command quietly:
+/// exit 0 and no panic message, not Rust's broken-pipe panic (exit 101).
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_permanence"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["simulate", "--company", "acme", "--from", "+33612345678"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end before the command has loaded the plans and written anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
