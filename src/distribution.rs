@@ -116,6 +116,8 @@ pub struct Hunt {
     strategy: Strategy,
     deadline: Instant,
     overflow_at: Option<Instant>,
+    /// Whether the overflow has happened (so its instant no longer wakes us).
+    overflowed: bool,
     tried: Vec<String>,
     ringing: Vec<String>,
 }
@@ -132,6 +134,7 @@ impl Hunt {
             strategy,
             deadline: now + timeout,
             overflow_at: overflow_after.map(|d| now + d),
+            overflowed: false,
             tried: Vec::new(),
             ringing: Vec::new(),
         }
@@ -151,6 +154,7 @@ impl Hunt {
         let o = offer(&untried, self.strategy, self.overflow_at.is_some(), now_ms);
         let mut names = o.now;
         if self.overflow_at.is_some_and(|at| now >= at) {
+            self.overflowed = true;
             names.extend(o.overflow);
         }
         if self.strategy == Strategy::LongestIdle {
@@ -180,10 +184,11 @@ impl Hunt {
         &self.ringing
     }
 
-    /// When [`Hunt::next`] must be asked again: the overflow, then the end of the step.
-    pub fn poll_timeout(&self, now: Instant) -> Instant {
+    /// When [`Hunt::next`] must be asked again: the overflow (until it has happened),
+    /// then the end of the step.
+    pub fn poll_timeout(&self) -> Instant {
         match self.overflow_at {
-            Some(at) if at > now && at < self.deadline => at,
+            Some(at) if !self.overflowed && at < self.deadline => at,
             _ => self.deadline,
         }
     }
@@ -289,13 +294,18 @@ mod tests {
             t0,
         );
         assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["alice".into()]));
-        assert_eq!(h.poll_timeout(t0), t0 + Duration::from_secs(10));
+        assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(10));
         let t10 = t0 + Duration::from_secs(10);
+        assert_eq!(
+            h.poll_timeout(),
+            t10,
+            "still due when the overflow instant has come, until next() has run"
+        );
         // alice is ringing, so no longer free; fred joins at the overflow.
         let team = [c("alice", true, State::Ringing), team[1].clone()];
         assert_eq!(h.next(&team, 1_000, t10), Next::Ring(vec!["fred".into()]));
         assert_eq!(h.ringing(), ["alice", "fred"]);
-        assert_eq!(h.poll_timeout(t10), t0 + Duration::from_secs(30));
+        assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(30));
         let t30 = t0 + Duration::from_secs(30);
         assert!(h.expired(t30));
         assert_eq!(h.next(&team, 1_000, t30), Next::GiveUp);

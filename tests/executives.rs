@@ -630,3 +630,77 @@ fn a_registered_executive_phone_is_reached_through_user_entries() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("\"marie\""));
 }
+
+/// Simultaneous reach: both of marie's phones ring at once; the one that answers gets the
+/// caller and the other gets CANCEL.
+#[test]
+fn a_simultaneous_reach_list_rings_every_phone_and_cancels_the_others() {
+    let (first, second) = (free_port(), free_port());
+    let setup = setup(
+        &[
+            format!("sip:marie@127.0.0.1:{first}"),
+            format!("sip:marie@127.0.0.1:{second}"),
+        ],
+        r#"[{ transfer = { to = "marie", timeout = 10, mode = "simultaneous" } }, { hangup = {} }]"#,
+        "",
+    );
+    let _server = setup.start();
+    let pcap = setup.dir.path().join("tone.pcap");
+    write_tone_pcap(&pcap, 600.0, 0.5);
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port().to_string();
+    let desk_phone = sipp_phone(
+        "secretary_cancelled.xml",
+        first,
+        &["-key", "username", "marie"],
+    );
+    let mobile = sipp_phone(
+        "secretary_listens.xml",
+        second,
+        &[
+            "-key",
+            "username",
+            "marie",
+            "-key",
+            "rtp_port",
+            &sink_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    assert_sipp_ok(&sipp_call(
+        "bye.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &[],
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "did not wait for an attempt to time out"
+    );
+    assert_sipp_ok(&finish(desk_phone));
+    assert_sipp_ok(&finish(mobile));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("transferred"));
+    let timeline = setup.events(calls[0].id);
+    let offered = timeline
+        .iter()
+        .take_while(|e| *e != "executive-answered")
+        .filter(|e| *e == "executive-offered")
+        .count();
+    assert_eq!(offered, 2, "both rang before the answer: {timeline:?}");
+    assert!(
+        timeline.iter().any(|e| e == "executive-cancelled"),
+        "{timeline:?}"
+    );
+}

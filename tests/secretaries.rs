@@ -510,3 +510,70 @@ fn a_conversation_whose_audio_stops_is_ended_and_the_secretary_wraps_up() {
     std::thread::sleep(Duration::from_millis(2200));
     assert_eq!(secretary_state(&setup, "alice"), "available");
 }
+
+/// Overflow: alice (assigned to acme) rings alone; after `overflow_after` bob (who serves
+/// another company) rings too and answers; alice's phone gets CANCEL.
+#[test]
+fn after_overflow_after_seconds_secretaries_of_other_companies_ring_too() {
+    let setup = setup(r#"[{ secretary = { timeout = 15, overflow_after = 2 } }, { hangup = {} }]"#);
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let (head, bob) = config.split_once("name = \"Bob\"").unwrap();
+    let bob = bob.replacen("companies = [\"acme\"]", "companies = [\"globex\"]", 1);
+    std::fs::write(setup.config(), format!("{head}name = \"Bob\"{bob}")).unwrap();
+    let _server = setup.start();
+    let pcap = setup.dir.path().join("tone.pcap");
+    write_tone_pcap(&pcap, 600.0, 0.5);
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port().to_string();
+    let alice = phone(&setup, "alice", "secretary_cancelled.xml", &[]);
+    let bob = phone(
+        &setup,
+        "bob",
+        "secretary_listens.xml",
+        &[
+            "-key",
+            "rtp_port",
+            &sink_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    assert_sipp_ok(&sipp_call(
+        "bye.xml",
+        setup.addr(),
+        "+33180000001",
+        &port,
+        "0",
+        &[],
+    ));
+    assert_sipp_ok(&finish(alice));
+    assert_sipp_ok(&finish(bob));
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(handled(&setup, calls[0].id).0.as_deref(), Some("bob"));
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let offers: Vec<(String, String)> = conn
+        .prepare("SELECT data, at FROM events WHERE call_id = ?1 AND kind = 'secretary-offered' ORDER BY id")
+        .unwrap()
+        .query_map([calls[0].id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(offers.len(), 2, "{offers:?}");
+    assert!(
+        offers[0].0.contains("\"alice\"") && offers[1].0.contains("\"bob\""),
+        "{offers:?}"
+    );
+    let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+    let gap = at(&offers[1].1) - at(&offers[0].1);
+    assert!(
+        gap.as_secs() >= 1 && gap.as_secs() <= 3,
+        "bob rang {gap:?} after alice"
+    );
+}

@@ -898,9 +898,9 @@ impl Outbound {
     }
 
     /// When [`Outbound::on_timeout`] is due.
-    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let times = [
-            self.offer.as_ref().map(|o| o.hunt.poll_timeout(now)),
+            self.offer.as_ref().map(|o| o.hunt.poll_timeout()),
             self.transfer.as_ref().and_then(|t| t.deadline),
             self.screening.as_ref().map(|s| s.deadline),
         ];
@@ -921,7 +921,7 @@ impl Outbound {
         }
         match &self.offer {
             Some(o) if o.hunt.expired(now) => self.give_up(ctx, "timeout"),
-            Some(o) if o.hunt.poll_timeout(now) <= now => self.advance(ctx, now),
+            Some(o) if o.hunt.poll_timeout() <= now => self.advance(ctx, now),
             _ => News::Nothing,
         }
     }

@@ -293,9 +293,8 @@ impl<'a> Call<'a> {
                     .media
                     .listen(media.stream, listening.0, listening.1);
             }
-            let now = Instant::now();
             let machine_deadline = machine.poll_timeout();
-            let deadline = match (machine_deadline, outbound.poll_timeout(now)) {
+            let deadline = match (machine_deadline, outbound.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -352,7 +351,7 @@ impl<'a> Call<'a> {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = Instant::now();
                     machine.handle_timeout(now);
-                    if outbound.poll_timeout(now).is_some_and(|at| at <= now) {
+                    if outbound.poll_timeout().is_some_and(|at| at <= now) {
                         let news = outbound.on_timeout(self.ctx, now);
                         self.tell(&mut machine, &mut outbound, news);
                     }
