@@ -305,6 +305,17 @@ fn a_declined_call_goes_to_the_next_secretary_and_a_timeout_to_the_next_step() {
 /// microphone (a WAV) reaches the caller, and the caller's hang-up ends baresip's leg.
 #[test]
 fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
+    baresip_takes_a_call("udp");
+}
+
+/// The same with baresip registered over TCP: the server calls it back on the connection
+/// it registered on.
+#[test]
+fn a_real_softphone_baresip_registered_over_tcp_takes_a_call() {
+    baresip_takes_a_call("tcp");
+}
+
+fn baresip_takes_a_call(transport: &str) {
     let setup = setup(r#"[{ secretary = { timeout = 15 } }, { hangup = {} }]"#);
     let server = setup.start();
     let home = setup.dir.path().join("baresip");
@@ -315,7 +326,7 @@ fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
     std::fs::write(
         home.join("accounts"),
         format!(
-            "<sip:alice@{};transport=udp>;auth_pass=alice;regint=120;answermode=auto\n",
+            "<sip:alice@{};transport={transport}>;auth_pass=alice;regint=120;answermode=auto\n",
             server.addr
         ),
     )
@@ -350,10 +361,15 @@ fn a_real_softphone_baresip_takes_a_call_with_audio_both_ways() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text
+        if let Some(line) = text
             .lines()
-            .any(|l| l.contains("\"alice\"") && l.contains("\"available\""))
+            .find(|l| l.contains("\"alice\"") && l.contains("\"available\""))
         {
+            let wanted = format!("\"transport\":\"{}\"", transport.to_ascii_uppercase());
+            assert!(
+                line.contains(&wanted),
+                "registered over another transport: {line}"
+            );
             break;
         }
         assert!(
