@@ -250,3 +250,21 @@ fn options_gets_200() {
         &["-s", "anything", "-t", "t1"],
     ));
 }
+
+/// Through a proxy that record-routes: our 200 copies the Record-Route and our BYE follows
+/// it as Route (RFC 3261 §12.1.1, §12.2.1.1); the SIPp scenario checks both headers.
+#[test]
+fn a_record_routed_call_gets_record_route_back_and_a_routed_bye() {
+    let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
+    let _server = setup.start();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = sink.local_addr().unwrap().port().to_string();
+    assert_sipp_ok(&sipp_call(
+        "call_rr.xml",
+        setup.addr(),
+        NUMBER,
+        &rtp_port,
+        "0",
+        &[],
+    ));
+}

@@ -83,6 +83,8 @@ pub struct Leg {
     invite: String,
     /// Whether credentials were already sent (a second challenge means they were refused).
     pub authenticated: bool,
+    /// The dialog's route set: the 2xx's Record-Route, reversed (RFC 3261 §12.1.2).
+    route: Vec<String>,
 }
 
 impl Leg {
@@ -149,6 +151,7 @@ impl Leg {
             ack: None,
             invite: text.clone(),
             authenticated: false,
+            route: Vec::new(),
         };
         (leg, text.into_bytes(), ack)
     }
@@ -166,6 +169,7 @@ impl Leg {
         }
         self.state = LegState::Answered;
         self.to = response.to.clone();
+        self.route = response.record_route.iter().rev().cloned().collect();
         self.remote_target = Some(
             response
                 .contact
@@ -186,6 +190,7 @@ impl Leg {
             local: self.from.clone(),
             remote: self.to.clone(),
             call_id: self.call_id.0.clone(),
+            route: self.route.clone(),
         }
     }
 
@@ -212,6 +217,7 @@ impl Leg {
             local: self.from.clone(),
             remote: self.to.clone(),
             call_id: self.call_id.0.clone(),
+            route: Vec::new(),
         };
         let bytes = write::in_dialog_request(
             &dialog,
@@ -379,6 +385,10 @@ mod tests {
             to: "<sip:alice@127.0.0.1>;tag=phone".into(),
             to_tag: Some("phone".into()),
             contact: Some("sip:alice@192.0.2.7:5070".into()),
+            record_route: vec![
+                "<sip:edge.example;lr>".into(),
+                "<sip:core.example;lr>".into(),
+            ],
             challenge: None,
             body: Vec::new(),
         };
@@ -393,6 +403,11 @@ mod tests {
             panic!()
         };
         assert_eq!((b.method, b.cseq.seq), (Method::Bye, 2));
+        let text = String::from_utf8(bye).unwrap();
+        assert!(
+            text.contains("Route: <sip:core.example;lr>, <sip:edge.example;lr>\r\n"),
+            "the UAC's route set is the Record-Route reversed: {text}"
+        );
         assert_eq!(leg.state, LegState::Done);
     }
 

@@ -563,6 +563,7 @@ impl<'a> Call<'a> {
                 .clone()
                 .unwrap_or_else(|| self.invite.from.uri.clone()),
             local: format!("{};tag={}", self.invite.echo.to, self.tag),
+            route: self.invite.record_route.clone(),
             remote: self.invite.echo.from.clone(),
             call_id: self.invite.call_id.0.clone(),
         };

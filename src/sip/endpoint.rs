@@ -280,6 +280,7 @@ impl Endpoint {
                 local: format!("<sip:permanence@{local}>;tag={}", write::new_tag()),
                 remote: format!("<sip:{username}@{}>", local.ip()),
                 call_id: call_id.clone(),
+                route: Vec::new(),
             };
             let bytes = write::in_dialog_request(
                 &dialog,

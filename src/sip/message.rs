@@ -143,6 +143,8 @@ pub struct Request {
     pub authorization: Option<String>,
     /// Refer-To URI (REFER), without its name-addr brackets.
     pub refer_to: Option<String>,
+    /// Record-Route values, in order (our route set as the UAS, RFC 3261 §12.1.1).
+    pub record_route: Vec<String>,
     /// Content-Type, lower-cased, without parameters.
     pub content_type: Option<String>,
     /// The Accept header, if present (empty string for an empty Accept).
@@ -168,6 +170,9 @@ pub struct Echo {
     pub call_id: String,
     /// CSeq.
     pub cseq: String,
+    /// Record-Route values, copied into the responses that may create a dialog
+    /// (RFC 3261 §12.1.1).
+    pub record_route: Vec<String>,
 }
 
 /// A response, reduced to what a client transaction needs.
@@ -187,6 +192,8 @@ pub struct Response {
     pub to_tag: Option<String>,
     /// The first Contact URI (the remote target of a 2xx).
     pub contact: Option<String>,
+    /// Record-Route values, in order (reversed, our route set as the UAC, §12.1.2).
+    pub record_route: Vec<String>,
     /// The digest challenge of a 401 (`WWW-Authenticate`, false) or 407
     /// (`Proxy-Authenticate`, true), for a leg through a trunk.
     pub challenge: Option<(bool, String)>,

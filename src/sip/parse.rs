@@ -148,6 +148,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
         to: one("to").unwrap_or_default().to_string(),
         call_id: one("call-id").unwrap_or_default().to_string(),
         cseq: one("cseq").unwrap_or_default().to_string(),
+        record_route: all("record-route").map(str::to_string).collect(),
     };
     let bad = |status: u16, why: &'static str| Rejection {
         why: why.into(),
@@ -276,6 +277,10 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
         contact_star,
         expires: one("expires").and_then(|e| e.parse().ok()),
         authorization: one("authorization").map(str::to_string),
+        record_route: all("record-route")
+            .flat_map(split_list)
+            .map(str::to_string)
+            .collect(),
         refer_to: one("refer-to").and_then(parse_name_addr).map(|n| n.uri),
         content_type: one("content-type").map(|c| {
             c.split(';')
@@ -362,6 +367,10 @@ fn parse_response(
         to: to.to_string(),
         to_tag,
         contact,
+        record_route: all_values(headers, "record-route")
+            .flat_map(split_list)
+            .map(str::to_string)
+            .collect(),
         challenge,
         body: body.to_vec(),
     })

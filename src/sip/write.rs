@@ -84,6 +84,11 @@ pub fn response(
         "Call-ID: {}\r\nCSeq: {}\r\nServer: {PRODUCT}\r\n",
         echo.call_id, echo.cseq
     );
+    if (101..300).contains(&status) {
+        for route in &echo.record_route {
+            let _ = write!(out, "Record-Route: {route}\r\n");
+        }
+    }
     for (name, value) in extra {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -121,6 +126,8 @@ pub struct DialogHeaders {
     pub remote: String,
     /// Call-ID.
     pub call_id: String,
+    /// The dialog's route set (Record-Route, RFC 3261 §12.1): sent as Route headers.
+    pub route: Vec<String>,
 }
 
 /// Writes an in-dialog request such as BYE, with the Via we are reachable at.
@@ -164,6 +171,9 @@ pub fn in_dialog_request_with_body(
          From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nUser-Agent: {PRODUCT}\r\n",
         dialog.remote_target, dialog.local, dialog.remote, dialog.call_id
     );
+    if !dialog.route.is_empty() {
+        let _ = write!(out, "Route: {}\r\n", dialog.route.join(", "));
+    }
     for (name, value) in extra {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -186,6 +196,7 @@ mod tests {
             to: "<sip:b@y>".into(),
             call_id: "cid".into(),
             cseq: "1 INVITE".into(),
+            record_route: vec!["<sip:proxy.example;lr>".into()],
         }
     }
 
@@ -196,6 +207,15 @@ mod tests {
         assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKy\r\n"));
         assert!(text.contains("To: <sip:b@y>;tag=T\r\n"));
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        assert!(
+            !text.contains("Record-Route"),
+            "a final refusal creates no dialog"
+        );
+        let ok = String::from_utf8(response(&echo(), 200, Some("T"), &[], None)).unwrap();
+        assert!(
+            ok.contains("Record-Route: <sip:proxy.example;lr>\r\n"),
+            "{ok}"
+        );
         let trying = String::from_utf8(response(&echo(), 100, Some("T"), &[], None)).unwrap();
         assert!(trying.contains("To: <sip:b@y>\r\n"));
     }
@@ -207,6 +227,7 @@ mod tests {
             local: "<sip:+33180000001@127.0.0.1>;tag=ours".into(),
             remote: "<sip:+336@127.0.0.1>;tag=theirs".into(),
             call_id: "cid".into(),
+            route: vec!["<sip:p1.example;lr>".into(), "<sip:p2.example;lr>".into()],
         };
         let bytes = in_dialog_request(
             &d,
@@ -224,5 +245,7 @@ mod tests {
         assert_eq!(r.from.tag.as_deref(), Some("ours"));
         assert_eq!(r.to.tag.as_deref(), Some("theirs"));
         assert_eq!(r.cseq.seq, 2);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n"));
     }
 }
