@@ -68,9 +68,15 @@ pub enum Answer {
     Bad,
     /// 403: authenticated as someone else than the To user.
     Forbidden,
+    /// 403: more than [`MAX_CONTACTS`] phones for one user (each would be rung per call).
+    TooMany,
     /// 200 with the user's current bindings and their remaining seconds.
     Ok(Vec<(String, u64)>),
 }
+
+/// Most phones one user may register: every call to them forks to each, so the number is
+/// bounded however many contacts an authenticated phone sends.
+pub const MAX_CONTACTS: usize = 10;
 
 /// Every secretary's bindings.
 #[derive(Debug)]
@@ -222,6 +228,18 @@ impl Registrar {
             if asked != 0 && asked < self.settings.min_expires {
                 return Answer::TooBrief(self.settings.min_expires);
             }
+        }
+        let kept = list
+            .iter()
+            .filter(|b| r.contacts.iter().all(|c| c.uri != b.contact))
+            .count();
+        let added = r
+            .contacts
+            .iter()
+            .filter(|c| c.expires.or(r.expires) != Some(0))
+            .count();
+        if kept + added > MAX_CONTACTS {
+            return Answer::TooMany;
         }
         for contact in r.contacts {
             let asked = contact
@@ -454,6 +472,47 @@ mod tests {
         assert_eq!(a, b);
         assert!(matches!(a, Answer::Challenge(_)));
         assert!(r.bindings("alice", 1002).is_empty());
+    }
+
+    #[test]
+    fn one_user_may_register_only_so_many_phones() {
+        let mut r = registrar();
+        let register = |r: &mut Registrar, contacts: &[NameAddr], auth: Option<&str>| {
+            r.register(
+                &Register {
+                    to_user: None,
+                    authorization: auth,
+                    contacts,
+                    star: false,
+                    expires: None,
+                    source: source(),
+                },
+                1000,
+            )
+        };
+        let many: Vec<NameAddr> = (0..MAX_CONTACTS)
+            .map(|i| contact(&format!("sip:a@10.0.0.{i}"), None))
+            .collect();
+        let nonce = nonce_of(&register(&mut r, &many, None));
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        assert!(
+            matches!(register(&mut r, &many, Some(&auth)), Answer::Ok(l) if l.len() == MAX_CONTACTS)
+        );
+        let one_more = [contact("sip:a@10.0.0.99", None)];
+        assert_eq!(register(&mut r, &one_more, Some(&auth)), Answer::TooMany);
+        assert_eq!(
+            r.bindings("alice", 1001).len(),
+            MAX_CONTACTS,
+            "nothing changed"
+        );
+        // Refreshing or removing a phone already there is fine.
+        let again = [
+            contact("sip:a@10.0.0.3", Some(0)),
+            contact("sip:a@10.0.0.99", None),
+        ];
+        assert!(
+            matches!(register(&mut r, &again, Some(&auth)), Answer::Ok(l) if l.len() == MAX_CONTACTS)
+        );
     }
 
     #[test]

@@ -530,10 +530,10 @@ impl Outbound {
         local: LocalMedia,
         negotiated: Negotiated,
     ) -> News {
+        // The other phones were cancelled when this one answered.
         let Some(t) = self.transfer.take() else {
             return News::Nothing;
         };
-        self.cancel_ringing(ctx, None);
         let referred = t.referred_by.is_some();
         if referred {
             self.notify_referrer(ctx, "SIP/2.0 200 OK", true);
@@ -916,26 +916,14 @@ impl Outbound {
             && let Some(t) = &self.transfer
             && t.deadline.is_some_and(|d| d <= now)
         {
-            self.cancel_ringing_role(ctx, Role::Executive);
+            // Only this attempt's phones ring: a secretary's leg, if any, is answered.
+            self.cancel_ringing(ctx, None);
             return self.next_attempt(ctx, now);
         }
         match &self.offer {
             Some(o) if o.hunt.expired(now) => self.give_up(ctx, "timeout"),
             Some(o) if o.hunt.poll_timeout() <= now => self.advance(ctx, now),
             _ => News::Nothing,
-        }
-    }
-
-    fn cancel_ringing_role(&mut self, ctx: &CallContext, role: Role) {
-        for index in 0..self.legs.len() {
-            if self.legs[index].role == role
-                && matches!(
-                    self.legs[index].state,
-                    LegState::Calling | LegState::Ringing
-                )
-            {
-                self.cancel_leg(ctx, index);
-            }
         }
     }
 

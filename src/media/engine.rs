@@ -28,6 +28,8 @@ const TICK_MICROS: u64 = 5_000;
 /// Beyond this lateness the engine stops catching up and re-anchors its clock (a stall
 /// of the whole process, e.g. suspended): bursting seconds of audio helps no one.
 const MAX_CATCH_UP: Duration = Duration::from_millis(200);
+/// Largest datagram read from a peer; the kernel truncates larger ones (G.711 at 20 ms is 172).
+const READ_BUFFER: usize = 2048;
 /// Datagrams read per stream per visit; a caller sends one per 20 ms.
 const MAX_READS_PER_VISIT: usize = 16;
 /// Until latched, the socket is read every this many visits (100 ms): soon enough to
@@ -375,7 +377,8 @@ impl Stream {
         let Some(bridge) = &mut self.bridge else {
             return;
         };
-        let mut converted = [0u8; 512];
+        // As large as any datagram we read: every payload can be converted.
+        let mut converted = [0u8; READ_BUFFER];
         for p in &relayed.packets {
             let payload = &relayed.bytes[p.range.clone()];
             let (payload_type, body, samples): (u8, &[u8], u32) = if p.event {
@@ -383,7 +386,7 @@ impl Stream {
                     (Some(_), Some(ours)) => (ours, payload, 0),
                     _ => continue,
                 }
-            } else if from_codec == self.codec || payload.len() > converted.len() {
+            } else if from_codec == self.codec {
                 (self.payload_type, payload, payload.len() as u32)
             } else {
                 let out = &mut converted[..payload.len()];
@@ -428,9 +431,13 @@ impl Stream {
                         self.remote = from;
                         let _ = self.events.send((self.id, MediaEvent::Latched(from)));
                     }
-                    self.received(&scratch[..n]);
+                    // One parse per packet, for listening and relaying alike.
+                    let Some(rtp) = crate::rtp::parse(&scratch[..n]) else {
+                        continue;
+                    };
+                    self.received(&rtp);
                     if self.bridge.is_some() {
-                        self.keep_for_relay(&scratch[..n], relayed, now);
+                        self.keep_for_relay(&rtp, relayed, now);
                     }
                 }
                 Err(_) => break,
@@ -438,10 +445,7 @@ impl Stream {
         }
     }
 
-    fn keep_for_relay(&mut self, datagram: &[u8], relayed: &mut Relayed, now: Instant) {
-        let Some(rtp) = crate::rtp::parse(datagram) else {
-            return;
-        };
+    fn keep_for_relay(&mut self, rtp: &crate::rtp::Received, relayed: &mut Relayed, now: Instant) {
         let event = Some(rtp.payload_type) == self.telephone_event;
         if !event && rtp.payload_type != self.payload_type {
             // Comfort noise or a codec we did not agree on: not ours to pass on.
@@ -462,10 +466,7 @@ impl Stream {
     }
 
     /// Keypresses and audio from one of the caller's packets, when listening.
-    fn received(&mut self, datagram: &[u8]) {
-        let Some(rtp) = crate::rtp::parse(datagram) else {
-            return;
-        };
+    fn received(&mut self, rtp: &crate::rtp::Received) {
         if self.listen_digits && Some(rtp.payload_type) == self.telephone_event {
             if let Some(digit) = self.dtmf.on_packet(rtp.timestamp, rtp.payload) {
                 let _ = self.events.send((self.id, MediaEvent::Digit(digit)));
@@ -625,7 +626,7 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
         slots: vec![Vec::new(); SLOTS as usize],
     };
     let mut packet = Vec::with_capacity(12 + 160);
-    let mut scratch = vec![0u8; 2048];
+    let mut scratch = vec![0u8; READ_BUFFER];
     let mut relayed = Relayed::default();
     let mut epoch = Instant::now();
     let mut tick: u64 = 0;

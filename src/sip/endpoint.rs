@@ -433,6 +433,10 @@ impl Endpoint {
             Answer::TooBrief(min) => (423, vec![("Min-Expires", min.to_string())]),
             Answer::Bad => (400, Vec::new()),
             Answer::Forbidden => (403, Vec::new()),
+            Answer::TooMany => {
+                tracing::warn!(peer = %peer.addr, "REGISTER refused: too many contacts for one user");
+                (403, Vec::new())
+            }
             Answer::Ok(list) => (
                 200,
                 list.iter()
