@@ -171,8 +171,7 @@ fn a_screened_executive_who_presses_2_sends_the_call_to_the_next_step() {
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "call.xml",
         setup.addr(),
@@ -206,36 +205,14 @@ fn a_sequential_reach_list_rings_the_second_phone_when_the_first_does_not_answer
         "",
     );
     let _server = setup.start();
-    let pcap = setup.dir.path().join("tone.pcap");
-    write_tone_pcap(&pcap, 600.0, 0.5);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port().to_string();
     let silent = sipp_phone(
         "secretary_cancelled.xml",
         first,
         &["-key", "username", "marie"],
     );
-    let answers = sipp_phone(
-        "secretary_listens.xml",
-        second,
-        &[
-            "-key",
-            "username",
-            "marie",
-            "-key",
-            "rtp_port",
-            &sink_port,
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let (answers, _heard) = listening_phone(&setup, second, "marie");
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "bye.xml",
         setup.addr(),
@@ -302,31 +279,12 @@ fn a_secretary_transfers_the_caller_to_an_executive_with_refer() {
         "",
     );
     let _server = setup.start();
-    let pcap = setup.dir.path().join("tone.pcap");
-    write_tone_pcap(&pcap, 600.0, 1.0);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let marie = sipp_phone(
-        "secretary_listens.xml",
-        exec_port,
-        &[
-            "-key",
-            "username",
-            "marie",
-            "-key",
-            "rtp_port",
-            &sink.local_addr().unwrap().port().to_string(),
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap(&pcap, 1000.0, 1.0);
+    let (marie, _heard) = listening_phone(&setup, exec_port, "marie");
     let alice = secretary_phone(&setup, "secretary_refer.xml", "sip:marie@127.0.0.1");
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let out = sipp_call(
         "talk_hangup.xml",
         setup.addr(),
@@ -373,8 +331,7 @@ fn a_refer_to_a_destination_the_company_does_not_allow_gets_403() {
         "sip:+33899999999@127.0.0.1",
     );
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let pcap = setup.dir.path().join("tone.pcap");
     write_tone_pcap(&pcap, 600.0, 0.5);
     assert_sipp_ok(&sipp_call(
@@ -452,8 +409,7 @@ fn no_open_relay_an_outside_number_is_never_dialled() {
         }
         if only_trunk {
             // A secretary's account may still call a company's number from anywhere.
-            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let port = rtp.local_addr().unwrap().port().to_string();
+            let (_rtp, port) = rtp_socket();
             let out = sipp_call(
                 "call_auth.xml",
                 setup.addr(),
@@ -512,8 +468,7 @@ fn a_leg_through_the_trunk_answers_its_digest_challenge_and_connects() {
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let caller = sipp_call("bye.xml", setup.addr(), "+33180000001", &port, "0", &[]);
     let trunk = finish(trunk);
     assert_sipp_ok(&trunk);
@@ -587,30 +542,9 @@ fn a_registered_executive_phone_is_reached_through_user_entries() {
     let _server = setup.start();
     let port = free_port();
     register_from(setup.addr(), port, "marie", "marie");
-    let pcap = setup.dir.path().join("tone.pcap");
-    write_tone_pcap(&pcap, 600.0, 0.5);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let marie = sipp_phone(
-        "secretary_listens.xml",
-        port,
-        &[
-            "-key",
-            "username",
-            "marie",
-            "-key",
-            "rtp_port",
-            &sink.local_addr().unwrap().port().to_string(),
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let (marie, _heard) = listening_phone(&setup, port, "marie");
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, rtp_port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "bye.xml",
         setup.addr(),
@@ -645,36 +579,14 @@ fn a_simultaneous_reach_list_rings_every_phone_and_cancels_the_others() {
         "",
     );
     let _server = setup.start();
-    let pcap = setup.dir.path().join("tone.pcap");
-    write_tone_pcap(&pcap, 600.0, 0.5);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port().to_string();
     let desk_phone = sipp_phone(
         "secretary_cancelled.xml",
         first,
         &["-key", "username", "marie"],
     );
-    let mobile = sipp_phone(
-        "secretary_listens.xml",
-        second,
-        &[
-            "-key",
-            "username",
-            "marie",
-            "-key",
-            "rtp_port",
-            &sink_port,
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let (mobile, _heard) = listening_phone(&setup, second, "marie");
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let started = Instant::now();
     assert_sipp_ok(&sipp_call(
         "bye.xml",

@@ -146,8 +146,7 @@ fn with_no_secretary_available_the_next_step_runs() {
     let setup =
         setup(r#"[{ secretary = { timeout = 20 } }, { play = "tone/a.wav" }, { hangup = {} }]"#);
     let _server = setup.start();
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let started = Instant::now();
     assert_sipp_ok(&sipp_call(
         "call.xml",
@@ -179,8 +178,7 @@ fn ring_all_gives_the_call_to_the_first_answer_and_cancels_the_other() {
     let _server = setup.start();
     let pcap = setup.dir.path().join("tone.pcap");
     write_tone_pcap(&pcap, 600.0, 1.0);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port().to_string();
+    let (_sink, sink_port) = rtp_socket();
     let bob = phone(&setup, "bob", "secretary_cancelled.xml", &[]);
     let alice = phone(
         &setup,
@@ -199,8 +197,7 @@ fn ring_all_gives_the_call_to_the_first_answer_and_cancels_the_other() {
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let out = sipp_call(
         "talk.xml",
         setup.addr(),
@@ -229,8 +226,7 @@ fn a_caller_hanging_up_while_it_rings_cancels_the_secretary() {
     let _server = setup.start();
     let alice = phone(&setup, "alice", "secretary_cancelled.xml", &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "cancel.xml",
         setup.addr(),
@@ -265,8 +261,7 @@ fn a_declined_call_goes_to_the_next_secretary_and_a_timeout_to_the_next_step() {
     std::thread::sleep(Duration::from_millis(50));
     let bob = phone(&setup, "bob", "secretary_cancelled.xml", &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "call.xml",
         setup.addr(),
@@ -474,29 +469,14 @@ fn a_conversation_whose_audio_stops_is_ended_and_the_secretary_wraps_up() {
     )
     .unwrap();
     let _server = setup.start();
-    let pcap = setup.dir.path().join("short.pcap");
-    write_tone_pcap(&pcap, 600.0, 0.5);
-    let alice_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let alice = phone(
-        &setup,
-        "alice",
-        "secretary_listens.xml",
-        &[
-            "-key",
-            "rtp_port",
-            &alice_rtp.local_addr().unwrap().port().to_string(),
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let alice_port = free_port();
+    register_from(setup.addr(), alice_port, "alice", "alice");
+    let (alice, _heard) = listening_phone(&setup, alice_port, "alice");
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap(&pcap, 1000.0, 0.5);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(secretary_state(&setup, "alice"), "available");
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     let started = Instant::now();
     let out = sipp_call(
         "talk.xml",
@@ -537,30 +517,12 @@ fn after_overflow_after_seconds_secretaries_of_other_companies_ring_too() {
     let bob = bob.replacen("companies = [\"acme\"]", "companies = [\"globex\"]", 1);
     std::fs::write(setup.config(), format!("{head}name = \"Bob\"{bob}")).unwrap();
     let _server = setup.start();
-    let pcap = setup.dir.path().join("tone.pcap");
-    write_tone_pcap(&pcap, 600.0, 0.5);
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port().to_string();
     let alice = phone(&setup, "alice", "secretary_cancelled.xml", &[]);
-    let bob = phone(
-        &setup,
-        "bob",
-        "secretary_listens.xml",
-        &[
-            "-key",
-            "rtp_port",
-            &sink_port,
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let bob_port = free_port();
+    register_from(setup.addr(), bob_port, "bob", "bob");
+    let (bob, _heard) = listening_phone(&setup, bob_port, "bob");
     std::thread::sleep(Duration::from_millis(300));
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = rtp.local_addr().unwrap().port().to_string();
+    let (_rtp, port) = rtp_socket();
     assert_sipp_ok(&sipp_call(
         "bye.xml",
         setup.addr(),

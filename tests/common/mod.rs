@@ -635,3 +635,38 @@ pub fn hear(sock: &UdpSocket, max: Duration) -> (usize, Vec<i16>) {
     }
     (packets, audio)
 }
+
+/// A socket for the RTP of a SIPp call's far end (kept open so nothing else takes the
+/// port), and its port as SIPp wants it.
+pub fn rtp_socket() -> (UdpSocket, String) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port().to_string();
+    (sock, port)
+}
+
+/// SIPp as `user`'s phone on `port` that answers, says half a second of 600 Hz and waits for
+/// the server's BYE (`secretary_listens.xml`); what it hears lands on the returned socket.
+pub fn listening_phone(setup: &Setup, port: u16, user: &str) -> (Child, UdpSocket) {
+    let pcap = setup.dir.path().join(format!("voice-{port}.pcap"));
+    write_tone_pcap(&pcap, 600.0, 0.5);
+    let (sink, sink_port) = rtp_socket();
+    let phone = sipp_phone(
+        "secretary_listens.xml",
+        port,
+        &[
+            "-key",
+            "username",
+            user,
+            "-key",
+            "rtp_port",
+            &sink_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    (phone, sink)
+}
