@@ -5,7 +5,7 @@
 use permanence::{dtmf, rtp, sdp, sip};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sip-torture");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sip-torture");
     let mut out = Vec::new();
     for dir in ["rfc4475", "rfc5118"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {

@@ -13,7 +13,7 @@ fn plan_named(route: &str, steps: &str) -> String {
 }
 
 fn wait_reloads(setup: &Setup, n: usize) -> Vec<(String, String, String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = setup.reloads();
         if r.len() >= n || Instant::now() > deadline {

@@ -16,7 +16,7 @@ fn greeting_setup(steps: &str) -> Setup {
     Setup::new(&[("acme.toml", &plan("acme", NUMBER, steps))])
 }
 
-/// What RFC 4475 / RFC 5118 expect of a message (see ../shared/sip-torture/README.md).
+/// What RFC 4475 / RFC 5118 expect of a message (see tests/sip-torture/README.md).
 #[derive(Debug, Clone, Copy)]
 enum Expect {
     /// A valid request: answered, and not as malformed (no 400 / 505).
@@ -103,7 +103,7 @@ fn torture_expectations() -> Vec<(&'static str, Expect)> {
 }
 
 fn torture_dir() -> PathBuf {
-    repo().join("../shared/sip-torture")
+    repo().join("tests/sip-torture")
 }
 
 fn first_answer(sock: &UdpSocket, wait: Duration) -> Option<u16> {

@@ -21,7 +21,7 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 # One line for the whole run: cargo prints one "test result" per test binary.
 awk '/^test result:/ {
