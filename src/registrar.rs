@@ -5,6 +5,10 @@
 //! the REGISTER came from, which is what a softphone behind NAT needs (as `received`/
 //! `rport` would). An unknown user and a wrong password get the same answer: a new
 //! challenge.
+//!
+//! A Contact carrying `+sip.instance` (RFC 5626 §4.1, RFC 5627) names the device: it
+//! replaces the user's binding with the same instance id even when the URI changed (a
+//! softphone that restarted on another port or address), so the stale contact is not rung.
 
 use std::collections::HashMap;
 
@@ -84,7 +88,35 @@ pub struct Registrar {
     settings: Settings,
     nonces: Nonces,
     secretaries: HashMap<String, Secretary>,
-    bindings: HashMap<String, Vec<Binding>>,
+    bindings: HashMap<String, Vec<Stored>>,
+}
+
+/// A binding and the instance id of the device that registered it, if it said.
+#[derive(Debug, Clone)]
+struct Stored {
+    binding: Binding,
+    instance: Option<String>,
+}
+
+/// The instance id of a Contact: its `+sip.instance` value without the angle brackets
+/// (`<urn:uuid:…>` → `urn:uuid:…`), compared exactly.
+fn instance_id(contact: &NameAddr) -> Option<String> {
+    let value = contact.instance.as_deref()?.trim();
+    let value = value
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(value)
+        .trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+impl Stored {
+    /// Whether `contact` (with instance id `instance`) updates this binding: the same URI,
+    /// or the same device.
+    fn replaced_by(&self, contact: &NameAddr, instance: Option<&str>) -> bool {
+        self.binding.contact == contact.uri
+            || instance.is_some_and(|i| self.instance.as_deref() == Some(i))
+    }
 }
 
 /// The facts of a REGISTER the registrar needs.
@@ -129,7 +161,10 @@ impl Registrar {
             self.bindings
                 .entry(username.to_string())
                 .or_default()
-                .push(binding);
+                .push(Stored {
+                    binding,
+                    instance: None,
+                });
         }
     }
 
@@ -137,7 +172,12 @@ impl Registrar {
     pub fn bindings(&self, username: &str, now: u64) -> Vec<Binding> {
         self.bindings
             .get(username)
-            .map(|b| b.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .map(|list| {
+                list.iter()
+                    .filter(|s| s.binding.expires_at > now)
+                    .map(|s| s.binding.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -212,7 +252,7 @@ impl Registrar {
             return Answer::Forbidden;
         }
         let list = self.bindings.entry(username.clone()).or_default();
-        list.retain(|b| b.expires_at > now);
+        list.retain(|s| s.binding.expires_at > now);
         if r.star {
             if !r.contacts.is_empty() || r.expires != Some(0) {
                 return Answer::Bad;
@@ -229,9 +269,15 @@ impl Registrar {
                 return Answer::TooBrief(self.settings.min_expires);
             }
         }
+        let instances: Vec<Option<String>> = r.contacts.iter().map(instance_id).collect();
         let kept = list
             .iter()
-            .filter(|b| r.contacts.iter().all(|c| c.uri != b.contact))
+            .filter(|s| {
+                r.contacts
+                    .iter()
+                    .zip(&instances)
+                    .all(|(c, i)| !s.replaced_by(c, i.as_deref()))
+            })
             .count();
         let added = r
             .contacts
@@ -241,24 +287,27 @@ impl Registrar {
         if kept + added > MAX_CONTACTS {
             return Answer::TooMany;
         }
-        for contact in r.contacts {
+        for (contact, instance) in r.contacts.iter().zip(instances) {
             let asked = contact
                 .expires
                 .or(r.expires)
                 .unwrap_or(self.settings.default_expires);
-            list.retain(|b| b.contact != contact.uri);
+            list.retain(|s| !s.replaced_by(contact, instance.as_deref()));
             if asked > 0 {
                 let granted = asked.min(self.settings.max_expires);
-                list.push(Binding {
-                    contact: contact.uri.clone(),
-                    source: r.source,
-                    expires_at: now + u64::from(granted),
+                list.push(Stored {
+                    binding: Binding {
+                        contact: contact.uri.clone(),
+                        source: r.source,
+                        expires_at: now + u64::from(granted),
+                    },
+                    instance,
                 });
             }
         }
         Answer::Ok(
             list.iter()
-                .map(|b| (b.contact.clone(), b.expires_at - now))
+                .map(|s| (s.binding.contact.clone(), s.binding.expires_at - now))
                 .collect(),
         )
     }
@@ -270,8 +319,8 @@ impl Registrar {
             .iter()
             .flat_map(|(u, list)| {
                 list.iter()
-                    .filter(|b| b.expires_at > now)
-                    .map(move |b| (u.clone(), b.clone()))
+                    .filter(|s| s.binding.expires_at > now)
+                    .map(move |s| (u.clone(), s.binding.clone()))
             })
             .collect();
         out.sort_by(|a, b| (&a.0, &a.1.contact).cmp(&(&b.0, &b.1.contact)));
@@ -284,7 +333,7 @@ impl Registrar {
             return false;
         };
         let before = list.len();
-        list.retain(|b| b.contact != contact);
+        list.retain(|s| s.binding.contact != contact);
         list.len() != before
     }
 
@@ -352,6 +401,33 @@ mod tests {
             expires,
             ..Default::default()
         }
+    }
+
+    fn with_instance(uri: &str, instance: &str) -> NameAddr {
+        NameAddr {
+            uri: uri.into(),
+            instance: Some(instance.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Registers `contacts` for alice from `port` at `now`, answering the challenge.
+    fn register_alice(r: &mut Registrar, contacts: &[NameAddr], port: u16, now: u64) -> Answer {
+        let source = Peer {
+            transport: Transport::Udp,
+            addr: std::net::SocketAddr::from(([192, 0, 2, 7], port)),
+        };
+        let facts = |authorization| Register {
+            to_user: Some("alice"),
+            authorization,
+            contacts,
+            star: false,
+            expires: None,
+            source,
+        };
+        let nonce = nonce_of(&r.register(&facts(None), now));
+        let auth = answer_for(r, "alice", "alice", &nonce, Algorithm::Md5);
+        r.register(&facts(Some(&auth)), now)
     }
 
     fn source() -> Peer {
@@ -584,5 +660,118 @@ mod tests {
             ]
         );
         assert_eq!(r.bindings("alice", 1200).len(), 1, "the 120 s one lapsed");
+    }
+
+    #[test]
+    fn the_same_instance_from_another_contact_replaces_the_binding() {
+        let mut r = registrar();
+        let instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";
+        let first = [with_instance("sip:alice@10.0.0.5:5062", instance)];
+        assert!(matches!(
+            register_alice(&mut r, &first, 5062, 1000),
+            Answer::Ok(_)
+        ));
+        // The phone restarted on another port (and quoted the same id without brackets).
+        let second = [with_instance(
+            "sip:alice@10.0.0.5:5070;transport=udp",
+            "urn:uuid:00000000-0000-1000-8000-000A95A0E128",
+        )];
+        assert_eq!(
+            register_alice(&mut r, &second, 5070, 1010),
+            Answer::Ok(vec![("sip:alice@10.0.0.5:5070;transport=udp".into(), 600)]),
+            "the stale contact is gone from the 200 too"
+        );
+        let now = r.bindings("alice", 1011);
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(now[0].contact, "sip:alice@10.0.0.5:5070;transport=udp");
+        assert_eq!(
+            now[0].source.addr.port(),
+            5070,
+            "calls go to the new source"
+        );
+        assert_eq!(r.all_bindings(1011).len(), 1);
+        // Unregistering the device by its new contact leaves nothing.
+        let gone = [NameAddr {
+            expires: Some(0),
+            ..second[0].clone()
+        }];
+        assert_eq!(
+            register_alice(&mut r, &gone, 5070, 1020),
+            Answer::Ok(vec![])
+        );
+        assert!(r.bindings("alice", 1021).is_empty());
+    }
+
+    #[test]
+    fn different_instances_are_different_phones() {
+        let mut r = registrar();
+        let desk = [with_instance(
+            "sip:alice@10.0.0.5:5062",
+            "<urn:uuid:11111111-1111-1111-1111-111111111111>",
+        )];
+        let mobile = [with_instance(
+            "sip:alice@10.0.0.6:5062",
+            "<urn:uuid:22222222-2222-2222-2222-222222222222>",
+        )];
+        register_alice(&mut r, &desk, 5062, 1000);
+        let Answer::Ok(both) = register_alice(&mut r, &mobile, 5062, 1000) else {
+            panic!()
+        };
+        assert_eq!(both.len(), 2, "{both:?}");
+        // Instance ids compare exactly (URNs of different case are not the same device here).
+        let upper = [with_instance(
+            "sip:alice@10.0.0.7:5062",
+            "<urn:uuid:22222222-2222-2222-2222-22222222222A>",
+        )];
+        let lower = [with_instance(
+            "sip:alice@10.0.0.8:5062",
+            "<urn:uuid:22222222-2222-2222-2222-22222222222a>",
+        )];
+        register_alice(&mut r, &upper, 5062, 1000);
+        register_alice(&mut r, &lower, 5062, 1000);
+        assert_eq!(r.bindings("alice", 1001).len(), 4);
+    }
+
+    #[test]
+    fn without_an_instance_contacts_are_matched_by_uri_as_before() {
+        let mut r = registrar();
+        let instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";
+        // A binding with an instance is not replaced by a contact without one…
+        register_alice(
+            &mut r,
+            &[with_instance("sip:alice@10.0.0.5:5062", instance)],
+            5062,
+            1000,
+        );
+        register_alice(
+            &mut r,
+            &[contact("sip:alice@10.0.0.5:5070", None)],
+            5070,
+            1000,
+        );
+        assert_eq!(r.bindings("alice", 1001).len(), 2);
+        // …nor are two contacts without one, and the same URI refreshes its binding.
+        register_alice(
+            &mut r,
+            &[contact("sip:alice@10.0.0.5:5080", None)],
+            5080,
+            1000,
+        );
+        let Answer::Ok(list) = register_alice(
+            &mut r,
+            &[contact("sip:alice@10.0.0.5:5070", Some(120))],
+            5070,
+            1010,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            list,
+            vec![
+                ("sip:alice@10.0.0.5:5062".into(), 590),
+                ("sip:alice@10.0.0.5:5080".into(), 590),
+                ("sip:alice@10.0.0.5:5070".into(), 120),
+            ]
+        );
     }
 }

@@ -113,8 +113,8 @@ impl SdpError {
 /// Reads an SDP offer and picks the first offered codec we support.
 pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
     let text = std::str::from_utf8(offer).map_err(|_| SdpError::Unreadable("not UTF-8".into()))?;
-    let session =
-        webrtc_sdp::parse_sdp(text, false).map_err(|e| SdpError::Unreadable(e.to_string()))?;
+    let session = webrtc_sdp::parse_sdp(&supported_lines(text), false)
+        .map_err(|e| SdpError::Unreadable(e.to_string()))?;
     let session_addr = session
         .get_connection()
         .as_ref()
@@ -216,6 +216,30 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
     } else {
         SdpError::NoAudio
     })
+}
+
+/// The offer without the lines `webrtc-sdp` does not support. It would skip them too, but
+/// log each at WARN, and softphones send such attributes on every call (baresip's
+/// `a=minptime`, `a=tool`): an unknown attribute is normal and logged here at debug. Any
+/// other unsupported line (an `m=` with an unknown protocol) still deserves a warning.
+fn supported_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (number, line) in text.lines().enumerate() {
+        if let Err(webrtc_sdp::error::SdpParserError::Unsupported { error, .. }) =
+            webrtc_sdp::parse_sdp_line(line, number)
+        {
+            let line = line.trim();
+            if line.starts_with("a=") {
+                tracing::debug!(line, %error, "SDP attribute ignored");
+            } else {
+                tracing::warn!(line, %error, "SDP line ignored");
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
 }
 
 fn ip_of(address: &ExplicitlyTypedAddress) -> Option<IpAddr> {
@@ -405,5 +429,34 @@ mod tests {
         assert_eq!(n.remote_rtp, "192.0.2.1:20002".parse().unwrap());
         let n = negotiate(write_offer(&local, Codec::Pcmu).as_bytes()).unwrap();
         assert_eq!(n.codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn attributes_the_parser_does_not_know_are_skipped_before_it_would_warn() {
+        // baresip's offer: `a=minptime` and `a=tool` are unknown to webrtc-sdp, which logs
+        // each at WARN; we drop them first (and log them at debug).
+        let text = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                    a=tool:baresip 3.10.1\r\nm=audio 4000 RTP/AVP 0 8 101\r\n\
+                    a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=minptime:10\r\n\
+                    a=ptime:20\r\na=sendrecv\r\n";
+        assert!(
+            webrtc_sdp::parse_sdp(text, true).is_err(),
+            "webrtc-sdp counts (and logs) these as warnings"
+        );
+        let kept = supported_lines(text);
+        assert!(
+            !kept.contains("minptime") && !kept.contains("tool"),
+            "{kept}"
+        );
+        assert!(
+            webrtc_sdp::parse_sdp(&kept, true).is_ok(),
+            "nothing left to warn about: {kept}"
+        );
+        let n = negotiate(text.as_bytes()).unwrap();
+        assert_eq!(
+            (n.codec, n.telephone_event, n.direction),
+            (Codec::Pcmu, Some(101), Direction::SendRecv)
+        );
+        assert_eq!(n.remote_rtp, "192.0.2.10:4000".parse().unwrap());
     }
 }

@@ -299,3 +299,72 @@ fn a_real_softphone_baresip_registers() {
         "{state}"
     );
 }
+
+/// Registers alice from `sock` (challenge, then an MD5 answer) with a Contact carrying
+/// `+sip.instance`, as Linphone does; returns the 200.
+fn register_device(sock: &UdpSocket, server: std::net::SocketAddr, instance: &str) -> String {
+    let local = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let send = |cseq: u32, auth: &str| {
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKi{}x{cseq}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=i{}\r\nTo: <sip:alice@127.0.0.1>\r\n\
+             Call-ID: instance-{}\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:alice@{local};transport=udp>;+sip.instance=\"<{instance}>\"\r\n\
+             Expires: 300\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            local.port(),
+            local.port(),
+            local.port(),
+        );
+        sock.send_to(msg.as_bytes(), server).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let challenge = send(1, "");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    send(
+        2,
+        &format!("Authorization: {}\r\n", answer(&challenge, "alice")),
+    )
+}
+
+#[test]
+fn a_phone_registering_again_with_the_same_instance_replaces_its_old_contact() {
+    let setup = setup();
+    let server = setup.start();
+    let instance = "urn:uuid:3f1d5c2e-8b7a-4c61-9e0f-2a4b6c8d0e1f";
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ok = register_device(&a, server.addr, instance);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // The phone restarts on another port: same device, new contact.
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port_b = b.local_addr().unwrap().port();
+    let ok = register_device(&b, server.addr, instance);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(
+        ok.matches("Contact:").count(),
+        1,
+        "only the new contact: {ok}"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut s = secretaries(&setup);
+    while !s["registrations"].as_array().unwrap().iter().any(|r| {
+        r["source"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{port_b}"))
+    }) {
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+        s = secretaries(&setup);
+    }
+    let registrations = s["registrations"].as_array().unwrap();
+    assert_eq!(registrations.len(), 1, "the stale contact is gone: {s}");
+    assert_eq!(
+        registrations[0]["contact"],
+        format!("sip:alice@127.0.0.1:{port_b};transport=udp"),
+        "{s}"
+    );
+}

@@ -101,6 +101,9 @@ pub struct NameAddr {
     pub tag: Option<String>,
     /// The `expires` parameter (Contact in REGISTER, RFC 3261 §10.2.1.1).
     pub expires: Option<u32>,
+    /// The `+sip.instance` parameter (Contact in REGISTER, RFC 5626 §4.1), unquoted, as
+    /// written inside the quotes: e.g. `<urn:uuid:…>`.
+    pub instance: Option<String>,
 }
 
 /// The CSeq header: sequence number and method.

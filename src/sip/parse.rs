@@ -494,6 +494,7 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
     }
     let mut tag = None;
     let mut expires = None;
+    let mut instance = None;
     let params = params.trim();
     if !params.is_empty() {
         for param in params.strip_prefix(';')?.split(';') {
@@ -516,6 +517,12 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
                 // Delta-seconds must fit 32 bits (RFC 3261 §25.1, RFC 4475 §3.1.2.4).
                 expires = Some(value?.parse::<u32>().ok()?);
             }
+            if name.eq_ignore_ascii_case("+sip.instance") {
+                instance = value.and_then(|v| match v.strip_prefix('"') {
+                    Some(inner) => unquote(inner),
+                    None => Some(v.to_string()),
+                });
+            }
         }
     }
     Some(NameAddr {
@@ -524,6 +531,7 @@ pub fn parse_name_addr(value: &str) -> Option<NameAddr> {
         user: uri_user(scheme, rest),
         tag,
         expires,
+        instance,
     })
 }
 
