@@ -10,16 +10,17 @@ use serde::Deserialize;
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("{path}: cannot read: {source}")]
+    /// The file cannot be read. The OS error is part of the message and not also a
+    /// `source()`, so that printing the error chain (`{:#}`) says it once.
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// The file is not valid for this schema.
-    #[error("{path}:{line}:{column}: {message}")]
+    /// The file is not valid for this schema (line 0: about the whole file, no position).
+    #[error("{path}{}: {message}", position(*.line, *.column))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -30,6 +31,15 @@ pub enum ConfigError {
         /// What is wrong and what was expected.
         message: String,
     },
+}
+
+/// `:line:column`, or nothing for an error about the whole file (line 0).
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
 }
 
 /// The whole configuration.
@@ -57,6 +67,9 @@ pub struct Config {
     /// How calls are handed to secretaries.
     #[serde(default)]
     pub distribution: DistributionConfig,
+    /// Which messages need attention.
+    #[serde(default)]
+    pub inbox: InboxConfig,
     /// Executives who register phones (`[[executives]]`; plans reach them as `user:NAME`).
     /// Same fields as secretaries; `companies` and `groups` are ignored.
     #[serde(default)]
@@ -124,6 +137,24 @@ impl Default for DistributionConfig {
     fn default() -> Self {
         DistributionConfig {
             wrap_up_seconds: 15,
+        }
+    }
+}
+
+/// `[inbox]`: which calls leave a message that needs attention (`inbox`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// A caller from a real number who gives up (hangs up, or says nothing at the
+    /// voicemail) after at least this many seconds left a missed call to return; shorter
+    /// calls are filed. Default 5.
+    pub missed_call_seconds: u32,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            missed_call_seconds: 5,
         }
     }
 }
@@ -217,9 +248,21 @@ pub struct MediaConfig {
     /// Seconds of silence (after the caller has spoken) that end a voicemail. Default 5;
     /// 0 turns silence detection off.
     pub voicemail_silence_seconds: u32,
+    /// Seconds of silence from the beep on, before the caller has said anything, that end a
+    /// voicemail as `no-message` (a caller who will not speak is not held for the whole
+    /// maximum). Default 5; 0 turns it off.
+    pub voicemail_initial_silence_seconds: u32,
     /// Seconds without RTP from either side of a bridged call before it is ended (a phone
     /// that vanished without BYE). Default 30; 0 turns the check off.
     pub rtp_timeout_seconds: u32,
+}
+
+impl MediaConfig {
+    /// How long a voicemail waits for the caller's first word (None: until its maximum).
+    pub fn no_speech(&self) -> Option<Duration> {
+        (self.voicemail_initial_silence_seconds > 0)
+            .then(|| Duration::from_secs(u64::from(self.voicemail_initial_silence_seconds)))
+    }
 }
 
 impl Default for MediaConfig {
@@ -229,6 +272,7 @@ impl Default for MediaConfig {
             rtp_port_min: 20000,
             rtp_port_max: 29999,
             voicemail_silence_seconds: 5,
+            voicemail_initial_silence_seconds: 5,
             rtp_timeout_seconds: 30,
         }
     }
@@ -295,9 +339,9 @@ impl LimitsConfig {
 impl Config {
     /// Reads a config file and resolves its relative paths against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| {
             let start = e.span().map_or(0, |s| s.start).min(text.len());

@@ -12,6 +12,7 @@ pub mod dialplan;
 pub mod distribution;
 pub mod dtmf;
 pub mod g711;
+pub mod inbox;
 pub mod media;
 pub mod number;
 pub mod registrar;

@@ -67,7 +67,7 @@ enum Command {
         /// Local time at the company, "YYYY-MM-DD HH:MM" (default: now).
         #[arg(long)]
         at: Option<String>,
-        /// Keys pressed at menus, in order (e.g. "2" or "19").
+        /// Keys pressed at menus, in order (e.g. "2" or "19"): 0-9, *, # and A-D.
         #[arg(long, default_value = "")]
         digits: String,
         /// Whether a secretary is available: "available" or "none".
@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, default_value = "answers")]
         executive: String,
     },
-    /// List messages (or show one, or mark one read/done).
+    /// List the messages that need attention (or show one, or mark one read/done).
     Messages {
         /// Configuration file.
         #[arg(long, default_value = "config/permanence.toml", global = true)]
@@ -88,9 +88,13 @@ enum Command {
         /// Only this category: urgent, normal, low or spam.
         #[arg(long)]
         category: Option<String>,
-        /// Only this status: new, read or done.
+        /// Only this status: new, read, done or filed (default: all but filed).
         #[arg(long)]
         status: Option<String>,
+        /// Filed messages too (spam, greetings heard to the end, calls dropped within
+        /// seconds), which the list leaves out by default.
+        #[arg(long)]
+        all: bool,
         /// Only messages since this date ("2026-11-27") or time (RFC 3339, UTC).
         #[arg(long)]
         since: Option<String>,
@@ -103,7 +107,7 @@ enum Command {
         #[command(subcommand)]
         action: Option<MessageAction>,
     },
-    /// Who is registered, from where, and who is available.
+    /// Who is registered, from where, and who is available (secretaries, then executives).
     Secretaries {
         /// Configuration file.
         #[arg(long, default_value = "config/permanence.toml")]
@@ -113,13 +117,15 @@ enum Command {
         json: bool,
     },
     /// Print the digest hashes to store for a secretary instead of their password.
+    ///
+    /// The password is read from standard input (one line), never from the command line
+    /// where `ps` and shell history would keep it: at a terminal it is asked for without
+    /// echo; otherwise pipe it in, e.g. `printf '%s\n' 'their password' | permanence
+    /// hash-password --username bob`.
     HashPassword {
         /// SIP username.
         #[arg(long)]
         username: String,
-        /// The password (not stored anywhere).
-        #[arg(long)]
-        password: String,
         /// Digest realm (as in [registrar] realm).
         #[arg(long, default_value = "permanence")]
         realm: String,
@@ -149,7 +155,7 @@ enum MessageAction {
     Mark {
         /// Message id.
         id: i64,
-        /// read or done (or new).
+        /// read, done, new or filed.
         status: String,
     },
 }
@@ -254,10 +260,11 @@ fn run() -> anyhow::Result<()> {
                 caller: Caller::from_user(Some(&from), None, company.country),
                 dialled,
                 at,
-                digits: digits.chars().filter(|c| !c.is_whitespace()).collect(),
+                digits: keys(&digits)?,
                 secretaries: secretaries == "available",
                 executive_answers: executive == "answers",
                 sound_lengths: snapshot.sounds.lengths(),
+                no_speech: config.media.no_speech(),
             };
             for line in simulate::simulate(company, &scenario) {
                 out!("{line}");
@@ -273,15 +280,20 @@ fn run() -> anyhow::Result<()> {
             let states = store::secretary_states(&config.database_path())?;
             if !json {
                 out!(
-                    "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  EXPIRES IN",
+                    "{:<10}  {:<9}  {:<24}  {:<16}  {:<14}  {:<40}  EXPIRES IN",
                     "USERNAME",
+                    "ROLE",
                     "NAME",
                     "COMPANIES",
                     "STATE",
                     "CONTACT (FROM)"
                 );
             }
-            for s in &config.secretaries {
+            // Executives register through the same registrar but have no desk: only whether
+            // their phones are registered.
+            let secretaries = config.secretaries.iter().map(|s| (s, "secretary"));
+            let executives = config.executives.iter().map(|e| (e, "executive"));
+            for (s, role) in secretaries.chain(executives) {
                 let mine: Vec<_> = registrations
                     .iter()
                     .filter(|r| r.username == s.username)
@@ -289,6 +301,7 @@ fn run() -> anyhow::Result<()> {
                 let activity = states.iter().find(|r| r.username == s.username);
                 let state = match activity {
                     _ if mine.is_empty() => "not registered",
+                    _ if role == "executive" => "registered",
                     Some(r)
                         if r.state == "wrap-up"
                             && r.until_ms.unwrap_or(0) <= permanence::desk::now_ms() as i64 =>
@@ -301,17 +314,23 @@ fn run() -> anyhow::Result<()> {
                     _ => "available",
                 };
                 if json {
-                    out!(
-                        "{}",
-                        serde_json::json!({ "username": s.username, "name": s.name, "companies": s.companies, "state": state, "registrations": mine })
-                    );
+                    let mut line = serde_json::json!({ "username": s.username, "name": s.name, "role": role, "state": state, "registrations": mine });
+                    if role == "secretary" {
+                        line["companies"] = serde_json::json!(s.companies);
+                    }
+                    out!("{line}");
                     continue;
                 }
-                let companies = s.companies.join(",");
+                let companies = if role == "secretary" {
+                    s.companies.join(",")
+                } else {
+                    "-".to_string()
+                };
                 if mine.is_empty() {
                     out!(
-                        "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  -",
+                        "{:<10}  {:<9}  {:<24}  {:<16}  {:<14}  {:<40}  -",
                         s.username,
+                        role,
                         s.name,
                         companies,
                         state,
@@ -321,8 +340,9 @@ fn run() -> anyhow::Result<()> {
                 for r in mine {
                     let contact = format!("{} ({} {})", r.contact, r.transport, r.source);
                     out!(
-                        "{:<10}  {:<24}  {:<16}  {:<14}  {:<40}  {} s",
+                        "{:<10}  {:<9}  {:<24}  {:<16}  {:<14}  {:<40}  {} s",
                         s.username,
+                        role,
                         s.name,
                         companies,
                         state,
@@ -333,12 +353,9 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::HashPassword {
-            username,
-            password,
-            realm,
-        } => {
+        Command::HashPassword { username, realm } => {
             use permanence::auth::{Algorithm, ha1};
+            let password = read_password()?;
             out!("username = \"{username}\"");
             out!(
                 "ha1_md5 = \"{}\"",
@@ -357,6 +374,7 @@ fn run() -> anyhow::Result<()> {
             status,
             since,
             limit,
+            all,
             json,
             action,
         } => {
@@ -372,8 +390,8 @@ fn run() -> anyhow::Result<()> {
                     }
                     if let Some(s) = &status {
                         anyhow::ensure!(
-                            ["new", "read", "done"].contains(&s.as_str()),
-                            "--status: expected new, read or done"
+                            permanence::inbox::Status::parse(s).is_some(),
+                            "--status: expected new, read, done or filed"
                         );
                     }
                     if let Some(s) = &since {
@@ -388,6 +406,7 @@ fn run() -> anyhow::Result<()> {
                         company,
                         category,
                         status,
+                        include_filed: all,
                         since,
                         limit,
                     };
@@ -423,8 +442,8 @@ fn run() -> anyhow::Result<()> {
                 }
                 Some(MessageAction::Mark { id, status }) => {
                     anyhow::ensure!(
-                        ["new", "read", "done"].contains(&status.as_str()),
-                        "status: expected read, done or new"
+                        permanence::inbox::Status::parse(&status).is_some(),
+                        "status: expected read, done, new or filed"
                     );
                     anyhow::ensure!(store::mark_message(&db, id, &status)?, "no message {id}");
                     out!("message {id}: {status}");
@@ -449,6 +468,59 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--digits`: the keys of a telephone keypad (RFC 4733 events 0–15); spaces are ignored,
+/// `a`–`d` stand for `A`–`D`.
+fn keys(digits: &str) -> anyhow::Result<Vec<char>> {
+    digits
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c.to_ascii_uppercase() {
+            k @ ('0'..='9' | '*' | '#' | 'A'..='D') => Ok(k),
+            _ => anyhow::bail!(
+                "--digits `{digits}`: `{c}` is not a key; expected keys 0-9, *, # or A-D"
+            ),
+        })
+        .collect()
+}
+
+/// The password for `hash-password`: one line of standard input, its line ending removed.
+/// At a terminal, asks on stderr and turns echo off (with `stty`) while it is typed.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let silent = terminal && stty("-echo");
+    if terminal {
+        eprint!("Password: ");
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if silent {
+        stty("echo");
+        eprintln!(); // the Enter key was not echoed
+    }
+    let n = read.context("reading the password from standard input")?;
+    anyhow::ensure!(
+        n > 0,
+        "no password on standard input; type it at the prompt, or pipe it in: printf '%s\\n' 'their password' | permanence hash-password --username NAME"
+    );
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "empty password; expected one line with the password"
+    );
+    Ok(password.to_string())
 }
 
 /// The plan files named on the command line (directories expand to their `*.toml`).

@@ -124,8 +124,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ids: store.ids(),
         endpoint: endpoint_tx.clone(),
         local_sip: listen,
-        recordings: config.paths.data.join("recordings"),
+        data: config.paths.data.clone(),
         silence_seconds: config.media.voicemail_silence_seconds,
+        no_speech: config.media.no_speech(),
+        missed_call_seconds: u64::from(config.inbox.missed_call_seconds),
         desk: Arc::clone(&desk),
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),

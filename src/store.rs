@@ -41,8 +41,11 @@ pub enum Outcome {
     Secretary,
     /// Forwarded to an executive.
     Transferred,
-    /// The caller left a voicemail.
+    /// The caller left a voicemail (their voice is in the recording).
     Voicemail,
+    /// The caller reached voicemail but said nothing (quiet from the beep, or hung up at
+    /// it): a missed call, not a message.
+    NoMessage,
     /// Refused: by the plan, or because the number reaches no company.
     Rejected,
     /// The caller hung up first (before the answer, or before the plan ended).
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::Secretary => "secretary",
             Outcome::Transferred => "transferred",
             Outcome::Voicemail => "voicemail",
+            Outcome::NoMessage => "no-message",
             Outcome::Rejected => "rejected",
             Outcome::Abandoned => "abandoned",
             Outcome::Failed => "failed",
@@ -189,6 +193,9 @@ pub enum Record {
         id: CallRowId,
         /// How.
         outcome: Outcome,
+        /// The message's status by the inbox's rule (None: the call has no message). A
+        /// status someone already changed during the call is kept.
+        status: Option<crate::inbox::Status>,
         /// When.
         at: String,
     },
@@ -309,6 +316,10 @@ const MIGRATIONS: &[&str] = &[
         until_ms INTEGER,
         at TEXT NOT NULL
      );",
+    // 6: recordings stored relative to the data directory; older rows held the path as the
+    // server saw it (`config/../data/recordings/…`), which only that working directory finds.
+    "UPDATE messages SET recording = substr(recording, instr(recording, 'recordings/'))
+     WHERE recording IS NOT NULL AND instr(recording, 'recordings/') > 1;",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -571,9 +582,20 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
                     errors
                 ])?;
         }
-        Record::CallEnded { id, outcome, at } => {
+        Record::CallEnded {
+            id,
+            outcome,
+            status,
+            at,
+        } => {
             tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
                 .execute(params![id, at, outcome.as_str()])?;
+            if let Some(status) = status {
+                tx.prepare_cached(
+                    "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
+                )?
+                .execute(params![id, status.as_str(), at])?;
+            }
         }
     }
     Ok(())
@@ -676,6 +698,7 @@ mod tests {
         w.write(Record::CallEnded {
             id: 1,
             outcome: Outcome::Completed,
+            status: Some(crate::inbox::Status::Filed),
             at: now_text(),
         });
         drop(w);
@@ -714,11 +737,12 @@ pub struct MessageRow {
     pub caller_name: Option<String>,
     /// urgent / normal / low / spam.
     pub category: String,
-    /// new / read / done.
+    /// new / read / done / filed (`inbox::Status`).
     pub status: String,
     /// How the call ended.
     pub outcome: Option<String>,
-    /// The voicemail file, if any.
+    /// The voicemail file, if any: stored relative to the data directory, listed as a
+    /// full path.
     pub recording: Option<String>,
     /// Its length in milliseconds.
     pub recording_ms: Option<i64>,
@@ -733,8 +757,10 @@ pub struct MessageFilter {
     pub company: Option<String>,
     /// Only this category.
     pub category: Option<String>,
-    /// Only this status.
+    /// Only this status; none: every status but `filed` (the inbox).
     pub status: Option<String>,
+    /// With no status asked for, filed messages too.
+    pub include_filed: bool,
     /// Only messages created at or after this time (RFC 3339 or a date).
     pub since: Option<String>,
     /// At most this many, newest first.
@@ -773,6 +799,7 @@ pub fn list_messages(path: &Path, filter: &MessageFilter) -> Result<Vec<MessageR
         "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN calls c ON c.id = m.call_id
          WHERE (?1 IS NULL OR m.company = ?1) AND (?2 IS NULL OR m.category = ?2)
            AND (?3 IS NULL OR m.status = ?3) AND (?4 IS NULL OR m.created_at >= ?4)
+           AND (?3 IS NOT NULL OR ?6 OR m.status != 'filed')
          ORDER BY m.id DESC LIMIT ?5"
     );
     let mut stmt = conn.prepare(&sql).map_err(err)?;
@@ -783,12 +810,24 @@ pub fn list_messages(path: &Path, filter: &MessageFilter) -> Result<Vec<MessageR
                 filter.category,
                 filter.status,
                 filter.since,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.include_filed
             ],
             message_row,
         )
         .map_err(err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    let rows = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+    Ok(rows.into_iter().map(|m| with_full_path(path, m)).collect())
+}
+
+/// A message's recording as a full path: recordings are stored relative to the data
+/// directory, which is the database's.
+fn with_full_path(db: &Path, mut m: MessageRow) -> MessageRow {
+    if let (Some(recording), Some(dir)) = (&m.recording, db.parent()) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        m.recording = Some(dir.join(recording).display().to_string());
+    }
+    m
 }
 
 /// One entry of a call's timeline.
@@ -836,7 +875,7 @@ pub fn message_with_timeline(
         .map_err(err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
-    Ok(Some((message, events)))
+    Ok(Some((with_full_path(path, message), events)))
 }
 
 /// Sets a message's status; false when there is no such message.

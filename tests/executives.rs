@@ -556,13 +556,22 @@ fn a_registered_executive_phone_is_reached_through_user_entries() {
     assert_sipp_ok(&finish(marie));
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
     assert_eq!(calls[0].outcome.as_deref(), Some("transferred"));
-    // An executive's account is never offered secretary calls.
+    // Her phone is listed as an executive's, with no seat at the desk.
     let out = std::process::Command::new(BIN)
         .args(["secretaries", "--json", "--config"])
         .arg(setup.config())
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("\"marie\""));
+    let marie: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["username"] == "marie")
+        .expect("marie is listed");
+    assert_eq!(
+        (marie["role"].as_str(), marie["state"].as_str()),
+        (Some("executive"), Some("registered")),
+        "{marie}"
+    );
 }
 
 /// Simultaneous reach: both of marie's phones ring at once; the one that answers gets the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's.
 # Installs what the tests drive when it is missing (SIPp: Debian package sip-tester; the
-# baresip softphone: baresip-core),
+# baresip softphone: baresip-core; sqlite3),
 # runs every unit and integration test, and ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+# The README's example of reading the records with SQLite's own shell (tests/docs.rs runs it).
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""

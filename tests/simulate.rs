@@ -68,7 +68,7 @@ fn a_vip_is_named_and_goes_to_the_executive() {
         "--from",
         "+33622222222",
         "--at",
-        "2026-11-30 22:00",
+        "2026-11-30 20:00",
     ]);
     assert!(
         out.contains("caller is the contact \"Syndic Martin\""),
@@ -77,6 +77,23 @@ fn a_vip_is_named_and_goes_to_the_executive() {
     assert!(out.contains("file the message as urgent"), "{out}");
     assert!(out.contains("transfer to executive marie"), "{out}");
     assert!(out.trim_end().ends_with("outcome: transferred"), "{out}");
+
+    // At 22:00 Marie's hours (until 21:00) are over: the secretaries take the call.
+    let late = simulate(&[
+        "--company",
+        "acme",
+        "--from",
+        "+33622222222",
+        "--at",
+        "2026-11-30 22:00",
+    ]);
+    assert!(late.contains("(executive-off-hours"), "{late}");
+    assert!(!late.contains("transfer to executive"), "{late}");
+    assert!(
+        late.contains("offer to the company's secretaries"),
+        "{late}"
+    );
+    assert!(late.trim_end().ends_with("outcome: secretary"), "{late}");
 }
 
 #[test]
@@ -122,4 +139,123 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+mod common;
+
+/// The decisions a call's timeline shows, in order, from the server's events.
+fn server_decisions(setup: &common::Setup, call: i64) -> Vec<&'static str> {
+    setup
+        .events(call)
+        .iter()
+        .filter_map(|kind| match kind.as_str() {
+            "executive-off-hours" => Some("off-hours"),
+            "transfer" => Some("transfer"),
+            "play" => Some("play"),
+            "bye-sent" => Some("hang up"),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The same decisions, from `permanence simulate`'s lines.
+fn simulated_decisions(out: &str) -> Vec<&'static str> {
+    out.lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let what = line.split_once("s  ").map_or(line, |(_, rest)| rest);
+            if what.starts_with("(executive-off-hours") {
+                Some("off-hours")
+            } else if what.starts_with("transfer to") {
+                Some("transfer")
+            } else if what.starts_with("play ") {
+                Some("play")
+            } else if what.starts_with("hang up") {
+                Some("hang up")
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// `simulate` and the server take an executive's hours through the same code: for an
+/// executive in and out of hours right now, a real call's timeline and the simulation of the
+/// same call at the same minute agree step by step, and on the outcome.
+#[test]
+fn simulate_and_the_server_agree_on_an_executives_hours() {
+    let now = jiff::Timestamp::now();
+    let today = jiff::tz::TimeZone::UTC.to_datetime(now).date();
+    let tomorrow = today.tomorrow().unwrap();
+    let day = |d: jiff::civil::Date| d.strftime("%a").to_string().to_lowercase();
+    let dead = common::free_port();
+    for (hours, expect_transfer) in [
+        // Tomorrow noon: certainly not now.
+        (format!("{} 12:00-13:00", day(tomorrow)), false),
+        (format!("{} 00:00-24:00", day(today)), true),
+    ] {
+        let text = format!(
+            "[company]\nid = \"acme\"\nname = \"ACME\"\nnumbers = [\"+33180000001\"]\ntimezone = \"UTC\"\n\
+             [executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@127.0.0.1:{dead}\"]\nhours = [\"{hours}\"]\n\
+             [[route]]\nname = \"main\"\n\
+             steps = [{{ transfer = {{ to = \"marie\", timeout = 2 }} }}, {{ play = \"tone/a.wav\" }}, {{ hangup = {{}} }}]\n"
+        );
+        let setup = common::Setup::new(&[("acme.toml", &text)]);
+        let server = setup.start();
+        common::assert_sipp_ok(&common::sipp_call(
+            "call.xml",
+            setup.addr(),
+            "+33180000001",
+            "9",
+            "0",
+            &[],
+        ));
+        let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+        drop(server);
+        let served = server_decisions(&setup, calls[0].id);
+
+        let at = jiff::tz::TimeZone::UTC
+            .to_datetime(now)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_permanence"))
+            .args(["simulate", "--config"])
+            .arg(setup.config())
+            .args([
+                "--company",
+                "acme",
+                "--from",
+                "+33612345678",
+                "--at",
+                &at,
+                "--executive",
+                "no-answer",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8_lossy(&out.stdout);
+        let simulated = simulated_decisions(&out);
+
+        assert_eq!(served, simulated, "hours {hours}:\n{out}");
+        assert_eq!(
+            served.contains(&"transfer"),
+            expect_transfer,
+            "hours {hours}: {served:?}"
+        );
+        assert_eq!(
+            served.contains(&"off-hours"),
+            !expect_transfer,
+            "hours {hours}: {served:?}"
+        );
+        assert_eq!(
+            format!("outcome: {}", calls[0].outcome.as_deref().unwrap_or("?")),
+            out.trim_end().lines().last().unwrap_or_default(),
+            "hours {hours}"
+        );
+    }
 }

@@ -21,6 +21,9 @@ pub enum Timer {
     MenuDigit,
     /// The longest a voicemail may last (plan's `max_seconds`).
     RecordingMax,
+    /// No word from the caller since the beep (`media.voicemail_initial_silence_seconds`,
+    /// 5 s by default: a product decision, so that a silent line is not held for minutes).
+    NoSpeech,
     /// Give up waiting for the answer to our BYE: Timer F (64·T1 = 32 s) keeps the
     /// transaction trying, but the call's record need not wait that long.
     ByeAnswer,
@@ -175,13 +178,31 @@ pub struct CallMachine {
     /// Whether the plan chose the message's category (the route's own, or a `category`
     /// step): a transferred call is otherwise filed as urgent.
     category_set: bool,
+    /// Whether the caller said anything into the voicemail: a recording of nothing is not
+    /// a message.
+    spoke: bool,
+    /// How long a voicemail waits for the first word; None: until its maximum.
+    no_speech: Option<Duration>,
+    /// When the recording under way reaches its maximum.
+    recording_max_at: Option<Instant>,
+    /// The wall-clock time of the call's start and the instant it was (set by `start`), so
+    /// that decisions on hours (an executive's) follow the call's own clock.
+    wall_start: jiff::Timestamp,
+    started: Option<Instant>,
     timer: Option<(Timer, Instant)>,
     out: VecDeque<Command>,
 }
 
 impl CallMachine {
-    /// A call that runs route `route` of `company`.
-    pub fn new(company: Arc<Company>, route: usize, capabilities: Capabilities) -> Self {
+    /// A call that runs route `route` of `company`, which started at `wall_start`; a
+    /// voicemail nobody speaks into ends after `no_speech`.
+    pub fn new(
+        company: Arc<Company>,
+        route: usize,
+        capabilities: Capabilities,
+        wall_start: jiff::Timestamp,
+        no_speech: Option<Duration>,
+    ) -> Self {
         let category_set = company
             .routes
             .get(route)
@@ -195,6 +216,11 @@ impl CallMachine {
             capabilities,
             pending_outcome: Outcome::Completed,
             category_set,
+            spoke: false,
+            no_speech,
+            recording_max_at: None,
+            wall_start,
+            started: None,
             timer: None,
             out: VecDeque::new(),
         }
@@ -220,7 +246,20 @@ impl CallMachine {
 
     /// Starts the first step.
     pub fn start(&mut self, now: Instant) {
+        self.started = Some(now);
         self.run_steps(now);
+    }
+
+    /// The company's local time at `now`.
+    fn local_time(&self, now: Instant) -> jiff::civil::DateTime {
+        let elapsed = self
+            .started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let wall = jiff::SignedDuration::try_from(elapsed)
+            .ok()
+            .and_then(|d| self.wall_start.checked_add(d).ok())
+            .unwrap_or(self.wall_start);
+        crate::schedule::local_time(wall, &self.company.timezone)
     }
 
     fn current_step(&self) -> Option<Step> {
@@ -324,6 +363,20 @@ impl CallMachine {
                         self.unavailable("transfer");
                         continue;
                     }
+                    // A plan's transfer respects the executive's hours (a secretary's REFER
+                    // does not come through here: she has decided, and talks to the caller).
+                    if let TransferTarget::Executive(id) = &to
+                        && let Some(exec) = self.company.executives.get(id)
+                    {
+                        let local = self.local_time(now);
+                        if !exec.accepts_at(local) {
+                            self.event(
+                                "executive-off-hours",
+                                serde_json::json!({ "executive": id.0, "local": local.to_string() }),
+                            );
+                            continue;
+                        }
+                    }
                     self.wait_for_leg();
                     self.out.push_back(Command::Transfer {
                         to,
@@ -393,10 +446,12 @@ impl CallMachine {
 
     fn start_recording(&mut self, max_seconds: u32, now: Instant) {
         self.out.push_back(Command::StartRecording { max_seconds });
-        self.timer = Some((
-            Timer::RecordingMax,
-            now + Duration::from_secs(u64::from(max_seconds)),
-        ));
+        let max_at = now + Duration::from_secs(u64::from(max_seconds));
+        self.recording_max_at = Some(max_at);
+        self.timer = Some(match self.no_speech {
+            Some(wait) if now + wait < max_at => (Timer::NoSpeech, now + wait),
+            _ => (Timer::RecordingMax, max_at),
+        });
         self.phase = Phase::Recording;
     }
 
@@ -479,6 +534,7 @@ impl CallMachine {
                 self.menu_retry(menu, attempts_left, now);
             }
             (Timer::RecordingMax, Phase::Recording) => self.stop_recording("max-length"),
+            (Timer::NoSpeech, Phase::Recording) => self.stop_recording("no-speech"),
             (Timer::ByeAnswer, Phase::HangingUp) => {
                 self.event("bye-unanswered", serde_json::json!({}));
                 self.end(self.pending_outcome);
@@ -563,7 +619,7 @@ impl CallMachine {
                 self.phase = Phase::VoicemailBeep { max_seconds };
             }
             Phase::VoicemailBeep { max_seconds } => self.start_recording(max_seconds, now),
-            Phase::Goodbye => self.hang_up(Outcome::Voicemail, now),
+            Phase::Goodbye => self.hang_up(self.message_outcome(), now),
             _ => {}
         }
     }
@@ -674,10 +730,30 @@ impl CallMachine {
         }
     }
 
-    /// The caller has been silent for the configured time while recording.
+    /// The caller has been silent for the configured time after speaking.
     pub fn handle_silence(&mut self) {
         if self.phase == Phase::Recording {
             self.stop_recording("silence");
+        }
+    }
+
+    /// The caller's voice was heard in the recording: it may now run to its maximum.
+    pub fn handle_speech(&mut self) {
+        if self.phase == Phase::Recording && !self.spoke {
+            self.spoke = true;
+            if let (Some((Timer::NoSpeech, _)), Some(max_at)) = (self.timer, self.recording_max_at)
+            {
+                self.timer = Some((Timer::RecordingMax, max_at));
+            }
+        }
+    }
+
+    /// A voicemail with the caller's voice is a message; one without is not.
+    fn message_outcome(&self) -> Outcome {
+        if self.spoke {
+            Outcome::Voicemail
+        } else {
+            Outcome::NoMessage
         }
     }
 
@@ -729,9 +805,9 @@ impl CallMachine {
             Phase::Recording | Phase::VoicemailBeep { .. } => {
                 self.out
                     .push_back(Command::StopRecording { reason: "hang-up" });
-                self.end(Outcome::Voicemail);
+                self.end(self.message_outcome());
             }
-            Phase::Goodbye => self.end(Outcome::Voicemail),
+            Phase::Goodbye => self.end(self.message_outcome()),
             _ => {
                 self.event("caller-hung-up", serde_json::json!({}));
                 self.end(Outcome::Abandoned);
@@ -784,7 +860,13 @@ mod tests {
              [steplists]\n{lists}\n[[route]]\nname = \"r\"\nsteps = {steps}\n"
         );
         let company = parse_str(&text).unwrap_or_else(|e| panic!("{e:?}"));
-        CallMachine::new(Arc::new(company), 0, caps)
+        CallMachine::new(
+            Arc::new(company),
+            0,
+            caps,
+            jiff::Timestamp::UNIX_EPOCH,
+            Some(Duration::from_secs(5)),
+        )
     }
 
     fn drain(m: &mut CallMachine) -> Vec<Command> {
@@ -1004,15 +1086,19 @@ mod tests {
             vec![Command::StartRecording { max_seconds: 120 }]
         );
         assert!(m.is_recording() && m.wants_digits());
-        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+        assert_eq!(
+            m.poll_timeout(),
+            Some(t0 + Duration::from_secs(5)),
+            "a first word within 5 s"
+        );
         m.handle_bye();
         assert_eq!(
             drain(&mut m),
             vec![
                 Command::StopRecording { reason: "hang-up" },
-                Command::End(Outcome::Voicemail)
+                Command::End(Outcome::NoMessage)
             ],
-            "hanging up ends the recording, kept"
+            "hanging up at the beep ends the recording: no message"
         );
 
         let mut m = machine(
@@ -1058,6 +1144,7 @@ mod tests {
             );
             m.handle_playback_done(t0);
             drain(&mut m);
+            m.handle_speech();
             match how {
                 "hash" => m.handle_digit('#', t0 + Duration::from_secs(5)),
                 "silence" => m.handle_silence(),
@@ -1098,5 +1185,113 @@ mod tests {
         assert_eq!(drain(&mut m), vec![play("m.wav")]);
         m.handle_digit('1', t0);
         assert_eq!(drain(&mut m), vec![Command::StopPlaying, Command::SendBye]);
+    }
+
+    #[test]
+    fn an_executive_out_of_hours_is_skipped_by_the_calls_own_clock() {
+        let text = "[company]\nid = \"t\"\nname = \"T\"\nnumbers = [\"+33100000000\"]\ntimezone = \"Europe/Paris\"\n\
+                    [executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@x\"]\nhours = [\"mon-sat 07:00-21:00\"]\n\
+                    [[route]]\nname = \"r\"\nsteps = [{ ring = 15 }, { transfer = { to = \"marie\" } }, { hangup = {} }]\n";
+        let company = Arc::new(parse_str(text).unwrap_or_else(|e| panic!("{e:?}")));
+        // Saturday 2026-11-28, 20:59:50 in Paris (UTC+1): still within her hours.
+        let at = |h, m, s| {
+            company
+                .timezone
+                .to_timestamp(jiff::civil::date(2026, 11, 28).at(h, m, s, 0))
+                .unwrap()
+        };
+        let t0 = Instant::now();
+        let mut early = CallMachine::new(
+            Arc::clone(&company),
+            0,
+            Capabilities::ALL,
+            at(20, 0, 0),
+            None,
+        );
+        early.start(t0);
+        drain(&mut early);
+        early.handle_timeout(t0 + Duration::from_secs(15));
+        assert!(matches!(
+            drain(&mut early).as_slice(),
+            [Command::Ringing, Command::Transfer { .. }]
+        ));
+
+        // The same call ten minutes later: the ring ends at 21:00:05, after her hours.
+        let mut late = CallMachine::new(
+            Arc::clone(&company),
+            0,
+            Capabilities::ALL,
+            at(20, 59, 50),
+            None,
+        );
+        late.start(t0);
+        drain(&mut late);
+        late.handle_timeout(t0 + Duration::from_secs(15));
+        let commands: Vec<Command> = std::iter::from_fn(|| late.poll_command()).collect();
+        assert!(
+            commands.iter().any(
+                |c| matches!(c, Command::Event("executive-off-hours", d) if d.contains("21:00:05"))
+            ),
+            "{commands:?}"
+        );
+        assert!(
+            !commands
+                .iter()
+                .any(|c| matches!(c, Command::Transfer { .. })),
+            "nobody is called out of hours: {commands:?}"
+        );
+        assert!(
+            commands.contains(&Command::Reject(480)),
+            "the plan went on to hang up"
+        );
+    }
+
+    #[test]
+    fn a_voicemail_nobody_speaks_into_ends_early_and_is_no_message() {
+        let t0 = Instant::now();
+        let mut m = machine(
+            r#"[{ voicemail = { prompt = "p.wav", max_seconds = 180 } }]"#,
+            "",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        m.handle_playback_done(t0);
+        m.handle_playback_done(t0);
+        drain(&mut m);
+        assert!(m.is_recording());
+        assert_eq!(
+            m.poll_timeout(),
+            Some(t0 + Duration::from_secs(5)),
+            "5 s for a first word, whether packets come or not"
+        );
+        m.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Command::StopRecording {
+                    reason: "no-speech"
+                },
+                play("default/goodbye-fr.wav")
+            ]
+        );
+        m.handle_playback_done(t0);
+        m.handle_bye_answered();
+        assert_eq!(
+            drain(&mut m),
+            vec![Command::SendBye, Command::End(Outcome::NoMessage)]
+        );
+
+        // A caller who speaks has the whole maximum.
+        let mut m = machine(
+            r#"[{ voicemail = { prompt = "p.wav", max_seconds = 180 } }]"#,
+            "",
+            Capabilities::ALL,
+        );
+        m.start(t0);
+        m.handle_playback_done(t0);
+        m.handle_playback_done(t0);
+        drain(&mut m);
+        m.handle_speech();
+        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(180)));
     }
 }

@@ -297,23 +297,8 @@ impl Outbound {
             ),
             TransferTarget::Uri(uri) => (uri.clone(), vec![uri.clone()]),
         };
-        // A plan's transfer respects the executive's hours; a secretary who transfers
-        // (REFER) has decided, and talks to the caller.
-        if referred_by.is_none()
-            && let TransferTarget::Executive(id) = to
-            && let Some(exec) = self.caller.company.executives.get(id)
-        {
-            let local =
-                crate::schedule::local_time(jiff::Timestamp::now(), &self.caller.company.timezone);
-            if !exec.accepts_at(local) {
-                self.event(
-                    ctx,
-                    "executive-off-hours",
-                    serde_json::json!({ "executive": label, "local": local.to_string() }),
-                );
-                return News::GaveUp;
-            }
-        }
+        // The executive's hours were checked by the call's machine (`CallMachine`), so that
+        // `simulate` decides the same way.
         let attempts = match mode {
             ReachMode::Sequential => reach.into_iter().map(|r| vec![r]).collect(),
             ReachMode::Simultaneous => vec![reach],

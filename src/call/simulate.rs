@@ -23,6 +23,8 @@ pub struct Scenario {
     pub secretaries: bool,
     /// Whether an executive answers a transfer.
     pub executive_answers: bool,
+    /// How long a voicemail waits for the caller's first word (the server's setting).
+    pub no_speech: Option<Duration>,
     /// How long each sound lasts (from the loaded sounds); others count 3 s.
     pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
 }
@@ -68,7 +70,13 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
         route.category.as_str()
     ));
 
-    let mut machine = CallMachine::new(Arc::clone(company), index, Capabilities::ALL);
+    let mut machine = CallMachine::new(
+        Arc::clone(company),
+        index,
+        Capabilities::ALL,
+        scenario.at,
+        scenario.no_speech,
+    );
     let start = Instant::now();
     let mut now = start;
     let mut digits = scenario.digits.iter().copied();
@@ -152,8 +160,13 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     lines.push(format!("  {t:>4}s  file the message as {}", c.as_str()))
                 }
                 Command::Event(kind, data) => match kind {
-                    "menu-choice" | "menu-invalid" | "menu-timeout" | "menu-failed" | "goto"
-                    | "step-skipped" => lines.push(format!("  {t:>4}s  ({kind} {data})")),
+                    "menu-choice"
+                    | "menu-invalid"
+                    | "menu-timeout"
+                    | "menu-failed"
+                    | "goto"
+                    | "step-skipped"
+                    | "executive-off-hours" => lines.push(format!("  {t:>4}s  ({kind} {data})")),
                     _ => {}
                 },
                 Command::End(outcome) => {
@@ -175,6 +188,8 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                     continue;
                 }
                 None => {
+                    // No key: the prompt plays to its end, then the menu's wait runs.
+                    now += playing.take().unwrap_or_default();
                     machine.handle_playback_done(now);
                 }
             }
@@ -186,6 +201,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 "  {:>4}s  (the caller speaks, then falls silent)",
                 (now - start).as_secs()
             ));
+            machine.handle_speech();
             machine.handle_silence();
             continue;
         }

@@ -10,9 +10,10 @@ use tracing::Instrument;
 
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
-use crate::dialplan::{self, CallFacts, Caller, Company, Plans};
+use crate::dialplan::{self, CallFacts, Caller, Category, Company, Plans};
+use crate::inbox;
 use crate::media::engine::StreamSpec;
-use crate::media::recording::{Recorder, write_wav};
+use crate::media::recording::{Heard, Recorder, write_wav};
 use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
 use crate::number::Dialled;
 use crate::sdp::{self, LocalMedia, Negotiated};
@@ -46,10 +47,15 @@ pub struct CallContext {
     pub endpoint: mpsc::UnboundedSender<Input>,
     /// Our SIP address, for Contact and Via.
     pub local_sip: SocketAddr,
-    /// Where voicemail recordings go (`<data>/recordings`).
-    pub recordings: std::path::PathBuf,
-    /// Seconds of quiet that end a recording.
+    /// The data directory: recordings go under `recordings/` there, and are recorded by
+    /// their path relative to it, so that any reader finds them wherever it runs.
+    pub data: std::path::PathBuf,
+    /// Seconds of quiet after speech that end a recording.
     pub silence_seconds: u32,
+    /// Quiet from the beep on that ends a recording nobody speaks into.
+    pub no_speech: Option<std::time::Duration>,
+    /// A caller who gives up after this long left a missed call (`[inbox]`).
+    pub missed_call_seconds: u64,
     /// Secretaries: registrations and activity.
     pub desk: Arc<crate::desk::Desk>,
     /// How long a bridged leg may send no RTP before the call is ended.
@@ -91,6 +97,11 @@ pub async fn run(ctx: Arc<CallContext>, call_id: CallId, mut rx: mpsc::Unbounded
 struct Call<'a> {
     ctx: &'a CallContext,
     id: store::CallRowId,
+    /// When the INVITE arrived, for the inbox's rule on missed calls.
+    started: Instant,
+    /// What the inbox needs at the end: the message's category as it stands, and whether
+    /// the caller can be called back. None: no company, so no message.
+    message: Option<(Category, bool)>,
     invite: Box<Request>,
     key: TxKey,
     peer: Peer,
@@ -127,6 +138,8 @@ impl<'a> Call<'a> {
         let mut call = Call {
             ctx,
             id: ctx.ids.next(),
+            started: Instant::now(),
+            message: None,
             tag: write::new_tag(),
             invite,
             key,
@@ -162,6 +175,12 @@ impl<'a> Call<'a> {
             .as_ref()
             .zip(decision.as_ref())
             .and_then(|(c, (i, _))| c.routes.get(*i));
+        call.message = caller.as_ref().map(|caller| {
+            (
+                route.map(|r| r.category).unwrap_or_default(),
+                matches!(caller, Caller::Number(_)),
+            )
+        });
         call.write(Record::CallStarted {
             id: call.id,
             company: company.as_ref().map(|c| c.id.0.clone()),
@@ -275,7 +294,13 @@ impl<'a> Call<'a> {
             self.invite.call_id.clone(),
             media_tx.clone(),
         );
-        let mut machine = CallMachine::new(Arc::clone(company), route, SERVER_CAPABILITIES);
+        let mut machine = CallMachine::new(
+            Arc::clone(company),
+            route,
+            SERVER_CAPABILITIES,
+            jiff::Timestamp::now(),
+            self.ctx.no_speech,
+        );
         machine.start(Instant::now());
         loop {
             while let Some(command) = machine.poll_command() {
@@ -342,8 +367,10 @@ impl<'a> Call<'a> {
                         machine.handle_digit(digit.key, Instant::now());
                     }
                     Some((_, MediaEvent::Audio(samples))) => {
-                        if media.recorder.as_mut().is_some_and(|r| r.push(&samples)) {
-                            machine.handle_silence();
+                        match media.recorder.as_mut().map(|r| r.push(&samples)) {
+                            Some(Heard::FirstSpeech) => machine.handle_speech(),
+                            Some(Heard::SilenceAfterSpeech) => machine.handle_silence(),
+                            Some(Heard::Listening) | None => {}
                         }
                     }
                     None => machine.handle_shutdown(Instant::now()),
@@ -402,11 +429,16 @@ impl<'a> Call<'a> {
             Command::StopPlaying => self.ctx.media.stop(media.stream),
             Command::Reject(status) => self.respond(status, None),
             Command::SendBye => self.send_bye(),
-            Command::Category(category) => self.write(Record::Category {
-                id: self.id,
-                category: category.as_str(),
-                at: store::now_text(),
-            }),
+            Command::Category(category) => {
+                if let Some((filed, _)) = &mut self.message {
+                    *filed = category;
+                }
+                self.write(Record::Category {
+                    id: self.id,
+                    category: category.as_str(),
+                    at: store::now_text(),
+                });
+            }
             Command::Event(kind, data) => {
                 if kind == "step-unavailable" {
                     tracing::info!(details = %data, "step not supported yet: falling through");
@@ -597,9 +629,21 @@ impl<'a> Call<'a> {
 
     fn finish(&self, outcome: Outcome) {
         tracing::info!(outcome = outcome.as_str(), "call ended");
+        let status = self.message.map(|(category, caller_has_number)| {
+            inbox::status_at_end(
+                &inbox::Ended {
+                    outcome,
+                    category,
+                    caller_has_number,
+                    seconds: self.started.elapsed().as_secs(),
+                },
+                self.ctx.missed_call_seconds,
+            )
+        });
         self.write(Record::CallEnded {
             id: self.id,
             outcome,
+            status,
             at: store::now_text(),
         });
     }
@@ -609,12 +653,11 @@ impl<'a> Call<'a> {
     fn save_recording(&self, company: &Company, samples: Vec<i16>, reason: &'static str) {
         let ms = samples.len() as i64 / 8;
         let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let path = self
-            .ctx
-            .recordings
+        let relative = std::path::Path::new("recordings")
             .join(&company.id.0)
             .join(day)
             .join(format!("call-{}.wav", self.id));
+        let path = self.ctx.data.join(&relative);
         self.event(
             "recording-stopped",
             serde_json::json!({ "reason": reason, "ms": ms }).to_string(),
@@ -626,7 +669,7 @@ impl<'a> Call<'a> {
                 None
             } else {
                 match write_wav(&path, &samples) {
-                    Ok(()) => Some(path.display().to_string()),
+                    Ok(()) => Some(relative.display().to_string()),
                     Err(e) => {
                         tracing::error!(path = %path.display(), error = %e, "recording not saved");
                         None

@@ -33,6 +33,10 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // About the whole file or directory (cannot read it, no plan in it): no position.
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -67,6 +71,13 @@ struct RawPlan {
     routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     steplists: BTreeMap<String, Spanned<Vec<Spanned<RawStep>>>>,
+}
+
+/// Only the `[company]` table of a plan whose other parts do not parse: enough to check
+/// its id and numbers against the other plans in the same run.
+#[derive(Deserialize)]
+struct CompanyOnly {
+    company: RawCompany,
 }
 
 #[derive(Deserialize)]
@@ -397,15 +408,22 @@ fn whole(path: &Path, message: impl Into<String>) -> PlanError {
 }
 
 /// Loads the given plan files together (numbers and ids must be unique across them).
+/// Every error is listed at once: a plan with errors elsewhere still takes part in the
+/// check of ids and numbers across files, as long as its `[company]` table parses.
 pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanError>> {
     let mut errors = Vec::new();
-    let mut companies: Vec<(Company, HashMap<E164, PlanError>, PlanError)> = Vec::new();
+    let mut companies = Vec::new();
+    let mut claimed = Vec::new();
     for file in files {
         match std::fs::read_to_string(file) {
-            Ok(source) => match load_one(file, &source, Some(sounds)) {
-                Ok(loaded) => companies.push(loaded),
-                Err(mut e) => errors.append(&mut e),
-            },
+            Ok(source) => {
+                let (company, claims) = load_one(file, &source, Some(sounds));
+                match company {
+                    Ok(company) => companies.push(company),
+                    Err(mut e) => errors.append(&mut e),
+                }
+                claimed.extend(claims);
+            }
             Err(e) => errors.push(whole(file, format!("cannot read: {e}"))),
         }
     }
@@ -413,12 +431,13 @@ pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanErr
     // Across files: ids and numbers (also in national form) must each belong to one company.
     let mut ids: HashMap<&CompanyId, &PlanError> = HashMap::new();
     let mut numbers: HashMap<String, (&CompanyId, &PlanError)> = HashMap::new();
-    for (company, spans, id_at) in &companies {
-        if let Some(there) = ids.insert(&company.id, id_at) {
+    for claims in &claimed {
+        let id_at = &claims.id_at;
+        if let Some(there) = ids.insert(&claims.id, id_at) {
             errors.push(PlanError {
                 message: format!(
                     "company id `{}` is also used in {}:{}:{}; expected one id per company",
-                    company.id,
+                    claims.id,
                     there.file.display(),
                     there.line,
                     there.column
@@ -426,15 +445,12 @@ pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanErr
                 ..id_at.clone()
             });
         }
-        for number in &company.numbers {
-            let Some(here) = spans.get(number) else {
-                continue;
-            };
-            let keys =
-                std::iter::once(number.to_string()).chain(company.country.national_form(number));
+        for (number, here) in &claims.numbers {
+            let keys = std::iter::once(number.to_string())
+                .chain(claims.country.and_then(|c| c.national_form(number)));
             for key in keys {
                 if let Some((other, there)) = numbers.get(&key) {
-                    if *other == &company.id {
+                    if *other == &claims.id {
                         continue;
                     }
                     errors.push(PlanError {
@@ -443,49 +459,89 @@ pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanErr
                             there.file.display(),
                             there.line,
                             there.column,
-                            company.id
+                            claims.id
                         ),
                         ..here.clone()
                     });
                     break;
                 }
-                numbers.insert(key, (&company.id, here));
+                numbers.insert(key, (&claims.id, here));
             }
         }
     }
     if errors.is_empty() {
-        Ok(Plans::new(
-            companies.into_iter().map(|(c, _, _)| c).collect(),
-        ))
+        Ok(Plans::new(companies))
     } else {
         errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(errors)
     }
 }
 
-type Loaded = (Company, HashMap<E164, PlanError>, PlanError);
+/// What a plan claims across files: its company id and the numbers that parsed, each with
+/// where it is written. Kept even when the rest of the plan has errors.
+struct Claims {
+    id: CompanyId,
+    id_at: PlanError,
+    /// National forms are compared too when the country is known.
+    country: Option<Country>,
+    numbers: Vec<(E164, PlanError)>,
+}
 
-/// Parses and checks one file.
+fn claims(ck: &Checker, c: &RawCompany) -> Claims {
+    let mut numbers: Vec<(E164, PlanError)> = Vec::new();
+    for n in c.numbers.get_ref() {
+        if let Some(number) = E164::parse(n.get_ref())
+            && !numbers.iter().any(|(m, _)| *m == number)
+        {
+            numbers.push((number, ck.at(n.span(), "")));
+        }
+    }
+    Claims {
+        id: CompanyId(c.id.get_ref().clone()),
+        id_at: ck.at(c.id.span(), ""),
+        country: Country::from_code(c.country.get_ref()),
+        numbers,
+    }
+}
+
 /// A plan from text, without checking that its sounds exist: for other modules' tests.
 #[cfg(test)]
 pub(crate) fn parse_str(source: &str) -> Result<Company, Vec<PlanError>> {
-    load_one(Path::new("test.toml"), source, None).map(|(c, _, _)| c)
+    load_one(Path::new("test.toml"), source, None).0
 }
 
-fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, Vec<PlanError>> {
-    let mut ck = Checker {
+/// Parses and checks one file; also says what it claims across files, if its `[company]`
+/// table parses.
+fn load_one(
+    file: &Path,
+    source: &str,
+    sounds: Option<&Path>,
+) -> (Result<Company, Vec<PlanError>>, Option<Claims>) {
+    let ck = Checker {
         file,
         source,
         sounds,
         errors: Vec::new(),
     };
-    let raw: RawPlan = match toml::from_str(source) {
-        Ok(raw) => raw,
+    match toml::from_str::<RawPlan>(source) {
+        Ok(raw) => {
+            let claims = claims(&ck, &raw.company);
+            (check_plan(ck, raw), Some(claims))
+        }
         Err(e) => {
             let message = e.message().trim().replace('\n', " ");
-            return Err(vec![ck.at(e.span().unwrap_or(0..0), message)]);
+            let error = ck.at(e.span().unwrap_or(0..0), message);
+            let claims = toml::from_str::<CompanyOnly>(source)
+                .ok()
+                .map(|only| claims(&ck, &only.company));
+            (Err(vec![error]), claims)
         }
-    };
+    }
+}
+
+/// Checks a parsed plan into a company, or every error in it.
+fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> {
+    let file = ck.file;
     let c = raw.company;
 
     let id = c.id.get_ref();
@@ -530,7 +586,7 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
     };
 
     let mut numbers = Vec::new();
-    let mut spans = HashMap::new();
+    let mut listed = BTreeSet::new();
     if c.numbers.get_ref().is_empty() {
         ck.error(
             c.numbers.span(),
@@ -540,7 +596,7 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
     for n in c.numbers.get_ref() {
         match E164::parse(n.get_ref()) {
             Some(number) => {
-                if spans.insert(number.clone(), ck.at(n.span(), "")).is_some() {
+                if !listed.insert(number.clone()) {
                     ck.error(n.span(), format!("number {number} is listed twice"));
                 }
                 numbers.push(number);
@@ -774,28 +830,23 @@ fn load_one(file: &Path, source: &str, sounds: Option<&Path>) -> Result<Loaded, 
     if !ck.errors.is_empty() {
         return Err(ck.errors);
     }
-    let id_at = ck.at(c.id.span(), "");
-    Ok((
-        Company {
-            id: CompanyId(c.id.into_inner()),
-            answer_as: c.answer_as.unwrap_or_else(|| c.name.clone()),
-            name: c.name,
-            numbers,
-            country,
-            timezone,
-            timezone_name: c.timezone.into_inner(),
-            language: c.language,
-            notes: c.notes,
-            executives,
-            contacts,
-            hours,
-            routes,
-            steplists,
-            file: file.to_path_buf(),
-        },
-        spans,
-        id_at,
-    ))
+    Ok(Company {
+        id: CompanyId(c.id.into_inner()),
+        answer_as: c.answer_as.unwrap_or_else(|| c.name.clone()),
+        name: c.name,
+        numbers,
+        country,
+        timezone,
+        timezone_name: c.timezone.into_inner(),
+        language: c.language,
+        notes: c.notes,
+        executives,
+        contacts,
+        hours,
+        routes,
+        steplists,
+        file: file.to_path_buf(),
+    })
 }
 
 /// Whether following gotos from `start` comes back to the list `home`.
@@ -1211,6 +1262,48 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         let text = load_dir(&plans, &sounds).unwrap_err()[0].to_string();
         assert!(
             text.contains("acme.toml:5:1: unknown field `colour`, expected one of"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_plan_with_errors_still_takes_part_in_the_number_check() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        write(&plans, "acme.toml", GOOD);
+        // Checked errors (a missing sound), then an error the TOML reader refuses.
+        let other = GOOD.replace("\"acme\"", "\"other\"");
+        write(
+            &plans,
+            "other.toml",
+            &other.replace("a/hello.wav\" }, { play", "a/missing.wav\" }, { play"),
+        );
+        write(
+            &plans,
+            "third.toml",
+            &GOOD
+                .replace("\"acme\"", "\"third\"")
+                .replace("{ ring = 2 }", "{ dance = 2 }"),
+        );
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].contains("and by company `other`"), "{errors:#?}");
+        assert!(errors[1].contains("a/missing.wav"), "{errors:#?}");
+        assert!(errors[2].contains("and by company `third`"), "{errors:#?}");
+        assert!(errors[3].contains("unknown variant `dance`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn an_unreadable_file_has_no_position() {
+        let (dir, sounds) = fixture();
+        let missing = dir.path().join("missing.toml");
+        let text = load_files(std::slice::from_ref(&missing), &sounds).unwrap_err()[0].to_string();
+        assert!(
+            text.starts_with(&format!("{}: cannot read: ", missing.display())),
             "{text}"
         );
     }

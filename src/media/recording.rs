@@ -7,6 +7,17 @@ use std::path::Path;
 /// above the hiss of a quiet line and well below speech.
 const SILENCE_LEVEL: u32 = 180;
 
+/// What the recorder heard in a frame, when it matters to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing new: keep recording.
+    Listening,
+    /// The caller's voice, for the first time.
+    FirstSpeech,
+    /// Quiet long enough after the caller spoke: the message is over.
+    SilenceAfterSpeech,
+}
+
 /// The caller's audio so far.
 #[derive(Debug)]
 pub struct Recorder {
@@ -18,7 +29,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder that keeps at most `max_seconds` and reports `silence_seconds` of quiet.
+    /// A recorder that keeps at most `max_seconds` and reports `silence_seconds` of quiet
+    /// after speech (0: never). Quiet before any speech is the call machine's `NoSpeech`
+    /// timer: a caller who sends no packets at all must be caught too.
     pub fn new(max_seconds: u32, silence_seconds: u32) -> Self {
         let max_samples = max_seconds as usize * 8000;
         Recorder {
@@ -30,27 +43,41 @@ impl Recorder {
         }
     }
 
-    /// Adds decoded audio; returns true once the caller has been silent long enough (only
-    /// after they have said something, so a slow start is not cut).
-    pub fn push(&mut self, frame: &[i16]) -> bool {
+    /// Whether the caller said anything yet.
+    pub fn heard_voice(&self) -> bool {
+        self.heard_voice
+    }
+
+    /// Adds decoded audio and says what it meant: speech at last, or the quiet that ends a
+    /// message.
+    pub fn push(&mut self, frame: &[i16]) -> Heard {
         let room = self.max_samples.saturating_sub(self.samples.len());
         self.samples
             .extend_from_slice(&frame[..frame.len().min(room)]);
         if frame.is_empty() {
-            return false;
+            return Heard::Listening;
         }
         let level = frame
             .iter()
             .map(|s| u32::from(s.unsigned_abs()))
             .sum::<u32>()
             / frame.len() as u32;
-        if level < SILENCE_LEVEL {
-            self.silent_run += frame.len();
-        } else {
+        if level >= SILENCE_LEVEL {
             self.silent_run = 0;
+            let first = !self.heard_voice;
             self.heard_voice = true;
+            return if first {
+                Heard::FirstSpeech
+            } else {
+                Heard::Listening
+            };
         }
-        self.heard_voice && self.silence_samples > 0 && self.silent_run >= self.silence_samples
+        self.silent_run += frame.len();
+        if self.heard_voice && self.silence_samples > 0 && self.silent_run >= self.silence_samples {
+            Heard::SilenceAfterSpeech
+        } else {
+            Heard::Listening
+        }
     }
 
     /// The samples, with trailing silence that ended the recording left in (it is short
@@ -89,20 +116,25 @@ mod tests {
     }
 
     #[test]
-    fn silence_after_speech_ends_it_but_silence_first_does_not() {
+    fn silence_after_speech_ends_it_but_a_slow_start_is_not_cut() {
         let mut r = Recorder::new(60, 2);
         for _ in 0..200 {
-            assert!(!r.push(&[0; 160]), "nothing said yet");
+            assert_eq!(r.push(&[0; 160]), Heard::Listening, "nothing said yet");
         }
-        assert!(!r.push(&tone(160)));
+        assert_eq!(r.push(&tone(160)), Heard::FirstSpeech);
+        assert_eq!(r.push(&tone(160)), Heard::Listening);
         let mut ended = false;
         for i in 0..100 {
-            if r.push(&[3; 160]) {
-                assert_eq!(i, 99, "exactly 2 s of quiet");
-                ended = true;
+            match r.push(&[3; 160]) {
+                Heard::SilenceAfterSpeech => {
+                    assert_eq!(i, 99, "exactly 2 s of quiet");
+                    ended = true;
+                }
+                other => assert_eq!(other, Heard::Listening),
             }
         }
         assert!(ended);
+        assert!(r.heard_voice());
     }
 
     #[test]

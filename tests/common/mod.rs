@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -20,10 +20,15 @@ pub fn repo() -> PathBuf {
 
 /// A free port on 127.0.0.1 for both UDP and TCP (checked by binding both).
 pub fn free_port() -> u16 {
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free port on `ip` for both UDP and TCP (checked by binding both).
+pub fn free_port_on(ip: IpAddr) -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind((ip, 0)).unwrap();
         let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }
@@ -50,6 +55,8 @@ pub fn write_tone(path: &Path, hz: f64, seconds: f64) {
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The loopback address the server listens on: 127.0.0.1, or ::1 ([`Setup::new_v6`]).
+    pub ip: IpAddr,
 }
 
 impl Setup {
@@ -81,7 +88,27 @@ impl Setup {
         for (name, text) in plans {
             std::fs::write(dir.path().join("dialplans").join(name), text).unwrap();
         }
-        Setup { dir, port }
+        Setup {
+            dir,
+            port,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// The same, the server listening on `[::1]:PORT` (so RTP binds there and SDP says
+    /// `IN IP6 ::1`). Panics if IPv6 loopback is not available: no test skips.
+    pub fn new_v6(plans: &[(&str, &str)]) -> Setup {
+        let mut setup = Setup::new(plans);
+        let ip = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let port = free_port_on(ip);
+        let config = std::fs::read_to_string(setup.config()).unwrap();
+        let v4 = format!("listen = \"127.0.0.1:{}\"", setup.port);
+        assert!(config.contains(&v4), "{config}");
+        let config = config.replace(&v4, &format!("listen = \"[::1]:{port}\""));
+        std::fs::write(setup.config(), config).unwrap();
+        setup.port = port;
+        setup.ip = ip;
+        setup
     }
 
     pub fn config(&self) -> PathBuf {
@@ -93,7 +120,7 @@ impl Setup {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 
     /// Starts the server and waits until it answers OPTIONS.
@@ -185,8 +212,9 @@ impl Setup {
     }
 
     /// Waits until the calls table satisfies `check` (records are written asynchronously).
+    /// Returns as soon as `check` holds; the long deadline only matters on a loaded machine.
     pub fn wait_calls(&self, check: impl Fn(&[CallRow]) -> bool) -> Vec<CallRow> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let calls = if self.db().exists() {
                 self.calls()
@@ -282,7 +310,12 @@ impl Drop for Server {
 
 /// Sends OPTIONS over UDP and returns the status, if any answer came within 300 ms.
 pub fn options_status(addr: SocketAddr) -> Option<u16> {
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let sock = UdpSocket::bind(if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    })
+    .ok()?;
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .ok()?;
     let local = sock.local_addr().ok()?;
@@ -304,10 +337,16 @@ pub fn status_of(bytes: &[u8]) -> Option<u16> {
     text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
 }
 
-/// Runs SIPp with a scenario from tests/scenarios against the server.
+/// Runs SIPp with a scenario from tests/scenarios against the server, from the loopback
+/// address of the server's family (127.0.0.1, or ::1 for `[::1]:PORT`).
 pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
-    let local = free_port().to_string();
-    let media = free_port().to_string();
+    let ip = if addr.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    let local = free_port_on(ip).to_string();
+    let media = free_port_on(ip).to_string();
     Command::new("sipp")
         .arg("-sf")
         .arg(repo().join("tests/scenarios").join(scenario))
@@ -315,7 +354,7 @@ pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
             "-m",
             "1",
             "-i",
-            "127.0.0.1",
+            &ip.to_string(),
             "-p",
             &local,
             "-mp",
@@ -518,15 +557,31 @@ pub fn dtmf_pcap(key: &str) -> String {
     path
 }
 
-/// The messages table, for one call.
+/// The messages table, for one call; the recording as a full path (it is stored relative
+/// to the data directory, which is asserted here).
 pub fn message_of(setup: &Setup, call: i64) -> (String, Option<String>, Option<i64>, bool) {
     let conn = rusqlite::Connection::open(setup.db()).unwrap();
-    conn.query_row(
-        "SELECT category, recording, recording_ms, recording_empty FROM messages WHERE call_id = ?1",
-        [call],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
-    .unwrap()
+    let (category, recording, ms, empty): (String, Option<String>, Option<i64>, bool) = conn
+        .query_row(
+            "SELECT category, recording, recording_ms, recording_empty FROM messages WHERE call_id = ?1",
+            [call],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let recording = recording.map(|stored| {
+        assert!(
+            stored.starts_with("recordings/"),
+            "stored relative to the data directory: {stored}"
+        );
+        setup
+            .dir
+            .path()
+            .join("data")
+            .join(stored)
+            .display()
+            .to_string()
+    });
+    (category, recording, ms, empty)
 }
 
 /// Registers `user` from 127.0.0.1:`port` with digest authentication (MD5), as a softphone

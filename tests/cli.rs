@@ -1,0 +1,244 @@
+//! The `permanence` command's small promises (issue 10): errors said once and clearly,
+//! every plan error in one `check`, keys checked, passwords kept off the command line,
+//! executives' phones listed.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn permanence(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `hash-password` with `input` on standard input.
+fn hash_password(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_missing_config_file_is_reported_once_with_its_path() {
+    let out = permanence(&["check", "--config", "/nonexistent/permanence.toml"]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("/nonexistent/permanence.toml"), "{text}");
+}
+
+#[test]
+fn a_missing_plan_file_is_reported_without_a_bogus_position() {
+    let out = permanence(&["check", "/nonexistent.toml"]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("/nonexistent.toml: cannot read: No such file or directory"),
+        "{text}"
+    );
+    assert!(!text.contains(":0:0"), "{text}");
+}
+
+#[test]
+fn simulate_refuses_a_key_that_no_keypad_has() {
+    let out = permanence(&["simulate", "--company", "acme", "--digits", "x9"]);
+    assert!(!out.status.success(), "accepted: {}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("`x` is not a key"), "{text}");
+    assert!(text.contains("0-9, *, # or A-D"), "{text}");
+    // Every key of the keypad is still accepted (RFC 4733 events 0-15).
+    let out = permanence(&[
+        "simulate",
+        "--company",
+        "acme",
+        "--at",
+        "2026-12-25 10:30",
+        "--digits",
+        "0123456789*#ABCD",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_lists_a_plan_error_and_a_number_claimed_twice_in_one_run() {
+    let hangup = r#"[{ hangup = {} }]"#;
+    let setup = Setup::new(&[
+        ("a.toml", &plan("acme", "+33180000001", hangup)),
+        // Checked errors (a missing sound) and a number that acme has.
+        (
+            "b.toml",
+            &plan(
+                "bravo",
+                "+33180000001",
+                r#"[{ play = "tone/missing.wav" }, { hangup = {} }]"#,
+            ),
+        ),
+        // An error the TOML reader refuses (an unknown step), and acme's number again.
+        (
+            "c.toml",
+            &plan("charlie", "+33180000001", r#"[{ dance = 3 }]"#),
+        ),
+    ]);
+    let config = setup.config();
+    let out = permanence(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("sound `tone/missing.wav` not found"),
+        "{text}"
+    );
+    assert!(text.contains("dance"), "{text}");
+    assert!(
+        text.contains("is claimed by company `acme`") && text.contains("and by company `bravo`"),
+        "{text}"
+    );
+    assert!(text.contains("and by company `charlie`"), "{text}");
+}
+
+#[test]
+fn hash_password_reads_the_password_from_standard_input() {
+    // The demo secretary alice / alice, as in config/permanence.toml.
+    let out = hash_password(&["--username", "alice"], "alice\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ha1_md5 = \"f5311f8276f6090e9cd6e52b1b126248\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ha1_sha256 = \"f52248892499f9174e7650ae325757a37f17f88b54a3c1d30b5cec46667d69e0\""
+        ),
+        "{text}"
+    );
+    // No prompt when standard input is not a terminal.
+    assert!(!stderr(&out).contains("Password"), "{}", stderr(&out));
+
+    let out = hash_password(&["--username", "bob"], "secret\r\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md5 = permanence::auth::Algorithm::Md5.hash("bob:permanence:secret");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("ha1_md5 = \"{md5}\"")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = hash_password(&["--username", "bob"], "");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no password"), "{}", stderr(&out));
+}
+
+#[test]
+fn hash_password_refuses_a_password_on_the_command_line() {
+    let out = hash_password(&["--username", "bob", "--password", "secret"], "");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--password"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn secretaries_lists_executives_phones_marked_as_executives() {
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan("acme", "+33180000001", r#"[{ hangup = {} }]"#),
+    )]);
+    let marie = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "marie",
+        "permanence",
+        "marie",
+    );
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "{config}\n[registrar]\nkeepalive_seconds = 0\n\
+             [[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\n\
+             ha1_md5 = \"f5311f8276f6090e9cd6e52b1b126248\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n\
+             [[executives]]\nname = \"Marie\"\nusername = \"marie\"\nha1_md5 = \"{marie}\"\nha1_sha256 = \"\"\n\
+             [[executives]]\nname = \"Paul\"\nusername = \"paul\"\nha1_md5 = \"{marie}\"\nha1_sha256 = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let _server = setup.start();
+    let port = free_port();
+    register_from(setup.addr(), port, "marie", "marie");
+
+    let list = |json: bool| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["secretaries", "--config"])
+            .arg(setup.config());
+        if json {
+            command.arg("--json");
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Registrations reach the store asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let lines: Vec<serde_json::Value> = loop {
+        let lines: Vec<serde_json::Value> = list(true)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l["username"] == "marie" && l["state"] == "registered")
+            || Instant::now() > deadline
+        {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let names: Vec<_> = lines.iter().map(|l| l["username"].clone()).collect();
+    assert_eq!(names, ["alice", "marie", "paul"], "{lines:?}");
+    assert_eq!(lines[0]["role"], "secretary", "{lines:?}");
+    assert_eq!(lines[0]["state"], "not registered", "{lines:?}");
+    let marie = &lines[1];
+    assert_eq!(marie["role"], "executive", "{marie}");
+    assert_eq!(marie["state"], "registered", "{marie}");
+    let contact = format!("sip:marie@127.0.0.1:{port}");
+    assert_eq!(marie["registrations"][0]["contact"], contact, "{marie}");
+    assert_eq!(lines[2]["role"], "executive", "{lines:?}");
+    assert_eq!(lines[2]["state"], "not registered", "{lines:?}");
+
+    let table = list(false);
+    assert!(table.lines().next().unwrap().contains("ROLE"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("marie "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("executive") && row.contains("registered") && row.contains(&contact),
+        "{row}"
+    );
+}
