@@ -407,7 +407,12 @@ fn run() -> anyhow::Result<()> {
                         category,
                         status,
                         include_filed: all,
-                        since,
+                        // Stored times are RFC 3339 UTC with milliseconds: an exact time is
+                        // compared in that form (a date compares as its midnight already).
+                        since: since.map(|s| {
+                            s.parse::<jiff::Timestamp>()
+                                .map_or(s, |t| format!("{t:.3}"))
+                        }),
                         limit,
                     };
                     let rows = store::list_messages(&db, &filter)?;

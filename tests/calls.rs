@@ -135,37 +135,36 @@ fn an_unknown_number_gets_404_and_a_row() {
 
 #[test]
 fn national_and_00_forms_of_the_number_reach_the_company() {
-    let setup = Setup::new(&[("acme.toml", &plan("acme", NUMBER, r#"[{ hangup = {} }]"#))]);
+    let setup = Setup::new(&[("acme.toml", &greeting_plan())]);
     let _server = setup.start();
-    // A plan that hangs up before answering refuses with 480: enough to see the lookup.
     for dialled in ["0180000001", "0033180000001"] {
-        let out = sipp(
-            "notfound.xml",
-            setup.addr(),
-            &[
-                "-s",
-                dialled,
-                "-key",
-                "caller",
-                "anonymous",
-                "-key",
-                "rtp_port",
-                "9",
-                "-key",
-                "offer",
-                "0",
-            ],
-        );
-        // notfound.xml expects 404: it must fail here, since the number is known.
-        assert!(!out.status.success(), "{dialled} was not found");
+        // call.xml succeeds only on a 200 and our BYE at the plan's end.
+        let out = sipp_call("call.xml", setup.addr(), dialled, "9", "0", &[]);
+        assert_sipp_ok(&out);
     }
     let calls = setup.wait_calls(|c| c.len() == 2 && c.iter().all(|c| c.ended));
+    assert_eq!(calls.len(), 2, "one row per call: {calls:?}");
     for c in &calls {
         assert_eq!(
-            (c.company.as_deref(), c.dialled.as_str()),
-            (Some("acme"), NUMBER)
+            (
+                c.company.as_deref(),
+                c.dialled.as_str(),
+                c.outcome.as_deref()
+            ),
+            (Some("acme"), NUMBER, Some("completed")),
+            "the company's call, the number stored as E.164: {c:?}"
         );
+        assert!(c.answered, "{c:?}");
     }
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let messages: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE company = 'acme'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(messages, 2, "one message per call for the company");
 }
 
 #[test]
@@ -192,7 +191,7 @@ fn no_codec_in_common_gets_488() {
 }
 
 #[test]
-fn the_caller_hanging_up_mid_greeting_ends_the_call() {
+fn the_caller_hanging_up_mid_greeting_ends_the_call_and_its_audio() {
     let setup = Setup::new(&[(
         "acme.toml",
         &plan("acme", NUMBER, r#"[{ play = "tone/long.wav" }]"#),
@@ -200,22 +199,37 @@ fn the_caller_hanging_up_mid_greeting_ends_the_call() {
     let _server = setup.start();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port().to_string();
-    let out = sipp_call("bye.xml", setup.addr(), NUMBER, &port, "0", &[]);
-    assert_sipp_ok(&out);
+    let addr = setup.addr();
+    // bye.xml hangs up 1.5 s after its ACK; meanwhile the greeting plays.
+    let caller = std::thread::spawn(move || sipp_call("bye.xml", addr, NUMBER, &port, "0", &[]));
+    sink.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut during = 0;
+    while !caller.is_finished() {
+        if sink.recv_from(&mut buf).is_ok() {
+            during += 1;
+        }
+    }
+    assert_sipp_ok(&caller.join().unwrap());
+    // SIPp is done once our 200 to its BYE has arrived: 1.5 s of greeting before that.
+    assert!(
+        during >= 50,
+        "the greeting was heard before the BYE: {during} packets"
+    );
     let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     assert_eq!(calls[0].outcome.as_deref(), Some("abandoned"));
-    // The audio stops with the call: drop what was buffered during it, then listen.
+    // What was already on its way is drained; then nothing more comes.
+    std::thread::sleep(Duration::from_millis(100));
     sink.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 2048];
     while sink.recv_from(&mut buf).is_ok() {}
     sink.set_nonblocking(false).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
     let late = collect_rtp(
         &sink,
-        Duration::from_millis(300),
-        Duration::from_millis(600),
+        Duration::from_millis(1000),
+        Duration::from_millis(1000),
     );
-    assert!(late.len() < 5, "{} packets after BYE", late.len());
+    assert_eq!(late.len(), 0, "{} packets after the BYE", late.len());
 }
 
 #[test]

@@ -242,3 +242,177 @@ fn secretaries_lists_executives_phones_marked_as_executives() {
         "{row}"
     );
 }
+
+/// `permanence` with `--config` pointing at a test's setup; its standard output.
+fn cli_for(setup: &Setup, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// A secretary (alice) takes a call and talks about 3 s before hanging up: `calls --json`
+/// says who took it, when she answered and when it ended; the table's TALK column shows
+/// the difference.
+#[test]
+fn calls_shows_who_took_a_call_and_how_long_they_talked() {
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan(
+            "acme",
+            "+33180000001",
+            r#"[{ secretary = { timeout = 20 } }, { hangup = {} }]"#,
+        ),
+    )]);
+    setup.add_config_lines(
+        "registrar",
+        "keepalive_seconds = 0\n\n[[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\n\
+         ha1_md5 = \"f5311f8276f6090e9cd6e52b1b126248\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]",
+    );
+    let _server = setup.start();
+    let port = free_port();
+    register_from(setup.addr(), port, "alice", "alice");
+    let voice = setup.dir.path().join("voice.pcap");
+    write_tone_pcap(&voice, 600.0, 0.5);
+    let (_alice_rtp, alice_rtp_port) = rtp_socket();
+    // secretary.xml answers, talks, and hangs up 3 s after the ACK.
+    let alice = sipp_phone(
+        "secretary.xml",
+        port,
+        &[
+            "-key",
+            "username",
+            "alice",
+            "-key",
+            "rtp_port",
+            &alice_rtp_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            voice.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (_caller_rtp, caller_rtp_port) = rtp_socket();
+    let caller = sipp_call(
+        "talk.xml",
+        setup.addr(),
+        "+33180000001",
+        &caller_rtp_port,
+        "0",
+        &["-key", "audio_pcap", voice.to_str().unwrap()],
+    );
+    assert_sipp_ok(&caller);
+    assert_sipp_ok(&finish(alice));
+    setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+
+    let lines = json_lines(&cli_for(&setup, &["calls", "--json"]));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let call = &lines[0];
+    assert_eq!(call["outcome"], "secretary", "{call}");
+    assert_eq!(call["handled_by"], "alice", "{call}");
+    assert_eq!(call["company"], "acme", "{call}");
+    let time = |field: &str| -> jiff::Timestamp {
+        call[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field}: {call}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{field}: {e}: {call}"))
+    };
+    let talk = time("ended_at") - time("handled_at");
+    let talk_ms = talk.as_millis() as f64;
+    assert!(
+        (2800.0..5000.0).contains(&talk_ms),
+        "about 3 s of talk, not {talk_ms} ms: {call}"
+    );
+    assert!(time("handled_at") >= time("answered_at"), "{call}");
+    assert!(time("answered_at") >= time("started_at"), "{call}");
+
+    let table = cli_for(&setup, &["calls"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("TALK"), "{table}");
+    let row = table
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no row: {table}"));
+    let talk_column = format!(" {}s ", talk_ms as i64 / 1000);
+    assert!(
+        row.contains("alice") && row.contains(&talk_column) && row.ends_with("secretary"),
+        "the row shows alice, {talk_column:?} of talk and the outcome: {row}"
+    );
+}
+
+/// `messages --company` and `--since` leave out the rows they should, and only those.
+#[test]
+fn messages_filters_by_company_and_since_leave_out_the_other_rows() {
+    let greeting = r#"[{ play = "tone/short.wav" }, { hangup = {} }]"#;
+    let setup = Setup::new(&[
+        ("acme.toml", &plan("acme", "+33180000001", greeting)),
+        ("bravo.toml", &plan("bravo", "+33180000002", greeting)),
+    ]);
+    write_tone(&setup.dir.path().join("sounds/tone/short.wav"), 440.0, 0.3);
+    let _server = setup.start();
+    let call = |number: &str, calls: usize| {
+        assert_sipp_ok(&sipp_call("call.xml", setup.addr(), number, "9", "0", &[]));
+        setup.wait_calls(|c| c.len() == calls && c.iter().all(|c| c.ended));
+    };
+    call("+33180000001", 1);
+    // The next calls start in a later second than the first.
+    std::thread::sleep(Duration::from_millis(1100));
+    call("+33180000002", 2);
+    call("+33180000001", 3);
+
+    // Greetings heard to the end are filed: --all lists them.
+    let list = |args: &[&str]| {
+        let mut all = vec!["messages", "--all", "--json"];
+        all.extend_from_slice(args);
+        json_lines(&cli_for(&setup, &all))
+    };
+    let everything = list(&[]);
+    assert_eq!(everything.len(), 3, "{everything:?}");
+    let companies = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .map(|m| m["company"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(companies(&list(&["--company", "acme"])), ["acme", "acme"]);
+    assert_eq!(companies(&list(&["--company", "bravo"])), ["bravo"]);
+    assert!(list(&["--company", "globex"]).is_empty());
+
+    // By date: today (UTC) keeps all, tomorrow none.
+    let now = jiff::Timestamp::now();
+    let today = now.strftime("%Y-%m-%d").to_string();
+    let tomorrow = (now + jiff::SignedDuration::from_hours(24))
+        .strftime("%Y-%m-%d")
+        .to_string();
+    assert_eq!(list(&["--since", &today]).len(), 3);
+    assert!(list(&["--since", &tomorrow]).is_empty());
+
+    // By time: from the second bravo's message was written in (RFC 3339, UTC), the first
+    // acme call is left out, and the two later ones are kept.
+    let bravo = everything.iter().find(|m| m["company"] == "bravo").unwrap();
+    let created = bravo["created_at"].as_str().unwrap();
+    let since = format!("{}Z", &created[..19]);
+    let later = list(&["--since", &since]);
+    assert_eq!(
+        companies(&later),
+        ["acme", "bravo"],
+        "messages since {since} (bravo's was written at {created}): {later:?}"
+    );
+    assert_eq!(
+        companies(&list(&["--company", "acme", "--since", &since])),
+        ["acme"]
+    );
+}

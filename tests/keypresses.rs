@@ -301,3 +301,204 @@ fn messages_are_listed_shown_and_marked_for_the_people_who_read_them() {
         .unwrap();
     assert!(!bad.status.success(), "an unknown status is refused");
 }
+
+/// Barge-in: a key pressed during the menu's 3.5 s prompt cuts it short. The caller
+/// presses 2 one second after the answer; the branch's 0.5 s sound and our BYE follow at
+/// once, so the call lasts well under the prompt's length (it would take at least 4 s if
+/// the prompt played to its end before the key counted, 9 s if the key were lost).
+#[test]
+fn a_key_pressed_during_the_menu_prompt_stops_it_at_once() {
+    let setup = setup(&menu_plan(""));
+    let _server = setup.start();
+    let pcap = dtmf_pcap("2");
+    let started = Instant::now();
+    let out = sipp_call(
+        "dtmf.xml",
+        setup.addr(),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "digit_pcap", &pcap],
+    );
+    let took = started.elapsed();
+    assert_sipp_ok(&out);
+    assert!(
+        took < Duration::from_millis(3600),
+        "the call took {took:?}: the prompt was not cut short by the key"
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+    assert!(wait_events(&setup, calls[0].id, "menu-choice").contains(&"menu-choice".to_string()));
+    assert_eq!(message_of(&setup, calls[0].id).0, "urgent");
+}
+
+/// What the caller hears, packet by packet: arrival time and zero crossings of the 160
+/// samples (a 440 Hz prompt has about 17, the 600 Hz branch sound about 24, silence 0).
+fn heard_tones(sock: &std::net::UdpSocket, max: Duration) -> Vec<(Instant, usize)> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max && (out.is_empty() || last.elapsed() < Duration::from_secs(1)) {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if n <= 12 || buf[1] & 0x7f != 0 {
+            continue;
+        }
+        last = Instant::now();
+        let samples: Vec<i16> = buf[12..n]
+            .iter()
+            .map(|&b| permanence::g711::ulaw_to_linear(b))
+            .collect();
+        let crossings = samples
+            .windows(2)
+            .filter(|w| (w[0] < 0) != (w[1] < 0))
+            .count();
+        out.push((last, crossings));
+    }
+    out
+}
+
+/// The same with the key sent as SIP INFO (the caller sends no RTP, so every packet of
+/// ours reaches its SDP address): the prompt stops after about a second of its 3.5 s and
+/// the branch's sound follows at once.
+#[test]
+fn a_key_sent_as_info_during_the_prompt_stops_it_and_the_branch_plays_at_once() {
+    let setup = setup(&menu_plan(""));
+    let _server = setup.start();
+    let (sink, port) = rtp_socket();
+    let addr = setup.addr();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "info.xml",
+            addr,
+            NUMBER,
+            &port,
+            "0 101",
+            &["-key", "key", "2"],
+        )
+    });
+    let heard = heard_tones(&sink, Duration::from_secs(10));
+    assert_sipp_ok(&caller.join().unwrap());
+    let prompt: Vec<_> = heard
+        .iter()
+        .filter(|(_, c)| (14..=20).contains(c))
+        .collect();
+    let branch: Vec<_> = heard
+        .iter()
+        .filter(|(_, c)| (22..=26).contains(c))
+        .collect();
+    assert!(
+        (25..=110).contains(&prompt.len()),
+        "{} packets of the 175-packet prompt before the key (sent after 1 s)",
+        prompt.len()
+    );
+    assert!(
+        (20..=30).contains(&branch.len()),
+        "the branch's 0.5 s sound: {} packets",
+        branch.len()
+    );
+    let gap = branch[0].0 - prompt.last().unwrap().0;
+    assert!(
+        gap < Duration::from_millis(300),
+        "the branch starts as the prompt stops, not {gap:?} later"
+    );
+    assert!(
+        prompt.last().unwrap().0 < branch[0].0,
+        "no prompt after the branch began"
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+    assert_eq!(message_of(&setup, calls[0].id).0, "urgent");
+}
+
+/// A voicemail set to end after 2 s of quiet following speech.
+fn silence_voicemail_setup() -> Setup {
+    let setup = voicemail_setup();
+    setup.add_config_lines("media", "voicemail_silence_seconds = 2");
+    setup
+}
+
+fn recording_stopped_reason(setup: &Setup, call: i64) -> String {
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    conn.query_row(
+        "SELECT data FROM events WHERE call_id = ?1 AND kind = 'recording-stopped'",
+        [call],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("no recording-stopped event: {e}: {:?}", setup.events(call)))
+}
+
+/// The caller speaks for 2 s, then their phone sends silence: after 2 s of it the server
+/// stops recording (reason `silence`), says goodbye and hangs up, long before the 30 s
+/// maximum; the message keeps the voice.
+#[test]
+fn a_voicemail_ends_on_silence_after_the_caller_has_spoken() {
+    let setup = silence_voicemail_setup();
+    let _server = setup.start();
+    let pcap = setup.dir.path().join("speaks-then-silent.pcap");
+    write_tone_then_silence_pcap(&pcap, 1000.0, 2.0, 12.0);
+    let started = Instant::now();
+    let out = sipp_call(
+        "voicemail_speaks_then_waits.xml",
+        setup.addr(),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-key", "audio_pcap", pcap.to_str().unwrap()],
+    );
+    let took = started.elapsed();
+    assert_sipp_ok(&out);
+    // 1.5 s before speaking, 2 s of voice, 2 s of quiet, the goodbye.
+    assert!(
+        took < Duration::from_secs(15),
+        "the server hung up {took:?} after the call began: not on 2 s of silence"
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+    assert_eq!(calls[0].outcome.as_deref(), Some("voicemail"));
+    let reason = recording_stopped_reason(&setup, calls[0].id);
+    assert!(reason.contains("\"silence\""), "{reason}");
+    let (_, path, ms, empty) = wait_recording(&setup, calls[0].id);
+    assert!(!empty);
+    assert!(path.is_some_and(|p| std::path::Path::new(&p).exists()));
+    let ms = ms.unwrap();
+    assert!(
+        (2000..7000).contains(&ms),
+        "the voice and the quiet that ended it: {ms} ms"
+    );
+}
+
+/// The caller hangs up during the beep: no word, so not a voicemail but a missed call
+/// (`no-message`) whose message says the recording is empty.
+#[test]
+fn hanging_up_at_the_beep_leaves_no_message_and_an_empty_recording() {
+    let setup = voicemail_setup();
+    let _server = setup.start();
+    // The prompt is 0.5 s, the beep 0.4 s: hang up 0.8 s after the ACK, during the beep
+    // (a little later, the recording has no audio from the caller either).
+    let out = sipp_call(
+        "bye_after_pause.xml",
+        setup.addr(),
+        NUMBER,
+        "9",
+        "0 101",
+        &["-d", "800"],
+    );
+    assert_sipp_ok(&out);
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].ended);
+    assert_eq!(calls[0].outcome.as_deref(), Some("no-message"));
+    let reason = recording_stopped_reason(&setup, calls[0].id);
+    assert!(reason.contains("\"hang-up\""), "{reason}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (_, path, ms, empty) = loop {
+        let m = message_of(&setup, calls[0].id);
+        if m.2.is_some() || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(empty, "recording_empty is set");
+    assert_eq!(path, None, "no file for an empty recording");
+    assert_eq!(ms, Some(0));
+}

@@ -141,3 +141,35 @@ fn editing_a_plan_file_reloads_it_without_a_signal() {
         "{reloads:?}"
     );
 }
+
+/// SIGHUP on its own reloads: nothing is edited (so the file watcher has nothing to say),
+/// and the reload is recorded with the trigger `signal`.
+#[test]
+fn sighup_alone_reloads_the_plans_and_records_the_signal() {
+    let setup = Setup::new(&[("acme.toml", &plan_named("v1", r#"[{ hangup = {} }]"#))]);
+    let server = setup.start();
+    // Whatever the watcher might report about files written before the start.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        setup.reloads().is_empty(),
+        "no reload without a trigger: {:?}",
+        setup.reloads()
+    );
+    server.hangup_signal();
+    let reloads = wait_reloads(&setup, 1);
+    assert_eq!(
+        reloads
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect::<Vec<_>>(),
+        [("signal", "accepted")],
+        "{reloads:?}\n{}",
+        server.log()
+    );
+    assert_eq!(reloads[0].2, "[]", "no file changed: {reloads:?}");
+    // A second signal is a second reload.
+    server.hangup_signal();
+    let reloads = wait_reloads(&setup, 2);
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert!(reloads.iter().all(|r| r.0 == "signal"), "{reloads:?}");
+}
