@@ -95,6 +95,8 @@ dialplans = "dialplans"
 sounds = "sounds"
 [limits]
 max_calls = $((calls + 100))
+# SIPp brings every call from one address: the per-source INVITE rate limit is off here.
+max_invites_per_second_per_source = 0
 [registrar]
 keepalive_seconds = 0
 max_expires = 7200

@@ -181,6 +181,8 @@ sounds = "sounds"
 
 [limits]
 max_calls = $max_calls
+# SIPp brings every call from one address: the per-source INVITE rate limit is off here.
+max_invites_per_second_per_source = 0
 EOF
 cat >"$tmp/dialplans/bench.toml" <<'EOF'
 [company]

@@ -1,8 +1,10 @@
 //! SIP digest authentication as a server (RFC 3261 §22, RFC 8760 for SHA-256, qop=auth).
 //!
-//! Pure. Nonces are stateless: `<time>.<hash(secret, time)>`, so any nonce we issued can be
-//! checked without a table, and an old one is recognised as ours but stale (the phone then
-//! retries at once with `stale=true`, RFC 3261 §22.4, without asking the user).
+//! Pure. Nonces are stateless: `<time>.<salt>.<hash(secret, time, salt)>`, so any nonce we
+//! issued can be checked without a table, and an old one is recognised as ours but stale (the
+//! phone then retries at once with `stale=true`, RFC 3261 §22.4, without asking the user).
+//! The salt makes each challenge's nonce unique, so that a use of it (its `cnonce` and `nc`)
+//! can be told from a replay (the registrar keeps that state).
 
 use md5::Digest as _;
 
@@ -76,23 +78,30 @@ impl Nonces {
         }
     }
 
-    /// A nonce for the time `now` (seconds since the epoch).
-    pub fn issue(&self, now: u64) -> String {
+    /// A nonce for the time `now` (seconds since the epoch), made unique by `salt`.
+    pub fn issue(&self, now: u64, salt: u64) -> String {
         format!(
-            "{now:x}.{}",
-            &Algorithm::Sha256.hash(&format!("{}:{now}", self.secret))[..32]
+            "{now:x}.{salt:x}.{}",
+            &Algorithm::Sha256.hash(&format!("{}:{now}:{salt}", self.secret))[..32]
         )
+    }
+
+    /// When a nonce of ours was issued (unix seconds), if it is well formed.
+    pub fn issued_at(nonce: &str) -> Option<u64> {
+        u64::from_str_radix(nonce.split('.').next()?, 16).ok()
     }
 
     /// Checks a nonce at `now`.
     pub fn check(&self, nonce: &str, now: u64) -> NonceState {
-        let Some((time, _)) = nonce.split_once('.') else {
+        let mut parts = nonce.split('.');
+        let (Some(time), Some(salt)) = (parts.next(), parts.next()) else {
             return NonceState::Invalid;
         };
-        let Ok(issued) = u64::from_str_radix(time, 16) else {
+        let (Ok(issued), Ok(salt)) = (u64::from_str_radix(time, 16), u64::from_str_radix(salt, 16))
+        else {
             return NonceState::Invalid;
         };
-        if self.issue(issued) != nonce {
+        if self.issue(issued, salt) != nonce {
             return NonceState::Invalid;
         }
         if now.saturating_sub(issued) > self.lifetime_seconds || issued > now + 60 {
@@ -360,7 +369,9 @@ mod tests {
     #[test]
     fn nonces_expire_into_stale_and_forgeries_are_invalid() {
         let n = Nonces::new("secret".into(), 300);
-        let nonce = n.issue(1000);
+        let nonce = n.issue(1000, 7);
+        assert_ne!(nonce, n.issue(1000, 8), "one nonce per challenge");
+        assert_eq!(Nonces::issued_at(&nonce), Some(1000));
         assert_eq!(n.check(&nonce, 1100), NonceState::Fresh);
         assert_eq!(n.check(&nonce, 1301), NonceState::Stale);
         assert_eq!(n.check(&nonce.replace('.', "x"), 1100), NonceState::Invalid);

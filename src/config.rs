@@ -182,6 +182,14 @@ pub struct RegistrarConfig {
     /// answers only the first challenge; use `["SHA-256", "MD5"]` once every phone speaks
     /// RFC 8760. Answers with either algorithm are always verified.
     pub algorithms: Vec<String>,
+    /// Wrong credentials from one address within `auth_failure_window_seconds` that get it
+    /// banned (403 to its REGISTERs and INVITEs, without checking) for `ban_seconds`.
+    /// Default 10 in 60 s, banned 600 s (fail2ban's defaults are of that order); 0: never.
+    pub max_auth_failures: u32,
+    /// Window the failures are counted in. Default 60.
+    pub auth_failure_window_seconds: u64,
+    /// How long a ban lasts. Default 600.
+    pub ban_seconds: u64,
 }
 
 impl Default for RegistrarConfig {
@@ -194,6 +202,9 @@ impl Default for RegistrarConfig {
             nonce_lifetime_seconds: 300,
             algorithms: vec!["MD5".into()],
             keepalive_seconds: 30,
+            max_auth_failures: 10,
+            auth_failure_window_seconds: 60,
+            ban_seconds: 600,
         }
     }
 }
@@ -210,7 +221,7 @@ pub struct SipConfig {
     /// derive from it). Default 500, as the RFC says for the Internet.
     pub t1_ms: u64,
     /// Largest SIP message accepted, in bytes. Default 16384: ample for INVITE with SDP,
-    /// and well under the 64 KiB UDP limit; larger messages are refused (413 on TCP, dropped on UDP).
+    /// and well under the 64 KiB UDP limit; larger messages are dropped (UDP) or close the connection (TCP).
     pub max_message_bytes: usize,
 }
 
@@ -258,6 +269,19 @@ pub struct MediaConfig {
 }
 
 impl MediaConfig {
+    /// Calls the RTP range can carry at once: every call takes one even port for the
+    /// caller and one for the phone it is bridged to (RTCP would take the odd ones).
+    pub fn call_capacity(&self) -> usize {
+        let first = u32::from(self.rtp_port_min) + u32::from(self.rtp_port_min & 1);
+        let last = u32::from(self.rtp_port_max);
+        let even_ports = if last >= first {
+            (last - first) / 2 + 1
+        } else {
+            0
+        };
+        (even_ports / 2) as usize
+    }
+
     /// How long a voicemail waits for the caller's first word (None: until its maximum).
     pub fn no_speech(&self) -> Option<Duration> {
         (self.voicemail_initial_silence_seconds > 0)
@@ -313,8 +337,21 @@ pub struct LimitsConfig {
     pub retry_after_seconds: u32,
     /// Seconds a graceful stop waits for calls to end after sending BYE. Default 5.
     pub shutdown_grace_seconds: u64,
-    /// TCP connections at once. Default 1024.
+    /// TCP connections at once. Default 1024. When full, the connection idle the longest
+    /// (at least 5 s) is closed for the new one.
     pub max_tcp_connections: usize,
+    /// TCP connections at once from one address. Default 64 (an office's phones behind one
+    /// NAT address each keep one).
+    pub max_tcp_connections_per_source: usize,
+    /// Seconds for a TCP message, once begun, to arrive whole; a slower sender (slowloris)
+    /// is disconnected. Default 10.
+    pub tcp_message_seconds: u64,
+    /// New INVITEs per second from one address; more get 503 with Retry-After, that
+    /// address only (Kamailio's pike). The trunk's addresses are exempt. Default 20; 0: off.
+    pub max_invites_per_second_per_source: u32,
+    /// Calls to numbers that reach no company, per address per minute, that each get a
+    /// `calls` row; beyond, they are only counted, in one `floods` row per minute. Default 20.
+    pub unknown_number_rows_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -325,6 +362,10 @@ impl Default for LimitsConfig {
             retry_after_seconds: 5,
             shutdown_grace_seconds: 5,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_source: 64,
+            tcp_message_seconds: 10,
+            max_invites_per_second_per_source: 20,
+            unknown_number_rows_per_minute: 20,
         }
     }
 }
@@ -399,5 +440,29 @@ impl Config {
     /// The SQLite file.
     pub fn database_path(&self) -> PathBuf {
         self.paths.data.join("permanence.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rtp_range_bounds_the_calls_two_ports_each() {
+        let media = |min, max| MediaConfig {
+            rtp_port_min: min,
+            rtp_port_max: max,
+            ..MediaConfig::default()
+        };
+        // The default range: 5,000 even ports, 2,500 calls, above the default 2,000.
+        assert_eq!(MediaConfig::default().call_capacity(), 2500);
+        assert!(LimitsConfig::default().max_calls <= MediaConfig::default().call_capacity());
+        assert_eq!(
+            media(20001, 20008).call_capacity(),
+            2,
+            "20002..20008: 4 even ports"
+        );
+        assert_eq!(media(30000, 30399).call_capacity(), 100);
+        assert_eq!(media(40000, 30000).call_capacity(), 0);
     }
 }

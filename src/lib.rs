@@ -5,6 +5,7 @@
 //! `sip::transport`, `media::engine`, `store`, `server`) does I/O.
 
 pub mod auth;
+pub mod bans;
 pub mod call;
 pub mod config;
 pub mod desk;
@@ -15,6 +16,7 @@ pub mod g711;
 pub mod inbox;
 pub mod media;
 pub mod number;
+pub mod pike;
 pub mod registrar;
 pub mod reload;
 pub mod rtp;
@@ -23,4 +25,5 @@ pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod terminal;
 pub mod trunk;

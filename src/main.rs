@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use permanence::call::simulate;
 use permanence::config::Config;
 use permanence::dialplan::Caller;
+use permanence::terminal::safe;
 use permanence::{server, store};
 
 /// `println!` for the CLI's output: a reader that went away (`permanence calls | head`)
@@ -129,6 +130,18 @@ enum Command {
         /// Digest realm (as in [registrar] realm).
         #[arg(long, default_value = "permanence")]
         realm: String,
+    },
+    /// Addresses banned for repeated wrong passwords, newest first.
+    Bans {
+        /// Configuration file.
+        #[arg(long, default_value = "config/permanence.toml")]
+        config: PathBuf,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// List recent calls from the records.
     Calls {
@@ -338,7 +351,7 @@ fn run() -> anyhow::Result<()> {
                     );
                 }
                 for r in mine {
-                    let contact = format!("{} ({} {})", r.contact, r.transport, r.source);
+                    let contact = format!("{} ({} {})", safe(&r.contact), r.transport, r.source);
                     out!(
                         "{:<10}  {:<9}  {:<24}  {:<16}  {:<14}  {:<40}  {} s",
                         s.username,
@@ -456,6 +469,42 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bans {
+            config,
+            limit,
+            json,
+        } => {
+            let config = Config::load(&config)?;
+            let now = jiff::Timestamp::now().as_second();
+            let rows = store::bans(&config.database_path(), limit)?;
+            if !json {
+                out!(
+                    "{:<19}  {:<39}  {:<12}  {:>8}  UNTIL (UTC)",
+                    "AT (UTC)",
+                    "SOURCE",
+                    "USERNAME",
+                    "FAILURES"
+                );
+            }
+            for b in &rows {
+                if json {
+                    out!("{}", serde_json::to_string(b)?);
+                    continue;
+                }
+                let until = jiff::Timestamp::from_second(b.until)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let state = if b.until > now { " (in force)" } else { "" };
+                out!(
+                    "{:<19}  {:<39}  {:<12}  {:>8}  {until}{state}",
+                    b.at.get(..19).unwrap_or(&b.at).replace('T', " "),
+                    b.source,
+                    safe(&b.username),
+                    b.failures
+                );
+            }
+            Ok(())
+        }
         Command::Calls {
             config,
             limit,
@@ -565,15 +614,16 @@ fn print_messages(rows: &[store::MessageRow]) {
         "SECONDS"
     );
     for m in rows {
+        // The caller's number and name are theirs to choose: shown, never obeyed.
         let caller = match &m.caller_name {
-            Some(name) => format!("{} ({name})", m.caller),
-            None => m.caller.clone(),
+            Some(name) => format!("{} ({})", safe(&m.caller), safe(name)),
+            None => safe(&m.caller).into_owned(),
         };
         let seconds = m
             .recording_ms
             .map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0));
         let recording = match (&m.recording, m.recording_empty) {
-            (Some(path), _) => path.clone(),
+            (Some(path), _) => safe(path).into_owned(),
             (None, true) => "(empty: no audio)".to_string(),
             (None, false) => "-".to_string(),
         };
@@ -618,7 +668,7 @@ fn print_calls(calls: &[store::CallRow]) {
             .handled_by
             .clone()
             .or_else(|| c.transferred_to.as_ref().map(|t| format!("→{t}")))
-            .unwrap_or_else(|| "-".into());
+            .map_or_else(|| "-".into(), |by| safe(&by).into_owned());
         let talk = c
             .handled_at
             .as_deref()
@@ -633,8 +683,8 @@ fn print_calls(calls: &[store::CallRow]) {
             "{:>5}  {:<10}  {:<16}  {:<16}  {:<10}  {:<8}  {:<8}  {:<8}  {:<12}  {:>6}  {}",
             c.id,
             c.company.as_deref().unwrap_or("-"),
-            c.caller,
-            c.dialled,
+            safe(&c.caller),
+            safe(&c.dialled),
             c.started_at.get(..10).unwrap_or(&c.started_at),
             time(&Some(c.started_at.clone())),
             time(&c.answered_at),

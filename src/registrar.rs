@@ -6,13 +6,20 @@
 //! `rport` would). An unknown user and a wrong password get the same answer: a new
 //! challenge.
 //!
+//! Credentials are single-use evidence: only `qop=auth` answers (no RFC 2069 digests), for
+//! the Request-URI they were computed for, with a nonce count that grows for each
+//! (nonce, cnonce) pair, so a captured Authorization cannot be played again; a source that
+//! keeps failing is banned for a while (`bans`).
+//!
 //! A Contact carrying `+sip.instance` (RFC 5626 §4.1, RFC 5627) names the device: it
 //! replaces the user's binding with the same instance id even when the URI changed (a
 //! softphone that restarted on another port or address), so the stale contact is not rung.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::auth::{self, Algorithm, Credentials, NonceState, Nonces};
+use crate::bans::{Ban, Bans, Policy};
 use crate::sip::{NameAddr, Peer};
 
 /// A secretary as configured.
@@ -59,6 +66,8 @@ pub struct Settings {
     pub default_expires: u32,
     /// Digest algorithms offered, in this order.
     pub algorithms: Vec<Algorithm>,
+    /// When a source that keeps failing is banned.
+    pub bans: Policy,
 }
 
 /// The answer to a REGISTER.
@@ -74,6 +83,8 @@ pub enum Answer {
     Forbidden,
     /// 403: more than [`MAX_CONTACTS`] phones for one user (each would be rung per call).
     TooMany,
+    /// 403: the source is banned for repeated wrong credentials.
+    Banned,
     /// 200 with the user's current bindings and their remaining seconds.
     Ok(Vec<(String, u64)>),
 }
@@ -82,11 +93,23 @@ pub enum Answer {
 /// bounded however many contacts an authenticated phone sends.
 pub const MAX_CONTACTS: usize = 10;
 
+/// Most (nonce, cnonce) uses remembered for replay detection; expired nonces go first.
+const MAX_NONCE_USES: usize = 16_384;
+
 /// Every secretary's bindings.
 #[derive(Debug)]
 pub struct Registrar {
     settings: Settings,
     nonces: Nonces,
+    nonce_lifetime: u64,
+    /// Makes each challenge's nonce unique.
+    salt: u64,
+    /// The highest nonce count seen for each (nonce, cnonce): a count that does not grow
+    /// is a replay.
+    uses: HashMap<(String, String), u32>,
+    bans: Bans,
+    /// Bans decided since the endpoint last asked, to log and record.
+    new_bans: Vec<Ban>,
     secretaries: HashMap<String, Secretary>,
     bindings: HashMap<String, Vec<Stored>>,
 }
@@ -108,6 +131,32 @@ fn instance_id(contact: &NameAddr) -> Option<String> {
         .unwrap_or(value)
         .trim();
     (!value.is_empty()).then(|| value.to_string())
+}
+
+/// Whether a digest `uri` names the Request-URI's target: the same URI, or (as SIPp and
+/// some phones write it) the same host and port with no user or the same user. Parameters
+/// do not count. Credentials computed for another server cannot be used here.
+fn same_target(digest_uri: &str, request_uri: &str) -> bool {
+    fn parts(uri: &str) -> Option<(Option<&str>, String)> {
+        let rest = uri
+            .strip_prefix("sip:")
+            .or_else(|| uri.strip_prefix("sips:"))?;
+        let rest = rest.split([';', '?']).next().unwrap_or_default();
+        let (user, host) = match rest.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, rest),
+        };
+        Some((user, host.to_ascii_lowercase()))
+    }
+    if digest_uri == request_uri {
+        return true;
+    }
+    match (parts(digest_uri), parts(request_uri)) {
+        (Some((user, host)), Some((request_user, request_host))) => {
+            host == request_host && (user.is_none() || user == request_user)
+        }
+        _ => false,
+    }
 }
 
 impl Stored {
@@ -132,6 +181,8 @@ pub struct Register<'a> {
     pub star: bool,
     /// Expires header.
     pub expires: Option<u32>,
+    /// The Request-URI (the credentials must have been computed for it).
+    pub uri: &'a str,
     /// Where it came from.
     pub source: Peer,
 }
@@ -144,9 +195,15 @@ impl Registrar {
         secret: String,
         nonce_lifetime: u64,
     ) -> Self {
+        let bans = Bans::new(settings.bans);
         Registrar {
             settings,
             nonces: Nonces::new(secret, nonce_lifetime),
+            nonce_lifetime,
+            salt: 0,
+            uses: HashMap::new(),
+            bans,
+            new_bans: Vec::new(),
             secretaries: secretaries
                 .into_iter()
                 .map(|s| (s.username.clone(), s))
@@ -181,56 +238,122 @@ impl Registrar {
             .unwrap_or_default()
     }
 
-    fn challenge(&self, now: u64, stale: bool) -> Answer {
+    fn challenge(&mut self, now: u64, stale: bool) -> Answer {
+        self.salt = self.salt.wrapping_add(1);
         Answer::Challenge(auth::challenges(
             &self.settings.realm,
-            &self.nonces.issue(now),
+            &self.nonces.issue(now, self.salt),
             stale,
             &self.settings.algorithms,
         ))
     }
 
-    /// Authenticates a request other than REGISTER (an INVITE from outside the trunk):
-    /// `Ok(username)` or the WWW-Authenticate values for a 401.
+    /// Bans decided since the last call, for the log and the records.
+    pub fn take_bans(&mut self) -> Vec<Ban> {
+        std::mem::take(&mut self.new_bans)
+    }
+
+    /// Authenticates a request other than REGISTER (an INVITE from outside the trunk) for
+    /// `uri`, from `source`: `Ok(username)`, or the WWW-Authenticate values for a 401 (none:
+    /// refuse with 403, the source is banned).
     pub fn authenticate_request(
-        &self,
+        &mut self,
         authorization: Option<&str>,
         method: &str,
+        uri: &str,
+        source: IpAddr,
         now: u64,
     ) -> Result<String, Vec<String>> {
-        match self.authenticate(authorization, method, now) {
+        match self.authenticate(authorization, method, uri, source, now) {
             Ok(user) => Ok(user),
             Err(Answer::Challenge(values)) => Err(values),
             Err(_) => Err(Vec::new()),
         }
     }
 
-    /// Authenticates: `Ok(username)` or the challenge to send.
+    /// Authenticates: `Ok(username)` or the answer to send (a challenge, or 403 to a
+    /// banned source). Wrong credentials count against the source.
     fn authenticate(
-        &self,
+        &mut self,
         authorization: Option<&str>,
         method: &str,
+        uri: &str,
+        source: IpAddr,
         now: u64,
     ) -> Result<String, Answer> {
+        if self.bans.is_banned(source, now) {
+            return Err(Answer::Banned);
+        }
         let Some(credentials) = authorization.and_then(auth::parse_credentials) else {
             return Err(self.challenge(now, false));
         };
         match self.nonces.check(&credentials.nonce, now) {
+            // Not ours (or from before a restart, which changes the secret): a new one.
             NonceState::Invalid => return Err(self.challenge(now, false)),
             NonceState::Stale => {
                 // Only a correct answer to an old nonce deserves stale=true.
-                return Err(self.challenge(now, self.valid(&credentials, method)));
+                let right = self.valid(&credentials, method, uri);
+                return Err(self.challenge(now, right));
             }
             NonceState::Fresh => {}
         }
-        if credentials.realm == self.settings.realm && self.valid(&credentials, method) {
-            Ok(credentials.username)
-        } else {
-            Err(self.challenge(now, false))
+        if credentials.realm != self.settings.realm || !self.valid(&credentials, method, uri) {
+            return Err(self.failed(&credentials.username, source, now));
         }
+        if !self.first_use(&credentials, now) {
+            tracing::warn!(user = credentials.username, %source, "digest credentials replayed: refused");
+            return Err(self.failed(&credentials.username, source, now));
+        }
+        self.bans.succeeded(source);
+        Ok(credentials.username)
     }
 
-    fn valid(&self, c: &Credentials, method: &str) -> bool {
+    /// Wrong credentials from `source`: counted, and answered with a new challenge.
+    fn failed(&mut self, username: &str, source: IpAddr, now: u64) -> Answer {
+        if let Some(ban) = self.bans.failed(source, username, now) {
+            self.new_bans.push(ban);
+            return Answer::Banned;
+        }
+        self.challenge(now, false)
+    }
+
+    /// Records this use of a nonce; false when its count does not grow (a replay).
+    fn first_use(&mut self, c: &Credentials, now: u64) -> bool {
+        let (Some(cnonce), Some(nc)) = (&c.cnonce, &c.nc) else {
+            return false;
+        };
+        let Ok(nc) = u32::from_str_radix(nc, 16) else {
+            return false;
+        };
+        if self.uses.len() >= MAX_NONCE_USES {
+            let lifetime = self.nonce_lifetime;
+            self.uses.retain(|(nonce, _), _| {
+                Nonces::issued_at(nonce).is_some_and(|at| now.saturating_sub(at) <= lifetime)
+            });
+            if self.uses.len() >= MAX_NONCE_USES {
+                // Still full of live nonces: forget them all rather than grow. A replay of
+                // a forgotten use needs its nonce still fresh, within minutes.
+                self.uses.clear();
+            }
+        }
+        let last = self
+            .uses
+            .entry((c.nonce.clone(), cnonce.clone()))
+            .or_insert(0);
+        if nc <= *last {
+            return false;
+        }
+        *last = nc;
+        true
+    }
+
+    /// Whether the credentials are right: `qop=auth` (RFC 2069 answers, without a client
+    /// nonce and count, cannot be told from a replay), for this Request-URI, and the
+    /// response matching the user's HA1.
+    fn valid(&self, c: &Credentials, method: &str, uri: &str) -> bool {
+        if c.qop.as_deref() != Some("auth") || !same_target(&c.uri, uri) {
+            return false;
+        }
         // An unknown user is checked against a dummy HA1 so that both take the same path.
         let secretary = self.secretaries.get(&c.username);
         let ha1 = match (secretary, c.algorithm()) {
@@ -244,10 +367,11 @@ impl Registrar {
 
     /// Handles a REGISTER at `now` (unix seconds).
     pub fn register(&mut self, r: &Register, now: u64) -> Answer {
-        let username = match self.authenticate(r.authorization, "REGISTER", now) {
-            Ok(u) => u,
-            Err(challenge) => return challenge,
-        };
+        let username =
+            match self.authenticate(r.authorization, "REGISTER", r.uri, r.source.addr.ip(), now) {
+                Ok(u) => u,
+                Err(challenge) => return challenge,
+            };
         if r.to_user.is_some_and(|to| to != username) {
             return Answer::Forbidden;
         }
@@ -370,6 +494,11 @@ mod tests {
             max_expires: 3600,
             default_expires: 600,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            bans: Policy {
+                max_failures: 5,
+                window_seconds: 60,
+                ban_seconds: 600,
+            },
         };
         Registrar::new(settings, vec![secretary], "s".into(), 300)
     }
@@ -381,9 +510,15 @@ mod tests {
         nonce: &str,
         algorithm: Algorithm,
     ) -> String {
+        // Each answer is a new use of the nonce, as a phone's would be: its own cnonce.
+        static USES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let cnonce = format!(
+            "c{}",
+            USES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let h1 = ha1(algorithm, user, "permanence", password);
         let h2 = algorithm.hash("REGISTER:sip:127.0.0.1");
-        let response = algorithm.hash(&format!("{h1}:{nonce}:00000001:abc:auth:{h2}"));
+        let response = algorithm.hash(&format!("{h1}:{nonce}:00000001:{cnonce}:auth:{h2}"));
         let name = if algorithm == Algorithm::Md5 {
             "MD5"
         } else {
@@ -391,7 +526,7 @@ mod tests {
         };
         let _ = r;
         format!(
-            "Digest username=\"{user}\", realm=\"permanence\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm={name}, qop=auth, nc=00000001, cnonce=\"abc\""
+            "Digest username=\"{user}\", realm=\"permanence\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm={name}, qop=auth, nc=00000001, cnonce=\"{cnonce}\""
         )
     }
 
@@ -423,6 +558,7 @@ mod tests {
             contacts,
             star: false,
             expires: None,
+            uri: "sip:127.0.0.1",
             source,
         };
         let nonce = nonce_of(&r.register(&facts(None), now));
@@ -461,6 +597,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1000,
@@ -475,6 +612,7 @@ mod tests {
                     contacts: &contacts,
                     star: false,
                     expires: Some(7200),
+                    uri: "sip:127.0.0.1",
                     source: source(),
                 },
                 1001,
@@ -498,6 +636,7 @@ mod tests {
                 contacts: &[],
                 star: true,
                 expires: Some(0),
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1003,
@@ -517,6 +656,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1000,
@@ -530,6 +670,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1001,
@@ -541,12 +682,24 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1001,
         );
-        assert_eq!(a, b);
-        assert!(matches!(a, Answer::Challenge(_)));
+        // The same challenge, but for its nonce (each challenge has its own).
+        let without_nonce = |answer: &Answer| match answer {
+            Answer::Challenge(values) => values
+                .iter()
+                .map(|v| {
+                    let start = v.find("nonce=\"").unwrap() + 7;
+                    let end = start + v[start..].find('"').unwrap();
+                    format!("{}{}", &v[..start], &v[end..])
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(without_nonce(&a), without_nonce(&b));
         assert!(r.bindings("alice", 1002).is_empty());
     }
 
@@ -561,6 +714,7 @@ mod tests {
                     contacts,
                     star: false,
                     expires: None,
+                    uri: "sip:127.0.0.1",
                     source: source(),
                 },
                 1000,
@@ -575,6 +729,7 @@ mod tests {
             matches!(register(&mut r, &many, Some(&auth)), Answer::Ok(l) if l.len() == MAX_CONTACTS)
         );
         let one_more = [contact("sip:a@10.0.0.99", None)];
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
         assert_eq!(register(&mut r, &one_more, Some(&auth)), Answer::TooMany);
         assert_eq!(
             r.bindings("alice", 1001).len(),
@@ -586,6 +741,7 @@ mod tests {
             contact("sip:a@10.0.0.3", Some(0)),
             contact("sip:a@10.0.0.99", None),
         ];
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
         assert!(
             matches!(register(&mut r, &again, Some(&auth)), Answer::Ok(l) if l.len() == MAX_CONTACTS)
         );
@@ -605,6 +761,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1000,
@@ -617,6 +774,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1400,
@@ -633,12 +791,14 @@ mod tests {
                     contacts: &short,
                     star: false,
                     expires: None,
+                    uri: "sip:127.0.0.1",
                     source: source()
                 },
                 1001
             ),
             Answer::TooBrief(60)
         );
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
         let Answer::Ok(both) = r.register(
             &Register {
                 to_user: None,
@@ -646,6 +806,7 @@ mod tests {
                 contacts: &contacts,
                 star: false,
                 expires: None,
+                uri: "sip:127.0.0.1",
                 source: source(),
             },
             1001,
@@ -773,5 +934,177 @@ mod tests {
                 ("sip:alice@10.0.0.5:5070".into(), 120),
             ]
         );
+    }
+
+    fn facts<'a>(
+        auth: Option<&'a str>,
+        contacts: &'a [NameAddr],
+        uri: &'a str,
+        ip: [u8; 4],
+    ) -> Register<'a> {
+        Register {
+            to_user: Some("alice"),
+            authorization: auth,
+            contacts,
+            star: false,
+            expires: None,
+            uri,
+            source: Peer {
+                transport: Transport::Udp,
+                addr: std::net::SocketAddr::from((ip, 5060)),
+            },
+        }
+    }
+
+    #[test]
+    fn a_captured_authorization_cannot_be_played_again() {
+        let mut r = registrar();
+        let contacts = [contact("sip:alice@10.0.0.5", None)];
+        let nonce = nonce_of(&r.register(
+            &facts(None, &contacts, "sip:127.0.0.1", [192, 0, 2, 7]),
+            1000,
+        ));
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        assert!(matches!(
+            r.register(
+                &facts(Some(&auth), &contacts, "sip:127.0.0.1", [192, 0, 2, 7]),
+                1000
+            ),
+            Answer::Ok(_)
+        ));
+        // The same bytes again, from the attacker: to unregister everyone.
+        let star = Register {
+            star: true,
+            expires: Some(0),
+            contacts: &[],
+            ..facts(Some(&auth), &[], "sip:127.0.0.1", [203, 0, 113, 9])
+        };
+        assert!(matches!(r.register(&star, 1010), Answer::Challenge(_)));
+        assert_eq!(r.bindings("alice", 1020).len(), 1, "still registered");
+        // The phone's next use of the same nonce counts up: fine.
+        let next = auth.replace("nc=00000001", "nc=00000002");
+        let h1 = ha1(Algorithm::Md5, "alice", "permanence", "alice");
+        let h2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
+        let cnonce = auth
+            .split("cnonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let response = Algorithm::Md5.hash(&format!("{h1}:{nonce}:00000002:{cnonce}:auth:{h2}"));
+        let old = auth
+            .split("response=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let next = next.replace(old, &response);
+        assert!(matches!(
+            r.register(
+                &facts(Some(&next), &contacts, "sip:127.0.0.1", [192, 0, 2, 7]),
+                1020
+            ),
+            Answer::Ok(_)
+        ));
+    }
+
+    #[test]
+    fn only_qop_auth_answers_for_this_request_uri_are_taken() {
+        let mut r = registrar();
+        let contacts = [contact("sip:alice@10.0.0.5", None)];
+        let nonce = nonce_of(&r.register(
+            &facts(None, &contacts, "sip:127.0.0.1", [192, 0, 2, 7]),
+            1000,
+        ));
+        // RFC 2069: no qop, no cnonce, no count.
+        let h1 = ha1(Algorithm::Md5, "alice", "permanence", "alice");
+        let h2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
+        let response = Algorithm::Md5.hash(&format!("{h1}:{nonce}:{h2}"));
+        let old_style = format!(
+            "Digest username=\"alice\", realm=\"permanence\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{response}\""
+        );
+        assert!(matches!(
+            r.register(
+                &facts(Some(&old_style), &contacts, "sip:127.0.0.1", [192, 0, 2, 7]),
+                1000
+            ),
+            Answer::Challenge(_)
+        ));
+        // Right credentials, for another Request-URI than the one they came with.
+        let auth = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        assert!(matches!(
+            r.register(
+                &facts(Some(&auth), &contacts, "sip:other.example", [192, 0, 2, 7]),
+                1000
+            ),
+            Answer::Challenge(_)
+        ));
+        assert!(r.bindings("alice", 1001).is_empty());
+    }
+
+    #[test]
+    fn a_digest_uri_names_this_target_or_nothing() {
+        let ruri = "sip:+33180000001@127.0.0.1:5060;user=phone";
+        assert!(same_target(ruri, ruri));
+        assert!(same_target("sip:127.0.0.1:5060", ruri), "SIPp's form");
+        assert!(same_target("sip:+33180000001@127.0.0.1:5060", ruri));
+        assert!(!same_target("sip:127.0.0.1:5061", ruri), "another port");
+        assert!(!same_target("sip:evil.example", ruri));
+        assert!(!same_target("sip:bob@127.0.0.1:5060", ruri), "another user");
+        assert!(!same_target("tel:+33180000001", ruri));
+    }
+
+    #[test]
+    fn a_source_guessing_passwords_is_banned_and_logged_once_while_others_register() {
+        let mut r = registrar();
+        let contacts = [contact("sip:alice@10.0.0.5", None)];
+        let attacker = [203, 0, 113, 9];
+        for guess in 0..4 {
+            let nonce =
+                nonce_of(&r.register(&facts(None, &contacts, "sip:127.0.0.1", attacker), 1000));
+            let wrong = answer_for(
+                &r,
+                "alice",
+                &format!("guess{guess}"),
+                &nonce,
+                Algorithm::Md5,
+            );
+            assert!(matches!(
+                r.register(
+                    &facts(Some(&wrong), &contacts, "sip:127.0.0.1", attacker),
+                    1000
+                ),
+                Answer::Challenge(_)
+            ));
+        }
+        let nonce = nonce_of(&r.register(&facts(None, &contacts, "sip:127.0.0.1", attacker), 1000));
+        let wrong = answer_for(&r, "alice", "guess5", &nonce, Algorithm::Md5);
+        assert_eq!(
+            r.register(
+                &facts(Some(&wrong), &contacts, "sip:127.0.0.1", attacker),
+                1000
+            ),
+            Answer::Banned
+        );
+        let bans = r.take_bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!((bans[0].failures, bans[0].until), (5, 1600));
+        // Banned: even the right password is not looked at, and nothing more is logged.
+        let right = answer_for(&r, "alice", "alice", &nonce, Algorithm::Md5);
+        assert_eq!(
+            r.register(
+                &facts(Some(&right), &contacts, "sip:127.0.0.1", attacker),
+                1001
+            ),
+            Answer::Banned
+        );
+        assert!(r.take_bans().is_empty());
+        // alice's own phone, elsewhere, registers.
+        assert!(matches!(
+            register_alice(&mut r, &contacts, 5062, 1002),
+            Answer::Ok(_)
+        ));
     }
 }

@@ -40,6 +40,31 @@ impl Trigger {
 /// Content hashes of every file under the watched directories, by path.
 type Fingerprint = BTreeMap<PathBuf, u64>;
 
+/// Size and modification time of every file, by path: read without opening a file, so
+/// that looking does not itself wake the watcher.
+type Stamps = BTreeMap<PathBuf, (u64, Option<std::time::SystemTime>)>;
+
+fn stamps(dirs: &[&Path]) -> Stamps {
+    let mut out = BTreeMap::new();
+    let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => {
+                    out.insert(path, (m.len(), m.modified().ok()));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
+
 fn fingerprint(dirs: &[&Path]) -> Fingerprint {
     let mut out = BTreeMap::new();
     let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
@@ -109,10 +134,23 @@ pub async fn run(
     mut triggers: mpsc::UnboundedReceiver<Trigger>,
 ) {
     let dirs = |c: &Config| fingerprint(&[&c.paths.dialplans, &c.paths.sounds]);
+    let looked = |c: &Config| stamps(&[&c.paths.dialplans, &c.paths.sounds]);
     let mut in_force = dirs(&config);
+    // The files as last seen, and a refused set of files: a watch event for what was
+    // already judged (the watcher seeing our own reads, an editor's swap file) retries
+    // nothing; a broken plan is tried again when a file changes again, or on SIGHUP.
+    let mut seen = looked(&config);
+    let mut refused: Option<Fingerprint> = None;
     while let Some(trigger) = triggers.recv().await {
         // Let a burst of triggers collapse into one reload.
         while triggers.try_recv().is_ok() {}
+        if trigger == Trigger::Watch {
+            let now = looked(&config);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+        }
         let config_for_load = config.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let fp = dirs(&config_for_load);
@@ -124,8 +162,8 @@ pub async fn run(
             continue;
         };
         let changes = changed(&in_force, &fp);
-        if trigger == Trigger::Watch && changes.is_empty() {
-            continue; // a touch, or a write of identical content
+        if trigger == Trigger::Watch && (changes.is_empty() || refused.as_ref() == Some(&fp)) {
+            continue; // a touch, a write of identical content, or what was just refused
         }
         match result {
             Ok(snapshot) => {
@@ -143,6 +181,7 @@ pub async fn run(
                     at: store::now_text(),
                 });
                 in_force = fp;
+                refused = None;
             }
             Err(e) => {
                 let errors = match &e {
@@ -163,6 +202,7 @@ pub async fn run(
                     errors: errors.join("\n"),
                     at: store::now_text(),
                 });
+                refused = Some(fp);
             }
         }
     }

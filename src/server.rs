@@ -86,6 +86,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             "calls left open by the previous run marked interrupted"
         );
     }
+    recover_recordings(&config, &store.writer())?;
     let media = MediaHandle::start(
         config.media_address(),
         config.media.rtp_port_min,
@@ -128,6 +129,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         silence_seconds: config.media.voicemail_silence_seconds,
         no_speech: config.media.no_speech(),
         missed_call_seconds: u64::from(config.inbox.missed_call_seconds),
+        unknown_numbers: std::sync::Mutex::new(crate::pike::Pike::new(
+            config.limits.unknown_number_rows_per_minute,
+            60_000,
+        )),
         desk: Arc::clone(&desk),
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
@@ -140,7 +145,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         })
     };
     let admission = AdmissionPolicy {
-        max_calls: config.limits.max_calls,
+        store: store.health(),
+        max_invites_per_second_per_source: config.limits.max_invites_per_second_per_source,
+        rate_exempt: config
+            .trunk
+            .as_ref()
+            .map(|t| t.inbound_addresses())
+            .unwrap_or_default(),
+        max_calls: {
+            let capacity = config.media.call_capacity();
+            if config.limits.max_calls > capacity {
+                tracing::warn!(
+                    max_calls = config.limits.max_calls,
+                    capacity,
+                    rtp_port_min = config.media.rtp_port_min,
+                    rtp_port_max = config.media.rtp_port_max,
+                    "limits.max_calls lowered to what the RTP range can carry (two ports a call); widen the range to take more"
+                );
+            }
+            config.limits.max_calls.min(capacity)
+        },
         max_calls_per_source: config.limits.max_calls_per_source,
         retry_after: config.limits.retry_after_seconds,
         media_overloaded: {
@@ -205,8 +229,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(serve_tcp(
             listener,
             endpoint_tx.clone(),
-            config.sip.max_message_bytes,
-            config.limits.max_tcp_connections,
+            crate::sip::transport::TcpLimits {
+                max_message: config.sip.max_message_bytes,
+                max_connections: config.limits.max_tcp_connections,
+                max_per_source: config.limits.max_tcp_connections_per_source,
+                message_deadline: Duration::from_secs(config.limits.tcp_message_seconds),
+            },
         ));
     }
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
@@ -258,6 +286,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// Voicemails a crash cut short: each file is made whole (what was flushed, up to a second
+/// before the crash) and its length recorded; a file that is gone is unlinked.
+fn recover_recordings(config: &Config, store: &crate::store::Writer) -> Result<(), ServerError> {
+    for (id, relative) in crate::store::unfinished_recordings(&config.database_path())? {
+        let path = config.paths.data.join(&relative);
+        let (kept, ms) = match crate::media::recording::repair(&path) {
+            Ok(samples) if samples > 0 => (Some(relative), samples as i64 / 8),
+            Ok(_) => (None, 0),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "an interrupted recording could not be recovered");
+                (None, 0)
+            }
+        };
+        tracing::info!(
+            call = id,
+            ms,
+            "recording interrupted by the previous run recovered"
+        );
+        store.write(crate::store::Record::Recording {
+            id,
+            path: kept,
+            ms,
+            at: crate::store::now_text(),
+        });
+    }
+    Ok(())
+}
+
 /// The registrar for the configured secretaries, with the registrations that were still
 /// valid when the server stopped (UDP ones: a TCP connection does not survive a restart).
 fn registrar(config: &Config) -> Result<crate::registrar::Registrar, ServerError> {
@@ -273,6 +329,11 @@ fn registrar(config: &Config) -> Result<crate::registrar::Registrar, ServerError
             .iter()
             .filter_map(|a| crate::auth::Algorithm::from_name(a))
             .collect(),
+        bans: crate::bans::Policy {
+            max_failures: r.max_auth_failures,
+            window_seconds: r.auth_failure_window_seconds,
+            ban_seconds: r.ban_seconds,
+        },
     };
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     // Executives register like secretaries; only secretaries are offered calls (the desk).

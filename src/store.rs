@@ -167,6 +167,16 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A voicemail's file was opened: linked to the message at once, its length unknown
+    /// until it ends (a crash leaves it for the next start to repair).
+    RecordingStarted {
+        /// The call.
+        id: CallRowId,
+        /// The file, relative to the data directory.
+        path: String,
+        /// When.
+        at: String,
+    },
     /// A secretary's registrations now (replacing what was stored).
     Bindings {
         /// SIP username.
@@ -187,6 +197,30 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// One more request of a flood, counted rather than recorded on its own.
+    Flood {
+        /// Its source address.
+        source: String,
+        /// What it was (`unknown-number`).
+        kind: &'static str,
+        /// The minute it belongs to (unix seconds, a multiple of 60).
+        minute: i64,
+        /// When.
+        at: String,
+    },
+    /// A source banned for repeated wrong credentials.
+    Ban {
+        /// Its address.
+        source: String,
+        /// The username it tried last.
+        username: String,
+        /// Failures that led to the ban.
+        failures: u32,
+        /// Until when (unix seconds).
+        until: i64,
+        /// When.
+        at: String,
+    },
     /// The call ended.
     CallEnded {
         /// The call.
@@ -203,7 +237,43 @@ pub enum Record {
 
 enum Msg {
     Record(Record),
-    Flush(mpsc::Sender<()>),
+    /// Signalled once everything queued before it is committed.
+    Flush(Done),
+}
+
+/// Who waits for a commit: a thread (shutdown) or a call task (before it answers).
+enum Done {
+    Thread(mpsc::Sender<()>),
+    Task(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Done {
+    fn signal(self) {
+        match self {
+            Done::Thread(tx) => {
+                let _ = tx.send(());
+            }
+            Done::Task(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Whether the store is writing: false while the database refuses writes (a full disk),
+/// when new calls are refused rather than taken without a record.
+#[derive(Clone, Debug, Default)]
+pub struct Health(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Health {
+    /// True when records reach the disk.
+    pub fn is_writing(&self) -> bool {
+        !self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.0.store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Handle to the writer thread. Cloneable senders go to calls via [`Store::writer`].
@@ -211,6 +281,7 @@ pub struct Store {
     tx: mpsc::Sender<Msg>,
     thread: Option<JoinHandle<()>>,
     ids: CallIds,
+    health: Health,
 }
 
 /// Allocates call row ids. Ids are ours rather than SQLite's so that a call can queue its
@@ -242,6 +313,14 @@ impl Writer {
         if self.0.send(Msg::Record(record)).is_err() {
             tracing::error!("record lost: the store writer has stopped");
         }
+    }
+
+    /// Resolves once everything queued so far is committed (a call's row, before the call
+    /// is answered: a crash after our 200 must find the call in the records).
+    pub fn committed(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.0.send(Msg::Flush(Done::Task(tx)));
+        rx
     }
 }
 
@@ -320,6 +399,25 @@ const MIGRATIONS: &[&str] = &[
     // server saw it (`config/../data/recordings/…`), which only that working directory finds.
     "UPDATE messages SET recording = substr(recording, instr(recording, 'recordings/'))
      WHERE recording IS NOT NULL AND instr(recording, 'recordings/') > 1;",
+    // 7: sources banned for repeated wrong credentials (`permanence bans`).
+    "CREATE TABLE bans (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        username TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        until INTEGER NOT NULL
+     );",
+    // 8: floods counted per source, kind and minute instead of one row each.
+    "CREATE TABLE floods (
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (source, kind, minute)
+     );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -392,9 +490,11 @@ impl Store {
 
         let (sender, receiver) = mpsc::channel();
         let db_path = path.to_path_buf();
+        let health = Health::default();
+        let writer_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, receiver, db_path))
+            .spawn(move || writer_loop(conn, receiver, db_path, writer_health))
             .map_err(|source| StoreError::Io {
                 path: path.into(),
                 source,
@@ -406,6 +506,7 @@ impl Store {
                 ids: CallIds(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
                     max.unwrap_or(0) + 1,
                 ))),
+                health,
             },
             Recovery { interrupted },
         ))
@@ -421,11 +522,17 @@ impl Store {
         self.ids.clone()
     }
 
-    /// Waits until everything queued so far is committed.
+    /// Whether records are reaching the disk.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Waits until everything queued so far is committed (at most `RETRY_FOR_AT_CLOSE`
+    /// while the database refuses writes).
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv();
+        if self.tx.send(Msg::Flush(Done::Thread(tx))).is_ok() {
+            let _ = rx.recv_timeout(RETRY_FOR_AT_CLOSE);
         }
     }
 
@@ -444,48 +551,142 @@ impl Store {
 }
 
 /// How long records may wait to be grouped into one commit. A kill within this window
-/// loses at most these records; the call rows written before it are already committed.
+/// loses at most these records; a call's own row is committed before it is answered.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most records in one commit.
 const MAX_BATCH: usize = 2048;
+/// Most records kept in memory while the database refuses writes; beyond, new ones are
+/// dropped and counted (new calls are refused meanwhile, so only live calls add to it).
+const MAX_PENDING: usize = 100_000;
+/// How often a database that refused writes is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long shutdown waits for a failing database before giving its records up.
+const RETRY_FOR_AT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf) {
-    while let Ok(first) = receiver.recv() {
+/// Writes what the calls queue, in batches; keeps what cannot be written (a full disk) and
+/// retries; notices a database file deleted under it and recreates it.
+fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf, health: Health) {
+    let mut pending: Vec<Record> = Vec::new();
+    let mut waiting: Vec<Done> = Vec::new();
+    let mut lost: u64 = 0;
+    let mut open = true;
+    while open || !pending.is_empty() {
+        let failing = !health.is_writing();
+        let first = if failing {
+            match receiver.recv_timeout(RETRY) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        } else {
+            match receiver.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        };
         // Gather what arrives within a short window into one transaction: each commit
         // writes every touched page to the WAL, so a commit per record would cost many
         // times the records themselves. Sleeping through the window (rather than waiting
         // on the channel) also spares the senders a wake-up per record. A flush does not wait.
-        if !matches!(first, Msg::Flush(_)) {
+        if matches!(first, Some(Msg::Record(_))) {
             std::thread::sleep(BATCH_WINDOW);
         }
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut take = |m: Msg| match m {
+            Msg::Record(r) if pending.len() < MAX_PENDING => pending.push(r),
+            Msg::Record(_) => lost += 1,
+            Msg::Flush(done) => waiting.push(done),
+        };
+        if let Some(m) = first {
+            take(m);
+        }
+        for _ in 0..MAX_BATCH {
             match receiver.try_recv() {
-                Ok(m) => batch.push(m),
+                Ok(m) => take(m),
                 Err(_) => break,
             }
         }
-        let mut flushes = Vec::new();
+        if !path.exists() {
+            // Someone deleted the data directory or the file: SQLite would go on writing
+            // into an unlinked inode and every record would vanish at exit.
+            tracing::error!(db = %path.display(), "the records' database was deleted while running: recreating it");
+            match open_connection(&path) {
+                Ok(fresh) => conn = fresh,
+                Err(e) => tracing::error!(error = %e, "cannot recreate the database"),
+            }
+        }
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
-            for msg in batch {
-                match msg {
-                    Msg::Record(r) => apply(&tx, r)?,
-                    Msg::Flush(done) => flushes.push(done),
-                }
+            for record in &pending {
+                apply(&tx, record)?;
             }
             tx.commit()
         })();
-        if let Err(e) = result {
-            tracing::error!(db = %path.display(), error = %e, "writing records failed");
-        }
-        for done in flushes {
-            let _ = done.send(());
+        match result {
+            Ok(()) => {
+                if failing {
+                    tracing::warn!(db = %path.display(), written = pending.len(), lost, "records are being written again");
+                    lost = 0;
+                }
+                health.set_failing(false);
+                pending.clear();
+                for done in waiting.drain(..) {
+                    done.signal();
+                }
+            }
+            Err(e) if !transient(&e) => {
+                // A record the database refuses for itself (a bug, not the disk): keep the
+                // others, drop that one, loudly.
+                let mut kept = 0;
+                for record in pending.drain(..) {
+                    let one = conn
+                        .transaction()
+                        .and_then(|tx| apply(&tx, &record).and_then(|()| tx.commit()));
+                    match one {
+                        Ok(()) => kept += 1,
+                        Err(e) => tracing::error!(error = %e, "a record was refused and dropped"),
+                    }
+                }
+                tracing::warn!(kept, "records written one by one after a refusal");
+                for done in waiting.drain(..) {
+                    done.signal();
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    // Loud, once: every new call is refused until this clears.
+                    tracing::error!(db = %path.display(), error = %e, pending = pending.len(), "cannot write records (disk full?): refusing new calls, keeping records in memory and retrying every second");
+                }
+                health.set_failing(true);
+                if !open {
+                    // Shutting down: one more try after a pause, then give up.
+                    std::thread::sleep(RETRY);
+                    if !path.exists() || conn.execute_batch("SELECT 1").is_err() {
+                        tracing::error!(
+                            lost = pending.len(),
+                            "records lost at shutdown: the database refuses writes"
+                        );
+                        break;
+                    }
+                }
+            }
         }
     }
 }
 
-fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
+/// Whether a write failed for the disk's or the file's sake (full, unwritable, gone,
+/// busy): worth keeping the records and trying again.
+fn transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | CannotOpen | ReadOnly | DatabaseBusy | DatabaseLocked)
+    )
+}
+
+fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
     match record {
         Record::CallStarted {
             id,
@@ -525,7 +726,7 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
             transfer,
             at,
         } => {
-            let sql = if transfer {
+            let sql = if *transfer {
                 "UPDATE calls SET transferred_to = ?2, handled_at = ?3 WHERE id = ?1"
             } else {
                 "UPDATE calls SET handled_by = ?2, handled_at = ?3 WHERE id = ?1"
@@ -554,7 +755,13 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "UPDATE messages SET recording = ?2, recording_ms = ?3, recording_empty = ?4, updated_at = ?5 WHERE call_id = ?1",
             )?
-            .execute(params![id, path, ms, ms == 0, at])?;
+            .execute(params![id, path, ms, *ms == 0, at])?;
+        }
+        Record::RecordingStarted { id, path, at } => {
+            tx.prepare_cached(
+                "UPDATE messages SET recording = ?2, recording_ms = NULL, updated_at = ?3 WHERE call_id = ?1",
+            )?
+            .execute(params![id, path, at])?;
         }
         Record::Bindings { username, bindings } => {
             tx.prepare_cached("DELETE FROM registrations WHERE username = ?1")?
@@ -578,9 +785,33 @@ fn apply(tx: &rusqlite::Transaction, record: Record) -> rusqlite::Result<()> {
                     at,
                     trigger,
                     serde_json::to_string(&changed).unwrap_or_default(),
-                    if accepted { "accepted" } else { "refused" },
+                    if *accepted { "accepted" } else { "refused" },
                     errors
                 ])?;
+        }
+        Record::Flood {
+            source,
+            kind,
+            minute,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO floods (source, kind, minute, first_at, last_at, count) VALUES (?1, ?2, ?3, ?4, ?4, 1)
+                 ON CONFLICT (source, kind, minute) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+            )?
+            .execute(params![source, kind, minute, at])?;
+        }
+        Record::Ban {
+            source,
+            username,
+            failures,
+            until,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO bans (at, source, username, failures, until) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![at, source, username, failures, until])?;
         }
         Record::CallEnded {
             id,
@@ -927,6 +1158,62 @@ pub fn registrations(path: &Path, now: i64) -> Result<Vec<RegistrationRow>, Stor
                 source: r.get(2)?,
                 transport: r.get(3)?,
                 expires_at: r.get(4)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// Voicemails a crash cut short: (call id, file relative to the data directory), linked
+/// to their message but never given a length.
+pub fn unfinished_recordings(path: &Path) -> Result<Vec<(i64, String)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare("SELECT call_id, recording FROM messages WHERE recording IS NOT NULL AND recording_ms IS NULL")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// A ban, as `permanence bans` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BanRow {
+    /// When it was decided.
+    pub at: String,
+    /// The banned address.
+    pub source: String,
+    /// The username it tried last.
+    pub username: String,
+    /// Wrong credentials that led to it.
+    pub failures: u32,
+    /// Until when (unix seconds).
+    pub until: i64,
+}
+
+/// The most recent bans, newest first (`limit` at most).
+pub fn bans(path: &Path, limit: usize) -> Result<Vec<BanRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare("SELECT at, source, username, failures, until FROM bans ORDER BY id DESC LIMIT ?1")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![limit as i64], |r| {
+            Ok(BanRow {
+                at: r.get(0)?,
+                source: r.get(1)?,
+                username: r.get(2)?,
+                failures: r.get(3)?,
+                until: r.get(4)?,
             })
         })
         .map_err(err)?;

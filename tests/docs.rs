@@ -305,6 +305,12 @@ fn check(demo: &mut Demo, doc: &Documented) {
             assert!(out.contains("route `clients VIP`: MATCHES"), "{out}");
             assert!(out.trim_end().ends_with("outcome: voicemail"), "{out}");
         }
+        "cargo run --release -- bans" => {
+            // Nobody was banned in the demo: the table's header alone.
+            let (_, out) = demo.run(c);
+            assert!(out.starts_with("AT (UTC)"), "{out}");
+            assert_eq!(out.lines().count(), 1, "{out}");
+        }
         _ if c.starts_with("sqlite3 data/permanence.db") => {
             let (_, out) = demo.run(c);
             assert!(out.lines().any(|l| l.contains("bye-sent")), "{out}");

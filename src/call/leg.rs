@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::message::{Method, Response};
+use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::InviteAck;
 use crate::sip::write::{self, DialogHeaders};
 use crate::sip::{CallId, Peer};
@@ -54,6 +54,8 @@ pub struct Invitation<'a> {
     pub headers: &'a [(&'a str, &'a str)],
     /// Our SDP offer.
     pub sdp: &'a str,
+    /// Max-Forwards: the caller's, less one (RFC 3261 §16.6), so a loop runs out of hops.
+    pub max_forwards: u8,
 }
 
 /// One outbound INVITE and the dialog it may create.
@@ -72,6 +74,9 @@ pub struct Leg {
     target: String,
     from: String,
     to: String,
+    /// Our half of the dialog (the From tag) and the phone's (the 2xx's To tag).
+    local_tag: String,
+    remote_tag: Option<String>,
     branch: String,
     cseq: u32,
     local_sip: SocketAddr,
@@ -92,12 +97,12 @@ impl Leg {
     pub fn invite(inv: &Invitation) -> (Leg, Vec<u8>, InviteAck) {
         let call_id = CallId(format!("{}@permanence", write::new_tag()));
         let branch = format!("z9hG4bK{}", write::new_tag());
+        let local_tag = write::new_tag();
         let from = format!(
-            "{} <sip:{}@{}>;tag={}",
+            "{} <sip:{}@{}>;tag={local_tag}",
             quote(inv.display),
             inv.from_user,
             inv.local_sip,
-            write::new_tag()
         );
         let to = format!("<{}>", inv.to_uri);
         let via = format!(
@@ -112,10 +117,11 @@ impl Leg {
             }
         };
         let mut text = format!(
-            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\n\
+            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {}\r\nFrom: {from}\r\nTo: {to}\r\n\
              Call-ID: {}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nUser-Agent: {}\r\n\
              Allow: {}\r\n",
             inv.target,
+            inv.max_forwards,
             call_id.0,
             write::PRODUCT,
             write::ALLOW
@@ -144,6 +150,8 @@ impl Leg {
             target: inv.target.clone(),
             from,
             to,
+            local_tag,
+            remote_tag: None,
             branch,
             cseq: 1,
             local_sip: inv.local_sip,
@@ -154,6 +162,17 @@ impl Leg {
             route: Vec::new(),
         };
         (leg, text.into_bytes(), ack)
+    }
+
+    /// Whether a request belongs to this leg's dialog: its Call-ID and both tags (RFC 3261
+    /// §12.2.2), coming from the phone we called (or, with a route set, from anywhere the
+    /// route may bring it). A stranger who only knows the Call-ID is not the dialog.
+    pub fn owns(&self, request: &Request, from: Peer) -> bool {
+        request.call_id == self.call_id
+            && request.to.tag.as_deref() == Some(self.local_tag.as_str())
+            && self.remote_tag.is_some()
+            && request.from.tag == self.remote_tag
+            && (!self.route.is_empty() || from.addr.ip() == self.peer.addr.ip())
     }
 
     /// The INVITE's Via branch (its transaction).
@@ -169,6 +188,7 @@ impl Leg {
         }
         self.state = LegState::Answered;
         self.to = response.to.clone();
+        self.remote_tag = response.to_tag.clone();
         self.route = response.record_route.iter().rev().cloned().collect();
         self.remote_target = Some(
             response
@@ -336,6 +356,7 @@ mod tests {
             local_sip: "127.0.0.1:5060".parse().unwrap(),
             headers: &[("X-Permanence-Company", "acme")],
             sdp: "v=0\r\n",
+            max_forwards: 69,
         }
     }
 

@@ -834,6 +834,11 @@ impl CallMachine {
     pub fn handle_shutdown(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ended | Phase::HangingUp) {
             self.event("server-stopping", serde_json::json!({}));
+            if self.phase == Phase::Recording {
+                // What the caller said so far is kept.
+                self.out
+                    .push_back(Command::StopRecording { reason: "shutdown" });
+            }
             if self.answered {
                 self.hang_up(Outcome::Interrupted, now);
             } else {

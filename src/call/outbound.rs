@@ -106,6 +106,8 @@ pub struct Caller {
     pub codec: Codec,
     /// The screening announcement (`sounds/default/screening-<lang>.wav`).
     pub announcement: SoundName,
+    /// Max-Forwards for our legs: the caller's less one (70 less one without it).
+    pub max_forwards: u8,
 }
 
 /// Every outbound leg of one call.
@@ -623,6 +625,7 @@ impl Outbound {
                 local_sip: ctx.local_sip,
                 headers: &headers,
                 sdp: &offer,
+                max_forwards: self.caller.max_forwards,
             });
             self.event(
                 ctx,
@@ -819,6 +822,7 @@ impl Outbound {
         let stream = ctx.media.open(StreamSpec::negotiated(
             socket,
             &negotiated,
+            self.legs[index].peer.addr.ip(),
             self.events.clone(),
         ));
         let local = LocalMedia {
@@ -967,7 +971,7 @@ impl Outbound {
         ctx: &CallContext,
         request: &Request,
         key: TxKey,
-        _peer: Peer,
+        peer: Peer,
         now: Instant,
     ) -> News {
         let tag = write::new_tag();
@@ -982,6 +986,16 @@ impl Outbound {
                 body.map(|b| ("application/sdp", b)),
             ),
         };
+        if request.method == Method::Ack {
+            // An ACK is never answered (ours to a leg's 2xx go the other way).
+            return News::Nothing;
+        }
+        if !self.legs.iter().any(|l| l.owns(request, peer)) {
+            // Only the Call-ID matched: not this dialog (wrong tags, or another address).
+            tracing::warn!(source = %peer.addr, method = %request.method, "request outside any leg's dialog: 481");
+            let _ = ctx.endpoint.send(reply(481, &[], None));
+            return News::Nothing;
+        }
         let is_connected = self
             .connected
             .as_ref()

@@ -13,7 +13,7 @@ use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Category, Company, Plans};
 use crate::inbox;
 use crate::media::engine::StreamSpec;
-use crate::media::recording::{Heard, Recorder, write_wav};
+use crate::media::recording::{Heard, Recorder, write_progressively};
 use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
 use crate::number::Dialled;
 use crate::sdp::{self, LocalMedia, Negotiated};
@@ -56,6 +56,8 @@ pub struct CallContext {
     pub no_speech: Option<std::time::Duration>,
     /// A caller who gives up after this long left a missed call (`[inbox]`).
     pub missed_call_seconds: u64,
+    /// Calls to unknown numbers per source and minute that get a row of their own.
+    pub unknown_numbers: std::sync::Mutex<crate::pike::Pike>,
     /// Secretaries: registrations and activity.
     pub desk: Arc<crate::desk::Desk>,
     /// How long a bridged leg may send no RTP before the call is ended.
@@ -63,6 +65,10 @@ pub struct CallContext {
     /// The SIP trunk for numbers, if any.
     pub trunk: Option<crate::config::TrunkConfig>,
 }
+
+/// How long a new call waits for its row to be committed before it is refused (the
+/// database refuses writes: a full disk).
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What this server's calls can do: everything.
 const SERVER_CAPABILITIES: Capabilities = Capabilities {
@@ -181,6 +187,12 @@ impl<'a> Call<'a> {
                 matches!(caller, Caller::Number(_)),
             )
         });
+        if company.is_none() && call.unknown_number_flood() {
+            // Counted in `floods`, not one row each: a scan of numbers must not fill the
+            // records (nor the disk) with calls that never reached anyone.
+            call.respond(404, None);
+            return;
+        }
         call.write(Record::CallStarted {
             id: call.id,
             company: company.as_ref().map(|c| c.id.0.clone()),
@@ -217,6 +229,15 @@ impl<'a> Call<'a> {
         };
         if let Some(name) = contact_name {
             call.event("contact", serde_json::json!({ "name": name }).to_string());
+        }
+        // The call's row must be on disk before anything answers it: a crash after our
+        // 200 leaves a call in the records (marked interrupted at the next start).
+        let committed = tokio::time::timeout(COMMIT_WAIT, ctx.store.committed()).await;
+        if !matches!(committed, Ok(Ok(()))) {
+            tracing::error!("the call's row could not be written in time: 503");
+            call.respond(503, None);
+            call.finish(Outcome::Failed);
+            return;
         }
         call.run(&snapshot, &company, route, rx).await;
     }
@@ -260,6 +281,7 @@ impl<'a> Call<'a> {
         let stream = self.ctx.media.open(StreamSpec::negotiated(
             socket,
             &negotiated,
+            self.peer.addr.ip(),
             media_tx.clone(),
         ));
         let mut media = Media {
@@ -271,7 +293,7 @@ impl<'a> Call<'a> {
                 version: 1,
             },
             negotiated,
-            recorder: None,
+            recording: None,
             listening: (false, false),
         };
         let number = self
@@ -290,6 +312,7 @@ impl<'a> Call<'a> {
                 stream: media.stream,
                 codec: media.negotiated.codec,
                 announcement: crate::dialplan::default_sound("screening", &company.language),
+                max_forwards: self.invite.max_forwards.unwrap_or(70).saturating_sub(1),
             },
             self.invite.call_id.clone(),
             media_tx.clone(),
@@ -367,10 +390,19 @@ impl<'a> Call<'a> {
                         machine.handle_digit(digit.key, Instant::now());
                     }
                     Some((_, MediaEvent::Audio(samples))) => {
-                        match media.recorder.as_mut().map(|r| r.push(&samples)) {
-                            Some(Heard::FirstSpeech) => machine.handle_speech(),
-                            Some(Heard::SilenceAfterSpeech) => machine.handle_silence(),
-                            Some(Heard::Listening) | None => {}
+                        if let Some(rec) = &mut media.recording {
+                            let (keep, heard) = rec.recorder.push(&samples);
+                            if keep > 0 {
+                                let mut samples = samples;
+                                samples.truncate(keep);
+                                // The writer thread gone (disk error) is reported at the end.
+                                let _ = rec.frames.send(samples);
+                            }
+                            match heard {
+                                Heard::FirstSpeech => machine.handle_speech(),
+                                Heard::SilenceAfterSpeech => machine.handle_silence(),
+                                Heard::Listening => {}
+                            }
                         }
                     }
                     None => machine.handle_shutdown(Instant::now()),
@@ -476,15 +508,12 @@ impl<'a> Call<'a> {
                 return outbound.transfer(self.ctx, &to, timeout, screening, mode, Instant::now());
             }
             Command::StartRecording { max_seconds } => {
-                media.recorder = Some(Recorder::new(max_seconds, self.ctx.silence_seconds));
+                media.recording = Some(self.start_recording(company, max_seconds));
             }
             Command::StopRecording { reason } => {
-                let samples = media
-                    .recorder
-                    .take()
-                    .map(Recorder::into_samples)
-                    .unwrap_or_default();
-                self.save_recording(company, samples, reason);
+                if let Some(rec) = media.recording.take() {
+                    self.finish_recording(rec, reason);
+                }
             }
         }
         News::Nothing
@@ -509,6 +538,17 @@ impl<'a> Call<'a> {
                 body.map(|b| ("application/sdp", b)),
             ),
         };
+        if request.method == Method::Ack {
+            // An ACK is never answered; a stray one changes nothing.
+            return;
+        }
+        if !self.owns(&request, peer) {
+            // Only the Call-ID matched (RFC 3261 §12.2.2): a stranger must not end, move
+            // or transfer someone else's call.
+            tracing::warn!(source = %peer.addr, method = %request.method, "request outside the call's dialog: 481");
+            let _ = self.ctx.endpoint.send(reply(481, None, &[]));
+            return;
+        }
         let input = match request.method {
             Method::Bye => {
                 self.event("bye-received", "{}".into());
@@ -556,6 +596,14 @@ impl<'a> Call<'a> {
             _ => reply(405, None, &[("Allow", write::ALLOW)]),
         };
         let _ = self.ctx.endpoint.send(input);
+    }
+
+    /// Whether a request is the caller's, in this call's dialog: both tags, and from the
+    /// caller's address unless a proxy put itself in the path (Record-Route).
+    fn owns(&self, request: &Request, from: Peer) -> bool {
+        request.to.tag.as_deref() == Some(self.tag.as_str())
+            && request.from.tag == self.invite.from.tag
+            && (!self.invite.record_route.is_empty() || from.addr.ip() == self.peer.addr.ip())
     }
 
     fn contact(&self, peer: Peer) -> String {
@@ -627,6 +675,31 @@ impl<'a> Call<'a> {
         });
     }
 
+    /// Whether this call to an unknown number is one too many from its source this minute;
+    /// if so it is counted in the `floods` table instead of getting a row.
+    fn unknown_number_flood(&self) -> bool {
+        let now_ms = jiff::Timestamp::now().as_millisecond().max(0) as u64;
+        let source = self.peer.addr.ip();
+        let hit = self
+            .ctx
+            .unknown_numbers
+            .lock()
+            .map(|mut p| p.hit(source, now_ms));
+        let Ok(crate::pike::Hit::Over { first }) = hit else {
+            return false;
+        };
+        if first {
+            tracing::warn!(%source, "calls to unknown numbers from this address: counted in `floods`, not recorded one by one, for this minute");
+        }
+        self.write(Record::Flood {
+            source: source.to_string(),
+            kind: "unknown-number",
+            minute: (now_ms / 60_000 * 60) as i64,
+            at: store::now_text(),
+        });
+        true
+    }
+
     fn finish(&self, outcome: Outcome) {
         tracing::info!(outcome = outcome.as_str(), "call ended");
         let status = self.message.map(|(category, caller_has_number)| {
@@ -648,37 +721,78 @@ impl<'a> Call<'a> {
         });
     }
 
-    /// Writes the WAV off the signalling thread, then the message's recording fields.
-    /// A recording with no audio (the caller hung up at the beep) has no file but is kept.
-    fn save_recording(&self, company: &Company, samples: Vec<i16>, reason: &'static str) {
-        let ms = samples.len() as i64 / 8;
+    /// Opens the voicemail's WAV and links it to the message at once: the caller's audio
+    /// is written as it comes, off the signalling thread, so that a crash keeps what was
+    /// said (the next start repairs the file and its length).
+    fn start_recording(&self, company: &Company, max_seconds: u32) -> Recording {
         let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
         let relative = std::path::Path::new("recordings")
             .join(&company.id.0)
             .join(day)
             .join(format!("call-{}.wav", self.id));
         let path = self.ctx.data.join(&relative);
+        self.write(Record::RecordingStarted {
+            id: self.id,
+            path: relative.display().to_string(),
+            at: store::now_text(),
+        });
+        let (frames, receive) = std::sync::mpsc::channel();
+        let writer = tokio::task::spawn_blocking(move || write_progressively(&path, receive));
+        Recording {
+            recorder: Recorder::new(max_seconds, self.ctx.silence_seconds),
+            frames,
+            writer,
+            relative,
+        }
+    }
+
+    /// Closes the WAV and records how long it is. A recording with no audio (the caller
+    /// hung up at the beep) keeps no file; one the disk refused is not claimed.
+    fn finish_recording(&self, rec: Recording, reason: &'static str) {
+        let ms = rec.recorder.samples() as i64 / 8;
         self.event(
             "recording-stopped",
             serde_json::json!({ "reason": reason, "ms": ms }).to_string(),
         );
+        let Recording {
+            frames,
+            writer,
+            relative,
+            ..
+        } = rec;
+        drop(frames);
         let store = self.ctx.store.clone();
+        let data = self.ctx.data.clone();
         let id = self.id;
-        tokio::task::spawn_blocking(move || {
-            let saved = if samples.is_empty() {
-                None
-            } else {
-                match write_wav(&path, &samples) {
-                    Ok(()) => Some(relative.display().to_string()),
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "recording not saved");
-                        None
-                    }
+        tokio::spawn(async move {
+            let path = data.join(&relative);
+            let (path_kept, ms) = match writer.await {
+                Ok(Ok(samples)) if samples > 0 => {
+                    (Some(relative.display().to_string()), samples as i64 / 8)
+                }
+                Ok(Ok(_)) => {
+                    let _ = tokio::fs::remove_file(&path).await;
+                    (None, 0)
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(path = %path.display(), error = %e, "recording not saved: the caller's message is lost");
+                    let _ = tokio::fs::remove_file(&path).await;
+                    store.write(Record::Event {
+                        id,
+                        kind: "recording-lost",
+                        data: serde_json::json!({ "error": e.to_string(), "ms": ms }).to_string(),
+                        at: store::now_text(),
+                    });
+                    (None, 0)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording writer failed");
+                    (None, 0)
                 }
             };
             store.write(Record::Recording {
                 id,
-                path: saved,
+                path: path_kept,
                 ms,
                 at: store::now_text(),
             });
@@ -690,11 +804,19 @@ impl<'a> Call<'a> {
     }
 }
 
+/// A voicemail being recorded: what the caller said so far, and its file being written.
+struct Recording {
+    recorder: Recorder,
+    frames: std::sync::mpsc::Sender<Vec<i16>>,
+    writer: tokio::task::JoinHandle<Result<u64, hound::Error>>,
+    relative: std::path::PathBuf,
+}
+
 struct Media {
     stream: StreamId,
     local: LocalMedia,
     negotiated: Negotiated,
-    recorder: Option<Recorder>,
+    recording: Option<Recording>,
     /// What the engine reads from the caller: (digits, audio).
     listening: (bool, bool),
 }

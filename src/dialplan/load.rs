@@ -469,6 +469,20 @@ pub fn load_files(files: &[PathBuf], sounds: &Path) -> Result<Plans, Vec<PlanErr
             }
         }
     }
+    // A number that reaches one of our companies would bring the transfer back to this
+    // server, which would transfer it again: one INVITE would become hundreds of calls.
+    for claims in &claimed {
+        for (number, here) in &claims.reach {
+            if let Some((owner, _)) = numbers.get(&number.to_string()) {
+                errors.push(PlanError {
+                    message: format!(
+                        "reach {number} is a number of company `{owner}` on this server: the call would loop back here; expected a number or URI outside Permanence"
+                    ),
+                    ..here.clone()
+                });
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(Plans::new(companies))
     } else {
@@ -485,9 +499,16 @@ struct Claims {
     /// National forms are compared too when the country is known.
     country: Option<Country>,
     numbers: Vec<(E164, PlanError)>,
+    /// Numbers its executives are reached at (through the trunk).
+    reach: Vec<(E164, PlanError)>,
 }
 
-fn claims(ck: &Checker, c: &RawCompany) -> Claims {
+fn claims(
+    ck: &Checker,
+    c: &RawCompany,
+    executives: &BTreeMap<String, Spanned<RawExecutive>>,
+) -> Claims {
+    let country = Country::from_code(c.country.get_ref());
     let mut numbers: Vec<(E164, PlanError)> = Vec::new();
     for n in c.numbers.get_ref() {
         if let Some(number) = E164::parse(n.get_ref())
@@ -496,11 +517,27 @@ fn claims(ck: &Checker, c: &RawCompany) -> Claims {
             numbers.push((number, ck.at(n.span(), "")));
         }
     }
+    let reach = executives
+        .values()
+        .flat_map(|e| &e.get_ref().reach)
+        .filter_map(|r| {
+            let text = r.get_ref();
+            let number = match text.strip_prefix("tel:") {
+                Some(n) => E164::parse(n),
+                None => Pattern::parse(text, country?).and_then(|p| match p {
+                    Pattern::Exact(n) => Some(n),
+                    Pattern::Prefix(_) => None,
+                }),
+            }?;
+            Some((number, ck.at(r.span(), "")))
+        })
+        .collect();
     Claims {
         id: CompanyId(c.id.get_ref().clone()),
         id_at: ck.at(c.id.span(), ""),
-        country: Country::from_code(c.country.get_ref()),
+        country,
         numbers,
+        reach,
     }
 }
 
@@ -525,7 +562,7 @@ fn load_one(
     };
     match toml::from_str::<RawPlan>(source) {
         Ok(raw) => {
-            let claims = claims(&ck, &raw.company);
+            let claims = claims(&ck, &raw.company, &raw.executives);
             (check_plan(ck, raw), Some(claims))
         }
         Err(e) => {
@@ -533,7 +570,7 @@ fn load_one(
             let error = ck.at(e.span().unwrap_or(0..0), message);
             let claims = toml::from_str::<CompanyOnly>(source)
                 .ok()
-                .map(|only| claims(&ck, &only.company));
+                .map(|only| claims(&ck, &only.company, &BTreeMap::new()));
             (Err(vec![error]), claims)
         }
     }
@@ -1295,6 +1332,33 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         assert!(errors[1].contains("a/missing.wav"), "{errors:#?}");
         assert!(errors[2].contains("and by company `third`"), "{errors:#?}");
         assert!(errors[3].contains("unknown variant `dance`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn an_executive_reached_at_one_of_our_own_numbers_is_a_loop() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        write(&plans, "acme.toml", GOOD);
+        let bravo = GOOD
+            .replace("\"acme\"", "\"bravo\"")
+            .replace("+33180000001", "+33180000002")
+            .replace(
+                "[[route]]",
+                "[executives.boss]\nname = \"Boss\"\nreach = [\"sip:boss@192.0.2.1\", \"01 80 00 00 01\"]\n\n[[route]]",
+            );
+        write(&plans, "bravo.toml", &bravo);
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("bravo.toml:9:")
+                && errors[0].contains("reach +33180000001 is a number of company `acme`")
+                && errors[0].contains("loop"),
+            "{errors:#?}"
+        );
     }
 
     #[test]

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::latch::{Latch, Verdict};
 use super::sound::Sound;
-use crate::rtp::{FRAME_SAMPLES, Packetizer, looks_like_rtp};
+use crate::rtp::{FRAME_SAMPLES, Packetizer};
 use crate::sdp::Codec;
 
 /// Slots in the wheel: the 20 ms packet interval in ticks.
@@ -110,8 +111,10 @@ struct Shared {
 pub struct StreamSpec {
     /// Our bound RTP socket.
     pub socket: UdpSocket,
-    /// Where to send until the peer's first packet says otherwise.
+    /// Where to send until the peer's packets have proved where it is (`latch`).
     pub remote: SocketAddr,
+    /// Where the call's SIP comes from: RTP from that IP may be the peer behind NAT.
+    pub signalling: IpAddr,
     /// The negotiated codec.
     pub codec: Codec,
     /// Numbering state (SSRC, initial sequence and timestamp, payload type).
@@ -128,11 +131,13 @@ impl StreamSpec {
     pub fn negotiated(
         socket: UdpSocket,
         negotiated: &crate::sdp::Negotiated,
+        signalling: IpAddr,
         events: UnboundedSender<(StreamId, MediaEvent)>,
     ) -> StreamSpec {
         StreamSpec {
             socket,
             remote: negotiated.remote_rtp,
+            signalling,
             codec: negotiated.codec,
             packetizer: Packetizer::new(
                 fastrand::u32(..),
@@ -214,7 +219,8 @@ impl MediaHandle {
             id,
             socket: spec.socket,
             remote: spec.remote,
-            latched: false,
+            latch: Latch::new(spec.remote, spec.signalling),
+            dropped: 0,
             visits: 0,
             listen_digits: false,
             listen_audio: false,
@@ -293,7 +299,9 @@ struct Stream {
     id: StreamId,
     socket: UdpSocket,
     remote: SocketAddr,
-    latched: bool,
+    latch: Latch,
+    /// Packets from strangers (neither the peer nor a candidate for it), dropped.
+    dropped: u64,
     visits: u32,
     listen_digits: bool,
     listen_audio: bool,
@@ -348,7 +356,7 @@ impl Stream {
     ) {
         self.visits = self.visits.wrapping_add(1);
         let listening = self.listen_digits || self.listen_audio || self.bridge.is_some();
-        if listening || (!self.latched && self.visits % LATCH_POLL_VISITS == 1) {
+        if listening || (!self.latch.is_latched() && self.visits % LATCH_POLL_VISITS == 1) {
             self.read(scratch, relayed, now);
         }
         if let Some(b) = &mut self.bridge
@@ -418,23 +426,28 @@ impl Stream {
         }
     }
 
-    /// Drains the socket; the first RTP packet's source becomes where we send.
-    /// Once latched and unless listening or bridged, nothing reads the socket: the kernel
-    /// drops what overflows.
+    /// Drains the socket; the `latch` decides which packets are the peer's and when its
+    /// address becomes where we send. Once latched and unless listening or bridged, nothing
+    /// reads the socket: the kernel drops what overflows.
     fn read(&mut self, scratch: &mut [u8], relayed: &mut Relayed, now: Instant) {
         for _ in 0..MAX_READS_PER_VISIT {
             match self.socket.recv_from(scratch) {
                 Ok((n, from)) => {
-                    // Port 0 is no address to answer to (some test tools send from it).
-                    if !self.latched && from.port() != 0 && looks_like_rtp(&scratch[..n]) {
-                        self.latched = true;
-                        self.remote = from;
-                        let _ = self.events.send((self.id, MediaEvent::Latched(from)));
-                    }
-                    // One parse per packet, for listening and relaying alike.
+                    // One parse per packet, for latching, listening and relaying alike.
                     let Some(rtp) = crate::rtp::parse(&scratch[..n]) else {
                         continue;
                     };
+                    match self.latch.on_packet(from, rtp.ssrc, rtp.seq) {
+                        Verdict::Accept => {}
+                        Verdict::Latched(at) => {
+                            self.remote = at;
+                            let _ = self.events.send((self.id, MediaEvent::Latched(at)));
+                        }
+                        Verdict::Drop => {
+                            self.dropped += 1;
+                            continue;
+                        }
+                    }
                     self.received(&rtp);
                     if self.bridge.is_some() {
                         self.keep_for_relay(&rtp, relayed, now);
@@ -565,10 +578,13 @@ impl Wheel {
                 }
             }
             Command::Remote { id, addr } => {
-                if let Some((s, _)) = self.streams.get_mut(&id)
-                    && !s.latched
-                {
-                    s.remote = addr;
+                if let Some((s, _)) = self.streams.get_mut(&id) {
+                    s.latch.signalled(addr);
+                    // A latched peer stays where its packets come from (its SDP may name a
+                    // private address behind NAT).
+                    if !s.latch.is_latched() {
+                        s.remote = addr;
+                    }
                 }
             }
             Command::Codec {
@@ -591,6 +607,13 @@ impl Wheel {
             Command::Close { id } => {
                 if let Some((stream, slot)) = self.streams.remove(&id) {
                     self.slots[slot].retain(|s| *s != id);
+                    if stream.dropped > 0 {
+                        tracing::info!(
+                            dropped = stream.dropped,
+                            peer = %stream.remote,
+                            "RTP from other sources than the call's peer was dropped"
+                        );
+                    }
                     if let Some(b) = stream.bridge
                         && let Some((other, _)) = self.streams.get_mut(&b.to)
                     {
@@ -633,7 +656,11 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
     let mut lag_ewma: u64 = 0;
     loop {
         if wheel.streams.is_empty() {
-            // Idle: sleep until a command arrives instead of ticking.
+            // Idle: sleep until a command arrives instead of ticking. An idle engine is not
+            // late: a figure left from before (a stall just as the last call ended) would
+            // refuse the very call that wakes it up, for ever.
+            lag_ewma = 0;
+            shared.lag_micros.store(0, Ordering::Relaxed);
             match rx.recv() {
                 Ok(command) => {
                     epoch = Instant::now();
@@ -679,8 +706,10 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
         let now = Instant::now();
         // Admission reads a smoothed lateness (EWMA over about 16 ticks, 80 ms): one tick
         // delayed by the scheduler on a busy machine is not overload, a sustained delay is.
+        // One stall (the process paused, a scheduler hiccup) counts as at most the catch-up
+        // limit, so that the figure heals within tens of milliseconds of the engine running.
         let late = now.saturating_duration_since(due);
-        lag_ewma = lag_ewma - lag_ewma / 16 + late.as_micros() as u64 / 16;
+        lag_ewma = lag_ewma - lag_ewma / 16 + late.min(MAX_CATCH_UP).as_micros() as u64 / 16;
         shared.lag_micros.store(lag_ewma, Ordering::Relaxed);
         if let Some(wait) = due.checked_duration_since(now) {
             std::thread::sleep(wait);

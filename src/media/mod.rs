@@ -2,6 +2,7 @@
 //! every call from one thread.
 
 pub mod engine;
+pub mod latch;
 pub mod recording;
 pub mod sound;
 

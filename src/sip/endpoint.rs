@@ -80,6 +80,8 @@ pub enum Input {
         peer: Peer,
         /// The message bytes.
         data: Vec<u8>,
+        /// Held while the message is handled: the connection's next one waits for it.
+        credit: super::transport::Credit,
     },
     /// A TCP connection is ready; its writer.
     TcpOpened {
@@ -177,13 +179,25 @@ pub struct AdmissionPolicy {
     pub retry_after: u32,
     /// True when the media engine is too late to take more streams.
     pub media_overloaded: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// New INVITEs per second from one address (0: no limit); more get 503, that address
+    /// only.
+    pub max_invites_per_second_per_source: u32,
+    /// Addresses the rate limit does not apply to (the trunk brings everyone's calls).
+    pub rate_exempt: Vec<std::net::IpAddr>,
+    /// Whether the records are being written: a call we could not record is not taken.
+    pub store: crate::store::Health,
 }
 
 impl AdmissionPolicy {
     /// Decides on a new INVITE.
     pub fn decide(&self, live_calls: usize, from_source: usize, draining: bool) -> Admission {
         let source_full = self.max_calls_per_source > 0 && from_source >= self.max_calls_per_source;
-        if draining || live_calls >= self.max_calls || source_full || (self.media_overloaded)() {
+        if draining
+            || live_calls >= self.max_calls
+            || source_full
+            || !self.store.is_writing()
+            || (self.media_overloaded)()
+        {
             Admission::Refuse
         } else {
             Admission::Accept
@@ -196,6 +210,8 @@ pub struct Endpoint {
     udp: Option<Arc<UdpSocket>>,
     inputs: mpsc::UnboundedReceiver<Input>,
     transactions: Transactions,
+    /// New INVITEs per source in the current second.
+    invites: crate::pike::Pike,
     calls: HashMap<CallId, mpsc::UnboundedSender<ToCall>>,
     /// Outbound legs' Call-IDs → the call that owns them.
     legs: HashMap<CallId, CallId>,
@@ -239,6 +255,7 @@ impl Endpoint {
             udp,
             inputs,
             transactions: Transactions::new(timers),
+            invites: crate::pike::Pike::new(admission.max_invites_per_second_per_source, 1000),
             calls: HashMap::new(),
             legs: HashMap::new(),
             desk: None,
@@ -418,9 +435,11 @@ impl Endpoint {
             contacts: &request.contacts,
             star: request.contact_star,
             expires: request.expires,
+            uri: &request.uri,
             source: peer,
         };
         let answer = registrar.register(&facts, unix);
+        record_bans(registrar, store);
         let tag = write::new_tag();
         let (status, headers): (u16, Vec<(&str, String)>) = match &answer {
             Answer::Challenge(values) => (
@@ -437,6 +456,7 @@ impl Endpoint {
                 tracing::warn!(peer = %peer.addr, "REGISTER refused: too many contacts for one user");
                 (403, Vec::new())
             }
+            Answer::Banned => (403, Vec::new()),
             Answer::Ok(list) => (
                 200,
                 list.iter()
@@ -466,8 +486,9 @@ impl Endpoint {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // Unbiased: whichever is ready, in random order, so that a flood on one side
+            // (TCP messages arrive as inputs) cannot starve UDP, timers or keep-alives.
             tokio::select! {
-                biased;
                 input = self.inputs.recv() => match input {
                     Some(Input::Stop) | None => break,
                     Some(input) => self.on_input(input),
@@ -493,7 +514,10 @@ impl Endpoint {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Stream { peer, data } => self.on_message(&data, peer),
+            Input::Stream { peer, data, credit } => {
+                self.on_message(&data, peer);
+                drop(credit);
+            }
             Input::TcpOpened { id, writer } => {
                 self.tcp.insert(id, writer);
             }
@@ -679,17 +703,27 @@ impl Endpoint {
                     answer(self, 482, &[]);
                     return;
                 }
+                if request.max_forwards == Some(0) {
+                    // We would place calls on its behalf: a request with no hops left is a
+                    // loop somewhere (RFC 3261 §16.3 step 2, as a proxy would).
+                    answer(self, 483, &[]);
+                    return;
+                }
                 if let Some(allowed) = &self.inbound_only
                     && !allowed.contains(&peer.addr.ip())
                 {
                     // Not the trunk: only someone with an account (a secretary or an
                     // executive calling in) may bring a call, after digest authentication.
-                    let verdict = self.registrar.as_ref().map(|(r, _)| {
-                        r.authenticate_request(
+                    let verdict = self.registrar.as_mut().map(|(r, store)| {
+                        let verdict = r.authenticate_request(
                             request.authorization.as_deref(),
                             "INVITE",
+                            &request.uri,
+                            peer.addr.ip(),
                             unix_now(),
-                        )
+                        );
+                        record_bans(r, store);
+                        verdict
                     });
                     match verdict {
                         Some(Ok(user)) => {
@@ -709,6 +743,22 @@ impl Endpoint {
                             return;
                         }
                     }
+                }
+                if !self.admission.rate_exempt.contains(&peer.addr.ip())
+                    && let crate::pike::Hit::Over { first } =
+                        self.invites.hit(peer.addr.ip(), unix_millis())
+                {
+                    self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    if first {
+                        tracing::warn!(
+                            source = %peer.addr.ip(),
+                            limit = self.admission.max_invites_per_second_per_source,
+                            "INVITE flood: 503 to this address for the rest of the second"
+                        );
+                    }
+                    let retry = self.admission.retry_after.to_string();
+                    answer(self, 503, &[("Retry-After", &retry)]);
+                    return;
                 }
                 let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
                 if self
@@ -858,11 +908,38 @@ impl Endpoint {
     }
 }
 
+/// Milliseconds since the Unix epoch, for per-second counts.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Seconds since the Unix epoch: registrations are stored and compared in wall time.
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Logs the bans the registrar just decided, once each, and records them.
+fn record_bans(registrar: &mut crate::registrar::Registrar, store: &crate::store::Writer) {
+    for ban in registrar.take_bans() {
+        tracing::warn!(
+            source = %ban.source,
+            failures = ban.failures,
+            user = ban.username,
+            until = ban.until,
+            "banned: repeated wrong credentials"
+        );
+        store.write(crate::store::Record::Ban {
+            source: ban.source.to_string(),
+            username: ban.username,
+            failures: ban.failures,
+            until: ban.until as i64,
+            at: crate::store::now_text(),
+        });
+    }
 }
 
 /// Writes a user's current bindings through to the store and the desk.

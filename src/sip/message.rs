@@ -148,6 +148,8 @@ pub struct Request {
     pub refer_to: Option<String>,
     /// Record-Route values, in order (our route set as the UAS, RFC 3261 §12.1.1).
     pub record_route: Vec<String>,
+    /// Max-Forwards (0–255), when present.
+    pub max_forwards: Option<u8>,
     /// Content-Type, lower-cased, without parameters.
     pub content_type: Option<String>,
     /// The Accept header, if present (empty string for an empty Accept).

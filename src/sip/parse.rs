@@ -107,8 +107,9 @@ fn is_token(s: &str) -> bool {
 /// Bytes after Content-Length in a datagram are ignored (RFC 4475 §3.1.1.8).
 pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
     let end = head_end(data).ok_or_else(|| Rejection::drop("no blank line after the headers"))?;
-    let head = std::str::from_utf8(&data[..end - 4])
-        .map_err(|_| Rejection::drop("header section is not UTF-8"))?;
+    // RFC 3261 text is UTF-8, but an old PBX writes a Latin-1 `é` in a display name: such a
+    // byte is taken as data (replaced), not a reason to leave the caller unanswered.
+    let head = String::from_utf8_lossy(&data[..end - 4]);
     let mut lines = head.split("\r\n");
     let start = lines.next().unwrap_or_default();
 
@@ -282,6 +283,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, Rejection> {
             .map(str::to_string)
             .collect(),
         refer_to: one("refer-to").and_then(parse_name_addr).map(|n| n.uri),
+        max_forwards: one("max-forwards").and_then(|m| m.parse().ok()),
         content_type: one("content-type").map(|c| {
             c.split(';')
                 .next()
@@ -556,8 +558,15 @@ fn unquote(s: &str) -> Option<String> {
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => out.push(chars.next()?),
+            // quoted-pair excludes CR and LF (RFC 3261 §25.1): an escaped line break would
+            // forge a line in whatever prints the name.
+            '\\' => match chars.next()? {
+                '\r' | '\n' => return None,
+                escaped => out.push(escaped),
+            },
             '"' => return chars.as_str().trim().is_empty().then_some(out),
+            // qdtext has no control characters but the tab.
+            c if c.is_control() && c != '\t' => return None,
             c => out.push(c),
         }
     }
@@ -717,6 +726,43 @@ mod tests {
         assert_eq!(parse(broken.as_bytes()).unwrap_err().answer.unwrap().0, 400);
         let broken = INVITE.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
         assert_eq!(parse(broken.as_bytes()).unwrap_err().answer.unwrap().0, 505);
+    }
+
+    #[test]
+    fn a_display_name_cannot_carry_a_line_break_or_a_bare_control_character() {
+        for from in [
+            "From: \"Evil\\\nurgent\" <sip:+33612345678@127.0.0.1>;tag=abc",
+            "From: \"Evil\\\rurgent\" <sip:+33612345678@127.0.0.1>;tag=abc",
+            "From: \"Evil\u{1b}[2J\" <sip:+33612345678@127.0.0.1>;tag=abc",
+        ] {
+            let broken = INVITE.replace(
+                "From: \"Jean \\\"Jo\\\"\" <sip:+33612345678@127.0.0.1>;tag=abc",
+                from,
+            );
+            assert_ne!(broken, INVITE);
+            let rejection = parse(broken.as_bytes()).unwrap_err();
+            assert_eq!(rejection.answer.map(|a| a.0), Some(400), "{from:?}");
+        }
+        // Escaped, an ESC is legal SIP (quoted-pair): it is data, escaped where printed.
+        let escaped = INVITE.replace("Jean \\\"Jo\\\"", "Jean \\\u{1b}");
+        assert_eq!(
+            request(&escaped).from.display.as_deref(),
+            Some("Jean \u{1b}")
+        );
+    }
+
+    #[test]
+    fn a_latin1_byte_in_a_display_name_is_data_not_silence() {
+        let mut bytes = INVITE.replace("Jean \\\"Jo\\\"", "Ren").into_bytes();
+        let at = bytes.windows(3).position(|w| w == b"Ren").unwrap() + 3;
+        bytes.insert(at, 0xe9); // Latin-1 é
+        match parse(&bytes) {
+            Ok(SipMessage::Request(r)) => {
+                assert_eq!(r.from.display.as_deref(), Some("Ren\u{fffd}"));
+                assert_eq!(r.call_id.0, "c1@host");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

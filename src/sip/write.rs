@@ -18,37 +18,86 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFE
 
 /// The standard reason phrase for a status (RFC 3261 §21, and the RFCs that added codes).
 pub fn reason(status: u16) -> &'static str {
-    match status {
+    named_reason(status).unwrap_or(match status / 100 {
+        // A code we do not name still says its class (RFC 3261 §21: the class is what a
+        // peer acts on).
+        1 => "Session Progress",
+        2 => "OK",
+        3 => "Redirection",
+        4 => "Client Error",
+        5 => "Server Error",
+        _ => "Global Failure",
+    })
+}
+
+/// RFC 3261 §21, with the codes later RFCs added that a server may meet or send.
+fn named_reason(status: u16) -> Option<&'static str> {
+    Some(match status {
         100 => "Trying",
         180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
         183 => "Session Progress",
+        199 => "Early Dialog Terminated",
         200 => "OK",
+        202 => "Accepted",
+        204 => "No Notification",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Conditional Request Failed",
         413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
+        417 => "Unknown Resource-Priority",
         420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
         423 => "Interval Too Brief",
-        401 => "Unauthorized",
+        428 => "Use Identity Header",
+        429 => "Provide Referrer Identity",
+        433 => "Anonymity Disallowed",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        489 => "Bad Event",
         491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
         500 => "Server Internal Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Server Time-out",
         505 => "Version Not Supported",
+        513 => "Message Too Large",
+        580 => "Precondition Failure",
+        600 => "Busy Everywhere",
         603 => "Decline",
-        _ => "Unknown",
-    }
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        607 => "Unwanted",
+        _ => return None,
+    })
 }
 
 /// Writes a response. `to_tag` is added to To unless it already carries one; 100 Trying
@@ -247,5 +296,24 @@ mod tests {
         assert_eq!(r.cseq.seq, 2);
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains("Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n"));
+    }
+
+    #[test]
+    fn every_status_we_send_has_its_standard_reason_phrase() {
+        for (status, phrase) in [
+            (202, "Accepted"),
+            (407, "Proxy Authentication Required"),
+            (483, "Too Many Hops"),
+            (481, "Call/Transaction Does Not Exist"),
+            (503, "Service Unavailable"),
+        ] {
+            assert_eq!(reason(status), phrase);
+        }
+        assert_eq!(
+            reason(499),
+            "Client Error",
+            "an unnamed code says its class"
+        );
+        assert!((100..700).all(|s| reason(s) != "Unknown"));
     }
 }

@@ -125,7 +125,21 @@ impl Setup {
 
     /// Starts the server and waits until it answers OPTIONS.
     pub fn start(&self) -> Server {
-        let child = Command::new(BIN)
+        self.start_with(&[])
+    }
+
+    /// Starts the server through a wrapper command (e.g. `unshare` with a script that
+    /// ends by exec-ing its arguments), then waits until it answers OPTIONS.
+    pub fn start_with(&self, wrapper: &[&str]) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(self.config())
             .env("RUST_LOG", "info,permanence=debug")
