@@ -70,6 +70,9 @@ pub struct Config {
     /// Which messages need attention.
     #[serde(default)]
     pub inbox: InboxConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Executives who register phones (`[[executives]]`; plans reach them as `user:NAME`).
     /// Same fields as secretaries; `companies` and `groups` are ignored.
     #[serde(default)]
@@ -139,6 +142,16 @@ impl Default for DistributionConfig {
             wrap_up_seconds: 15,
         }
     }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` (Prometheus text format) is served; none by default. Calls,
+    /// refusals, registrations, bans, RTP lateness and the store's queue are exposed.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[inbox]`: which calls leave a message that needs attention (`inbox`).

@@ -15,6 +15,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod inbox;
 pub mod media;
+pub mod metrics;
 pub mod number;
 pub mod pike;
 pub mod registrar;

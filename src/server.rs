@@ -13,7 +13,8 @@ use crate::call::{CallContext, Snapshot, task};
 use crate::config::{Config, TransportName};
 use crate::dialplan::{self, PlanError};
 use crate::media::{MediaHandle, SoundError, Sounds};
-use crate::sip::endpoint::{AdmissionPolicy, Endpoint, Input, SpawnCall, Stats};
+use crate::metrics::Metrics;
+use crate::sip::endpoint::{AdmissionPolicy, Endpoint, Input, SpawnCall};
 use crate::sip::transaction::TimerValues;
 use crate::sip::transport::serve_tcp;
 use crate::store::{Store, StoreError};
@@ -118,7 +119,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         crate::desk::now_ms(),
     ));
     let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(Metrics::default());
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(&format!("metrics {addr}")))?,
+        ),
+        None => None,
+    };
     let ctx = Arc::new(CallContext {
+        metrics: Arc::clone(&metrics),
         snapshot: std::sync::RwLock::new(Arc::new(snapshot)),
         media: media.clone(),
         store: store.writer(),
@@ -173,14 +184,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     };
     let live = Arc::new(AtomicUsize::new(0));
-    let stats = Arc::new(Stats::default());
     let endpoint = Endpoint::new(
         udp,
         endpoint_rx,
         spawn,
         admission,
         Arc::clone(&live),
-        Arc::clone(&stats),
+        Arc::clone(&metrics),
         config.sip.max_message_bytes,
         TimerValues {
             t1: Duration::from_millis(config.sip.t1_ms.max(1)),
@@ -237,6 +247,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
         ));
     }
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = metrics_listener {
+        let gauges: crate::metrics::ReadGauges = {
+            let (live, media, health, queued) = (
+                Arc::clone(&live),
+                media.clone(),
+                store.health(),
+                store.queued(),
+            );
+            Arc::new(move || crate::metrics::Gauges {
+                live_calls: live.load(Ordering::Relaxed),
+                rtp_lateness: media.lag(),
+                rtp_relayed: media.relayed(),
+                store_queue: queued.get(),
+                store_writing: health.is_writing(),
+            })
+        };
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&metrics),
+            gauges,
+            async move {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let _watcher = crate::reload::watch(&config, reload_tx.clone());
     tokio::spawn(crate::reload::run(
@@ -274,11 +310,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let _ = endpoint_tx.send(Input::Stop);
     let _ = endpoint_task.await;
+    let _ = metrics_stop.send(());
     store.flush();
     tracing::info!(
-        dropped = stats.dropped.load(Ordering::Relaxed),
-        malformed_answered = stats.malformed_answered.load(Ordering::Relaxed),
-        refused_busy = stats.refused_busy.load(Ordering::Relaxed),
+        dropped = metrics.dropped.load(Ordering::Relaxed),
+        malformed_answered = metrics.malformed_answered.load(Ordering::Relaxed),
+        refused_busy = metrics.refused_total(),
         rtp_relayed = media.relayed(),
         still_live = live.load(Ordering::Relaxed),
         "stopped"

@@ -282,6 +282,7 @@ pub struct Store {
     thread: Option<JoinHandle<()>>,
     ids: CallIds,
     health: Health,
+    queued: Queued,
 }
 
 /// Allocates call row ids. Ids are ours rather than SQLite's so that a call can queue its
@@ -305,12 +306,40 @@ pub struct Recovery {
 
 /// A sender that call tasks use to write records.
 #[derive(Clone)]
-pub struct Writer(mpsc::Sender<Msg>);
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    queued: Queued,
+}
+
+/// Records queued and not yet committed (for `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct Queued(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Queued {
+    /// How many now.
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn done(&self, n: usize) {
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |q| Some(q.saturating_sub(n)),
+        );
+    }
+}
 
 impl Writer {
     /// Queues a record. The writer thread only stops at shutdown, after calls.
     pub fn write(&self, record: Record) {
-        if self.0.send(Msg::Record(record)).is_err() {
+        self.queued.add(1);
+        if self.tx.send(Msg::Record(record)).is_err() {
+            self.queued.done(1);
             tracing::error!("record lost: the store writer has stopped");
         }
     }
@@ -319,7 +348,7 @@ impl Writer {
     /// is answered: a crash after our 200 must find the call in the records).
     pub fn committed(&self) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = self.0.send(Msg::Flush(Done::Task(tx)));
+        let _ = self.tx.send(Msg::Flush(Done::Task(tx)));
         rx
     }
 }
@@ -491,10 +520,11 @@ impl Store {
         let (sender, receiver) = mpsc::channel();
         let db_path = path.to_path_buf();
         let health = Health::default();
-        let writer_health = health.clone();
+        let queued = Queued::default();
+        let (writer_health, writer_queued) = (health.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, receiver, db_path, writer_health))
+            .spawn(move || writer_loop(conn, receiver, db_path, writer_health, writer_queued))
             .map_err(|source| StoreError::Io {
                 path: path.into(),
                 source,
@@ -507,6 +537,7 @@ impl Store {
                     max.unwrap_or(0) + 1,
                 ))),
                 health,
+                queued,
             },
             Recovery { interrupted },
         ))
@@ -514,7 +545,10 @@ impl Store {
 
     /// A writer for call tasks.
     pub fn writer(&self) -> Writer {
-        Writer(self.tx.clone())
+        Writer {
+            tx: self.tx.clone(),
+            queued: self.queued.clone(),
+        }
     }
 
     /// The call id allocator.
@@ -525,6 +559,11 @@ impl Store {
     /// Whether records are reaching the disk.
     pub fn health(&self) -> Health {
         self.health.clone()
+    }
+
+    /// Records waiting to be committed.
+    pub fn queued(&self) -> Queued {
+        self.queued.clone()
     }
 
     /// Waits until everything queued so far is committed (at most `RETRY_FOR_AT_CLOSE`
@@ -565,7 +604,13 @@ const RETRY_FOR_AT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5
 
 /// Writes what the calls queue, in batches; keeps what cannot be written (a full disk) and
 /// retries; notices a database file deleted under it and recreates it.
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf, health: Health) {
+fn writer_loop(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<Msg>,
+    path: PathBuf,
+    health: Health,
+    queued: Queued,
+) {
     let mut pending: Vec<Record> = Vec::new();
     let mut waiting: Vec<Done> = Vec::new();
     let mut lost: u64 = 0;
@@ -596,7 +641,10 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBu
         }
         let mut take = |m: Msg| match m {
             Msg::Record(r) if pending.len() < MAX_PENDING => pending.push(r),
-            Msg::Record(_) => lost += 1,
+            Msg::Record(_) => {
+                lost += 1;
+                queued.done(1);
+            }
             Msg::Flush(done) => waiting.push(done),
         };
         if let Some(m) = first {
@@ -631,6 +679,7 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBu
                     lost = 0;
                 }
                 health.set_failing(false);
+                queued.done(pending.len());
                 pending.clear();
                 for done in waiting.drain(..) {
                     done.signal();
@@ -640,6 +689,7 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBu
                 // A record the database refuses for itself (a bug, not the disk): keep the
                 // others, drop that one, loudly.
                 let mut kept = 0;
+                queued.done(pending.len());
                 for record in pending.drain(..) {
                     let one = conn
                         .transaction()

@@ -305,6 +305,19 @@ fn check(demo: &mut Demo, doc: &Documented) {
             assert!(out.contains("route `clients VIP`: MATCHES"), "{out}");
             assert!(out.trim_end().ends_with("outcome: voicemail"), "{out}");
         }
+        _ if c.starts_with("curl -s http://127.0.0.1:9090/metrics") => {
+            // The demo serves metrics; the call placed above is counted.
+            let (_, out) = demo.run(c);
+            assert!(
+                out.contains("# TYPE permanence_calls_total counter"),
+                "{out}"
+            );
+            assert!(
+                out.contains("permanence_calls_total{company=\"acme\",outcome=\"no-message\"} 1"),
+                "{out}"
+            );
+            assert!(out.contains("permanence_store_writing 1"), "{out}");
+        }
         "cargo run --release -- bans" => {
             // Nobody was banned in the demo: the table's header alone.
             let (_, out) = demo.run(c);

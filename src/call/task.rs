@@ -58,6 +58,8 @@ pub struct CallContext {
     pub missed_call_seconds: u64,
     /// Calls to unknown numbers per source and minute that get a row of their own.
     pub unknown_numbers: std::sync::Mutex<crate::pike::Pike>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Secretaries: registrations and activity.
     pub desk: Arc<crate::desk::Desk>,
     /// How long a bridged leg may send no RTP before the call is ended.
@@ -105,6 +107,8 @@ struct Call<'a> {
     id: store::CallRowId,
     /// When the INVITE arrived, for the inbox's rule on missed calls.
     started: Instant,
+    /// The company's id, once the number is known to be one of its.
+    company: Option<String>,
     /// What the inbox needs at the end: the message's category as it stands, and whether
     /// the caller can be called back. None: no company, so no message.
     message: Option<(Category, bool)>,
@@ -145,6 +149,7 @@ impl<'a> Call<'a> {
             ctx,
             id: ctx.ids.next(),
             started: Instant::now(),
+            company: company.as_ref().map(|c| c.id.0.clone()),
             message: None,
             tag: write::new_tag(),
             invite,
@@ -235,6 +240,7 @@ impl<'a> Call<'a> {
         let committed = tokio::time::timeout(COMMIT_WAIT, ctx.store.committed()).await;
         if !matches!(committed, Ok(Ok(()))) {
             tracing::error!("the call's row could not be written in time: 503");
+            ctx.metrics.refused(crate::metrics::Refusal::RowNotWritten);
             call.respond(503, None);
             call.finish(Outcome::Failed);
             return;
@@ -702,6 +708,9 @@ impl<'a> Call<'a> {
 
     fn finish(&self, outcome: Outcome) {
         tracing::info!(outcome = outcome.as_str(), "call ended");
+        self.ctx
+            .metrics
+            .call_ended(self.company.as_deref().unwrap_or(""), outcome.as_str());
         let status = self.message.map(|(category, caller_has_number)| {
             inbox::status_at_end(
                 &inbox::Ended {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -16,6 +16,7 @@ use super::message::{Method, Request, SipMessage};
 use super::parse::{Rejection, parse};
 use super::transaction::{Incoming, Output, Transactions, TxKey};
 use super::{CallId, Peer, Transport, write};
+use crate::metrics::{Metrics, Refusal};
 
 /// What the endpoint tells a call.
 #[derive(Debug)]
@@ -148,24 +149,13 @@ pub enum Input {
 /// Starts a call task for an admitted INVITE; the receiver carries the INVITE first.
 pub type SpawnCall = Arc<dyn Fn(CallId, mpsc::UnboundedReceiver<ToCall>) + Send + Sync>;
 
-/// Counters an operator can read in the logs.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Messages dropped without an answer (unparsable, or a response to nothing).
-    pub dropped: AtomicU64,
-    /// Requests answered with 4xx/5xx because they were malformed.
-    pub malformed_answered: AtomicU64,
-    /// INVITEs refused for load or shutdown (503).
-    pub refused_busy: AtomicU64,
-}
-
 /// The decision on a new INVITE (one place, STYLE §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Take the call.
     Accept,
-    /// 503 with Retry-After: too many calls, media engine late, or stopping.
-    Refuse,
+    /// 503 with Retry-After, for this reason.
+    Refuse(Refusal),
 }
 
 /// Bounds the endpoint applies to new calls.
@@ -192,16 +182,20 @@ impl AdmissionPolicy {
     /// Decides on a new INVITE.
     pub fn decide(&self, live_calls: usize, from_source: usize, draining: bool) -> Admission {
         let source_full = self.max_calls_per_source > 0 && from_source >= self.max_calls_per_source;
-        if draining
-            || live_calls >= self.max_calls
-            || source_full
-            || !self.store.is_writing()
-            || (self.media_overloaded)()
-        {
-            Admission::Refuse
+        let refusal = if draining {
+            Refusal::Draining
+        } else if live_calls >= self.max_calls {
+            Refusal::MaxCalls
+        } else if source_full {
+            Refusal::PerSource
+        } else if !self.store.is_writing() {
+            Refusal::StoreFailing
+        } else if (self.media_overloaded)() {
+            Refusal::MediaLate
         } else {
-            Admission::Accept
-        }
+            return Admission::Accept;
+        };
+        Admission::Refuse(refusal)
     }
 }
 
@@ -229,7 +223,7 @@ pub struct Endpoint {
     admission: AdmissionPolicy,
     draining: bool,
     live: Arc<AtomicUsize>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     max_message: usize,
     registrar: Option<(crate::registrar::Registrar, crate::store::Writer)>,
     /// OPTIONS keep-alives to registered contacts: interval, and our address for Via.
@@ -247,7 +241,7 @@ impl Endpoint {
         spawn: SpawnCall,
         admission: AdmissionPolicy,
         live: Arc<AtomicUsize>,
-        stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
         max_message: usize,
         timers: super::transaction::TimerValues,
     ) -> Self {
@@ -268,7 +262,7 @@ impl Endpoint {
             admission,
             draining: false,
             live,
-            stats,
+            metrics,
             max_message,
             registrar: None,
             keepalive: None,
@@ -332,7 +326,14 @@ impl Endpoint {
         if registrar.remove(username, contact) {
             tracing::info!(username, contact, "contact dropped: no answer to OPTIONS");
             let unix = unix_now();
-            save_bindings(registrar, store, self.desk.as_deref(), username, unix);
+            save_bindings(
+                registrar,
+                store,
+                self.desk.as_deref(),
+                &self.metrics,
+                username,
+                unix,
+            );
         }
     }
 
@@ -439,7 +440,7 @@ impl Endpoint {
             source: peer,
         };
         let answer = registrar.register(&facts, unix);
-        record_bans(registrar, store);
+        record_bans(registrar, store, &self.metrics);
         let tag = write::new_tag();
         let (status, headers): (u16, Vec<(&str, String)>) = match &answer {
             Answer::Challenge(values) => (
@@ -466,7 +467,14 @@ impl Endpoint {
         };
         if let (Answer::Ok(_), Some(user)) = (&answer, request.to.user.as_deref()) {
             tracing::info!(user, peer = %peer.addr, "registered");
-            save_bindings(registrar, store, self.desk.as_deref(), user, unix);
+            save_bindings(
+                registrar,
+                store,
+                self.desk.as_deref(),
+                &self.metrics,
+                user,
+                unix,
+            );
         }
         let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let bytes = write::response(&request.echo, status, Some(&tag), &extra, None);
@@ -588,7 +596,7 @@ impl Endpoint {
             return;
         }
         if data.len() > self.max_message {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%from, "datagram over the size limit dropped");
             return;
         }
@@ -600,7 +608,7 @@ impl Endpoint {
             Ok(SipMessage::Request(request)) => self.on_request(request, peer),
             Ok(SipMessage::Response(response)) => {
                 if !self.transactions.on_response(&response, Instant::now()) {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(peer = %peer.addr, status = response.status, "stray response dropped");
                 }
             }
@@ -608,7 +616,7 @@ impl Endpoint {
                 why,
                 answer: Some((status, echo)),
             }) => {
-                self.stats
+                self.metrics
                     .malformed_answered
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %peer.addr, %why, status, "malformed request answered");
@@ -618,7 +626,7 @@ impl Endpoint {
                 );
             }
             Err(Rejection { why, answer: None }) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %peer.addr, %why, "malformed message dropped");
             }
         }
@@ -682,7 +690,7 @@ impl Endpoint {
         }
 
         if let Some(status) = screen(&request) {
-            self.stats
+            self.metrics
                 .malformed_answered
                 .fetch_add(1, Ordering::Relaxed);
             match status {
@@ -714,6 +722,7 @@ impl Endpoint {
                 {
                     // Not the trunk: only someone with an account (a secretary or an
                     // executive calling in) may bring a call, after digest authentication.
+                    let metrics = &self.metrics;
                     let verdict = self.registrar.as_mut().map(|(r, store)| {
                         let verdict = r.authenticate_request(
                             request.authorization.as_deref(),
@@ -722,7 +731,7 @@ impl Endpoint {
                             peer.addr.ip(),
                             unix_now(),
                         );
-                        record_bans(r, store);
+                        record_bans(r, store, metrics);
                         verdict
                     });
                     match verdict {
@@ -748,7 +757,7 @@ impl Endpoint {
                     && let crate::pike::Hit::Over { first } =
                         self.invites.hit(peer.addr.ip(), unix_millis())
                 {
-                    self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.refused(Refusal::Flood);
                     if first {
                         tracing::warn!(
                             source = %peer.addr.ip(),
@@ -761,17 +770,16 @@ impl Endpoint {
                     return;
                 }
                 let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
-                if self
-                    .admission
-                    .decide(self.calls.len(), from_source, self.draining)
-                    == Admission::Refuse
+                if let Admission::Refuse(why) =
+                    self.admission
+                        .decide(self.calls.len(), from_source, self.draining)
                 {
-                    self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.refused(why);
                     tracing::warn!(
                         live = self.calls.len(),
                         from_source,
                         source = %peer.addr.ip(),
-                        draining = self.draining,
+                        why = why.as_str(),
                         "INVITE refused: 503"
                     );
                     let retry = self.admission.retry_after.to_string();
@@ -923,8 +931,13 @@ fn unix_now() -> u64 {
 }
 
 /// Logs the bans the registrar just decided, once each, and records them.
-fn record_bans(registrar: &mut crate::registrar::Registrar, store: &crate::store::Writer) {
+fn record_bans(
+    registrar: &mut crate::registrar::Registrar,
+    store: &crate::store::Writer,
+    metrics: &Metrics,
+) {
     for ban in registrar.take_bans() {
+        metrics.bans.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             source = %ban.source,
             failures = ban.failures,
@@ -947,9 +960,13 @@ fn save_bindings(
     registrar: &crate::registrar::Registrar,
     store: &crate::store::Writer,
     desk: Option<&crate::desk::Desk>,
+    metrics: &Metrics,
     username: &str,
     now: u64,
 ) {
+    metrics
+        .registrations
+        .store(registrar.all_bindings(now).len(), Ordering::Relaxed);
     let current = registrar.bindings(username, now);
     if let Some(desk) = desk {
         desk.set_bindings(username, current.clone());
