@@ -233,6 +233,13 @@ pub struct SipConfig {
     /// RFC 3261 T1 in milliseconds (round-trip estimate; retransmission and time-out timers
     /// derive from it). Default 500, as the RFC says for the Internet.
     pub t1_ms: u64,
+    /// SIP over TLS (RFC 3261 §26): where it listens (usually port 5061); none by default.
+    /// Secretaries working from home register here over an encrypted channel.
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain, PEM (relative to the config file). Needed with `tls_listen`.
+    pub tls_certificate: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
     /// Largest SIP message accepted, in bytes. Default 16384: ample for INVITE with SDP,
     /// and well under the 64 KiB UDP limit; larger messages are dropped (UDP) or close the connection (TCP).
     pub max_message_bytes: usize,
@@ -245,6 +252,9 @@ impl Default for SipConfig {
             transports: vec![TransportName::Udp, TransportName::Tcp],
             max_message_bytes: 16384,
             t1_ms: 500,
+            tls_listen: None,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -412,7 +422,11 @@ impl Config {
             &mut config.paths.data,
             &mut config.paths.dialplans,
             &mut config.paths.sounds,
-        ] {
+        ]
+        .into_iter()
+        .chain(config.sip.tls_certificate.as_mut())
+        .chain(config.sip.tls_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

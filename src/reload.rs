@@ -46,44 +46,41 @@ type Stamps = BTreeMap<PathBuf, (u64, Option<std::time::SystemTime>)>;
 
 fn stamps(dirs: &[&Path]) -> Stamps {
     let mut out = BTreeMap::new();
-    let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) => {
-                    out.insert(path, (m.len(), m.modified().ok()));
-                }
-                Err(_) => {}
-            }
-        }
-    }
+    walk(dirs, |path, meta| {
+        out.insert(path, (meta.len(), meta.modified().ok()));
+    });
     out
 }
 
 fn fingerprint(dirs: &[&Path]) -> Fingerprint {
     let mut out = BTreeMap::new();
+    walk(dirs, |path, _| {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            out.insert(path, h.finish());
+        }
+    });
+    out
+}
+
+/// Every file under `dirs`, with its metadata.
+fn walk(dirs: &[&Path], mut file: impl FnMut(PathBuf, std::fs::Metadata)) {
     let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
+            // Following links, as the plan loader does.
             let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                bytes.hash(&mut h);
-                out.insert(path, h.finish());
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => file(path, m),
+                Err(_) => {}
             }
         }
     }
-    out
 }
 
 fn changed(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {

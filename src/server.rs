@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// SIP over TLS is asked for but its certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A socket cannot be opened.
     #[error("{what}: {source}")]
     Io {
@@ -102,6 +105,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     } else {
         None
     };
+    let tls = match config.sip.tls_listen {
+        Some(addr) => Some((
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(&format!("TLS {addr}")))?,
+            tls_acceptor(&config)?,
+        )),
+        None => None,
+    };
     let tcp = if config.sip.transports.contains(&TransportName::Tcp) {
         Some(
             TcpListener::bind(listen)
@@ -136,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ids: store.ids(),
         endpoint: endpoint_tx.clone(),
         local_sip: listen,
+        local_tls: config.sip.tls_listen,
         data: config.paths.data.clone(),
         silence_seconds: config.media.voicemail_silence_seconds,
         no_speech: config.media.no_speech(),
@@ -235,16 +248,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         _ => endpoint,
     };
     let endpoint_task = tokio::spawn(endpoint.run());
+    // TCP and TLS each get the limits (per listener).
+    let tcp_limits = crate::sip::transport::TcpLimits {
+        max_message: config.sip.max_message_bytes,
+        max_connections: config.limits.max_tcp_connections,
+        max_per_source: config.limits.max_tcp_connections_per_source,
+        message_deadline: Duration::from_secs(config.limits.tcp_message_seconds),
+    };
     if let Some(listener) = tcp {
+        tokio::spawn(serve_tcp(listener, endpoint_tx.clone(), tcp_limits, None));
+    }
+    if let Some((listener, acceptor)) = tls {
         tokio::spawn(serve_tcp(
             listener,
             endpoint_tx.clone(),
-            crate::sip::transport::TcpLimits {
-                max_message: config.sip.max_message_bytes,
-                max_connections: config.limits.max_tcp_connections,
-                max_per_source: config.limits.max_tcp_connections_per_source,
-                message_deadline: Duration::from_secs(config.limits.tcp_message_seconds),
-            },
+            tcp_limits,
+            Some(acceptor),
         ));
     }
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -321,6 +340,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "stopped"
     );
     Ok(())
+}
+
+/// The TLS server side from `sip.tls_certificate` and `sip.tls_key` (PEM).
+fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&config.sip.tls_certificate, &config.sip.tls_key) else {
+        return Err(ServerError::Tls(
+            "sip.tls_listen needs sip.tls_certificate and sip.tls_key (PEM files)".into(),
+        ));
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no certificate in it; expected a PEM certificate chain",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let server = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
 /// Voicemails a crash cut short: each file is made whole (what was flushed, up to a second

@@ -1053,8 +1053,8 @@ fn with_the_rtp_timeout_off_a_silent_conversation_is_not_cut() {
     let alice_port = free_port();
     register_from(setup.addr(), alice_port, "alice", "alice");
     // Alice answers, says half a second, then nothing; she waits for our BYE.
-    let (alice, _heard) = listening_phone(&setup, alice_port, "alice");
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut alice, _heard) = listening_phone(&setup, alice_port, "alice");
+    wait_sipp_phone_ready(&mut alice, alice_port);
     let (_rtp, port) = rtp_socket();
     // The caller sends no audio at all and hangs up after 32 s: an RTP time-out (the
     // default's 30 s, or at once) would BYE it first, which fails the scenario.

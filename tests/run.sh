@@ -12,6 +12,8 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 # The README's example of reading the records with SQLite's own shell (tests/docs.rs runs it).
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Certificates for the SIP over TLS test.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""

@@ -316,19 +316,76 @@ fn a_real_softphone_baresip_registered_over_tcp_takes_a_call() {
     baresip_takes_a_call("tcp");
 }
 
+/// The same with baresip registered over TLS (SIP over TLS, RFC 3261 §26, with a
+/// certificate the test makes and baresip trusts): registration, the call to it and its
+/// hang-up all travel encrypted on its connection.
+#[test]
+fn a_real_softphone_baresip_registered_over_tls_takes_a_call() {
+    baresip_takes_a_call("tls");
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with openssl: (cert, key).
+fn make_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (Debian package openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
+
 fn baresip_takes_a_call(transport: &str) {
     let setup = setup(r#"[{ secretary = { timeout = 15 } }, { hangup = {} }]"#);
-    let server = setup.start();
     let home = setup.dir.path().join("baresip");
     let dumps = home.join("dumps");
     std::fs::create_dir_all(&dumps).unwrap();
+    // Over TLS the server listens on a port of its own, with a certificate baresip trusts.
+    let mut ca = String::new();
+    let mut registrar = setup.addr();
+    if transport == "tls" {
+        let (cert, key) = make_certificate(setup.dir.path());
+        let tls_port = free_port();
+        registrar.set_port(tls_port);
+        let config = std::fs::read_to_string(setup.config()).unwrap();
+        std::fs::write(
+            setup.config(),
+            config.replacen(
+                "[sip]\n",
+                &format!(
+                    "[sip]\ntls_listen = \"127.0.0.1:{tls_port}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+                1,
+            ),
+        )
+        .unwrap();
+        ca = format!("sip_cafile\t{}\n", cert.display());
+    }
+    let server = setup.start();
     let mic = home.join("mic.wav");
     write_tone(&mic, 600.0, 30.0);
     std::fs::write(
         home.join("accounts"),
         format!(
-            "<sip:alice@{};transport={transport}>;auth_pass=alice;regint=120;answermode=auto\n",
-            server.addr
+            "<sip:alice@{registrar};transport={transport}>;auth_pass=alice;regint=120;answermode=auto\n",
         ),
     )
     .unwrap();
@@ -336,7 +393,7 @@ fn baresip_takes_a_call(transport: &str) {
     std::fs::write(
         home.join("config"),
         format!(
-            "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\n\
+            "sip_listen\t127.0.0.1:{sip_port}\n{ca}module_path\t/usr/lib/baresip/modules\n\
              module\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule\tausine.so\n\
              module_app\taccount.so\nmodule_app\tmenu.so\n\
              audio_source\taufile,{}\naudio_player\tausine,nil\nsnd_path\t{}\n\

@@ -48,7 +48,7 @@ pub struct Invitation<'a> {
     pub display: &'a str,
     /// User part of our From URI: the caller's number, so the phone shows it.
     pub from_user: &'a str,
-    /// Our SIP address.
+    /// Our SIP address on the leg's transport (the TLS listener's for a TLS leg).
     pub local_sip: SocketAddr,
     /// Extra headers (company id, call id).
     pub headers: &'a [(&'a str, &'a str)],
@@ -110,12 +110,7 @@ impl Leg {
             inv.peer.transport_token(),
             inv.local_sip
         );
-        let contact = match inv.peer.transport {
-            crate::sip::Transport::Udp => format!("<sip:permanence@{}>", inv.local_sip),
-            crate::sip::Transport::Tcp(_) => {
-                format!("<sip:permanence@{};transport=tcp>", inv.local_sip)
-            }
-        };
+        let contact = inv.peer.contact("permanence@", inv.local_sip, None);
         let mut text = format!(
             "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {}\r\nFrom: {from}\r\nTo: {to}\r\n\
              Call-ID: {}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nUser-Agent: {}\r\n\

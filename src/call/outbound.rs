@@ -622,7 +622,7 @@ impl Outbound {
                 to_uri: to_uri.to_string(),
                 display: &self.caller.display,
                 from_user: &self.caller.number,
-                local_sip: ctx.local_sip,
+                local_sip: peer.local_for(ctx.local_sip, ctx.local_tls),
                 headers: &headers,
                 sdp: &offer,
                 max_forwards: self.caller.max_forwards,
@@ -1062,7 +1062,7 @@ impl Outbound {
                     return News::Nothing;
                 }
                 let answer = sdp::write_answer(&c.local, &c.negotiated);
-                let contact = format!("<sip:permanence@{}>", ctx.local_sip);
+                let contact = peer.contact("permanence@", ctx.local_sip, ctx.local_tls);
                 let _ = ctx.endpoint.send(reply(
                     200,
                     &[("Contact", &contact)],

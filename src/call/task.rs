@@ -21,7 +21,7 @@ use crate::sip::endpoint::{Input, ToCall};
 use crate::sip::message::{Method, Request};
 use crate::sip::transaction::TxKey;
 use crate::sip::write::{self, DialogHeaders};
-use crate::sip::{CallId, Peer, Transport};
+use crate::sip::{CallId, Peer};
 use crate::store::{self, CallIds, Outcome, Record, Writer};
 
 /// The plans and the sounds they use, swapped together.
@@ -47,6 +47,8 @@ pub struct CallContext {
     pub endpoint: mpsc::UnboundedSender<Input>,
     /// Our SIP address, for Contact and Via.
     pub local_sip: SocketAddr,
+    /// Our SIP over TLS address, when it listens.
+    pub local_tls: Option<SocketAddr>,
     /// The data directory: recordings go under `recordings/` there, and are recorded by
     /// their path relative to it, so that any reader finds them wherever it runs.
     pub data: std::path::PathBuf,
@@ -613,10 +615,7 @@ impl<'a> Call<'a> {
     }
 
     fn contact(&self, peer: Peer) -> String {
-        match peer.transport {
-            Transport::Udp => format!("<sip:{}>", self.ctx.local_sip),
-            Transport::Tcp(_) => format!("<sip:{};transport=tcp>", self.ctx.local_sip),
-        }
+        peer.contact("", self.ctx.local_sip, self.ctx.local_tls)
     }
 
     fn respond(&self, status: u16, sdp: Option<&[u8]>) {
@@ -658,7 +657,10 @@ impl<'a> Call<'a> {
             &dialog,
             &Method::Bye,
             self.bye_cseq,
-            &self.ctx.local_sip.to_string(),
+            &self
+                .peer
+                .local_for(self.ctx.local_sip, self.ctx.local_tls)
+                .to_string(),
             self.peer.transport_token(),
             &branch,
             &[],

@@ -904,7 +904,7 @@ impl Endpoint {
                     tracing::debug!(error = %e, to = %peer.addr, "UDP send failed");
                 }
             }
-            Transport::Tcp(id) => match self.tcp.get(&id) {
+            Transport::Tcp(id) | Transport::Tls(id) => match self.tcp.get(&id) {
                 Some(writer) => {
                     if writer.try_send(bytes).is_err() {
                         tracing::debug!(to = %peer.addr, "TCP connection backlogged or closed; message dropped");

@@ -23,6 +23,8 @@ pub enum Transport {
     Udp,
     /// One of our TCP connections, by its id.
     Tcp(u64),
+    /// One of our TLS connections (SIP over TLS, RFC 3261 §26.2), by its id.
+    Tls(u64),
 }
 
 /// Where a message came from: the transport and the packet's source address.
@@ -43,6 +45,26 @@ impl Peer {
         match self.transport {
             Transport::Udp => "UDP",
             Transport::Tcp(_) => "TCP",
+            Transport::Tls(_) => "TLS",
+        }
+    }
+
+    /// Our address for this transport (where its Contact points the peer back to), given
+    /// the UDP/TCP address and the TLS one.
+    pub fn local_for(&self, sip: SocketAddr, tls: Option<SocketAddr>) -> SocketAddr {
+        match self.transport {
+            Transport::Tls(_) => tls.unwrap_or(sip),
+            _ => sip,
+        }
+    }
+
+    /// Our Contact URI for this transport, `user@` included when given.
+    pub fn contact(&self, user: &str, sip: SocketAddr, tls: Option<SocketAddr>) -> String {
+        let at = self.local_for(sip, tls);
+        match self.transport {
+            Transport::Udp => format!("<sip:{user}{at}>"),
+            Transport::Tcp(_) => format!("<sip:{user}{at};transport=tcp>"),
+            Transport::Tls(_) => format!("<sip:{user}{at};transport=tls>"),
         }
     }
 

@@ -1,6 +1,7 @@
-//! TCP: accepting connections, framing their byte streams into messages
+//! TCP and TLS: accepting connections, framing their byte streams into messages
 //! (RFC 3261 §18.3), and writing what the endpoint sends. UDP needs no code of its own:
-//! the endpoint reads its socket directly.
+//! the endpoint reads its socket directly. A TLS connection is a TCP one with a handshake
+//! first (rustls, server side only: phones verify us, we verify them by digest).
 //!
 //! Every queue between a connection and the endpoint is bounded, and a connection that
 //! sends faster than we answer is slowed down rather than buffered: it may have only
@@ -14,8 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -40,6 +41,8 @@ const IN_FLIGHT_PER_CONNECTION: usize = 16;
 const IN_FLIGHT_TOTAL: usize = 512;
 /// A connection idle this long may be closed to make room for a new one when full.
 const EVICTABLE_IDLE: Duration = Duration::from_secs(5);
+/// Time for a TLS client to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bounds on TCP, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -99,11 +102,13 @@ impl Registry {
     }
 }
 
-/// Accepts connections until the endpoint goes away.
+/// Accepts connections until the endpoint goes away; with `tls`, each begins with a TLS
+/// handshake and carries SIP over TLS.
 pub async fn serve_tcp(
     listener: TcpListener,
     endpoint: mpsc::UnboundedSender<Input>,
     limits: TcpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let mut next_id: u64 = 1;
     let registry = Arc::new(Mutex::new(Registry::default()));
@@ -150,17 +155,37 @@ pub async fn serve_tcp(
         let endpoint = endpoint.clone();
         let registry = Arc::clone(&registry);
         let total = Arc::clone(&total);
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
             let conn = Connection {
                 addr,
+                transport: if tls.is_some() {
+                    Transport::Tls(id)
+                } else {
+                    Transport::Tcp(id)
+                },
                 id,
                 endpoint: &endpoint,
                 limits,
                 total,
                 active,
             };
+            let served = async {
+                match tls {
+                    None => conn.run(stream).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(tls_stream)) => conn.run(tls_stream).await,
+                            Ok(Err(e)) => tracing::info!(%addr, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::info!(%addr, "TLS handshake not finished in time"),
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = conn.run(stream) => {}
+                _ = served => {}
                 _ = close.notified() => {
                     tracing::info!(%addr, "idle TCP connection closed to make room");
                 }
@@ -175,6 +200,7 @@ pub async fn serve_tcp(
 
 struct Connection<'a> {
     addr: SocketAddr,
+    transport: Transport,
     id: u64,
     endpoint: &'a mpsc::UnboundedSender<Input>,
     limits: TcpLimits,
@@ -183,10 +209,12 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    async fn run(self, stream: TcpStream) {
+    async fn run<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let addr = self.addr;
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         if self
             .endpoint
@@ -200,14 +228,15 @@ impl Connection<'_> {
         }
         let writing = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
+                // TLS holds written records until flushed; TCP's flush is free.
+                if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
             }
         });
         let own = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
         let peer = Peer {
-            transport: Transport::Tcp(self.id),
+            transport: self.transport,
             addr,
         };
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
