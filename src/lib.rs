@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod srtp;
 pub mod store;
 pub mod terminal;
 pub mod trunk;

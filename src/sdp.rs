@@ -75,6 +75,9 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Index of the audio section we accepted; other sections are refused (port 0).
     pub audio_index: usize,
+    /// SRTP (RTP/SAVP with an SDES key, RFC 4568): the `a=crypto` tag and the peer's
+    /// `inline:` key, which decrypts what it sends.
+    pub srtp: Option<(u32, String)>,
     /// The offer's sections, kept to mirror them in the answer.
     sections: Vec<OfferedSection>,
 }
@@ -138,8 +141,17 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
 
     let mut saw_audio = false;
     for (index, media) in session.media.iter().enumerate() {
-        let plain_rtp = matches!(media.get_proto(), SdpProtocolValue::RtpAvp);
-        if *media.get_type() != SdpMediaValue::Audio || !plain_rtp || media.get_port() == 0 {
+        let srtp = match media.get_proto() {
+            SdpProtocolValue::RtpAvp => None,
+            // webrtc-sdp does not read `a=crypto`: taken from the text. No suite we speak:
+            // not a stream we can use.
+            SdpProtocolValue::RtpSavp => match crypto_of(text, index) {
+                Some(c) => Some(c),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if *media.get_type() != SdpMediaValue::Audio || media.get_port() == 0 {
             continue;
         }
         let Some(addr) = media
@@ -209,6 +221,7 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
             direction,
             audio_index: index,
             sections,
+            srtp,
         });
     }
     Err(if saw_audio {
@@ -216,6 +229,27 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
     } else {
         SdpError::NoAudio
     })
+}
+
+/// The first `a=crypto` of media section `index` in a suite we speak: (tag, `inline:` key).
+fn crypto_of(text: &str, index: usize) -> Option<(u32, String)> {
+    text.lines()
+        .map(str::trim)
+        .scan(None::<usize>, |section, line| {
+            if line.starts_with("m=") {
+                *section = Some(section.map_or(0, |s| s + 1));
+            }
+            Some((*section, line))
+        })
+        .filter(|(section, _)| *section == Some(index))
+        .find_map(|(_, line)| {
+            let mut parts = line.strip_prefix("a=crypto:")?.split_whitespace();
+            let tag = parts.next()?.parse().ok()?;
+            (parts.next()? == crate::srtp::SUITE).then_some(())?;
+            let key = parts.next()?;
+            crate::srtp::Context::from_inline(key)?;
+            Some((tag, key.to_string()))
+        })
 }
 
 /// The offer without the lines `webrtc-sdp` does not support. It would skip them too, but
@@ -260,6 +294,8 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// `o=` version; bumped only when our side changes (RFC 3264 §8).
     pub version: u64,
+    /// Our SRTP key (`inline:` base64) when the stream is encrypted.
+    pub srtp_key: Option<String>,
 }
 
 /// Writes our answer: the chosen codec (and telephone-event) on the accepted audio
@@ -279,9 +315,17 @@ pub fn write_answer(local: &LocalMedia, negotiated: &Negotiated) -> String {
             continue;
         }
         let pt = negotiated.payload_type;
+        let proto = if negotiated.srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
         match negotiated.telephone_event {
-            Some(te) => out.push_str(&format!("m=audio {} RTP/AVP {pt} {te}\r\n", local.port)),
-            None => out.push_str(&format!("m=audio {} RTP/AVP {pt}\r\n", local.port)),
+            Some(te) => out.push_str(&format!("m=audio {} {proto} {pt} {te}\r\n", local.port)),
+            None => out.push_str(&format!("m=audio {} {proto} {pt}\r\n", local.port)),
+        }
+        if let (Some((tag, _)), Some(key)) = (&negotiated.srtp, &local.srtp_key) {
+            out.push_str(&format!("a=crypto:{tag} {} {key}\r\n", crate::srtp::SUITE));
         }
         out.push_str(&format!(
             "a=rtpmap:{pt} {}/8000\r\n",
@@ -316,9 +360,16 @@ pub fn write_offer(local: &LocalMedia, prefer: Codec) -> String {
         Codec::Pcma => (Codec::Pcma, Codec::Pcmu),
     };
     let te = OFFER_TELEPHONE_EVENT;
+    let (proto, crypto) = match &local.srtp_key {
+        Some(key) => (
+            "RTP/SAVP",
+            format!("a=crypto:1 {} {key}\r\n", crate::srtp::SUITE),
+        ),
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
         "v=0\r\no=permanence {} {} IN {family} {}\r\ns=Permanence\r\nc=IN {family} {}\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP {} {} {te}\r\na=rtpmap:{} {}/8000\r\na=rtpmap:{} {}/8000\r\n\
+         m=audio {} {proto} {} {} {te}\r\n{crypto}a=rtpmap:{} {}/8000\r\na=rtpmap:{} {}/8000\r\n\
          a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
         local.session_id,
         local.version,
@@ -404,6 +455,7 @@ mod tests {
             port: 20000,
             session_id: 7,
             version: 1,
+            srtp_key: None,
         };
         let answer = write_answer(&local, &n);
         let lines: Vec<&str> = answer.lines().collect();
@@ -422,6 +474,7 @@ mod tests {
             port: 20002,
             session_id: 7,
             version: 1,
+            srtp_key: None,
         };
         let n = negotiate(write_offer(&local, Codec::Pcma).as_bytes()).unwrap();
         assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
@@ -429,6 +482,43 @@ mod tests {
         assert_eq!(n.remote_rtp, "192.0.2.1:20002".parse().unwrap());
         let n = negotiate(write_offer(&local, Codec::Pcmu).as_bytes()).unwrap();
         assert_eq!(n.codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn an_srtp_offer_is_answered_with_our_key_under_its_tag() {
+        let theirs = crate::srtp::inline_key(&[9u8; crate::srtp::MASTER_LEN]);
+        let n = negotiate(&offer(
+            "m=audio 4000 RTP/SAVP 0",
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_32 {theirs}\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 {theirs}\r\n"),
+        ))
+        .unwrap();
+        assert_eq!(
+            n.srtp,
+            Some((2, theirs.clone())),
+            "the suite we speak, by its tag"
+        );
+        let ours = crate::srtp::inline_key(&[4u8; crate::srtp::MASTER_LEN]);
+        let local = LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 20000,
+            session_id: 7,
+            version: 1,
+            srtp_key: Some(ours.clone()),
+        };
+        let answer = write_answer(&local, &n);
+        assert!(answer.contains("m=audio 20000 RTP/SAVP 0\r\n"), "{answer}");
+        assert!(
+            answer.contains(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_80 {ours}\r\n")),
+            "{answer}"
+        );
+        // Our SRTP offer reads back with our key.
+        let back = negotiate(write_offer(&local, Codec::Pcmu).as_bytes()).unwrap();
+        assert_eq!(back.srtp, Some((1, ours)));
+        // SAVP without a key we can use is no stream for us.
+        assert_eq!(
+            negotiate(&offer("m=audio 4000 RTP/SAVP 0", "")),
+            Err(SdpError::NoAudio)
+        );
     }
 
     #[test]

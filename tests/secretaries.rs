@@ -317,8 +317,10 @@ fn a_real_softphone_baresip_registered_over_tcp_takes_a_call() {
 }
 
 /// The same with baresip registered over TLS (SIP over TLS, RFC 3261 §26, with a
-/// certificate the test makes and baresip trusts): registration, the call to it and its
-/// hang-up all travel encrypted on its connection.
+/// certificate the test makes and baresip trusts) and demanding SRTP for its audio
+/// (`mediaenc=srtp-mand`, SDES keys, RFC 4568): registration, the call to it and its hang-up
+/// travel on its TLS connection, and the audio both ways is encrypted between it and us
+/// (baresip refuses a plain offer and drops what does not authenticate).
 #[test]
 fn a_real_softphone_baresip_registered_over_tls_takes_a_call() {
     baresip_takes_a_call("tls");
@@ -358,6 +360,7 @@ fn baresip_takes_a_call(transport: &str) {
     std::fs::create_dir_all(&dumps).unwrap();
     // Over TLS the server listens on a port of its own, with a certificate baresip trusts.
     let mut ca = String::new();
+    let mut media_encryption = "";
     let mut registrar = setup.addr();
     if transport == "tls" {
         let (cert, key) = make_certificate(setup.dir.path());
@@ -377,7 +380,8 @@ fn baresip_takes_a_call(transport: &str) {
             ),
         )
         .unwrap();
-        ca = format!("sip_cafile\t{}\n", cert.display());
+        ca = format!("sip_cafile\t{}\nmodule\tsrtp.so\n", cert.display());
+        media_encryption = ";mediaenc=srtp-mand";
     }
     let server = setup.start();
     let mic = home.join("mic.wav");
@@ -385,7 +389,7 @@ fn baresip_takes_a_call(transport: &str) {
     std::fs::write(
         home.join("accounts"),
         format!(
-            "<sip:alice@{registrar};transport={transport}>;auth_pass=alice;regint=120;answermode=auto\n",
+            "<sip:alice@{registrar};transport={transport}>;auth_pass=alice;regint=120;answermode=auto{media_encryption}\n",
         ),
     )
     .unwrap();

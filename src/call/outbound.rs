@@ -122,6 +122,8 @@ pub struct Outbound {
     /// Our RTP socket for the next leg's media, bound with its first INVITE.
     socket: Option<(UdpSocket, u16)>,
     session_id: u64,
+    /// Our SRTP key for legs to phones on TLS (made when first needed).
+    srtp_key: Option<String>,
     events: mpsc::UnboundedSender<(StreamId, MediaEvent)>,
 }
 
@@ -142,6 +144,7 @@ impl Outbound {
             connected: None,
             socket: None,
             session_id: fastrand::u64(..u64::MAX / 2),
+            srtp_key: None,
             events,
         }
     }
@@ -598,15 +601,23 @@ impl Outbound {
         let Some(port) = self.reserve_socket(ctx) else {
             return 0;
         };
-        let offer = sdp::write_offer(
-            &LocalMedia {
-                ip: ctx.media.ip(),
-                port,
-                session_id: self.session_id,
-                version: 1,
-            },
-            self.caller.codec,
-        );
+        // A phone on TLS gets SRTP (SDES): its audio is as private as its signalling.
+        if self.srtp_key.is_none() && targets.iter().any(|(_, p)| p.is_secure()) {
+            self.srtp_key = crate::srtp::new_inline_key();
+        }
+        let offer_for = |srtp_key: Option<String>| {
+            sdp::write_offer(
+                &LocalMedia {
+                    ip: ctx.media.ip(),
+                    port,
+                    session_id: self.session_id,
+                    version: 1,
+                    srtp_key,
+                },
+                self.caller.codec,
+            )
+        };
+        let (plain, secure) = (offer_for(None), offer_for(self.srtp_key.clone()));
         let row = self.caller.row.to_string();
         let company = self.caller.company.id.0.clone();
         let headers = [
@@ -624,7 +635,7 @@ impl Outbound {
                 from_user: &self.caller.number,
                 local_sip: peer.local_for(ctx.local_sip, ctx.local_tls),
                 headers: &headers,
-                sdp: &offer,
+                sdp: if peer.is_secure() { &secure } else { &plain },
                 max_forwards: self.caller.max_forwards,
             });
             self.event(
@@ -819,17 +830,28 @@ impl Outbound {
             }
             return News::Nothing;
         };
-        let stream = ctx.media.open(StreamSpec::negotiated(
-            socket,
-            &negotiated,
-            self.legs[index].peer.addr.ip(),
-            self.events.clone(),
-        ));
+        // An answer with SRTP uses our key and theirs; one we cannot pair is plain.
+        let srtp_key = negotiated.srtp.as_ref().and(self.srtp_key.clone());
+        let srtp = negotiated
+            .srtp
+            .as_ref()
+            .zip(srtp_key.as_deref())
+            .and_then(|((_, theirs), ours)| crate::srtp::Srtp::new(ours, theirs));
+        let stream = ctx.media.open(
+            StreamSpec::negotiated(
+                socket,
+                &negotiated,
+                self.legs[index].peer.addr.ip(),
+                self.events.clone(),
+            )
+            .encrypted(srtp),
+        );
         let local = LocalMedia {
             ip: ctx.media.ip(),
             port,
             session_id: self.session_id,
             version: 1,
+            srtp_key,
         };
         self.event(
             ctx,

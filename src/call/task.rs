@@ -285,13 +285,27 @@ impl<'a> Call<'a> {
                 return;
             }
         };
+        // An offer with SRTP (SDES) is answered with a key of ours.
+        let srtp_key = negotiated
+            .srtp
+            .as_ref()
+            .and_then(|_| crate::srtp::new_inline_key());
+        let srtp = negotiated
+            .srtp
+            .as_ref()
+            .zip(srtp_key.as_deref())
+            .and_then(|((_, theirs), ours)| crate::srtp::Srtp::new(ours, theirs));
+        if negotiated.srtp.is_some() && srtp.is_none() {
+            tracing::error!("no random source for an SRTP key: 488");
+            self.respond(488, None);
+            self.finish(Outcome::Failed);
+            return;
+        }
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
-        let stream = self.ctx.media.open(StreamSpec::negotiated(
-            socket,
-            &negotiated,
-            self.peer.addr.ip(),
-            media_tx.clone(),
-        ));
+        let stream = self.ctx.media.open(
+            StreamSpec::negotiated(socket, &negotiated, self.peer.addr.ip(), media_tx.clone())
+                .encrypted(srtp),
+        );
         let mut media = Media {
             stream,
             local: LocalMedia {
@@ -299,6 +313,7 @@ impl<'a> Call<'a> {
                 port,
                 session_id: fastrand::u64(..u64::MAX / 2),
                 version: 1,
+                srtp_key,
             },
             negotiated,
             recording: None,

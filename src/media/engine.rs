@@ -123,6 +123,8 @@ pub struct StreamSpec {
     pub telephone_event: Option<u8>,
     /// Where to report [`MediaEvent`]s.
     pub events: UnboundedSender<(StreamId, MediaEvent)>,
+    /// SRTP keys, when the stream is encrypted (a phone on TLS with SDES keys).
+    pub srtp: Option<crate::srtp::Srtp>,
 }
 
 impl StreamSpec {
@@ -147,7 +149,13 @@ impl StreamSpec {
             ),
             telephone_event: negotiated.telephone_event,
             events,
+            srtp: None,
         }
+    }
+
+    /// The same stream, encrypted with these SRTP contexts.
+    pub fn encrypted(self, srtp: Option<crate::srtp::Srtp>) -> StreamSpec {
+        StreamSpec { srtp, ..self }
     }
 }
 
@@ -232,6 +240,7 @@ impl MediaHandle {
             playing: None,
             events: spec.events,
             bridge: None,
+            srtp: spec.srtp,
         };
         self.send(Command::Open(Box::new(stream)));
         id
@@ -313,6 +322,7 @@ struct Stream {
     playing: Option<Playing>,
     events: UnboundedSender<(StreamId, MediaEvent)>,
     bridge: Option<Bridge>,
+    srtp: Option<crate::srtp::Srtp>,
 }
 
 /// One side of a bridge, held by each of the two streams.
@@ -420,9 +430,7 @@ impl Stream {
                 body,
                 packet,
             );
-            if let Err(e) = self.socket.send_to(packet, self.remote) {
-                tracing::trace!(error = %e, remote = %self.remote, "RTP relay send failed");
-            }
+            send(&self.socket, self.remote, &mut self.srtp, packet);
         }
     }
 
@@ -433,6 +441,17 @@ impl Stream {
         for _ in 0..MAX_READS_PER_VISIT {
             match self.socket.recv_from(scratch) {
                 Ok((n, from)) => {
+                    // An encrypted stream hears only what authenticates with the peer's key.
+                    let n = match &mut self.srtp {
+                        Some(srtp) => match srtp.recv.unprotect(&mut scratch[..n]) {
+                            Ok(len) => len,
+                            Err(_) => {
+                                self.dropped += 1;
+                                continue;
+                            }
+                        },
+                        None => n,
+                    };
                     // One parse per packet, for latching, listening and relaying alike.
                     let Some(rtp) = crate::rtp::parse(&scratch[..n]) else {
                         continue;
@@ -511,9 +530,7 @@ impl Stream {
             padded[..chunk.len()].copy_from_slice(chunk);
             self.packetizer.packet(&padded, packet);
         }
-        if let Err(e) = self.socket.send_to(packet, self.remote) {
-            tracing::trace!(error = %e, remote = %self.remote, "RTP send failed");
-        }
+        send(&self.socket, self.remote, &mut self.srtp, packet);
         playing.position = end;
         if playing.position >= audio.len() {
             playing.times_left = playing.times_left.saturating_sub(1);
@@ -524,6 +541,21 @@ impl Stream {
                 playing.position = 0;
             }
         }
+    }
+}
+
+/// Sends one packet to the peer, encrypted when the stream is.
+fn send(
+    socket: &UdpSocket,
+    remote: SocketAddr,
+    srtp: &mut Option<crate::srtp::Srtp>,
+    packet: &mut Vec<u8>,
+) {
+    if let Some(srtp) = srtp {
+        srtp.send.protect(packet);
+    }
+    if let Err(e) = socket.send_to(packet, remote) {
+        tracing::trace!(error = %e, %remote, "RTP send failed");
     }
 }
 

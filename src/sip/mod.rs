@@ -68,6 +68,11 @@ impl Peer {
         }
     }
 
+    /// Whether the signalling is encrypted (TLS): such a peer's audio is offered SRTP.
+    pub fn is_secure(&self) -> bool {
+        matches!(self.transport, Transport::Tls(_))
+    }
+
     /// Whether the transport is unreliable, so that retransmission timers apply (RFC 3261 §17).
     pub fn is_unreliable(&self) -> bool {
         matches!(self.transport, Transport::Udp)
