@@ -933,6 +933,7 @@ fn every_pipelined_request_on_tcp_is_answered() {
     let all: String = (1..=1000)
         .map(|k| options("pipe", k, local, "TCP"))
         .collect();
+    let started = Instant::now();
     let writer = {
         let mut w = s.try_clone().unwrap();
         std::thread::spawn(move || w.write_all(all.as_bytes()).unwrap())
@@ -953,6 +954,10 @@ fn every_pipelined_request_on_tcp_is_answered() {
     }
     writer.join().unwrap();
     let text = String::from_utf8_lossy(&got);
+    eprintln!(
+        "pipelined: 1000 OPTIONS answered in {:?}",
+        started.elapsed()
+    );
     assert_eq!(text.matches("SIP/2.0 200").count(), 1000);
     assert!(text.contains("CSeq: 1000 OPTIONS"));
 }
@@ -1360,4 +1365,81 @@ fn a_message_being_recorded_is_kept_when_the_server_stops() {
         )
         .unwrap();
     assert!(reason.contains("shutdown"), "{reason}");
+}
+
+/// When every TCP slot is taken, the connection idle the longest gives way to a new one
+/// (rather than the newcomer, a real phone, being refused by idle hogs).
+#[test]
+fn a_full_tcp_table_closes_its_idlest_connection_for_a_newcomer() {
+    use std::io::Read;
+    let setup = greeting_setup();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        config.replace("[limits]\n", "[limits]\nmax_tcp_connections = 2\n"),
+    )
+    .unwrap();
+    let _server = setup.start();
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(setup.addr()).unwrap())
+        .collect();
+    // Idle long enough to be evictable (5 s).
+    std::thread::sleep(Duration::from_millis(5500));
+    assert!(
+        tcp_options_answered(setup.addr(), "127.0.0.1", Duration::from_secs(2)),
+        "the newcomer is served"
+    );
+    let closed = idle
+        .into_iter()
+        .filter(|s| {
+            let mut s = s.try_clone().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = [0u8; 16];
+            matches!(s.read(&mut buf), Ok(0))
+        })
+        .count();
+    assert_eq!(closed, 1, "the idlest one made room, the other stays");
+}
+
+/// kill -9 right after a burst of calls was answered: every call that got its 200 OK is in
+/// the records at the next start (marked interrupted).
+#[test]
+fn every_answered_call_is_in_the_records_after_a_kill() {
+    let setup = greeting_setup();
+    let mut server = setup.start();
+    let caller = Ua::on("127.0.0.1", setup.addr());
+    let local = caller.local();
+    for i in 0..15 {
+        let body = sdp("127.0.0.1", 9);
+        caller.send(&format!(
+            "INVITE sip:{NUMBER}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKburst{i}\r\n\
+             From: <sip:+33612345678@{local}>;tag=b{i}\r\nTo: <sip:{NUMBER}@{server}>\r\nCall-ID: burst-{i}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:caller@{local}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            server = setup.addr(),
+        ));
+    }
+    // Count the 200s, then kill the instant the last one arrives.
+    let mut answered = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.len() < 15 && Instant::now() < deadline {
+        if let Some(msg) = caller.recv(Duration::from_millis(200))
+            && status(&msg) == Some(200)
+        {
+            answered.insert(header(&msg, "Call-ID").unwrap_or("").to_string());
+        }
+    }
+    server.kill();
+    assert_eq!(answered.len(), 15, "every call was answered");
+    let _restarted = setup.start();
+    let calls = setup.wait_calls(|c| c.len() >= 15);
+    assert_eq!(calls.len(), 15, "a row for every answered call: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.outcome.as_deref() == Some("interrupted")),
+        "{calls:?}"
+    );
 }
