@@ -89,6 +89,14 @@ struct OfferedSection {
     first_format: String,
 }
 
+impl Negotiated {
+    /// The SRTP contexts for this stream when the peer sent a key and we have ours.
+    pub fn srtp_with(&self, ours: Option<&str>) -> Option<crate::srtp::Srtp> {
+        let (_, theirs) = self.srtp.as_ref()?;
+        crate::srtp::Srtp::new(ours?, theirs)
+    }
+}
+
 /// Why an offer cannot be accepted; each maps to a SIP status.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {

@@ -227,9 +227,9 @@ pub enum Record {
         id: CallRowId,
         /// How.
         outcome: Outcome,
-        /// The message's status by the inbox's rule (None: the call has no message). A
-        /// status someone already changed during the call is kept.
-        status: Option<crate::inbox::Status>,
+        /// The message's status by the inbox's rule (`inbox::Status`, as stored; None: the
+        /// call has no message). A status someone already changed during the call is kept.
+        status: Option<&'static str>,
         /// When.
         at: String,
     },
@@ -875,7 +875,7 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
                 tx.prepare_cached(
                     "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
                 )?
-                .execute(params![id, status.as_str(), at])?;
+                .execute(params![id, status, at])?;
             }
         }
     }
@@ -979,7 +979,7 @@ mod tests {
         w.write(Record::CallEnded {
             id: 1,
             outcome: Outcome::Completed,
-            status: Some(crate::inbox::Status::Filed),
+            status: Some("filed"),
             at: now_text(),
         });
         drop(w);

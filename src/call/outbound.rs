@@ -832,11 +832,7 @@ impl Outbound {
         };
         // An answer with SRTP uses our key and theirs; one we cannot pair is plain.
         let srtp_key = negotiated.srtp.as_ref().and(self.srtp_key.clone());
-        let srtp = negotiated
-            .srtp
-            .as_ref()
-            .zip(srtp_key.as_deref())
-            .and_then(|((_, theirs), ours)| crate::srtp::Srtp::new(ours, theirs));
+        let srtp = negotiated.srtp_with(srtp_key.as_deref());
         let stream = ctx.media.open(
             StreamSpec::negotiated(
                 socket,

@@ -290,11 +290,7 @@ impl<'a> Call<'a> {
             .srtp
             .as_ref()
             .and_then(|_| crate::srtp::new_inline_key());
-        let srtp = negotiated
-            .srtp
-            .as_ref()
-            .zip(srtp_key.as_deref())
-            .and_then(|((_, theirs), ours)| crate::srtp::Srtp::new(ours, theirs));
+        let srtp = negotiated.srtp_with(srtp_key.as_deref());
         if negotiated.srtp.is_some() && srtp.is_none() {
             tracing::error!("no random source for an SRTP key: 488");
             self.respond(488, None);
@@ -738,6 +734,7 @@ impl<'a> Call<'a> {
                 },
                 self.ctx.missed_call_seconds,
             )
+            .as_str()
         });
         self.write(Record::CallEnded {
             id: self.id,

@@ -82,7 +82,7 @@ pub enum Input {
         /// The message bytes.
         data: Vec<u8>,
         /// Held while the message is handled: the connection's next one waits for it.
-        credit: super::transport::Credit,
+        credit: Credit,
     },
     /// A TCP connection is ready; its writer.
     TcpOpened {
@@ -144,6 +144,27 @@ pub enum Input {
     Drain,
     /// Stop the task.
     Stop,
+}
+
+/// What the endpoint holds while it handles one message from a TCP or TLS connection;
+/// dropping it lets that connection (and the others) hand over the next one.
+#[derive(Debug)]
+pub struct Credit {
+    _connection: tokio::sync::OwnedSemaphorePermit,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Credit {
+    /// The connection's share and the total's, held together.
+    pub fn new(
+        connection: tokio::sync::OwnedSemaphorePermit,
+        total: tokio::sync::OwnedSemaphorePermit,
+    ) -> Credit {
+        Credit {
+            _connection: connection,
+            _total: total,
+        }
+    }
 }
 
 /// Starts a call task for an admitted INVITE; the receiver carries the INVITE first.

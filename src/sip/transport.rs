@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::endpoint::Input;
+use super::endpoint::{Credit, Input};
 use super::parse::stream_frame_len;
 use super::{Peer, Transport};
 
@@ -55,14 +55,6 @@ pub struct TcpLimits {
     pub max_per_source: usize,
     /// Time for a message, once begun, to arrive whole (against slowloris).
     pub message_deadline: Duration,
-}
-
-/// What the endpoint holds while it handles one message from a connection; dropping it
-/// lets that connection (and the others) hand over the next one.
-#[derive(Debug)]
-pub struct Credit {
-    _connection: OwnedSemaphorePermit,
-    _total: OwnedSemaphorePermit,
 }
 
 /// One open connection, as the acceptor sees it.
@@ -314,10 +306,7 @@ impl Connection<'_> {
     async fn credit(&self, own: &Arc<Semaphore>) -> Option<Credit> {
         let connection = Arc::clone(own).acquire_owned().await.ok()?;
         let total = Arc::clone(&self.total).acquire_owned().await.ok()?;
-        Some(Credit {
-            _connection: connection,
-            _total: total,
-        })
+        Some(Credit::new(connection, total))
     }
 
     /// Waits until the write queue has room for the answers to what may still come; false
