@@ -450,22 +450,7 @@ fn in_a_blind_transfer_the_caller_hears_ringback_until_the_executive_answers() {
         "sip:marie@127.0.0.1",
         &[],
     );
-    let pcap = setup.dir.path().join("caller.pcap");
-    write_tone_pcap(&pcap, 1000.0, 0.5);
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = caller_rtp.local_addr().unwrap().port().to_string();
-    let addr = setup.addr();
-    let pcap = pcap.to_str().unwrap().to_string();
-    let caller = std::thread::spawn(move || {
-        sipp_call(
-            "talk.xml",
-            addr,
-            "+33180000001",
-            &port,
-            "0",
-            &["-key", "audio_pcap", &pcap],
-        )
-    });
+    let (caller, caller_rtp) = talking_caller(&setup, "+33180000001", 1000.0);
     let heard = hear_chunks(
         &caller_rtp,
         Duration::from_millis(1500),
@@ -538,22 +523,7 @@ fn a_refer_to_a_busy_executive_is_reported_by_notify_and_the_caller_stays_with_t
         "sip:marie@127.0.0.1",
         &["-key", "audio_pcap", alice_pcap.to_str().unwrap()],
     );
-    let pcap = setup.dir.path().join("caller.pcap");
-    write_tone_pcap(&pcap, 1000.0, 0.5);
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = caller_rtp.local_addr().unwrap().port().to_string();
-    let addr = setup.addr();
-    let pcap = pcap.to_str().unwrap().to_string();
-    let caller = std::thread::spawn(move || {
-        sipp_call(
-            "talk.xml",
-            addr,
-            "+33180000001",
-            &port,
-            "0",
-            &["-key", "audio_pcap", &pcap],
-        )
-    });
+    let (caller, caller_rtp) = talking_caller(&setup, "+33180000001", 1000.0);
     let (packets, heard) = hear(&caller_rtp, Duration::from_secs(15));
     assert_sipp_ok(&finish(alice));
     assert_sipp_ok(&caller.join().unwrap());

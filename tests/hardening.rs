@@ -1294,6 +1294,16 @@ fn call_voicemail(ua: &Ua, rtp: &UdpSocket) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], media_port(&ok)))
 }
 
+/// A caller reaching the voicemail and speaking a 1 kHz tone for `seconds`, in the
+/// background: its SIP side (kept alive) and the thread that talks.
+fn leaving_a_message(setup: &Setup, seconds: f64) -> (Ua, std::thread::JoinHandle<()>) {
+    let caller = Ua::on("127.0.0.1", setup.addr());
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let media = call_voicemail(&caller, &rtp);
+    let talking = std::thread::spawn(move || speak(&rtp, media, seconds));
+    (caller, talking)
+}
+
 /// kill -9 while a caller is leaving a message: at the next start the recording is made
 /// whole (what was said up to a second before the kill), linked to its message with its
 /// length, and plays back the caller's voice.
@@ -1301,13 +1311,7 @@ fn call_voicemail(ua: &Ua, rtp: &UdpSocket) -> SocketAddr {
 fn a_message_being_recorded_survives_a_kill() {
     let setup = voicemail_setup();
     let mut server = setup.start();
-    let caller = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let media = call_voicemail(&caller, &rtp);
-    let talking = {
-        let rtp = rtp.try_clone().unwrap();
-        std::thread::spawn(move || speak(&rtp, media, 5.0))
-    };
+    let (_caller, talking) = leaving_a_message(&setup, 5.0);
     std::thread::sleep(Duration::from_millis(3800));
     server.kill();
     talking.join().unwrap();
@@ -1342,13 +1346,7 @@ fn a_message_being_recorded_survives_a_kill() {
 fn a_message_being_recorded_is_kept_when_the_server_stops() {
     let setup = voicemail_setup();
     let mut server = setup.start();
-    let caller = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let media = call_voicemail(&caller, &rtp);
-    let talking = {
-        let rtp = rtp.try_clone().unwrap();
-        std::thread::spawn(move || speak(&rtp, media, 4.0))
-    };
+    let (_caller, talking) = leaving_a_message(&setup, 4.0);
     std::thread::sleep(Duration::from_millis(3000));
     assert!(server.terminate().success());
     talking.join().unwrap();

@@ -1555,3 +1555,32 @@ pub fn drain_udp(sock: &UdpSocket) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while sock.recv_from(&mut buf).is_ok() && Instant::now() < deadline {}
 }
+
+/// A caller (SIPp `talk.xml`) dialling `number` in the background and saying a 0.5 s
+/// `hz` tone: its thread (joined for SIPp's output) and the RTP socket where it hears us.
+pub fn talking_caller(
+    setup: &Setup,
+    number: &str,
+    hz: f64,
+) -> (std::thread::JoinHandle<Output>, UdpSocket) {
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap(&pcap, hz, 0.5);
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rtp.local_addr().unwrap().port().to_string();
+    let (addr, number, pcap) = (
+        setup.addr(),
+        number.to_string(),
+        pcap.to_str().unwrap().to_string(),
+    );
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            &number,
+            &port,
+            "0",
+            &["-key", "audio_pcap", &pcap],
+        )
+    });
+    (caller, rtp)
+}
