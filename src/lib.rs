@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod snapshot;
 pub mod srtp;
 pub mod store;
 pub mod terminal;

@@ -211,7 +211,7 @@ fn run() -> anyhow::Result<()> {
         Command::Check { config, paths } => {
             let config = Config::load(&config)?;
             let files = plan_files(&config, &paths)?;
-            match server::load_snapshot_from(&config, &files) {
+            match permanence::snapshot::load_from(&config, &files) {
                 Ok(snapshot) => {
                     out!(
                         "ok: {} companies in {} files",
@@ -237,7 +237,7 @@ fn run() -> anyhow::Result<()> {
             executive,
         } => {
             let config = Config::load(&config)?;
-            let snapshot = server::load_snapshot(&config)?;
+            let snapshot = permanence::snapshot::load(&config)?;
             let company = snapshot.plans.company(&company).with_context(|| {
                 format!(
                     "no company `{company}` in {}",

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::call::CallContext;
 use crate::config::Config;
-use crate::server::{ServerError, load_snapshot};
+use crate::snapshot;
 use crate::store::{self, Record};
 
 /// Wait after the last file event before reloading: editors write files in several steps.
@@ -151,7 +151,7 @@ pub async fn run(
         let config_for_load = config.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let fp = dirs(&config_for_load);
-            (load_snapshot(&config_for_load), fp)
+            (snapshot::load(&config_for_load), fp)
         })
         .await;
         let Ok((result, fp)) = loaded else {
@@ -181,13 +181,7 @@ pub async fn run(
                 refused = None;
             }
             Err(e) => {
-                let errors = match &e {
-                    ServerError::Plans(list) => {
-                        list.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-                    }
-                    ServerError::Sounds(list) => list.iter().map(|e| e.to_string()).collect(),
-                    other => vec![other.to_string()],
-                };
+                let errors = e.lines();
                 for line in &errors {
                     tracing::error!("{line}");
                 }

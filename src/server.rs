@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::call::{CallContext, Snapshot, task};
+use crate::call::{CallContext, task};
 use crate::config::{Config, TransportName};
-use crate::dialplan::{self, PlanError};
-use crate::media::{MediaHandle, SoundError, Sounds};
+use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::sip::endpoint::{AdmissionPolicy, Endpoint, Input, SpawnCall};
 use crate::sip::transaction::TimerValues;
@@ -22,12 +21,9 @@ use crate::store::{Store, StoreError};
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// Dial plans are invalid.
-    #[error("dial plans refused:\n{}", list(.0))]
-    Plans(Vec<PlanError>),
-    /// Sounds cannot be loaded.
-    #[error("sounds refused:\n{}", list(.0))]
-    Sounds(Vec<SoundError>),
+    /// The plans or their sounds are refused.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -44,41 +40,13 @@ pub enum ServerError {
     },
 }
 
-fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|e| format!("  {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Media lateness beyond which new calls are refused: a 20 ms packet later than this
 /// is audible, and more streams would only make it later.
 const MEDIA_LAG_LIMIT: Duration = Duration::from_millis(10);
 
-/// Loads and checks the plans and their sounds: what `check` reports and `serve` refuses.
-pub fn load_snapshot(config: &Config) -> Result<Snapshot, ServerError> {
-    let plans = dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
-        .map_err(ServerError::Plans)?;
-    let sounds =
-        Sounds::load(&config.paths.sounds, plans.sounds().iter()).map_err(ServerError::Sounds)?;
-    Ok(Snapshot { plans, sounds })
-}
-
-/// The same for given plan files (`permanence check PATH…`).
-pub fn load_snapshot_from(
-    config: &Config,
-    files: &[std::path::PathBuf],
-) -> Result<Snapshot, ServerError> {
-    let plans = dialplan::load_files(files, &config.paths.sounds).map_err(ServerError::Plans)?;
-    let sounds =
-        Sounds::load(&config.paths.sounds, plans.sounds().iter()).map_err(ServerError::Sounds)?;
-    Ok(Snapshot { plans, sounds })
-}
-
 /// Runs the server until `shutdown` completes, then stops gracefully.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let snapshot = load_snapshot(&config)?;
+    let snapshot = crate::snapshot::load(&config)?;
     let io = |what: &str| {
         let what = what.to_string();
         move |source| ServerError::Io { what, source }

@@ -89,7 +89,7 @@ impl Registration {
         self.state = State::Pending {
             authenticated: authorization.is_some(),
         };
-        let branch = format!("z9hG4bK{}", write::new_tag());
+        let branch = write::new_branch();
         let aor = format!("sip:{}@{}", self.username, self.domain);
         let auth = authorization
             .map(|(h, v)| format!("{h}: {v}\r\n"))

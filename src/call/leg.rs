@@ -96,7 +96,7 @@ impl Leg {
     /// A new leg and its INVITE's bytes and ACK details.
     pub fn invite(inv: &Invitation) -> (Leg, Vec<u8>, InviteAck) {
         let call_id = CallId(format!("{}@permanence", write::new_tag()));
-        let branch = format!("z9hG4bK{}", write::new_tag());
+        let branch = write::new_branch();
         let local_tag = write::new_tag();
         let from = format!(
             "{} <sip:{}@{}>;tag={local_tag}",
@@ -211,7 +211,7 @@ impl Leg {
 
     /// The ACK for the 2xx: its own branch, the INVITE's CSeq number (RFC 3261 §13.2.2.4).
     fn ack_bytes(&self) -> Vec<u8> {
-        let branch = format!("z9hG4bK{}", write::new_tag());
+        let branch = write::new_branch();
         write::in_dialog_request(
             &self.dialog(),
             &Method::Ack,
@@ -254,7 +254,7 @@ impl Leg {
         body: Option<(&str, &[u8])>,
     ) -> (String, Vec<u8>) {
         self.cseq += 1;
-        let branch = format!("z9hG4bK{}", write::new_tag());
+        let branch = write::new_branch();
         let bytes = write::in_dialog_request_with_body(
             &self.dialog(),
             method,
@@ -273,8 +273,7 @@ impl Leg {
     pub fn invite_with_credentials(&mut self, header: &str, value: &str) -> (Vec<u8>, InviteAck) {
         self.cseq += 1;
         self.state = LegState::Calling;
-        let old_branch =
-            std::mem::replace(&mut self.branch, format!("z9hG4bK{}", write::new_tag()));
+        let old_branch = std::mem::replace(&mut self.branch, write::new_branch());
         let text = self
             .invite
             .replace(&old_branch, &self.branch)

@@ -1,10 +1,11 @@
 //! Calls: the pure [`machine`] that runs a route's steps, and the [`task`] that drives
 //! it for one call, wired to SIP, media and the store.
 
+pub mod context;
 pub mod leg;
 pub mod machine;
 pub mod outbound;
 pub mod task;
 
-pub use task::{CallContext, Snapshot};
+pub use context::CallContext;
 pub mod simulate;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::context::CallContext;
 use super::leg::{Invitation, Leg, LegState, Role};
-use super::task::CallContext;
 use crate::desk;
 use crate::dialplan::{Company, ReachMode, SoundName, Step, Strategy, TransferTarget};
 use crate::distribution::{Hunt, Next};
@@ -1068,13 +1068,7 @@ impl Outbound {
                 let Some(c) = &mut self.connected else {
                     return News::Nothing;
                 };
-                let reoffer = super::task::reoffer(
-                    &ctx.media,
-                    c.stream,
-                    &mut c.local,
-                    &mut c.negotiated,
-                    &request.body,
-                );
+                let reoffer = ctx.reoffer(c.stream, &mut c.local, &mut c.negotiated, &request.body);
                 if reoffer.is_err() {
                     let _ = ctx.endpoint.send(reply(488, &[], None));
                     return News::Nothing;

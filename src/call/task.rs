@@ -1,20 +1,20 @@
 //! One tokio task per call: it owns the call's state, executes what the
 //! [`CallMachine`] decides and feeds it what happens. Nothing here decides.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::context::CallContext;
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
-use crate::dialplan::{self, CallFacts, Caller, Category, Company, Plans};
+use crate::dialplan::{self, CallFacts, Caller, Category, Company};
 use crate::inbox;
 use crate::media::engine::StreamSpec;
 use crate::media::recording::{Heard, Recorder, write_progressively};
-use crate::media::{MediaEvent, MediaHandle, Sounds, StreamId};
+use crate::media::{MediaEvent, StreamId};
 use crate::number::Dialled;
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::endpoint::{Input, ToCall};
@@ -22,53 +22,8 @@ use crate::sip::message::{Method, Request};
 use crate::sip::transaction::TxKey;
 use crate::sip::write::{self, DialogHeaders};
 use crate::sip::{CallId, Peer};
-use crate::store::{self, CallIds, Outcome, Record, Writer};
-
-/// The plans and the sounds they use, swapped together.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Dial plans.
-    pub plans: Plans,
-    /// Sounds, encoded.
-    pub sounds: Sounds,
-}
-
-/// What every call task shares.
-pub struct CallContext {
-    /// The current snapshot; a call takes one at its start and keeps it.
-    pub snapshot: RwLock<Arc<Snapshot>>,
-    /// The RTP engine.
-    pub media: MediaHandle,
-    /// Records.
-    pub store: Writer,
-    /// Call row ids.
-    pub ids: CallIds,
-    /// The SIP endpoint.
-    pub endpoint: mpsc::UnboundedSender<Input>,
-    /// Our SIP address, for Contact and Via.
-    pub local_sip: SocketAddr,
-    /// Our SIP over TLS address, when it listens.
-    pub local_tls: Option<SocketAddr>,
-    /// The data directory: recordings go under `recordings/` there, and are recorded by
-    /// their path relative to it, so that any reader finds them wherever it runs.
-    pub data: std::path::PathBuf,
-    /// Seconds of quiet after speech that end a recording.
-    pub silence_seconds: u32,
-    /// Quiet from the beep on that ends a recording nobody speaks into.
-    pub no_speech: Option<std::time::Duration>,
-    /// A caller who gives up after this long left a missed call (`[inbox]`).
-    pub missed_call_seconds: u64,
-    /// Calls to unknown numbers per source and minute that get a row of their own.
-    pub unknown_numbers: std::sync::Mutex<crate::pike::Pike>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Secretaries: registrations and activity.
-    pub desk: Arc<crate::desk::Desk>,
-    /// How long a bridged leg may send no RTP before the call is ended.
-    pub rtp_timeout: Option<std::time::Duration>,
-    /// The SIP trunk for numbers, if any.
-    pub trunk: Option<crate::config::TrunkConfig>,
-}
+use crate::snapshot::Snapshot;
+use crate::store::{self, Outcome, Record};
 
 /// How long a new call waits for its row to be committed before it is refused (the
 /// database refuses writes: a full disk).
@@ -81,17 +36,6 @@ const SERVER_CAPABILITIES: Capabilities = Capabilities {
     transfer: true,
     voicemail: true,
 };
-
-impl CallContext {
-    /// The plans and sounds in force.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        match self.snapshot.read() {
-            Ok(s) => Arc::clone(&s),
-            // A writer never panics while holding the lock; if one did, the data is still whole.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-}
 
 /// Runs a call from its INVITE to its record.
 pub async fn run(ctx: Arc<CallContext>, call_id: CallId, mut rx: mpsc::UnboundedReceiver<ToCall>) {
@@ -578,8 +522,7 @@ impl<'a> Call<'a> {
             }
             Method::Invite => {
                 // A re-INVITE (hold, codec or address change): answer and keep the audio going.
-                if let Err(e) = reoffer(
-                    &self.ctx.media,
+                if let Err(e) = self.ctx.reoffer(
                     media.stream,
                     &mut media.local,
                     &mut media.negotiated,
@@ -663,7 +606,7 @@ impl<'a> Call<'a> {
             remote: self.invite.echo.from.clone(),
             call_id: self.invite.call_id.0.clone(),
         };
-        let branch = format!("z9hG4bK{}", write::new_tag());
+        let branch = write::new_branch();
         let bytes = write::in_dialog_request(
             &dialog,
             &Method::Bye,
@@ -842,31 +785,6 @@ struct Media {
     recording: Option<Recording>,
     /// What the engine reads from the caller: (digits, audio).
     listening: (bool, bool),
-}
-
-/// Applies a new offer inside a dialog (a re-INVITE: hold, codec or address change) to a
-/// stream: the codec and where to send follow it; our SDP version goes up when our side
-/// changes (RFC 3264 §8). An empty body (no new offer) changes nothing.
-pub(super) fn reoffer(
-    media: &MediaHandle,
-    stream: StreamId,
-    local: &mut LocalMedia,
-    current: &mut Negotiated,
-    body: &[u8],
-) -> Result<(), sdp::SdpError> {
-    if body.is_empty() {
-        return Ok(());
-    }
-    let n = sdp::negotiate(body)?;
-    if n.codec != current.codec || n.payload_type != current.payload_type {
-        media.set_codec(stream, n.codec, n.payload_type);
-        local.version += 1;
-    }
-    if n.remote_rtp != current.remote_rtp {
-        media.set_remote(stream, n.remote_rtp);
-    }
-    *current = n;
-    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -305,7 +305,7 @@ impl Endpoint {
         let unix = unix_now();
         let now = Instant::now();
         for (username, binding) in registrar.all_bindings(unix) {
-            let branch = format!("z9hG4bK{}", write::new_tag());
+            let branch = write::new_branch();
             let call_id = format!("{KEEPALIVE}{}@permanence", write::new_tag());
             let dialog = write::DialogHeaders {
                 remote_target: binding.contact.clone(),

@@ -13,6 +13,11 @@ pub fn new_tag() -> String {
     format!("{:016x}", fastrand::u64(..))
 }
 
+/// A fresh Via branch: the RFC 3261 magic cookie (§8.1.1.7) and a fresh tag.
+pub fn new_branch() -> String {
+    format!("z9hG4bK{}", new_tag())
+}
+
 /// Methods we accept, for Allow (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY";
 
