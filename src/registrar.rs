@@ -212,17 +212,31 @@ impl Registrar {
         }
     }
 
-    /// Restores bindings saved before a restart (only those still valid at `now`).
-    pub fn restore(&mut self, username: &str, binding: Binding, now: u64) {
+    /// Restores bindings saved before a restart (only those still valid at `now`), with
+    /// the device's instance id when it gave one.
+    pub fn restore(
+        &mut self,
+        username: &str,
+        binding: Binding,
+        instance: Option<String>,
+        now: u64,
+    ) {
         if binding.expires_at > now && self.secretaries.contains_key(username) {
             self.bindings
                 .entry(username.to_string())
                 .or_default()
-                .push(Stored {
-                    binding,
-                    instance: None,
-                });
+                .push(Stored { binding, instance });
         }
+    }
+
+    /// The instance id the device registered `contact` with, if any (for the records).
+    pub fn instance(&self, username: &str, contact: &str) -> Option<&str> {
+        self.bindings
+            .get(username)?
+            .iter()
+            .find(|s| s.binding.contact == contact)?
+            .instance
+            .as_deref()
     }
 
     /// The live bindings of a user.

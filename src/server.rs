@@ -414,6 +414,7 @@ fn registrar(config: &Config) -> Result<crate::registrar::Registrar, ServerError
                 source,
                 expires_at: row.expires_at as u64,
             },
+            row.instance,
             now,
         );
     }

@@ -182,7 +182,7 @@ pub enum Record {
         /// SIP username.
         username: String,
         /// (contact URI, source address, transport, expires at in unix seconds).
-        bindings: Vec<(String, String, &'static str, i64)>,
+        bindings: Vec<(String, String, &'static str, i64, Option<String>)>,
     },
     /// A dial plan reload, accepted or refused.
     Reload {
@@ -447,6 +447,9 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (source, kind, minute)
      );",
+    // 9: the device's +sip.instance with each registration, so that after a restart the
+    // same phone registering from elsewhere still replaces its old contact.
+    "ALTER TABLE registrations ADD COLUMN instance TEXT;",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -816,11 +819,11 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         Record::Bindings { username, bindings } => {
             tx.prepare_cached("DELETE FROM registrations WHERE username = ?1")?
                 .execute(params![username])?;
-            for (contact, source, transport, expires_at) in bindings {
+            for (contact, source, transport, expires_at, instance) in bindings {
                 tx.prepare_cached(
-                    "INSERT INTO registrations (username, contact, source, transport, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO registrations (username, contact, source, transport, expires_at, instance) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![username, contact, source, transport, expires_at])?;
+                .execute(params![username, contact, source, transport, expires_at, instance])?;
             }
         }
         Record::Reload {
@@ -1188,6 +1191,8 @@ pub struct RegistrationRow {
     pub transport: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The device's `+sip.instance` (RFC 5626), when it gave one.
+    pub instance: Option<String>,
 }
 
 /// Registrations still valid at `now` (unix seconds).
@@ -1198,7 +1203,7 @@ pub fn registrations(path: &Path, now: i64) -> Result<Vec<RegistrationRow>, Stor
     };
     let conn = open_connection(path)?;
     let mut stmt = conn
-        .prepare("SELECT username, contact, source, transport, expires_at FROM registrations WHERE expires_at > ?1 ORDER BY username, contact")
+        .prepare("SELECT username, contact, source, transport, expires_at, instance FROM registrations WHERE expires_at > ?1 ORDER BY username, contact")
         .map_err(err)?;
     let rows = stmt
         .query_map(params![now], |r| {
@@ -1208,6 +1213,7 @@ pub fn registrations(path: &Path, now: i64) -> Result<Vec<RegistrationRow>, Stor
                 source: r.get(2)?,
                 transport: r.get(3)?,
                 expires_at: r.get(4)?,
+                instance: r.get(5)?,
             })
         })
         .map_err(err)?;

@@ -474,3 +474,35 @@ fn a_phone_registering_again_with_the_same_instance_replaces_its_old_contact() {
         "{s}"
     );
 }
+
+/// The same after a restart: the registrations kept in SQLite remember each device's
+/// instance id, so the phone registering again from elsewhere still replaces its old
+/// contact instead of leaving it to be rung until it expires.
+#[test]
+fn a_phone_registering_again_after_a_restart_still_replaces_its_old_contact() {
+    let setup = setup();
+    let mut server = setup.start();
+    let instance = "urn:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(register_device(&a, server.addr, instance).starts_with("SIP/2.0 200"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while secretaries(&setup)["registrations"]
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let server = setup.start();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port_b = b.local_addr().unwrap().port();
+    let ok = register_device(&b, server.addr, instance);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(
+        ok.matches("Contact:").count(),
+        1,
+        "the restored contact was replaced: {ok}"
+    );
+    assert!(ok.contains(&format!(":{port_b};")), "{ok}");
+}

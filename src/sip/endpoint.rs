@@ -1000,6 +1000,7 @@ fn save_bindings(
                 b.source.addr.to_string(),
                 b.source.transport_token(),
                 b.expires_at as i64,
+                registrar.instance(username, &b.contact).map(str::to_string),
             )
         })
         .collect();
