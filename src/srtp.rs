@@ -54,24 +54,24 @@ fn derive(master: &aes::Aes128, master_salt: &[u8; 14], label: u8, len: usize) -
     // label sits 7 bytes from the end of the 14-byte salt.
     let mut x = *master_salt;
     x[7] ^= label;
-    keystream(master, &x, len)
+    let mut out = vec![0u8; len];
+    xor_keystream(master, &x, &mut out);
+    out
 }
 
-/// AES in counter mode from the 112-bit IV `iv` (its last 16 bits are the block counter).
-fn keystream(cipher: &aes::Aes128, iv: &[u8; 14], len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 16);
-    let mut counter: u16 = 0;
-    while out.len() < len {
+/// XORs `data` with AES in counter mode from the 112-bit IV `iv` (its last 16 bits are the
+/// block counter), in place: no allocation per packet.
+fn xor_keystream(cipher: &aes::Aes128, iv: &[u8; 14], data: &mut [u8]) {
+    for (counter, chunk) in data.chunks_mut(16).enumerate() {
         let mut block = [0u8; 16];
         block[..14].copy_from_slice(iv);
-        block[14..].copy_from_slice(&counter.to_be_bytes());
+        block[14..].copy_from_slice(&(counter as u16).to_be_bytes());
         let mut block = aes::Block::from(block);
         cipher.encrypt_block(&mut block);
-        out.extend_from_slice(&block);
-        counter = counter.wrapping_add(1);
+        for (b, k) in chunk.iter_mut().zip(block.iter()) {
+            *b ^= k;
+        }
     }
-    out.truncate(len);
-    out
 }
 
 /// Where an RTP packet's payload begins (after CSRCs and a header extension).
@@ -136,10 +136,8 @@ impl Context {
 
     fn crypt(&self, packet: &mut [u8], start: usize, index: u64) {
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let stream = keystream(&self.cipher, &self.iv(ssrc, index), packet.len() - start);
-        for (b, k) in packet[start..].iter_mut().zip(stream) {
-            *b ^= k;
-        }
+        let iv = self.iv(ssrc, index);
+        xor_keystream(&self.cipher, &iv, &mut packet[start..]);
     }
 
     fn tag(&self, authenticated: &[u8], roc: u32) -> [u8; TAG_LEN] {
@@ -312,10 +310,9 @@ mod tests {
             &aes::Block::try_from(&hex("2B7E151628AED2A6ABF7158809CF4F3C")[..]).unwrap(),
         );
         let iv: [u8; 14] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap();
-        assert_eq!(
-            keystream(&cipher, &iv, 16),
-            hex("E03EAD0935C95E80E166B16DD92B4EB4")
-        );
+        let mut zeros = [0u8; 16];
+        xor_keystream(&cipher, &iv, &mut zeros);
+        assert_eq!(zeros.to_vec(), hex("E03EAD0935C95E80E166B16DD92B4EB4"));
     }
 
     fn rtp(seq: u16) -> Vec<u8> {

@@ -136,6 +136,14 @@ fn answered_call(
     (call_id, from_tag, to_tag)
 }
 
+/// An answered call from a new caller on 127.0.0.1, its RTP socket kept open.
+fn plain_call(setup: &Setup) -> (Ua, UdpSocket) {
+    let caller = Ua::on("127.0.0.1", setup.addr());
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    answered_call(&caller, "", 70, rtp.local_addr().unwrap().port());
+    (caller, rtp)
+}
+
 /// RTP packets arriving on `sock` within `wait`.
 fn packets(sock: &UdpSocket, wait: Duration) -> usize {
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -579,9 +587,7 @@ fn a_stall_as_the_last_call_ends_heals_by_itself() {
     )]);
     write_tone(&setup.dir.path().join("sounds/tone/short.wav"), 440.0, 1.0);
     let server = setup.start();
-    let caller = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    answered_call(&caller, "", 70, rtp.local_addr().unwrap().port());
+    let (caller, _rtp) = plain_call(&setup);
     std::thread::sleep(Duration::from_millis(800));
     let pid = server.pid().to_string();
     let signal = |sig: &str| {
@@ -618,9 +624,7 @@ fn a_stall_as_the_last_call_ends_heals_by_itself() {
     setup.wait_calls(|c| c.len() == 1 && c[0].ended);
     // Within a second, calls are taken again.
     std::thread::sleep(Duration::from_millis(1000));
-    let next = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    answered_call(&next, "", 70, rtp.local_addr().unwrap().port());
+    let (_next, _rtp) = plain_call(&setup);
 }
 
 /// A broken plan is refused once, then left alone until a file changes again: the watcher
@@ -1218,9 +1222,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_records_and_recovers() {
         "abandoned",
         "the call's end, kept while the disk was full"
     );
-    let again = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    answered_call(&again, "", 70, rtp.local_addr().unwrap().port());
+    let (_again, _rtp) = plain_call(&setup);
 }
 
 /// Someone deletes the data directory while calls come in: the server notices, says so,
@@ -1230,9 +1232,7 @@ fn a_deleted_data_directory_is_noticed_and_recreated() {
     let setup = greeting_setup();
     let server = setup.start();
     std::fs::remove_dir_all(setup.dir.path().join("data")).unwrap();
-    let caller = Ua::on("127.0.0.1", setup.addr());
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    answered_call(&caller, "", 70, rtp.local_addr().unwrap().port());
+    let (_caller, _rtp) = plain_call(&setup);
     let calls = setup.wait_calls(|c| !c.is_empty());
     assert_eq!(calls.len(), 1, "the call is in the new database");
     assert!(
