@@ -217,11 +217,7 @@ impl Desk {
 }
 
 /// Unix milliseconds now: activity times are wall-clock, like the records.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::unix_ms as now_ms;
 
 #[cfg(test)]
 mod tests {

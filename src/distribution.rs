@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock::Now;
 use crate::dialplan::Strategy;
 
 /// What a secretary is doing, as far as distribution cares.
@@ -140,9 +141,11 @@ impl Hunt {
         }
     }
 
-    /// Decides whom to ring given the team as it is now (`now_ms`: unix milliseconds, for
-    /// wrap-up). A secretary is offered a given call once: one who declined is not rung again.
-    pub fn next(&mut self, team: &[Candidate], now_ms: u64, now: Instant) -> Next {
+    /// Decides whom to ring given the team as it is now (the wall clock decides whether a
+    /// wrap-up is over). A secretary is offered a given call once: one who declined is
+    /// not rung again.
+    pub fn next(&mut self, team: &[Candidate], now: Now) -> Next {
+        let (now_ms, now) = (now.unix_ms, now.instant);
         if now >= self.deadline {
             return Next::GiveUp;
         }
@@ -272,12 +275,50 @@ mod tests {
             c("bea", true, State::Available { idle_since: 200 }),
         ];
         let mut h = Hunt::new(Strategy::LongestIdle, Duration::from_secs(30), None, t0);
-        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["alice".into()]));
-        assert_eq!(h.next(&team, 1_000, t0), Next::Wait, "one at a time");
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t0,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::Ring(vec!["alice".into()])
+        );
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t0,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::Wait,
+            "one at a time"
+        );
         h.failed("alice");
-        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["bea".into()]));
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t0,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::Ring(vec!["bea".into()])
+        );
         h.failed("bea");
-        assert_eq!(h.next(&team, 1_000, t0), Next::GiveUp, "each offered once");
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t0,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::GiveUp,
+            "each offered once"
+        );
     }
 
     #[test]
@@ -293,7 +334,16 @@ mod tests {
             Some(Duration::from_secs(10)),
             t0,
         );
-        assert_eq!(h.next(&team, 1_000, t0), Next::Ring(vec!["alice".into()]));
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t0,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::Ring(vec!["alice".into()])
+        );
         assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(10));
         let t10 = t0 + Duration::from_secs(10);
         assert_eq!(
@@ -303,11 +353,29 @@ mod tests {
         );
         // alice is ringing, so no longer free; fred joins at the overflow.
         let team = [c("alice", true, State::Ringing), team[1].clone()];
-        assert_eq!(h.next(&team, 1_000, t10), Next::Ring(vec!["fred".into()]));
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t10,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::Ring(vec!["fred".into()])
+        );
         assert_eq!(h.ringing(), ["alice", "fred"]);
         assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(30));
         let t30 = t0 + Duration::from_secs(30);
         assert!(h.expired(t30));
-        assert_eq!(h.next(&team, 1_000, t30), Next::GiveUp);
+        assert_eq!(
+            h.next(
+                &team,
+                Now {
+                    instant: t30,
+                    unix_ms: 1_000
+                }
+            ),
+            Next::GiveUp
+        );
     }
 }

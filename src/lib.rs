@@ -7,11 +7,13 @@
 pub mod auth;
 pub mod bans;
 pub mod call;
+pub mod clock;
 pub mod config;
 pub mod desk;
 pub mod dialplan;
 pub mod distribution;
 pub mod dtmf;
+pub mod event;
 pub mod g711;
 pub mod inbox;
 pub mod media;

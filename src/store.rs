@@ -116,10 +116,8 @@ pub enum Record {
     Event {
         /// The call.
         id: CallRowId,
-        /// Kind, e.g. `ringing`, `play`, `bye-received`.
-        kind: &'static str,
-        /// JSON details.
-        data: String,
+        /// What happened; its kind and JSON details are written.
+        event: crate::event::CallEvent,
         /// When.
         at: String,
     },
@@ -767,11 +765,11 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             tx.prepare_cached("UPDATE calls SET answered_at = ?2 WHERE id = ?1")?
                 .execute(params![id, at])?;
         }
-        Record::Event { id, kind, data, at } => {
+        Record::Event { id, event, at } => {
             tx.prepare_cached(
                 "INSERT INTO events (call_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![id, at, kind, data])?;
+            .execute(params![id, at, event.kind(), event.data()])?;
         }
         Record::Handled {
             id,

@@ -9,27 +9,7 @@ use crate::sip::transaction::InviteAck;
 use crate::sip::write::{self, DialogHeaders};
 use crate::sip::{CallId, Peer};
 
-/// Where a leg stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegState {
-    /// INVITE sent, no final answer.
-    Calling,
-    /// 180/183 received.
-    Ringing,
-    /// 2xx received and ACKed: a dialog.
-    Answered,
-    /// CANCEL or BYE sent, or the far end hung up: nothing more to do.
-    Done,
-}
-
-/// Whom a leg calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A secretary's phone (a `secretary` step).
-    Secretary,
-    /// An executive's phone or number (a `transfer` step or a REFER).
-    Executive,
-}
+pub use crate::event::Role;
 
 /// What an outbound INVITE needs to say.
 #[derive(Debug, Clone)]
@@ -69,8 +49,6 @@ pub struct Leg {
     pub who: String,
     /// Where the packets go.
     pub peer: Peer,
-    /// Where it stands.
-    pub state: LegState,
     target: String,
     from: String,
     to: String,
@@ -86,8 +64,6 @@ pub struct Leg {
     ack: Option<Vec<u8>>,
     /// The INVITE as sent, to send again with credentials.
     invite: String,
-    /// Whether credentials were already sent (a second challenge means they were refused).
-    pub authenticated: bool,
     /// The dialog's route set: the 2xx's Record-Route, reversed (RFC 3261 §12.1.2).
     route: Vec<String>,
 }
@@ -141,7 +117,6 @@ impl Leg {
             role: inv.role,
             who: inv.who.clone(),
             peer: inv.peer,
-            state: LegState::Calling,
             target: inv.target.clone(),
             from,
             to,
@@ -153,7 +128,6 @@ impl Leg {
             remote_target: None,
             ack: None,
             invite: text.clone(),
-            authenticated: false,
             route: Vec::new(),
         };
         (leg, text.into_bytes(), ack)
@@ -181,7 +155,6 @@ impl Leg {
         if let Some(ack) = &self.ack {
             return ack.clone();
         }
-        self.state = LegState::Answered;
         self.to = response.to.clone();
         self.remote_tag = response.to_tag.clone();
         self.route = response.record_route.iter().rev().cloned().collect();
@@ -226,7 +199,6 @@ impl Leg {
     /// CANCEL for the pending INVITE: same branch, Request-URI, From, To and CSeq number
     /// (RFC 3261 §9.1). Returns its branch and bytes.
     pub fn cancel(&mut self) -> (String, Vec<u8>) {
-        self.state = LegState::Done;
         let dialog = DialogHeaders {
             remote_target: self.target.clone(),
             local: self.from.clone(),
@@ -272,7 +244,6 @@ impl Leg {
     /// From tag, the next CSeq, a new branch. Returns its branch, bytes and ACK details.
     pub fn invite_with_credentials(&mut self, header: &str, value: &str) -> (Vec<u8>, InviteAck) {
         self.cseq += 1;
-        self.state = LegState::Calling;
         let old_branch = std::mem::replace(&mut self.branch, write::new_branch());
         let text = self
             .invite
@@ -307,7 +278,6 @@ impl Leg {
 
     /// BYE: ends the dialog.
     pub fn bye(&mut self) -> (String, Vec<u8>) {
-        self.state = LegState::Done;
         self.request(&Method::Bye, &[], None)
     }
 }
@@ -423,7 +393,6 @@ mod tests {
             text.contains("Route: <sip:core.example;lr>, <sip:edge.example;lr>\r\n"),
             "the UAC's route set is the Record-Route reversed: {text}"
         );
-        assert_eq!(leg.state, LegState::Done);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::dialplan::{
     Category, Company, Menu, ReachMode, SoundName, Step, StepListName, Strategy, TransferTarget,
 };
+use crate::event::CallEvent;
 use crate::store::Outcome;
 
 /// Named timers of a call.
@@ -120,7 +121,7 @@ pub enum Command {
     /// The message is now filed under this category.
     Category(Category),
     /// Add an entry to the call's timeline.
-    Event(&'static str, String),
+    Event(CallEvent),
     /// The call is over; write this outcome and release everything.
     End(Outcome),
 }
@@ -270,15 +271,15 @@ impl CallMachine {
         steps.and_then(|s| s.get(self.next)).cloned()
     }
 
-    fn event(&mut self, kind: &'static str, data: serde_json::Value) {
-        self.out.push_back(Command::Event(kind, data.to_string()));
+    fn event(&mut self, event: CallEvent) {
+        self.out.push_back(Command::Event(event));
     }
 
     fn unavailable(&mut self, step: &'static str) {
-        self.event(
-            "step-unavailable",
-            serde_json::json!({ "step": step, "why": "not supported by this server yet" }),
-        );
+        self.event(CallEvent::StepUnavailable {
+            step: step.to_string(),
+            why: "not supported by this server yet".to_string(),
+        });
     }
 
     fn run_steps(&mut self, now: Instant) {
@@ -293,23 +294,23 @@ impl CallMachine {
                 Step::Ring { seconds } => {
                     if self.answered {
                         // Ringing after the answer means nothing to the caller.
-                        self.event(
-                            "step-skipped",
-                            serde_json::json!({ "step": "ring", "why": "already answered" }),
-                        );
+                        self.event(CallEvent::StepSkipped {
+                            step: "ring".to_string(),
+                            why: "already answered".to_string(),
+                        });
                         continue;
                     }
                     self.out.push_back(Command::Ringing);
-                    self.event("ringing", serde_json::json!({ "seconds": seconds }));
+                    self.event(CallEvent::Ringing { seconds });
                     self.phase = Phase::Ringing;
                     self.timer = Some((Timer::Ring, now + Duration::from_secs(u64::from(seconds))));
                 }
                 Step::Play { sound, times } => {
                     self.answer();
-                    self.event(
-                        "play",
-                        serde_json::json!({ "sound": sound.0, "times": times }),
-                    );
+                    self.event(CallEvent::Play {
+                        sound: sound.0.clone(),
+                        times,
+                    });
                     self.out.push_back(Command::Play { sound, times });
                     self.phase = Phase::Playing;
                 }
@@ -319,7 +320,9 @@ impl CallMachine {
                         continue;
                     }
                     self.answer();
-                    self.event("menu", serde_json::json!({ "prompt": menu.prompt.0 }));
+                    self.event(CallEvent::Menu {
+                        prompt: menu.prompt.0.clone(),
+                    });
                     self.out.push_back(Command::Play {
                         sound: menu.prompt.clone(),
                         times: 1,
@@ -370,10 +373,10 @@ impl CallMachine {
                     {
                         let local = self.local_time(now);
                         if !exec.accepts_at(local) {
-                            self.event(
-                                "executive-off-hours",
-                                serde_json::json!({ "executive": id.0, "local": local.to_string() }),
-                            );
+                            self.event(CallEvent::ExecutiveOffHours {
+                                executive: id.0.clone(),
+                                local: local.to_string(),
+                            });
                             continue;
                         }
                     }
@@ -398,10 +401,10 @@ impl CallMachine {
                     }
                     self.answer();
                     let prompt = prompt.unwrap_or_else(|| self.default_sound("voicemail"));
-                    self.event(
-                        "voicemail",
-                        serde_json::json!({ "prompt": prompt.0, "max_seconds": max_seconds }),
-                    );
+                    self.event(CallEvent::Voicemail {
+                        prompt: prompt.0.clone(),
+                        max_seconds,
+                    });
                     self.out.push_back(Command::Play {
                         sound: prompt,
                         times: 1,
@@ -409,7 +412,7 @@ impl CallMachine {
                     self.phase = Phase::VoicemailPrompt { max_seconds };
                 }
                 Step::Reject { code } => {
-                    self.event("reject", serde_json::json!({ "code": code }));
+                    self.event(CallEvent::Reject { code });
                     if self.answered {
                         self.hang_up(Outcome::Rejected, now);
                     } else {
@@ -459,7 +462,9 @@ impl CallMachine {
         self.timer = None;
         self.out.push_back(Command::StopRecording { reason });
         let goodbye = self.default_sound("goodbye");
-        self.event("goodbye", serde_json::json!({ "sound": goodbye.0 }));
+        self.event(CallEvent::Goodbye {
+            sound: goodbye.0.clone(),
+        });
         self.out.push_back(Command::Play {
             sound: goodbye,
             times: 1,
@@ -468,7 +473,9 @@ impl CallMachine {
     }
 
     fn goto(&mut self, list: StepListName) {
-        self.event("goto", serde_json::json!({ "list": list.0 }));
+        self.event(CallEvent::Goto {
+            list: list.0.clone(),
+        });
         self.list = List::Named(list);
         self.next = 0;
     }
@@ -530,13 +537,13 @@ impl CallMachine {
                     attempts_left,
                 },
             ) => {
-                self.event("menu-timeout", serde_json::json!({}));
+                self.event(CallEvent::MenuTimeout {});
                 self.menu_retry(menu, attempts_left, now);
             }
             (Timer::RecordingMax, Phase::Recording) => self.stop_recording("max-length"),
             (Timer::NoSpeech, Phase::Recording) => self.stop_recording("no-speech"),
             (Timer::ByeAnswer, Phase::HangingUp) => {
-                self.event("bye-unanswered", serde_json::json!({}));
+                self.event(CallEvent::ByeUnanswered {});
                 self.end(self.pending_outcome);
             }
             _ => {}
@@ -546,7 +553,7 @@ impl CallMachine {
     fn menu_retry(&mut self, menu: Menu, attempts_left: u32, now: Instant) {
         if attempts_left == 0 {
             // No valid choice after every attempt: the menu falls through.
-            self.event("menu-failed", serde_json::json!({}));
+            self.event(CallEvent::MenuFailed {});
             self.phase = Phase::Steps;
             self.run_steps(now);
             return;
@@ -668,19 +675,18 @@ impl CallMachine {
         self.timer = None;
         match menu.choices.get(&digit) {
             Some(list) => {
-                self.event(
-                    "menu-choice",
-                    serde_json::json!({ "digit": digit.to_string(), "list": list.0 }),
-                );
+                self.event(CallEvent::MenuChoice {
+                    digit: digit.to_string(),
+                    list: list.0.clone(),
+                });
                 self.phase = Phase::Steps;
                 self.goto(list.clone());
                 self.run_steps(now);
             }
             None => {
-                self.event(
-                    "menu-invalid",
-                    serde_json::json!({ "digit": digit.to_string() }),
-                );
+                self.event(CallEvent::MenuInvalid {
+                    digit: digit.to_string(),
+                });
                 self.menu_retry(menu, attempts_left, now);
             }
         }
@@ -787,7 +793,7 @@ impl CallMachine {
     /// The caller sent CANCEL before the answer (the task answers 487).
     pub fn handle_cancel(&mut self) {
         if !self.answered && self.phase != Phase::Ended {
-            self.event("cancelled", serde_json::json!({}));
+            self.event(CallEvent::Cancelled {});
             self.out.push_back(Command::Reject(487));
             self.end(Outcome::Abandoned);
         }
@@ -809,7 +815,7 @@ impl CallMachine {
             }
             Phase::Goodbye => self.end(self.message_outcome()),
             _ => {
-                self.event("caller-hung-up", serde_json::json!({}));
+                self.event(CallEvent::CallerHungUp {});
                 self.end(Outcome::Abandoned);
             }
         }
@@ -825,7 +831,7 @@ impl CallMachine {
     /// No ACK arrived for our 200 OK (RFC 3261 §13.3.1.4): hang up, the call failed.
     pub fn handle_ack_timeout(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ended | Phase::HangingUp) {
-            self.event("no-ack", serde_json::json!({}));
+            self.event(CallEvent::NoAck {});
             self.hang_up(Outcome::Failed, now);
         }
     }
@@ -833,7 +839,7 @@ impl CallMachine {
     /// The server is stopping: hang up now, recording the call as interrupted.
     pub fn handle_shutdown(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ended | Phase::HangingUp) {
-            self.event("server-stopping", serde_json::json!({}));
+            self.event(CallEvent::ServerStopping {});
             if self.phase == Phase::Recording {
                 // What the caller said so far is kept.
                 self.out
@@ -883,7 +889,7 @@ mod tests {
     fn events(m: &mut CallMachine) -> Vec<&'static str> {
         std::iter::from_fn(|| m.poll_command())
             .filter_map(|c| match c {
-                Command::Event(kind, _) => Some(kind),
+                Command::Event(e) => Some(e.kind()),
                 _ => None,
             })
             .collect()
@@ -1003,7 +1009,7 @@ mod tests {
         let all: Vec<Command> = std::iter::from_fn(|| m.poll_command()).collect();
         let unavailable = all
             .iter()
-            .filter(|c| matches!(c, Command::Event("step-unavailable", _)))
+            .filter(|c| matches!(c, Command::Event(CallEvent::StepUnavailable { .. })))
             .count();
         assert_eq!(unavailable, 4);
         assert_eq!(
@@ -1235,7 +1241,7 @@ mod tests {
         let commands: Vec<Command> = std::iter::from_fn(|| late.poll_command()).collect();
         assert!(
             commands.iter().any(
-                |c| matches!(c, Command::Event("executive-off-hours", d) if d.contains("21:00:05"))
+                |c| matches!(c, Command::Event(CallEvent::ExecutiveOffHours { local, .. }) if local.contains("21:00:05"))
             ),
             "{commands:?}"
         );

@@ -132,7 +132,11 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                             let reach = company
                                 .executives
                                 .get(&e)
-                                .map(|x| x.reach.join(", "))
+                                .map(|x| {
+                                    let reach: Vec<String> =
+                                        x.reach.iter().map(ToString::to_string).collect();
+                                    reach.join(", ")
+                                })
                                 .unwrap_or_default();
                             format!("executive {} ({reach})", e.0)
                         }
@@ -159,14 +163,16 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
                 Command::Category(c) => {
                     lines.push(format!("  {t:>4}s  file the message as {}", c.as_str()))
                 }
-                Command::Event(kind, data) => match kind {
+                Command::Event(event) => match event.kind() {
                     "menu-choice"
                     | "menu-invalid"
                     | "menu-timeout"
                     | "menu-failed"
                     | "goto"
                     | "step-skipped"
-                    | "executive-off-hours" => lines.push(format!("  {t:>4}s  ({kind} {data})")),
+                    | "executive-off-hours" => {
+                        lines.push(format!("  {t:>4}s  ({} {})", event.kind(), event.data()))
+                    }
                     _ => {}
                 },
                 Command::End(outcome) => {

@@ -11,6 +11,7 @@ use super::context::CallContext;
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Category, Company};
+use crate::event::CallEvent;
 use crate::inbox;
 use crate::media::engine::StreamSpec;
 use crate::media::recording::{Heard, Recorder, write_progressively};
@@ -162,10 +163,9 @@ impl<'a> Call<'a> {
         });
         let Some(company) = company else {
             tracing::info!(uri = %call.invite.uri, "no company for this number: 404");
-            call.event(
-                "unknown-number",
-                serde_json::json!({ "uri": call.invite.uri }).to_string(),
-            );
+            call.event(CallEvent::UnknownNumber {
+                uri: call.invite.uri.to_string(),
+            });
             call.respond(404, None);
             call.finish(Outcome::Rejected);
             return;
@@ -173,13 +173,13 @@ impl<'a> Call<'a> {
         tracing::Span::current().record("company", company.id.0.as_str());
         let Some((route, contact_name)) = decision else {
             tracing::info!("no route matches this call: 480");
-            call.event("no-route", "{}".into());
+            call.event(CallEvent::NoRoute {});
             call.respond(480, None);
             call.finish(Outcome::Rejected);
             return;
         };
         if let Some(name) = contact_name {
-            call.event("contact", serde_json::json!({ "name": name }).to_string());
+            call.event(CallEvent::Contact { name });
         }
         // The call's row must be on disk before anything answers it: a crash after our
         // 200 leaves a call in the records (marked interrupted at the next start).
@@ -211,10 +211,10 @@ impl<'a> Call<'a> {
                     e.sip_status()
                 };
                 tracing::info!(error = %e, status, "offer refused");
-                self.event(
-                    "offer-refused",
-                    serde_json::json!({ "why": e.to_string(), "status": status }).to_string(),
-                );
+                self.event(CallEvent::OfferRefused {
+                    why: e.to_string(),
+                    status,
+                });
                 self.respond(status, None);
                 self.finish(Outcome::Failed);
                 return;
@@ -267,6 +267,7 @@ impl<'a> Call<'a> {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "anonymous".into());
         let mut outbound = Outbound::new(
+            self.ctx,
             OutboundCaller {
                 row: self.id,
                 display: format!("{} · {}", company.name, number),
@@ -332,7 +333,7 @@ impl<'a> Call<'a> {
                 event = media_rx.recv() => match event {
                     Some((_, MediaEvent::RtpTimeout)) => {
                         tracing::info!("no RTP from one side of the conversation: ending it");
-                        self.event("rtp-timeout", "{}".into());
+                        self.event(CallEvent::RtpTimeout {});
                         outbound.end(self.ctx);
                         machine.handle_leg_hangup(Instant::now());
                     }
@@ -342,14 +343,14 @@ impl<'a> Call<'a> {
                     }
                     Some((id, MediaEvent::PlaybackDone)) if outbound.owns_stream(id) => {}
                     Some((id, MediaEvent::Latched(from))) if outbound.owns_stream(id) => {
-                        self.event("rtp-latched", serde_json::json!({ "from": from.to_string(), "leg": outbound.connected_to() }).to_string());
+                        self.event(CallEvent::RtpLatched { from: from.to_string(), leg: outbound.connected_to().map(str::to_string) });
                     }
                     Some((_, MediaEvent::PlaybackDone)) => machine.handle_playback_done(Instant::now()),
                     Some((_, MediaEvent::Latched(from))) => {
-                        self.event("rtp-latched", serde_json::json!({ "from": from.to_string() }).to_string());
+                        self.event(CallEvent::RtpLatched { from: from.to_string(), leg: None });
                     }
                     Some((_, MediaEvent::Digit(digit))) => {
-                        self.event("digit", serde_json::json!({ "key": digit.key.to_string(), "via": "rtp", "rtp_timestamp": digit.timestamp }).to_string());
+                        self.event(CallEvent::Digit { key: digit.key.to_string(), via: "rtp".to_string(), rtp_timestamp: Some(digit.timestamp) });
                         machine.handle_digit(digit.key, Instant::now());
                     }
                     Some((_, MediaEvent::Audio(samples))) => {
@@ -434,11 +435,11 @@ impl<'a> Call<'a> {
                     at: store::now_text(),
                 });
             }
-            Command::Event(kind, data) => {
-                if kind == "step-unavailable" {
-                    tracing::info!(details = %data, "step not supported yet: falling through");
+            Command::Event(event) => {
+                if let CallEvent::StepUnavailable { step, .. } = &event {
+                    tracing::info!(step, "step not supported yet: falling through");
                 }
-                self.event(kind, data)
+                self.event(event)
             }
             Command::End(outcome) => {
                 // Whoever was rung or talked to is released first (CANCEL, BYE, wrap-up).
@@ -514,7 +515,7 @@ impl<'a> Call<'a> {
         }
         let input = match request.method {
             Method::Bye => {
-                self.event("bye-received", "{}".into());
+                self.event(CallEvent::ByeReceived {});
                 let r = reply(200, None, &[]);
                 let _ = self.ctx.endpoint.send(r);
                 machine.handle_bye();
@@ -529,13 +530,10 @@ impl<'a> Call<'a> {
                     &request.body,
                 ) {
                     let _ = self.ctx.endpoint.send(reply(488, None, &[]));
-                    self.event(
-                        "reinvite-refused",
-                        serde_json::json!({ "why": e.to_string() }).to_string(),
-                    );
+                    self.event(CallEvent::ReinviteRefused { why: e.to_string() });
                     return;
                 }
-                self.event("reinvite", "{}".into());
+                self.event(CallEvent::Reinvite {});
                 let answer = sdp::write_answer(&media.local, &media.negotiated);
                 let contact = self.contact(peer);
                 reply(200, Some(answer.as_bytes()), &[("Contact", &contact)])
@@ -546,10 +544,11 @@ impl<'a> Call<'a> {
                 if let Some(key) =
                     crate::dtmf::key_from_info(request.content_type.as_deref(), &request.body)
                 {
-                    self.event(
-                        "digit",
-                        serde_json::json!({ "key": key.to_string(), "via": "info" }).to_string(),
-                    );
+                    self.event(CallEvent::Digit {
+                        key: key.to_string(),
+                        via: "info".to_string(),
+                        rtp_timestamp: None,
+                    });
                     machine.handle_digit(key, Instant::now());
                 }
                 reply(200, None, &[])
@@ -619,7 +618,7 @@ impl<'a> Call<'a> {
             &branch,
             &[],
         );
-        self.event("bye-sent", "{}".into());
+        self.event(CallEvent::ByeSent { to: None });
         let _ = self.ctx.endpoint.send(Input::Request {
             call_id: self.invite.call_id.clone(),
             peer: self.peer,
@@ -628,11 +627,10 @@ impl<'a> Call<'a> {
         });
     }
 
-    fn event(&self, kind: &'static str, data: String) {
+    fn event(&self, event: CallEvent) {
         self.write(Record::Event {
             id: self.id,
-            kind,
-            data,
+            event,
             at: store::now_text(),
         });
     }
@@ -716,10 +714,10 @@ impl<'a> Call<'a> {
     /// hung up at the beep) keeps no file; one the disk refused is not claimed.
     fn finish_recording(&self, rec: Recording, reason: &'static str) {
         let ms = rec.recorder.samples() as i64 / 8;
-        self.event(
-            "recording-stopped",
-            serde_json::json!({ "reason": reason, "ms": ms }).to_string(),
-        );
+        self.event(CallEvent::RecordingStopped {
+            reason: reason.to_string(),
+            ms,
+        });
         let Recording {
             frames,
             writer,
@@ -745,8 +743,10 @@ impl<'a> Call<'a> {
                     let _ = tokio::fs::remove_file(&path).await;
                     store.write(Record::Event {
                         id,
-                        kind: "recording-lost",
-                        data: serde_json::json!({ "error": e.to_string(), "ms": ms }).to_string(),
+                        event: CallEvent::RecordingLost {
+                            error: e.to_string(),
+                            ms,
+                        },
                         at: store::now_text(),
                     });
                     (None, 0)

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::contacts::{Contacts, Pattern};
 use super::{
-    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, ReachMode, Route,
-    SoundName, Step, StepListName, Strategy, TransferTarget,
+    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, ReachEntry,
+    ReachMode, Route, SoundName, Step, StepListName, Strategy, TransferTarget,
 };
 use crate::number::{Country, E164};
 use crate::schedule::{DateRange, HolidayCalendar, Hours, Slot, WeeklyRange};
@@ -662,17 +662,13 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         let mut reach = Vec::new();
         for r in &raw.reach {
             let text = r.get_ref();
-            if text.starts_with("sip:")
-                || text.starts_with("sips:")
-                || text.starts_with("tel:")
-                || text.strip_prefix("user:").is_some_and(|u| !u.is_empty())
-            {
-                reach.push(text.clone());
+            if let Some(entry) = ReachEntry::parse(text) {
+                reach.push(entry);
             } else if let Some(n) = Pattern::parse(text, country).and_then(|p| match p {
                 Pattern::Exact(n) => Some(n),
                 Pattern::Prefix(_) => None,
             }) {
-                reach.push(format!("tel:{n}"));
+                reach.push(ReachEntry::Number(n.to_string()));
             } else {
                 ck.error(r.span(), format!("`{text}` is not reachable; expected a SIP URI (\"sip:marie@example.com\"), a number, or \"user:NAME\" for the phones an `[[executives]]` account registers"));
             }

@@ -8,12 +8,14 @@
 mod contacts;
 mod decide;
 mod load;
+mod reach;
 
 pub use contacts::{Caller, Contacts, ListId};
 pub use decide::{CallFacts, Decision, RouteVerdict, decide, explain};
 #[cfg(test)]
 pub(crate) use load::parse_str;
 pub use load::{PlanError, load_dir, load_files};
+pub use reach::{ReachEntry, allowed_refer, direct_address};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -223,8 +225,8 @@ pub struct Route {
 pub struct Executive {
     /// Display name.
     pub name: String,
-    /// SIP URIs (or `tel:`/E.164 numbers written as `sip:` by the trunk), in order.
-    pub reach: Vec<String>,
+    /// Where to call them, in order.
+    pub reach: Vec<ReachEntry>,
     /// When they accept urgent calls (empty: always).
     pub hours: Vec<WeeklyRange>,
 }
@@ -388,7 +390,7 @@ mod tests {
     fn an_executive_takes_urgent_calls_only_within_their_hours() {
         let marie = Executive {
             name: "Marie".into(),
-            reach: vec!["tel:+33611111111".into()],
+            reach: vec![ReachEntry::Number("+33611111111".into())],
             hours: vec![crate::schedule::WeeklyRange::parse("mon-sat 07:00-21:00").unwrap()],
         };
         // 2026-11-28 is a Saturday.

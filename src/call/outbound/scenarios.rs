@@ -1,0 +1,3 @@
+//! Scenario tests of the outbound machine, with a fake desk and a fake clock.
+
+use super::*;
