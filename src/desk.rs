@@ -7,22 +7,140 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use tokio::sync::broadcast;
+
 use crate::distribution::{Candidate, State};
 use crate::registrar::{Binding, Secretary};
 use crate::store::{self, Record, Writer};
 
-/// What a secretary is doing.
+/// What a secretary is doing. Times are unix milliseconds (wall clock, like the records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activity {
-    /// Free since (unix ms).
-    Idle { since: u64 },
+pub enum Activity {
+    /// Free since then.
+    Available {
+        /// When they last became free.
+        since: u64,
+    },
     /// Being offered a call; `since` is kept so that a missed call does not reset idleness.
-    Ringing { since: u64 },
+    Ringing {
+        /// When they last became free.
+        since: u64,
+        /// The call offered.
+        call: i64,
+    },
     /// Talking.
-    OnCall,
-    /// Writing up until (unix ms).
-    WrapUp { until: u64 },
+    OnCall {
+        /// The call.
+        call: i64,
+    },
+    /// Writing up the last call until then.
+    WrapUp {
+        /// End of wrap-up.
+        until: u64,
+        /// The call written up.
+        call: i64,
+    },
 }
+
+impl Activity {
+    /// What it means at `now_ms`: a wrap-up that is over is availability since its end.
+    /// The one place that rule lives: the desk, distribution and the CLI all ask here.
+    pub fn effective(self, now_ms: u64) -> Activity {
+        match self {
+            Activity::WrapUp { until, .. } if until <= now_ms => {
+                Activity::Available { since: until }
+            }
+            other => other,
+        }
+    }
+
+    /// Its name in the records and on screens.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::Available { .. } => "available",
+            Activity::Ringing { .. } => "ringing",
+            Activity::OnCall { .. } => "on-call",
+            Activity::WrapUp { .. } => "wrap-up",
+        }
+    }
+
+    /// The call it is about, if any.
+    pub fn call(self) -> Option<i64> {
+        match self {
+            Activity::Available { .. } => None,
+            Activity::Ringing { call, .. }
+            | Activity::OnCall { call }
+            | Activity::WrapUp { call, .. } => Some(call),
+        }
+    }
+
+    /// Reads one back from a `secretary_states` row (another process: the CLI). `since`
+    /// is when the row was written; `None` for a name this version does not know.
+    pub fn from_record(
+        name: &str,
+        call: Option<i64>,
+        until_ms: Option<i64>,
+        since: u64,
+    ) -> Option<Activity> {
+        let call = call.unwrap_or_default();
+        Some(match name {
+            "available" => Activity::Available { since },
+            "ringing" => Activity::Ringing { since, call },
+            "on-call" => Activity::OnCall { call },
+            "wrap-up" => Activity::WrapUp {
+                until: until_ms.map_or(0, |u| u.max(0) as u64),
+                call,
+            },
+            _ => return None,
+        })
+    }
+
+    /// As distribution sees it, for a secretary with or without a live phone.
+    fn state(self, registered: bool, now_ms: u64) -> State {
+        match (registered, self.effective(now_ms)) {
+            (false, _) => State::Unregistered,
+            (true, Activity::Available { since }) => State::Available { idle_since: since },
+            (true, Activity::Ringing { .. }) => State::Ringing,
+            (true, Activity::OnCall { .. }) => State::OnCall,
+            (true, Activity::WrapUp { until, .. }) => State::WrapUp { until },
+        }
+    }
+}
+
+/// One secretary as the desk sees them now: what a board shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatView {
+    /// SIP username.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Companies they answer for.
+    pub companies: Vec<String>,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// Live registered phones.
+    pub phones: usize,
+    /// What they are doing ([`Activity::effective`] at the time asked).
+    pub activity: Activity,
+}
+
+/// One change on the desk, as broadcast to watchers ([`Desk::subscribe`]). A wrap-up's
+/// end is not a change: watchers compute it from `until` ([`Activity::effective`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskChange {
+    /// Whose seat.
+    pub username: String,
+    /// Their activity now.
+    pub activity: Activity,
+    /// Their live registered phones now.
+    pub phones: usize,
+    /// When (unix milliseconds).
+    pub at_ms: u64,
+}
+
+/// How far a slow watcher may fall behind before it misses changes (and should ask
+/// [`Desk::view`] again).
+const WATCH_BACKLOG: usize = 256;
 
 #[derive(Debug)]
 struct Seat {
@@ -38,6 +156,7 @@ pub struct Desk {
     others: Mutex<BTreeMap<String, Vec<Binding>>>,
     wrap_up_ms: u64,
     store: Option<Writer>,
+    watch: broadcast::Sender<DeskChange>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -64,7 +183,7 @@ impl Desk {
                     Seat {
                         secretary: s.clone(),
                         bindings: Vec::new(),
-                        activity: Activity::Idle { since: now_ms },
+                        activity: Activity::Available { since: now_ms },
                     },
                 )
             })
@@ -74,9 +193,10 @@ impl Desk {
             others: Mutex::new(BTreeMap::new()),
             wrap_up_ms,
             store,
+            watch: broadcast::channel(WATCH_BACKLOG).0,
         };
         for s in secretaries {
-            desk.record(&s.username, "available", None, None);
+            desk.record(&s.username, Activity::Available { since: now_ms });
         }
         desk
     }
@@ -86,22 +206,60 @@ impl Desk {
         self.seats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, username: &str, state: &'static str, call: Option<i64>, until: Option<u64>) {
+    /// Writes a seat's new activity to the store (for the CLI, another process).
+    fn record(&self, username: &str, activity: Activity) {
         if let Some(store) = &self.store {
             store.write(Record::SecretaryState {
                 username: username.to_string(),
-                state,
-                call,
-                until_ms: until.map(|u| u as i64),
+                state: activity.name(),
+                call: activity.call(),
+                until_ms: match activity {
+                    Activity::WrapUp { until, .. } => Some(until as i64),
+                    _ => None,
+                },
                 at: store::now_text(),
             });
         }
+    }
+
+    /// Tells watchers about a seat that changed.
+    fn publish(&self, seat: &Seat, now_ms: u64) {
+        if self.watch.receiver_count() == 0 {
+            return;
+        }
+        let _ = self.watch.send(DeskChange {
+            username: seat.secretary.username.clone(),
+            activity: seat.activity,
+            phones: live(&seat.bindings, now_ms).count(),
+            at_ms: now_ms,
+        });
+    }
+
+    /// Every change from now on: activity and registrations.
+    pub fn subscribe(&self) -> broadcast::Receiver<DeskChange> {
+        self.watch.subscribe()
+    }
+
+    /// Every secretary as they are at `now_ms`, in username order.
+    pub fn view(&self, now_ms: u64) -> Vec<SeatView> {
+        self.seats()
+            .values()
+            .map(|seat| SeatView {
+                username: seat.secretary.username.clone(),
+                name: seat.secretary.name.clone(),
+                companies: seat.secretary.companies.clone(),
+                groups: seat.secretary.groups.clone(),
+                phones: live(&seat.bindings, now_ms).count(),
+                activity: seat.activity.effective(now_ms),
+            })
+            .collect()
     }
 
     /// A secretary's registered contacts changed (REGISTER, expiry, dead keep-alive).
     pub fn set_bindings(&self, username: &str, bindings: Vec<Binding>) {
         if let Some(seat) = self.seats().get_mut(username) {
             seat.bindings = bindings;
+            self.publish(seat, crate::clock::unix_ms());
             return;
         }
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,14 +268,13 @@ impl Desk {
 
     /// Anyone's live registered phones (an executive's, for a `user:NAME` reach entry).
     pub fn bindings(&self, username: &str, now_ms: u64) -> Vec<Binding> {
-        let live = |b: &&Binding| b.expires_at > now_ms / 1000;
         if let Some(seat) = self.seats().get(username) {
-            return seat.bindings.iter().filter(live).cloned().collect();
+            return live(&seat.bindings, now_ms).cloned().collect();
         }
         let others = self.others.lock().unwrap_or_else(|p| p.into_inner());
         others
             .get(username)
-            .map(|b| b.iter().filter(live).cloned().collect())
+            .map(|b| live(b, now_ms).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -129,19 +286,11 @@ impl Desk {
         group: Option<&str>,
         now_ms: u64,
     ) -> Vec<Candidate> {
-        let now_s = now_ms / 1000;
         self.seats()
             .values()
             .map(|seat| {
                 let s = &seat.secretary;
-                let registered = seat.bindings.iter().any(|b| b.expires_at > now_s);
-                let state = match (registered, seat.activity) {
-                    (false, _) => State::Unregistered,
-                    (true, Activity::Idle { since }) => State::Available { idle_since: since },
-                    (true, Activity::Ringing { .. }) => State::Ringing,
-                    (true, Activity::OnCall) => State::OnCall,
-                    (true, Activity::WrapUp { until }) => State::WrapUp { until },
-                };
+                let registered = live(&seat.bindings, now_ms).next().is_some();
                 Candidate {
                     username: s.username.clone(),
                     assigned: s.companies.iter().any(|c| c == company),
@@ -150,7 +299,7 @@ impl Desk {
                         (false, _) => who.contains(&s.username),
                         (true, Some(g)) => s.groups.iter().any(|x| x == g),
                     },
-                    state,
+                    state: seat.activity.state(registered, now_ms),
                 }
             })
             .collect()
@@ -158,62 +307,68 @@ impl Desk {
 
     /// Whether an assigned secretary could take a call of `company` now.
     pub fn any_available(&self, company: &str, now_ms: u64) -> bool {
-        crate::distribution::any_available(&self.candidates(company, &[], None, now_ms), now_ms)
+        crate::distribution::any_available(&self.candidates(company, &[], None, now_ms))
+    }
+
+    /// Changes a seat's activity when `change` says so (it gets the effective activity),
+    /// then records and publishes it. Returns what `change` returned.
+    fn change<T>(
+        &self,
+        username: &str,
+        now_ms: u64,
+        change: impl FnOnce(&Seat, Activity) -> Option<(Activity, T)>,
+    ) -> Option<T> {
+        let mut seats = self.seats();
+        let seat = seats.get_mut(username)?;
+        let (activity, result) = change(seat, seat.activity.effective(now_ms))?;
+        seat.activity = activity;
+        self.publish(seat, now_ms);
+        drop(seats);
+        self.record(username, activity);
+        Some(result)
     }
 
     /// Marks a free secretary as ringing for `call` and returns where to ring them;
     /// `None` when they were taken (or unregistered) meanwhile.
     pub fn claim(&self, username: &str, call: i64, now_ms: u64) -> Option<Vec<Binding>> {
-        let mut seats = self.seats();
-        let seat = seats.get_mut(username)?;
-        let since = match seat.activity {
-            Activity::Idle { since } => since,
-            Activity::WrapUp { until } if until <= now_ms => until,
-            _ => return None,
-        };
-        let live: Vec<Binding> = seat
-            .bindings
-            .iter()
-            .filter(|b| b.expires_at > now_ms / 1000)
-            .cloned()
-            .collect();
-        if live.is_empty() {
-            return None;
-        }
-        seat.activity = Activity::Ringing { since };
-        drop(seats);
-        self.record(username, "ringing", Some(call), None);
-        Some(live)
+        self.change(username, now_ms, |seat, activity| {
+            let Activity::Available { since } = activity else {
+                return None;
+            };
+            let phones: Vec<Binding> = live(&seat.bindings, now_ms).cloned().collect();
+            (!phones.is_empty()).then_some((Activity::Ringing { since, call }, phones))
+        })
     }
 
     /// The offer to this secretary ended without them taking the call.
-    pub fn release(&self, username: &str) {
-        let mut seats = self.seats();
-        if let Some(seat) = seats.get_mut(username)
-            && let Activity::Ringing { since } = seat.activity
-        {
-            seat.activity = Activity::Idle { since };
-            drop(seats);
-            self.record(username, "available", None, None);
-        }
+    pub fn release(&self, username: &str, now_ms: u64) {
+        self.change(username, now_ms, |_, activity| match activity {
+            Activity::Ringing { since, .. } => Some((Activity::Available { since }, ())),
+            _ => None,
+        });
     }
 
     /// The secretary took the call.
-    pub fn answered(&self, username: &str, call: i64) {
-        if let Some(seat) = self.seats().get_mut(username) {
-            seat.activity = Activity::OnCall;
-        }
-        self.record(username, "on-call", Some(call), None);
+    pub fn answered(&self, username: &str, call: i64, now_ms: u64) {
+        self.change(username, now_ms, |_, _| {
+            Some((Activity::OnCall { call }, ()))
+        });
     }
 
     /// The secretary's call ended: wrap-up starts.
     pub fn finished(&self, username: &str, call: i64, now_ms: u64) {
         let until = now_ms + self.wrap_up_ms;
-        if let Some(seat) = self.seats().get_mut(username) {
-            seat.activity = Activity::WrapUp { until };
-        }
-        self.record(username, "wrap-up", Some(call), Some(until));
+        self.change(username, now_ms, |_, _| {
+            Some((Activity::WrapUp { until, call }, ()))
+        });
     }
+}
+
+/// The bindings still live at `now_ms`.
+fn live(bindings: &[Binding], now_ms: u64) -> impl Iterator<Item = &Binding> {
+    bindings
+        .iter()
+        .filter(move |b| b.expires_at > now_ms / 1000)
 }
 
 /// Unix milliseconds now: activity times are wall-clock, like the records.
@@ -255,17 +410,75 @@ mod tests {
         assert!(!desk.any_available("globex", 1_000), "not assigned");
         assert_eq!(desk.claim("alice", 1, 1_000).map(|b| b.len()), Some(1));
         assert_eq!(desk.claim("alice", 2, 1_000), None, "one offer at a time");
-        desk.answered("alice", 1);
+        desk.answered("alice", 1, 1_500);
         assert!(!desk.any_available("acme", 2_000));
         desk.finished("alice", 1, 5_000);
         assert!(!desk.any_available("acme", 14_999), "in wrap-up");
         assert!(desk.any_available("acme", 15_000));
         assert!(desk.claim("alice", 3, 15_000).is_some());
-        desk.release("alice");
+        desk.release("alice", 15_000);
         assert!(
             desk.any_available("acme", 15_001),
             "a missed call frees them"
         );
+    }
+
+    #[test]
+    fn watchers_see_every_change_and_the_view_shows_effective_activity() {
+        let desk = Desk::new(&[secretary("alice", &["acme"])], 10_000, None, 0);
+        let mut watch = desk.subscribe();
+        // Registrations are published at the real time: this one outlives the test.
+        desk.set_bindings("alice", vec![binding(u64::MAX / 2_000)]);
+        let change = watch.try_recv().unwrap();
+        assert_eq!(
+            (change.phones, change.activity),
+            (1, Activity::Available { since: 0 })
+        );
+        desk.claim("alice", 7, 1_000).unwrap();
+        assert_eq!(
+            watch.try_recv().unwrap().activity,
+            Activity::Ringing { since: 0, call: 7 }
+        );
+        desk.answered("alice", 7, 2_000);
+        desk.finished("alice", 7, 5_000);
+        let kinds: Vec<&str> = std::iter::from_fn(|| watch.try_recv().ok())
+            .map(|c| c.activity.name())
+            .collect();
+        assert_eq!(kinds, ["on-call", "wrap-up"]);
+        let view = desk.view(14_999);
+        assert_eq!(
+            view[0].activity,
+            Activity::WrapUp {
+                until: 15_000,
+                call: 7
+            }
+        );
+        assert_eq!(view[0].phones, 1);
+        assert_eq!(
+            desk.view(15_000)[0].activity,
+            Activity::Available { since: 15_000 },
+            "a wrap-up that is over reads as available since its end, with no event needed"
+        );
+        assert!(
+            watch.try_recv().is_err(),
+            "reading the view changes nothing"
+        );
+    }
+
+    #[test]
+    fn an_activity_read_back_from_the_records_means_the_same() {
+        let wrap = Activity::from_record("wrap-up", Some(3), Some(9_000), 0).unwrap();
+        assert_eq!(wrap.effective(8_999).name(), "wrap-up");
+        assert_eq!(wrap.effective(9_000).name(), "available");
+        assert_eq!(wrap.call(), Some(3));
+        for a in [
+            Activity::Available { since: 5 },
+            Activity::Ringing { since: 5, call: 1 },
+            Activity::OnCall { call: 1 },
+        ] {
+            assert_eq!(Activity::from_record(a.name(), a.call(), None, 5), Some(a));
+        }
+        assert_eq!(Activity::from_record("dancing", None, None, 0), None);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::clock::Now;
 use crate::dialplan::Strategy;
 
 /// What a secretary is doing, as far as distribution cares.
@@ -43,10 +42,10 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn free(&self, now: u64) -> Option<u64> {
+    fn free(&self) -> Option<u64> {
         match self.state {
             State::Available { idle_since } => Some(idle_since),
-            State::WrapUp { until } if until <= now => Some(until),
+            // A wrap-up that is over arrives as `Available` (`desk::Activity::effective`).
             _ => None,
         }
     }
@@ -62,13 +61,13 @@ pub struct Offer {
     pub overflow: Vec<String>,
 }
 
-/// Decides an offer at `now` (unix milliseconds). `overflow` is whether the step has an
+/// Decides an offer for the team as it is now. `overflow` is whether the step has an
 /// `overflow_after`; without it, only assigned secretaries are offered the call.
-pub fn offer(candidates: &[Candidate], strategy: Strategy, overflow: bool, now: u64) -> Offer {
+pub fn offer(candidates: &[Candidate], strategy: Strategy, overflow: bool) -> Offer {
     let mut free: Vec<(&Candidate, u64)> = candidates
         .iter()
         .filter(|c| c.selected)
-        .filter_map(|c| c.free(now).map(|since| (c, since)))
+        .filter_map(|c| c.free().map(|since| (c, since)))
         .collect();
     // Most idle first; ties by name so the order is stable.
     free.sort_by(|(a, sa), (b, sb)| sa.cmp(sb).then_with(|| a.username.cmp(&b.username)));
@@ -93,10 +92,10 @@ pub fn offer(candidates: &[Candidate], strategy: Strategy, overflow: bool, now: 
 }
 
 /// Whether any selected secretary could take a call now: the plans' `secretary_available`.
-pub fn any_available(candidates: &[Candidate], now: u64) -> bool {
+pub fn any_available(candidates: &[Candidate]) -> bool {
     candidates
         .iter()
-        .any(|c| c.selected && c.assigned && c.free(now).is_some())
+        .any(|c| c.selected && c.assigned && c.free().is_some())
 }
 
 /// What a [`Hunt`] says to do next.
@@ -141,11 +140,10 @@ impl Hunt {
         }
     }
 
-    /// Decides whom to ring given the team as it is now (the wall clock decides whether a
+    /// Decides whom to ring given the team as it is now (the desk already says whether a
     /// wrap-up is over). A secretary is offered a given call once: one who declined is
     /// not rung again.
-    pub fn next(&mut self, team: &[Candidate], now: Now) -> Next {
-        let (now_ms, now) = (now.unix_ms, now.instant);
+    pub fn next(&mut self, team: &[Candidate], now: Instant) -> Next {
         if now >= self.deadline {
             return Next::GiveUp;
         }
@@ -154,7 +152,7 @@ impl Hunt {
             .filter(|c| !self.tried.contains(&c.username))
             .cloned()
             .collect();
-        let o = offer(&untried, self.strategy, self.overflow_at.is_some(), now_ms);
+        let o = offer(&untried, self.strategy, self.overflow_at.is_some());
         let mut names = o.now;
         if self.overflow_at.is_some_and(|at| now >= at) {
             self.overflowed = true;
@@ -225,11 +223,15 @@ mod tests {
             c("eve", true, State::Unregistered),
             c("fred", false, State::Available { idle_since: 0 }),
         ];
-        let o = offer(&team, Strategy::RingAll, false, 1_000);
+        let o = offer(&team, Strategy::RingAll, false);
         assert_eq!(o.now, vec!["alice", "bea"]);
         assert!(o.overflow.is_empty(), "no overflow unless the plan asks");
-        let o = offer(&team, Strategy::RingAll, true, 3_000);
-        assert_eq!(o.now, vec!["alice", "bea", "dora"], "wrap-up over");
+        let o = offer(&team, Strategy::RingAll, true);
+        assert_eq!(
+            o.now,
+            vec!["alice", "bea"],
+            "in wrap-up is busy: the desk hands over a finished one as available"
+        );
         assert_eq!(o.overflow, vec!["fred"]);
     }
 
@@ -240,21 +242,18 @@ mod tests {
             c("bea", true, State::Available { idle_since: 100 }),
             c("fred", false, State::Available { idle_since: 0 }),
         ];
-        assert_eq!(
-            offer(&team, Strategy::LongestIdle, true, 1_000).now,
-            vec!["bea"]
-        );
+        assert_eq!(offer(&team, Strategy::LongestIdle, true).now, vec!["bea"]);
         let busy = [
             c("alice", true, State::OnCall),
             c("fred", false, State::Available { idle_since: 0 }),
         ];
-        let o = offer(&busy, Strategy::RingAll, true, 1_000);
+        let o = offer(&busy, Strategy::RingAll, true);
         assert_eq!((o.now, o.overflow), (vec!["fred".to_string()], vec![]));
         assert!(
-            !any_available(&busy, 1_000),
+            !any_available(&busy),
             "only assigned secretaries count as available"
         );
-        assert!(offer(&busy, Strategy::RingAll, false, 1_000).now.is_empty());
+        assert!(offer(&busy, Strategy::RingAll, false).now.is_empty());
     }
 
     #[test]
@@ -264,7 +263,7 @@ mod tests {
             c("bea", true, State::Available { idle_since: 2 }),
         ];
         team[0].selected = false;
-        assert_eq!(offer(&team, Strategy::RingAll, false, 10).now, vec!["bea"]);
+        assert_eq!(offer(&team, Strategy::RingAll, false).now, vec!["bea"]);
     }
 
     #[test]
@@ -275,50 +274,12 @@ mod tests {
             c("bea", true, State::Available { idle_since: 200 }),
         ];
         let mut h = Hunt::new(Strategy::LongestIdle, Duration::from_secs(30), None, t0);
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t0,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::Ring(vec!["alice".into()])
-        );
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t0,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::Wait,
-            "one at a time"
-        );
+        assert_eq!(h.next(&team, t0), Next::Ring(vec!["alice".into()]));
+        assert_eq!(h.next(&team, t0), Next::Wait, "one at a time");
         h.failed("alice");
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t0,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::Ring(vec!["bea".into()])
-        );
+        assert_eq!(h.next(&team, t0), Next::Ring(vec!["bea".into()]));
         h.failed("bea");
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t0,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::GiveUp,
-            "each offered once"
-        );
+        assert_eq!(h.next(&team, t0), Next::GiveUp, "each offered once");
     }
 
     #[test]
@@ -334,16 +295,7 @@ mod tests {
             Some(Duration::from_secs(10)),
             t0,
         );
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t0,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::Ring(vec!["alice".into()])
-        );
+        assert_eq!(h.next(&team, t0), Next::Ring(vec!["alice".into()]));
         assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(10));
         let t10 = t0 + Duration::from_secs(10);
         assert_eq!(
@@ -353,29 +305,11 @@ mod tests {
         );
         // alice is ringing, so no longer free; fred joins at the overflow.
         let team = [c("alice", true, State::Ringing), team[1].clone()];
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t10,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::Ring(vec!["fred".into()])
-        );
+        assert_eq!(h.next(&team, t10), Next::Ring(vec!["fred".into()]));
         assert_eq!(h.ringing(), ["alice", "fred"]);
         assert_eq!(h.poll_timeout(), t0 + Duration::from_secs(30));
         let t30 = t0 + Duration::from_secs(30);
         assert!(h.expired(t30));
-        assert_eq!(
-            h.next(
-                &team,
-                Now {
-                    instant: t30,
-                    unix_ms: 1_000
-                }
-            ),
-            Next::GiveUp
-        );
+        assert_eq!(h.next(&team, t30), Next::GiveUp);
     }
 }

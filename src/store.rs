@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +240,100 @@ enum Msg {
     Flush(Done),
 }
 
+/// What the store committed, published to whoever watches (the console's board, delivery)
+/// once it is on disk: a consumer never shows what a crash could still lose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    /// A call arrived.
+    CallStarted {
+        /// The call.
+        id: CallRowId,
+        /// Its company, when the number reached one.
+        company: Option<String>,
+        /// The caller's number.
+        caller: String,
+        /// The caller's name, when a contact list knows it.
+        caller_name: Option<String>,
+    },
+    /// We answered the caller.
+    CallAnswered {
+        /// The call.
+        id: CallRowId,
+    },
+    /// A person took the call.
+    Handled {
+        /// The call.
+        id: CallRowId,
+        /// Who (a secretary, or the executive it was transferred to).
+        by: String,
+        /// Whether it was a transfer.
+        transfer: bool,
+    },
+    /// An entry of the call's timeline.
+    Event {
+        /// The call.
+        id: CallRowId,
+        /// What happened.
+        event: crate::event::CallEvent,
+    },
+    /// The call's message changed (its category, its recording).
+    MessageChanged {
+        /// The call.
+        id: CallRowId,
+    },
+    /// The call ended.
+    CallEnded {
+        /// The call.
+        id: CallRowId,
+        /// How.
+        outcome: Outcome,
+    },
+}
+
+impl Committed {
+    /// What a committed record means to a watcher; `None` for bookkeeping records.
+    fn of(record: &Record) -> Option<Committed> {
+        Some(match record {
+            Record::CallStarted {
+                id,
+                company,
+                caller,
+                caller_name,
+                ..
+            } => Committed::CallStarted {
+                id: *id,
+                company: company.clone(),
+                caller: caller.clone(),
+                caller_name: caller_name.clone(),
+            },
+            Record::CallAnswered { id, .. } => Committed::CallAnswered { id: *id },
+            Record::Handled {
+                id, by, transfer, ..
+            } => Committed::Handled {
+                id: *id,
+                by: by.clone(),
+                transfer: *transfer,
+            },
+            Record::Event { id, event, .. } => Committed::Event {
+                id: *id,
+                event: event.clone(),
+            },
+            Record::Category { id, .. } | Record::Recording { id, .. } => {
+                Committed::MessageChanged { id: *id }
+            }
+            Record::CallEnded { id, outcome, .. } => Committed::CallEnded {
+                id: *id,
+                outcome: *outcome,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// How many committed records a slow watcher may fall behind before it misses some (it
+/// is told, and reads the database again).
+const WATCH_BACKLOG: usize = 1024;
+
 /// Who waits for a commit: a thread (shutdown) or a call task (before it answers).
 enum Done {
     Thread(mpsc::Sender<()>),
@@ -281,6 +376,7 @@ pub struct Store {
     ids: CallIds,
     health: Health,
     queued: Queued,
+    watch: broadcast::Sender<Committed>,
 }
 
 /// Allocates call row ids. Ids are ours rather than SQLite's so that a call can queue its
@@ -307,6 +403,7 @@ pub struct Recovery {
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
     queued: Queued,
+    watch: broadcast::Sender<Committed>,
 }
 
 /// Records queued and not yet committed (for `/metrics`).
@@ -340,6 +437,11 @@ impl Writer {
             self.queued.done(1);
             tracing::error!("record lost: the store writer has stopped");
         }
+    }
+
+    /// Everything committed from now on (see [`Committed`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.watch.subscribe()
     }
 
     /// Resolves once everything queued so far is committed (a call's row, before the call
@@ -522,10 +624,15 @@ impl Store {
         let db_path = path.to_path_buf();
         let health = Health::default();
         let queued = Queued::default();
-        let (writer_health, writer_queued) = (health.clone(), queued.clone());
+        let (watch, _) = broadcast::channel(WATCH_BACKLOG);
+        let shared = Shared {
+            health: health.clone(),
+            queued: queued.clone(),
+            watch: watch.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, receiver, db_path, writer_health, writer_queued))
+            .spawn(move || writer_loop(conn, receiver, db_path, shared))
             .map_err(|source| StoreError::Io {
                 path: path.into(),
                 source,
@@ -539,6 +646,7 @@ impl Store {
                 ))),
                 health,
                 queued,
+                watch,
             },
             Recovery { interrupted },
         ))
@@ -549,6 +657,7 @@ impl Store {
         Writer {
             tx: self.tx.clone(),
             queued: self.queued.clone(),
+            watch: self.watch.clone(),
         }
     }
 
@@ -605,13 +714,27 @@ const RETRY_FOR_AT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5
 
 /// Writes what the calls queue, in batches; keeps what cannot be written (a full disk) and
 /// retries; notices a database file deleted under it and recreates it.
-fn writer_loop(
-    mut conn: Connection,
-    receiver: mpsc::Receiver<Msg>,
-    path: PathBuf,
+/// What the writer thread shares with the server.
+struct Shared {
     health: Health,
     queued: Queued,
-) {
+    watch: broadcast::Sender<Committed>,
+}
+
+impl Shared {
+    /// Tells watchers what was just committed (nothing to build when nobody watches).
+    fn publish(&self, records: &[Record]) {
+        if self.watch.receiver_count() == 0 {
+            return;
+        }
+        for committed in records.iter().filter_map(Committed::of) {
+            let _ = self.watch.send(committed);
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf, shared: Shared) {
+    let Shared { health, queued, .. } = &shared;
     let mut pending: Vec<Record> = Vec::new();
     let mut waiting: Vec<Done> = Vec::new();
     let mut lost: u64 = 0;
@@ -681,6 +804,7 @@ fn writer_loop(
                 }
                 health.set_failing(false);
                 queued.done(pending.len());
+                shared.publish(&pending);
                 pending.clear();
                 for done in waiting.drain(..) {
                     done.signal();
@@ -696,7 +820,10 @@ fn writer_loop(
                         .transaction()
                         .and_then(|tx| apply(&tx, &record).and_then(|()| tx.commit()));
                     match one {
-                        Ok(()) => kept += 1,
+                        Ok(()) => {
+                            kept += 1;
+                            shared.publish(std::slice::from_ref(&record));
+                        }
                         Err(e) => tracing::error!(error = %e, "a record was refused and dropped"),
                     }
                 }
@@ -956,6 +1083,73 @@ pub fn recent_calls(path: &Path, limit: usize) -> Result<Vec<CallRow>, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchers_hear_what_was_committed_once_it_is_on_disk() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        let w = store.writer();
+        let mut watch = w.subscribe();
+        let id = store.ids().next();
+        w.write(Record::CallStarted {
+            id,
+            company: Some("acme".into()),
+            dialled: "+33180000001".into(),
+            caller: "+33612345678".into(),
+            caller_name: Some("Syndic Martin".into()),
+            route: None,
+            category: "normal",
+            sip_call_id: "c1".into(),
+            at: now_text(),
+        });
+        w.write(Record::Bindings {
+            username: "alice".into(),
+            bindings: Vec::new(),
+        });
+        w.write(Record::Event {
+            id,
+            event: crate::event::CallEvent::NoRoute {},
+            at: now_text(),
+        });
+        w.write(Record::CallEnded {
+            id,
+            outcome: Outcome::Rejected,
+            status: None,
+            at: now_text(),
+        });
+        let first = watch.blocking_recv().unwrap();
+        assert_eq!(
+            first,
+            Committed::CallStarted {
+                id,
+                company: Some("acme".into()),
+                caller: "+33612345678".into(),
+                caller_name: Some("Syndic Martin".into()),
+            }
+        );
+        let calls = recent_calls(&db, 10).unwrap();
+        assert_eq!(calls.len(), 1, "published only after the commit");
+        assert!(
+            matches!(
+                watch.blocking_recv().unwrap(),
+                Committed::Event {
+                    event: crate::event::CallEvent::NoRoute {},
+                    ..
+                }
+            ),
+            "bookkeeping (bindings) is not published"
+        );
+        assert_eq!(
+            watch.blocking_recv().unwrap(),
+            Committed::CallEnded {
+                id,
+                outcome: Outcome::Rejected
+            }
+        );
+        drop(w);
+        store.close();
+    }
 
     #[test]
     fn writes_a_call_and_recovers_an_interrupted_one() {

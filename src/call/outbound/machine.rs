@@ -333,7 +333,7 @@ impl OutboundMachine {
             return;
         }
         let team = roster.candidates(&company, &h.who, h.group.as_deref(), now.unix_ms);
-        match h.hunt.next(&team, now) {
+        match h.hunt.next(&team, now.instant) {
             Next::Wait => {}
             Next::GiveUp => self.give_up("nobody-left"),
             Next::Ring(names) => {

@@ -424,9 +424,12 @@ impl Outbound {
                     self.machine
                         .on_claimed(ctx.desk.as_ref(), &secretary, phones, clock(now));
                 }
-                Output::Release { secretary } => ctx.desk.release(&secretary),
+                Output::Release { secretary } => {
+                    ctx.desk.release(&secretary, crate::clock::unix_ms())
+                }
                 Output::DeskAnswered { secretary } => {
-                    ctx.desk.answered(&secretary, self.caller.row)
+                    ctx.desk
+                        .answered(&secretary, self.caller.row, crate::clock::unix_ms())
                 }
                 Output::DeskFinished { secretary } => {
                     ctx.desk
