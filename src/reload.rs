@@ -99,7 +99,10 @@ fn changed(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {
 }
 
 /// Starts watching the plan and sound directories. The returned guard must be kept alive.
-pub fn watch(config: &Config, triggers: mpsc::UnboundedSender<Trigger>) -> Option<impl Sized> {
+pub fn watch(
+    config: &Config,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) -> Option<impl Sized + use<>> {
     let mut debouncer = match notify_debouncer_mini::new_debouncer(DEBOUNCE, move |events| {
         if let Ok(events) = events
             && !Vec::is_empty(&events)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{CallContext, task};
 use crate::config::{Config, TransportName};
@@ -46,11 +46,121 @@ const MEDIA_LAG_LIMIT: Duration = Duration::from_millis(10);
 
 /// Runs the server until `shutdown` completes, then stops gracefully.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let snapshot = crate::snapshot::load(&config)?;
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| ServerError::Io { what, source }
+    let running = start(&config).await?;
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// What every part of the server shares, made once by [`start`].
+struct Shared {
+    store: Store,
+    media: MediaHandle,
+    desk: Arc<crate::desk::Desk>,
+    metrics: Arc<Metrics>,
+    /// Live calls, counted by the endpoint; read by shutdown and the metrics gauges.
+    live: Arc<AtomicUsize>,
+    /// The endpoint's inputs: calls, TCP connections and shutdown all talk to it here.
+    endpoint: mpsc::UnboundedSender<Input>,
+}
+
+/// The SIP sockets the configuration asks for, bound before any task uses them.
+struct SipSockets {
+    udp: Option<Arc<UdpSocket>>,
+    tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+}
+
+/// Tasks that are neither SIP nor HTTP: reloading the plans (file watching and SIGHUP).
+struct Workers {
+    /// The file watcher; dropping it stops it.
+    _watcher: Option<Box<dyn Send>>,
+    /// Keeps the reload task's channel open until the workers stop, even when neither the
+    /// watcher nor SIGHUP could be set up.
+    _reload: mpsc::UnboundedSender<crate::reload::Trigger>,
+}
+
+/// The server once started: what each shutdown stage needs.
+struct Running {
+    shared: Shared,
+    /// The endpoint's task; it ends at [`Input::Stop`].
+    endpoint_task: tokio::task::JoinHandle<()>,
+    /// One per HTTP listener (`GET /metrics` today): a send, or a drop, stops it.
+    http: Vec<oneshot::Sender<()>>,
+    workers: Workers,
+    /// How long live calls get after our BYE (`limits.shutdown_grace_seconds`).
+    grace: Duration,
+}
+
+/// Wiring: config → store, media, SIP sockets, desk, metrics socket, call context,
+/// endpoint, then the tasks. The order decides which error a broken setup reports first
+/// and what is recorded before it (the desk writes every secretary as available).
+async fn start(config: &Config) -> Result<Running, ServerError> {
+    let snapshot = crate::snapshot::load(config)?;
+    let store = open_store(config)?;
+    let media = MediaHandle::start(
+        config.media_address(),
+        config.media.rtp_port_min,
+        config.media.rtp_port_max,
+    )
+    .map_err(io("RTP engine"))?;
+    let sockets = bind_sip(config).await?;
+    let desk = Arc::new(crate::desk::Desk::new(
+        &config.secretaries,
+        u64::from(config.distribution.wrap_up_seconds) * 1000,
+        Some(store.writer()),
+        crate::desk::now_ms(),
+    ));
+    let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
+    let shared = Shared {
+        store,
+        media,
+        desk,
+        metrics: Arc::new(Metrics::default()),
+        live: Arc::new(AtomicUsize::new(0)),
+        endpoint: endpoint_tx,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(&format!("metrics {addr}")))?,
+        ),
+        None => None,
+    };
+    let ctx = call_context(config, snapshot, &shared);
+    let endpoint = endpoint(config, sockets.udp, endpoint_rx, &ctx, &shared)?;
+    let endpoint_task = tokio::spawn(endpoint.run());
+    serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
+    let http = serve_metrics(metrics_listener, &shared)
+        .into_iter()
+        .collect();
+    let workers = start_workers(config, &ctx);
+    let companies = ctx
+        .snapshot
+        .read()
+        .map(|s| s.plans.companies().len())
+        .unwrap_or(0);
+    let listen = config.sip.listen;
+    tracing::info!(%listen, companies, db = %config.database_path().display(), "Permanence listening");
+    Ok(Running {
+        shared,
+        endpoint_task,
+        http,
+        workers,
+        grace: config.limits.shutdown_grace(),
+    })
+}
+
+/// An I/O error that names the socket or thread it is about.
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> ServerError + use<> {
+    let what = what.to_string();
+    move |source| ServerError::Io { what, source }
+}
+
+/// The store, with what the previous run left open settled: its calls marked interrupted,
+/// its cut-short recordings repaired.
+fn open_store(config: &Config) -> Result<Store, ServerError> {
     let (store, recovery) = Store::open(&config.database_path())?;
     if recovery.interrupted > 0 {
         tracing::warn!(
@@ -58,14 +168,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             "calls left open by the previous run marked interrupted"
         );
     }
-    recover_recordings(&config, &store.writer())?;
-    let media = MediaHandle::start(
-        config.media_address(),
-        config.media.rtp_port_min,
-        config.media.rtp_port_max,
-    )
-    .map_err(io("RTP engine"))?;
+    recover_recordings(config, &store.writer())?;
+    Ok(store)
+}
 
+/// Binds UDP, TLS (with its certificate) and TCP, as configured, in that order.
+async fn bind_sip(config: &Config) -> Result<SipSockets, ServerError> {
     let listen = config.sip.listen;
     let udp = if config.sip.transports.contains(&TransportName::Udp) {
         let socket = bind_udp(listen).map_err(io(&format!("UDP {listen}")))?;
@@ -78,7 +186,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             TcpListener::bind(addr)
                 .await
                 .map_err(io(&format!("TLS {addr}")))?,
-            tls_acceptor(&config)?,
+            tls_acceptor(config)?,
         )),
         None => None,
     };
@@ -91,31 +199,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     } else {
         None
     };
+    Ok(SipSockets { udp, tcp, tls })
+}
 
-    let desk = Arc::new(crate::desk::Desk::new(
-        &config.secretaries,
-        u64::from(config.distribution.wrap_up_seconds) * 1000,
-        Some(store.writer()),
-        crate::desk::now_ms(),
-    ));
-    let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
-    let metrics = Arc::new(Metrics::default());
-    let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(io(&format!("metrics {addr}")))?,
-        ),
-        None => None,
-    };
-    let ctx = Arc::new(CallContext {
-        metrics: Arc::clone(&metrics),
+/// What every call task shares: the snapshot in force, media, store, endpoint, desk and
+/// the settings a call reads.
+fn call_context(
+    config: &Config,
+    snapshot: crate::snapshot::Snapshot,
+    shared: &Shared,
+) -> Arc<CallContext> {
+    Arc::new(CallContext {
+        metrics: Arc::clone(&shared.metrics),
         snapshot: std::sync::RwLock::new(Arc::new(snapshot)),
-        media: media.clone(),
-        store: store.writer(),
-        ids: store.ids(),
-        endpoint: endpoint_tx.clone(),
-        local_sip: listen,
+        media: shared.media.clone(),
+        store: shared.store.writer(),
+        ids: shared.store.ids(),
+        endpoint: shared.endpoint.clone(),
+        local_sip: config.sip.listen,
         local_tls: config.sip.tls_listen,
         data: config.paths.data.clone(),
         silence_seconds: config.media.voicemail_silence_seconds,
@@ -125,19 +226,67 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             config.limits.unknown_number_rows_per_minute,
             60_000,
         )),
-        desk: Arc::clone(&desk),
+        desk: Arc::clone(&shared.desk),
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
-    });
+    })
+}
+
+/// The SIP endpoint: admission, a task per admitted call, the registrar (with the
+/// registrations kept from the last run), keep-alives and the trunk, as configured.
+fn endpoint(
+    config: &Config,
+    udp: Option<Arc<UdpSocket>>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    ctx: &Arc<CallContext>,
+    shared: &Shared,
+) -> Result<Endpoint, ServerError> {
     let spawn: SpawnCall = {
-        let ctx = Arc::clone(&ctx);
+        let ctx = Arc::clone(ctx);
         Arc::new(move |call_id, rx| {
             tokio::spawn(task::run(Arc::clone(&ctx), call_id, rx));
         })
     };
-    let admission = AdmissionPolicy {
-        store: store.health(),
+    let admission = admission(config, shared);
+    let listen = config.sip.listen;
+    let endpoint = Endpoint::new(
+        udp,
+        inputs,
+        spawn,
+        admission,
+        Arc::clone(&shared.live),
+        Arc::clone(&shared.metrics),
+        config.sip.max_message_bytes,
+        TimerValues {
+            t1: Duration::from_millis(config.sip.t1_ms.max(1)),
+            ..TimerValues::default()
+        },
+    );
+    let endpoint = endpoint
+        .with_registrar(
+            registrar(config)?,
+            shared.store.writer(),
+            Arc::clone(&shared.desk),
+        )
+        .with_keepalive(
+            Duration::from_secs(config.registrar.keepalive_seconds),
+            listen,
+        );
+    let endpoint = match &config.trunk {
+        Some(trunk) if trunk.inbound_only_from_trunk => {
+            endpoint.with_inbound_only(trunk.inbound_addresses())
+        }
+        _ => endpoint,
+    };
+    Ok(with_trunk_registration(endpoint, config))
+}
+
+/// Which new INVITEs are taken: the configured limits, `max_calls` capped by what the RTP
+/// port range can carry, and the media engine's lateness.
+fn admission(config: &Config, shared: &Shared) -> AdmissionPolicy {
+    AdmissionPolicy {
+        store: shared.store.health(),
         max_invites_per_second_per_source: config.limits.max_invites_per_second_per_source,
         rate_exempt: config
             .trunk
@@ -160,37 +309,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         max_calls_per_source: config.limits.max_calls_per_source,
         retry_after: config.limits.retry_after_seconds,
         media_overloaded: {
-            let media = media.clone();
+            let media = shared.media.clone();
             Arc::new(move || media.lag() > MEDIA_LAG_LIMIT)
         },
-    };
-    let live = Arc::new(AtomicUsize::new(0));
-    let endpoint = Endpoint::new(
-        udp,
-        endpoint_rx,
-        spawn,
-        admission,
-        Arc::clone(&live),
-        Arc::clone(&metrics),
-        config.sip.max_message_bytes,
-        TimerValues {
-            t1: Duration::from_millis(config.sip.t1_ms.max(1)),
-            ..TimerValues::default()
-        },
-    );
-    let endpoint = endpoint
-        .with_registrar(registrar(&config)?, store.writer(), Arc::clone(&desk))
-        .with_keepalive(
-            Duration::from_secs(config.registrar.keepalive_seconds),
-            listen,
-        );
-    let endpoint = match &config.trunk {
-        Some(trunk) if trunk.inbound_only_from_trunk => {
-            endpoint.with_inbound_only(trunk.inbound_addresses())
-        }
-        _ => endpoint,
-    };
-    let endpoint = match &config.trunk {
+    }
+}
+
+/// The endpoint registering with the trunk, when `[trunk] register` asks for it and the
+/// credentials are there (without them: a warning, and no registration).
+fn with_trunk_registration(endpoint: Endpoint, config: &Config) -> Endpoint {
+    match &config.trunk {
         Some(trunk) if trunk.register => match (&trunk.username, &trunk.password) {
             (Some(user), Some(password)) => endpoint.with_trunk_registration(
                 crate::trunk::Registration::new(
@@ -204,7 +332,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     trunk.register_expires,
                     Instant::now(),
                 ),
-                listen,
+                config.sip.listen,
             ),
             _ => {
                 tracing::warn!(
@@ -214,9 +342,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         },
         _ => endpoint,
-    };
-    let endpoint_task = tokio::spawn(endpoint.run());
-    // TCP and TLS each get the limits (per listener).
+    }
+}
+
+/// Accepts SIP over TCP and TLS, each listener on its own task and with its own limits.
+fn serve_streams(
+    config: &Config,
+    tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    endpoint: &mpsc::UnboundedSender<Input>,
+) {
     let tcp_limits = crate::sip::transport::TcpLimits {
         max_message: config.sip.max_message_bytes,
         max_connections: config.limits.max_tcp_connections,
@@ -224,52 +359,63 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         message_deadline: Duration::from_secs(config.limits.tcp_message_seconds),
     };
     if let Some(listener) = tcp {
-        tokio::spawn(serve_tcp(listener, endpoint_tx.clone(), tcp_limits, None));
+        tokio::spawn(serve_tcp(listener, endpoint.clone(), tcp_limits, None));
     }
     if let Some((listener, acceptor)) = tls {
         tokio::spawn(serve_tcp(
             listener,
-            endpoint_tx.clone(),
+            endpoint.clone(),
             tcp_limits,
             Some(acceptor),
         ));
     }
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(listener) = metrics_listener {
-        let gauges: crate::metrics::ReadGauges = {
-            let (live, media, health, queued) = (
-                Arc::clone(&live),
-                media.clone(),
-                store.health(),
-                store.queued(),
-            );
-            Arc::new(move || crate::metrics::Gauges {
-                live_calls: live.load(Ordering::Relaxed),
-                rtp_lateness: media.lag(),
-                rtp_relayed: media.relayed(),
-                store_queue: queued.get(),
-                store_writing: health.is_writing(),
-            })
-        };
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            Arc::clone(&metrics),
-            gauges,
-            async move {
-                let _ = metrics_stopped.await;
-            },
-        ));
-    }
+}
+
+/// Serves `GET /metrics` on its own task when a listener is configured; returns what
+/// stops it.
+fn serve_metrics(listener: Option<TcpListener>, shared: &Shared) -> Option<oneshot::Sender<()>> {
+    let listener = listener?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let gauges: crate::metrics::ReadGauges = {
+        let (live, media, health, queued) = (
+            Arc::clone(&shared.live),
+            shared.media.clone(),
+            shared.store.health(),
+            shared.store.queued(),
+        );
+        Arc::new(move || crate::metrics::Gauges {
+            live_calls: live.load(Ordering::Relaxed),
+            rtp_lateness: media.lag(),
+            rtp_relayed: media.relayed(),
+            store_queue: queued.get(),
+            store_writing: health.is_writing(),
+        })
+    };
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        Arc::clone(&shared.metrics),
+        gauges,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Some(stop)
+}
+
+/// Starts reloading: the file watcher, the task that builds and swaps snapshots, and
+/// SIGHUP (on Unix).
+fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
-    let _watcher = crate::reload::watch(&config, reload_tx.clone());
+    let watcher = crate::reload::watch(config, reload_tx.clone());
     tokio::spawn(crate::reload::run(
         config.clone(),
-        Arc::clone(&ctx),
+        Arc::clone(ctx),
         reload_rx,
     ));
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hup) => {
+            let reload_tx = reload_tx.clone();
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     let _ = reload_tx.send(crate::reload::Trigger::Signal);
@@ -278,36 +424,94 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload by editing the files"),
     }
-    let companies = ctx
-        .snapshot
-        .read()
-        .map(|s| s.plans.companies().len())
-        .unwrap_or(0);
-    tracing::info!(%listen, companies, db = %config.database_path().display(), "Permanence listening");
-
-    shutdown.await;
-    tracing::info!(
-        live = live.load(Ordering::Relaxed),
-        "stopping: refusing new calls, hanging up live ones"
-    );
-    let _ = endpoint_tx.send(Input::Drain);
-    let deadline = Instant::now() + config.limits.shutdown_grace();
-    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    Workers {
+        _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
+        _reload: reload_tx,
     }
-    let _ = endpoint_tx.send(Input::Stop);
-    let _ = endpoint_task.await;
-    let _ = metrics_stop.send(());
-    store.flush();
-    tracing::info!(
-        dropped = metrics.dropped.load(Ordering::Relaxed),
-        malformed_answered = metrics.malformed_answered.load(Ordering::Relaxed),
-        refused_busy = metrics.refused_total(),
-        rtp_relayed = media.relayed(),
-        still_live = live.load(Ordering::Relaxed),
-        "stopped"
-    );
-    Ok(())
+}
+
+impl Running {
+    /// Stops in named stages, each finished before the next begins:
+    ///
+    /// 1. [`refuse_new_calls`](Self::refuse_new_calls): new INVITEs get 503, live calls
+    ///    are told to end;
+    /// 2. [`end_live_calls`](Self::end_live_calls): up to the grace for them to end,
+    ///    then the endpoint stops;
+    /// 3. [`stop_http`](Self::stop_http): the HTTP listeners (`GET /metrics` today);
+    /// 4. [`stop_workers`](Self::stop_workers): file watching for reloads;
+    /// 5. [`flush_store`](Self::flush_store): every record queued so far reaches the disk.
+    ///
+    /// HTTP stops after the calls, not first: that is the order the server has always had,
+    /// and it lets `/metrics` show the live calls going during the grace. A web console
+    /// that must stop taking requests before calls end gets a stage before the first.
+    async fn shutdown(self) {
+        let Running {
+            shared,
+            endpoint_task,
+            http,
+            workers,
+            grace,
+        } = self;
+        Self::refuse_new_calls(&shared);
+        Self::end_live_calls(&shared, endpoint_task, grace).await;
+        Self::stop_http(http);
+        Self::stop_workers(workers);
+        Self::flush_store(&shared);
+        tracing::info!(
+            dropped = shared.metrics.dropped.load(Ordering::Relaxed),
+            malformed_answered = shared.metrics.malformed_answered.load(Ordering::Relaxed),
+            refused_busy = shared.metrics.refused_total(),
+            rtp_relayed = shared.media.relayed(),
+            still_live = shared.live.load(Ordering::Relaxed),
+            "stopped"
+        );
+    }
+
+    /// Stage: the endpoint answers new INVITEs 503 and sends every live call its shutdown
+    /// (BYE, or 503 before the answer).
+    fn refuse_new_calls(shared: &Shared) {
+        tracing::info!(
+            live = shared.live.load(Ordering::Relaxed),
+            "stopping: refusing new calls, hanging up live ones"
+        );
+        let _ = shared.endpoint.send(Input::Drain);
+    }
+
+    /// Stage: waits until the live calls have ended or the grace is over, then stops the
+    /// endpoint (no SIP after this, even for a call still live past the grace).
+    async fn end_live_calls(
+        shared: &Shared,
+        endpoint_task: tokio::task::JoinHandle<()>,
+        grace: Duration,
+    ) {
+        let deadline = Instant::now() + grace;
+        while shared.live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = shared.endpoint.send(Input::Stop);
+        let _ = endpoint_task.await;
+    }
+
+    /// Stage: tells every HTTP listener to stop.
+    fn stop_http(http: Vec<oneshot::Sender<()>>) {
+        for stop in http {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stage: stops watching the plans' files. The reload task and the SIGHUP listener are
+    /// left to end with the runtime, as they always have: once the endpoint has stopped, no
+    /// call reads a new snapshot. The watcher used to go when `run` returned, just after the
+    /// flush; the two orders cannot be told apart, since dropping it only signals its
+    /// thread and no task runs between this stage and the flush.
+    fn stop_workers(workers: Workers) {
+        drop(workers);
+    }
+
+    /// Stage: waits until every record queued so far is committed.
+    fn flush_store(shared: &Shared) {
+        shared.store.flush();
+    }
 }
 
 /// The TLS server side from `sip.tls_certificate` and `sip.tls_key` (PEM).

@@ -1,0 +1,78 @@
+//! The subcommands: their flags (clap) and which module runs each. Every subcommand is a
+//! module of its own with `Args` and `run`, so this file reads as the table of contents.
+
+use clap::{Parser, Subcommand};
+
+/// `println!` for the CLI's output: a reader that went away (`permanence calls | head`)
+/// ends the command quietly instead of panicking on the broken pipe.
+// Defined before the modules below so that they all see it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+mod bans;
+mod calls;
+mod check;
+mod hash_password;
+mod messages;
+mod secretaries;
+mod serve;
+mod simulate;
+
+#[derive(Parser)]
+#[command(
+    name = "permanence",
+    version,
+    about = "SIP call-handling server for remote secretariats"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// The doc comments here are the subcommands' help text (clap shows them as written).
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::Args),
+    /// Check dial plans and their sounds without starting anything; lists every error.
+    Check(check::Args),
+    /// Show which route a call would take and what would happen, without any network.
+    Simulate(simulate::Args),
+    /// List the messages that need attention (or show one, or mark one read/done).
+    Messages(messages::Args),
+    /// Who is registered, from where, and who is available (secretaries, then executives).
+    Secretaries(secretaries::Args),
+    /// Print the digest hashes to store for a secretary instead of their password.
+    ///
+    /// The password is read from standard input (one line), never from the command line
+    /// where `ps` and shell history would keep it: at a terminal it is asked for without
+    /// echo; otherwise pipe it in, e.g. `printf '%s\n' 'their password' | permanence
+    /// hash-password --username bob`.
+    HashPassword(hash_password::Args),
+    /// Addresses banned for repeated wrong passwords, newest first.
+    Bans(bans::Args),
+    /// List recent calls from the records.
+    Calls(calls::Args),
+}
+
+/// Parses the command line and runs the subcommand it names.
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Messages(args) => messages::run(args),
+        Command::Secretaries(args) => secretaries::run(args),
+        Command::HashPassword(args) => hash_password::run(args),
+        Command::Bans(args) => bans::run(args),
+        Command::Calls(args) => calls::run(args),
+    }
+}
