@@ -371,9 +371,6 @@ fn live(bindings: &[Binding], now_ms: u64) -> impl Iterator<Item = &Binding> {
         .filter(move |b| b.expires_at > now_ms / 1000)
 }
 
-/// Unix milliseconds now: activity times are wall-clock, like the records.
-pub use crate::clock::unix_ms as now_ms;
-
 #[cfg(test)]
 mod tests {
     use super::*;

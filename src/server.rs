@@ -109,7 +109,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         &config.secretaries,
         u64::from(config.distribution.wrap_up_seconds) * 1000,
         Some(store.writer()),
-        crate::desk::now_ms(),
+        crate::clock::unix_ms(),
     ));
     let (endpoint_tx, endpoint_rx) = mpsc::unbounded_channel();
     let shared = Shared {

@@ -122,7 +122,7 @@ impl<'a> Call<'a> {
                     caller,
                     dialled: dialled_e164.as_ref(),
                     now: jiff::Timestamp::now(),
-                    secretary_available: ctx.desk.any_available(&c.id.0, crate::desk::now_ms()),
+                    secretary_available: ctx.desk.any_available(&c.id.0, crate::clock::unix_ms()),
                 };
                 let d = dialplan::decide(c, &facts);
                 d.index.map(|i| (i, d.contact_name))

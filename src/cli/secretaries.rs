@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use permanence::config::Config;
+use permanence::desk::Activity;
 use permanence::registrar::Secretary;
 use permanence::store;
 use permanence::terminal::safe;
@@ -48,20 +49,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .filter(|r| r.username == s.username)
             .collect();
-        let activity = states.iter().find(|r| r.username == s.username);
+        let activity = states
+            .iter()
+            .find(|r| r.username == s.username)
+            .and_then(|r| Activity::from_record(&r.state, r.call_id, r.until_ms, 0))
+            .map(|a| a.effective(permanence::clock::unix_ms()));
         let state = match activity {
             _ if mine.is_empty() => "not registered",
             _ if role == "executive" => "registered",
-            Some(r)
-                if r.state == "wrap-up"
-                    && r.until_ms.unwrap_or(0) <= permanence::desk::now_ms() as i64 =>
-            {
-                "available"
-            }
-            Some(r) if r.state == "ringing" => "ringing",
-            Some(r) if r.state == "on-call" => "on a call",
-            Some(r) if r.state == "wrap-up" => "wrap-up",
-            _ => "available",
+            Some(Activity::Ringing { .. }) => "ringing",
+            Some(Activity::OnCall { .. }) => "on a call",
+            Some(Activity::WrapUp { .. }) => "wrap-up",
+            Some(Activity::Available { .. }) | None => "available",
         };
         if json {
             let mut line = serde_json::json!({ "username": s.username, "name": s.name, "role": role, "state": state, "registrations": mine });

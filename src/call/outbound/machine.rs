@@ -371,7 +371,11 @@ impl OutboundMachine {
             h.rang = true;
         }
         let advance = h.claims == 0 && !h.rang;
-        let to_uri = format!("sip:{secretary}@{}", self.local_ip);
+        // An IPv6 host is bracketed in a URI (RFC 3261 §25.1).
+        let to_uri = match self.local_ip {
+            IpAddr::V4(ip) => format!("sip:{secretary}@{ip}"),
+            IpAddr::V6(ip) => format!("sip:{secretary}@[{ip}]"),
+        };
         for target in phones {
             self.invite(Role::Secretary, secretary, &to_uri, target);
         }
@@ -731,14 +735,18 @@ impl OutboundMachine {
             to: who.clone(),
             status,
         });
-        let still_ringing = self.legs.iter().any(|l| {
+        if !self.still_ringing(role, &who) {
+            self.nobody_there(roster, role, &who, now);
+        }
+    }
+
+    /// Whether another phone of `who` still rings.
+    fn still_ringing(&self, role: Role, who: &str) -> bool {
+        self.legs.iter().any(|l| {
             l.role == role
                 && l.who == who
                 && matches!(l.state, LegState::Calling | LegState::Ringing)
-        });
-        if !still_ringing {
-            self.nobody_there(roster, role, &who, now);
-        }
+        })
     }
 
     /// Every phone of `who` failed (or answered with what we cannot use): the next one.
@@ -780,7 +788,9 @@ impl OutboundMachine {
             self.bye_if_answered(leg);
             if winner {
                 self.event(CallEvent::UnusableAnswer { to: who.clone() });
-                self.nobody_there(roster, role, &who, now);
+                if !self.still_ringing(role, &who) {
+                    self.nobody_there(roster, role, &who, now);
+                }
             }
             return;
         }
