@@ -331,6 +331,7 @@ fn with_trunk_registration(endpoint: Endpoint, config: &Config) -> Endpoint {
                     password.clone(),
                     trunk.register_expires,
                     Instant::now(),
+                    crate::sip::write::Ids::fresh(),
                 ),
                 config.sip.listen,
             ),

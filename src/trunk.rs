@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::sip::write;
+use crate::sip::write::{self, Ids};
 
 /// How soon to try again after a refusal or no answer at all.
 const RETRY: Duration = Duration::from_secs(60);
@@ -42,6 +42,7 @@ pub struct Registration {
     next_at: Instant,
     /// Where it stands.
     pub state: State,
+    ids: Ids,
 }
 
 impl Registration {
@@ -53,6 +54,7 @@ impl Registration {
         password: String,
         expires: u32,
         now: Instant,
+        mut ids: Ids,
     ) -> Registration {
         Registration {
             proxy,
@@ -60,11 +62,12 @@ impl Registration {
             username,
             password,
             expires: expires.max(60),
-            call_id: format!("trunk-{}@permanence", write::new_tag()),
-            from_tag: write::new_tag(),
+            call_id: format!("trunk-{}@permanence", ids.tag()),
+            from_tag: ids.tag(),
             cseq: 0,
             next_at: now,
             state: State::Idle,
+            ids,
         }
     }
 
@@ -89,7 +92,7 @@ impl Registration {
         self.state = State::Pending {
             authenticated: authorization.is_some(),
         };
-        let branch = write::new_branch();
+        let branch = self.ids.branch();
         let aor = format!("sip:{}@{}", self.username, self.domain);
         let auth = authorization
             .map(|(h, v)| format!("{h}: {v}\r\n"))
@@ -187,6 +190,7 @@ mod tests {
             "s3cret".into(),
             600,
             now,
+            Ids::with_seed(1),
         )
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::InviteAck;
-use crate::sip::write::{self, DialogHeaders};
+use crate::sip::write::{self, DialogHeaders, Ids};
 use crate::sip::{CallId, Peer};
 
 pub use crate::event::Role;
@@ -36,6 +36,8 @@ pub struct Invitation<'a> {
     pub sdp: &'a str,
     /// Max-Forwards: the caller's, less one (RFC 3261 §16.6), so a loop runs out of hops.
     pub max_forwards: u8,
+    /// Where the leg's tags and branches come from.
+    pub ids: Ids,
 }
 
 /// One outbound INVITE and the dialog it may create.
@@ -66,14 +68,16 @@ pub struct Leg {
     invite: String,
     /// The dialog's route set: the 2xx's Record-Route, reversed (RFC 3261 §12.1.2).
     route: Vec<String>,
+    ids: Ids,
 }
 
 impl Leg {
     /// A new leg and its INVITE's bytes and ACK details.
     pub fn invite(inv: &Invitation) -> (Leg, Vec<u8>, InviteAck) {
-        let call_id = CallId(format!("{}@permanence", write::new_tag()));
-        let branch = write::new_branch();
-        let local_tag = write::new_tag();
+        let mut ids = inv.ids.clone();
+        let call_id = CallId(format!("{}@permanence", ids.tag()));
+        let branch = ids.branch();
+        let local_tag = ids.tag();
         let from = format!(
             "{} <sip:{}@{}>;tag={local_tag}",
             quote(inv.display),
@@ -129,6 +133,7 @@ impl Leg {
             ack: None,
             invite: text.clone(),
             route: Vec::new(),
+            ids,
         };
         (leg, text.into_bytes(), ack)
     }
@@ -183,8 +188,8 @@ impl Leg {
     }
 
     /// The ACK for the 2xx: its own branch, the INVITE's CSeq number (RFC 3261 §13.2.2.4).
-    fn ack_bytes(&self) -> Vec<u8> {
-        let branch = write::new_branch();
+    fn ack_bytes(&mut self) -> Vec<u8> {
+        let branch = self.ids.branch();
         write::in_dialog_request(
             &self.dialog(),
             &Method::Ack,
@@ -226,7 +231,7 @@ impl Leg {
         body: Option<(&str, &[u8])>,
     ) -> (String, Vec<u8>) {
         self.cseq += 1;
-        let branch = write::new_branch();
+        let branch = self.ids.branch();
         let bytes = write::in_dialog_request_with_body(
             &self.dialog(),
             method,
@@ -244,7 +249,8 @@ impl Leg {
     /// From tag, the next CSeq, a new branch. Returns its branch, bytes and ACK details.
     pub fn invite_with_credentials(&mut self, header: &str, value: &str) -> (Vec<u8>, InviteAck) {
         self.cseq += 1;
-        let old_branch = std::mem::replace(&mut self.branch, write::new_branch());
+        let fresh = self.ids.branch();
+        let old_branch = std::mem::replace(&mut self.branch, fresh);
         let text = self
             .invite
             .replace(&old_branch, &self.branch)
@@ -321,6 +327,7 @@ mod tests {
             headers: &[("X-Permanence-Company", "acme")],
             sdp: "v=0\r\n",
             max_forwards: 69,
+            ids: Ids::with_seed(7),
         }
     }
 

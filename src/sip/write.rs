@@ -8,14 +8,52 @@ use super::message::{Echo, Method};
 /// The product token sent in Server / User-Agent.
 pub const PRODUCT: &str = concat!("Permanence/", env!("CARGO_PKG_VERSION"));
 
-/// A fresh tag or branch suffix: 64 random bits in hex (RFC 3261 §19.3 asks for 32 at least).
+/// A fresh tag or branch suffix from the shell's RNG: 64 random bits in hex (RFC 3261
+/// §19.3 asks for 32 at least).
 pub fn new_tag() -> String {
     format!("{:016x}", fastrand::u64(..))
 }
 
 /// A fresh Via branch: the RFC 3261 magic cookie (§8.1.1.7) and a fresh tag.
 pub fn new_branch() -> String {
-    format!("z9hG4bK{}", new_tag())
+    branch_from(&new_tag())
+}
+
+fn branch_from(tag: &str) -> String {
+    format!("z9hG4bK{tag}")
+}
+
+/// Where the pure modules that write SIP (an outbound leg, the trunk's registration) get
+/// their tags and branches: handed in by the shell, seeded, so that a test sees the same
+/// messages every run. Tags only need to be unique, not secret (nonces use `getrandom`).
+#[derive(Debug, Clone)]
+pub struct Ids(fastrand::Rng);
+
+impl Ids {
+    /// From a seed (tests).
+    pub fn with_seed(seed: u64) -> Ids {
+        Ids(fastrand::Rng::with_seed(seed))
+    }
+
+    /// Seeded from the process's RNG (the shell).
+    pub fn fresh() -> Ids {
+        Ids::with_seed(fastrand::u64(..))
+    }
+
+    /// Another generator, for a leg of its own.
+    pub fn fork(&mut self) -> Ids {
+        Ids::with_seed(self.0.u64(..))
+    }
+
+    /// A fresh tag.
+    pub fn tag(&mut self) -> String {
+        format!("{:016x}", self.0.u64(..))
+    }
+
+    /// A fresh Via branch.
+    pub fn branch(&mut self) -> String {
+        branch_from(&self.tag())
+    }
 }
 
 /// Methods we accept, for Allow (RFC 3261 §20.5).

@@ -27,7 +27,8 @@ use crate::sdp::{self, Codec, LocalMedia, Negotiated};
 use crate::sip::endpoint::{Input, LegEvent};
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::TxKey;
-use crate::sip::{CallId, Peer, write};
+use crate::sip::write::{self, Ids};
+use crate::sip::{CallId, Peer};
 use crate::store::{self, CallRowId, Record};
 
 /// Answers a request inside a leg: status, extra headers, SDP body.
@@ -103,6 +104,8 @@ pub struct Outbound {
     /// Our SRTP key for legs to phones on TLS (made when first needed).
     srtp_key: Option<String>,
     events: mpsc::UnboundedSender<(StreamId, MediaEvent)>,
+    /// Tags and branches for the legs (each leg gets a generator of its own).
+    ids: Ids,
 }
 
 impl Outbound {
@@ -130,6 +133,7 @@ impl Outbound {
             session_id: fastrand::u64(..u64::MAX / 2),
             srtp_key: None,
             events,
+            ids: Ids::fresh(),
         }
     }
 
@@ -299,7 +303,7 @@ impl Outbound {
             password,
             "INVITE",
             l.target(),
-            &write::new_tag(),
+            &self.ids.tag(),
         ) else {
             return false;
         };
@@ -662,6 +666,7 @@ impl Outbound {
             headers: &headers,
             sdp: &offer,
             max_forwards: self.caller.max_forwards,
+            ids: self.ids.fork(),
         });
         let _ = ctx.endpoint.send(Input::Invite {
             leg: leg.call_id.clone(),
