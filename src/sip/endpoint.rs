@@ -369,6 +369,13 @@ impl Endpoint {
         self
     }
 
+    /// Whether this Call-ID is that of our registration with the trunk.
+    fn is_trunk_registration(&self, call_id: &CallId) -> bool {
+        self.trunk
+            .as_ref()
+            .is_some_and(|(r, _)| r.call_id() == call_id.0)
+    }
+
     fn trunk_due(&self) -> Option<Instant> {
         self.trunk.as_ref().and_then(|(r, _)| r.poll_timeout())
     }
@@ -938,11 +945,7 @@ impl Endpoint {
                     call_id,
                     status,
                     challenge,
-                } if self
-                    .trunk
-                    .as_ref()
-                    .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
-                {
+                } if self.is_trunk_registration(&call_id) => {
                     let again = self.trunk.as_mut().and_then(|(r, local)| {
                         r.on_response(
                             status,
@@ -956,12 +959,7 @@ impl Endpoint {
                         self.register_with_trunk(again);
                     }
                 }
-                Output::RequestTimeout(call_id)
-                    if self
-                        .trunk
-                        .as_ref()
-                        .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
-                {
+                Output::RequestTimeout(call_id) if self.is_trunk_registration(&call_id) => {
                     if let Some((r, _)) = &mut self.trunk {
                         r.on_timeout(Instant::now());
                     }
