@@ -225,7 +225,10 @@ impl MediaHandle {
         let id = StreamId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let stream = Stream {
             id,
-            socket: spec.socket,
+            io: StreamIo::Rtp(RtpIo {
+                socket: spec.socket,
+                srtp: spec.srtp,
+            }),
             remote: spec.remote,
             latch: Latch::new(spec.remote, spec.signalling),
             dropped: 0,
@@ -240,7 +243,6 @@ impl MediaHandle {
             playing: None,
             events: spec.events,
             bridge: None,
-            srtp: spec.srtp,
         };
         self.send(Command::Open(Box::new(stream)));
         id
@@ -306,7 +308,7 @@ struct Playing {
 
 struct Stream {
     id: StreamId,
-    socket: UdpSocket,
+    io: StreamIo,
     remote: SocketAddr,
     latch: Latch,
     /// Packets from strangers (neither the peer nor a candidate for it), dropped.
@@ -322,7 +324,76 @@ struct Stream {
     playing: Option<Playing>,
     events: UnboundedSender<(StreamId, MediaEvent)>,
     bridge: Option<Bridge>,
+}
+
+/// Where a stream's packets go out and come in, protected as its leg requires: the
+/// engine's one seam between a stream (pacing, latching, listening, bridging, which all see
+/// plain RTP) and its transport. Matched per packet: no allocation, no indirect call.
+///
+/// A browser (WebRTC) leg goes here as a second variant, holding its ICE agent and
+/// DTLS-SRTP context behind the same `send` and `recv` (its spec carrying ICE credentials
+/// and a DTLS fingerprint instead of a bound socket); the rest of the engine stays as is.
+enum StreamIo {
+    /// RTP on one of our UDP sockets, SRTP with SDES keys when the stream is encrypted.
+    Rtp(RtpIo),
+}
+
+/// An RTP leg's transport: our UDP socket, and its SRTP contexts when encrypted.
+struct RtpIo {
+    socket: UdpSocket,
     srtp: Option<crate::srtp::Srtp>,
+}
+
+/// What one read from a stream's transport gave.
+enum Inbound {
+    /// A plain RTP packet, its length at the start of the buffer, from this address.
+    Packet { len: usize, from: SocketAddr },
+    /// A datagram that is not the peer's (it failed SRTP authentication).
+    Refused,
+    /// Nothing more to read now.
+    Empty,
+}
+
+impl StreamIo {
+    /// Sends one packet to the peer, encrypted when the stream is.
+    fn send(&mut self, remote: SocketAddr, packet: &mut Vec<u8>) {
+        match self {
+            StreamIo::Rtp(rtp) => rtp.send(remote, packet),
+        }
+    }
+
+    /// Reads the next packet into `buf`, without blocking.
+    fn recv(&mut self, buf: &mut [u8]) -> Inbound {
+        match self {
+            StreamIo::Rtp(rtp) => rtp.recv(buf),
+        }
+    }
+}
+
+impl RtpIo {
+    fn send(&mut self, remote: SocketAddr, packet: &mut Vec<u8>) {
+        if let Some(srtp) = &mut self.srtp {
+            srtp.send.protect(packet);
+        }
+        if let Err(e) = self.socket.send_to(packet, remote) {
+            tracing::trace!(error = %e, %remote, "RTP send failed");
+        }
+    }
+
+    /// An encrypted stream hears only what authenticates with the peer's key.
+    fn recv(&mut self, buf: &mut [u8]) -> Inbound {
+        let Ok((n, from)) = self.socket.recv_from(buf) else {
+            return Inbound::Empty;
+        };
+        let len = match &mut self.srtp {
+            Some(srtp) => match srtp.recv.unprotect(&mut buf[..n]) {
+                Ok(len) => len,
+                Err(_) => return Inbound::Refused,
+            },
+            None => n,
+        };
+        Inbound::Packet { len, from }
+    }
 }
 
 /// One side of a bridge, held by each of the two streams.
@@ -430,7 +501,7 @@ impl Stream {
                 body,
                 packet,
             );
-            send(&self.socket, self.remote, &mut self.srtp, packet);
+            self.io.send(self.remote, packet);
         }
     }
 
@@ -439,40 +510,32 @@ impl Stream {
     /// reads the socket: the kernel drops what overflows.
     fn read(&mut self, scratch: &mut [u8], relayed: &mut Relayed, now: Instant) {
         for _ in 0..MAX_READS_PER_VISIT {
-            match self.socket.recv_from(scratch) {
-                Ok((n, from)) => {
-                    // An encrypted stream hears only what authenticates with the peer's key.
-                    let n = match &mut self.srtp {
-                        Some(srtp) => match srtp.recv.unprotect(&mut scratch[..n]) {
-                            Ok(len) => len,
-                            Err(_) => {
-                                self.dropped += 1;
-                                continue;
-                            }
-                        },
-                        None => n,
-                    };
-                    // One parse per packet, for latching, listening and relaying alike.
-                    let Some(rtp) = crate::rtp::parse(&scratch[..n]) else {
-                        continue;
-                    };
-                    match self.latch.on_packet(from, rtp.ssrc, rtp.seq) {
-                        Verdict::Accept => {}
-                        Verdict::Latched(at) => {
-                            self.remote = at;
-                            let _ = self.events.send((self.id, MediaEvent::Latched(at)));
-                        }
-                        Verdict::Drop => {
-                            self.dropped += 1;
-                            continue;
-                        }
-                    }
-                    self.received(&rtp);
-                    if self.bridge.is_some() {
-                        self.keep_for_relay(&rtp, relayed, now);
-                    }
+            let (n, from) = match self.io.recv(scratch) {
+                Inbound::Packet { len, from } => (len, from),
+                Inbound::Refused => {
+                    self.dropped += 1;
+                    continue;
                 }
-                Err(_) => break,
+                Inbound::Empty => break,
+            };
+            // One parse per packet, for latching, listening and relaying alike.
+            let Some(rtp) = crate::rtp::parse(&scratch[..n]) else {
+                continue;
+            };
+            match self.latch.on_packet(from, rtp.ssrc, rtp.seq) {
+                Verdict::Accept => {}
+                Verdict::Latched(at) => {
+                    self.remote = at;
+                    let _ = self.events.send((self.id, MediaEvent::Latched(at)));
+                }
+                Verdict::Drop => {
+                    self.dropped += 1;
+                    continue;
+                }
+            }
+            self.received(&rtp);
+            if self.bridge.is_some() {
+                self.keep_for_relay(&rtp, relayed, now);
             }
         }
     }
@@ -530,7 +593,7 @@ impl Stream {
             padded[..chunk.len()].copy_from_slice(chunk);
             self.packetizer.packet(&padded, packet);
         }
-        send(&self.socket, self.remote, &mut self.srtp, packet);
+        self.io.send(self.remote, packet);
         playing.position = end;
         if playing.position >= audio.len() {
             playing.times_left = playing.times_left.saturating_sub(1);
@@ -541,21 +604,6 @@ impl Stream {
                 playing.position = 0;
             }
         }
-    }
-}
-
-/// Sends one packet to the peer, encrypted when the stream is.
-fn send(
-    socket: &UdpSocket,
-    remote: SocketAddr,
-    srtp: &mut Option<crate::srtp::Srtp>,
-    packet: &mut Vec<u8>,
-) {
-    if let Some(srtp) = srtp {
-        srtp.send.protect(packet);
-    }
-    if let Err(e) = socket.send_to(packet, remote) {
-        tracing::trace!(error = %e, %remote, "RTP send failed");
     }
 }
 

@@ -12,11 +12,12 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::message::{Method, Request, SipMessage};
+use super::admission::{self, Admission};
+use super::message::{Echo, Method, Request, SipMessage};
 use super::parse::{Rejection, parse};
 use super::transaction::{Incoming, Output, Transactions, TxKey};
 use super::{CallId, Peer, Transport, write};
-use crate::metrics::{Metrics, Refusal};
+use crate::metrics::Metrics;
 
 /// What the endpoint tells a call.
 #[derive(Debug)]
@@ -170,15 +171,6 @@ impl Credit {
 /// Starts a call task for an admitted INVITE; the receiver carries the INVITE first.
 pub type SpawnCall = Arc<dyn Fn(CallId, mpsc::UnboundedReceiver<ToCall>) + Send + Sync>;
 
-/// The decision on a new INVITE (one place, STYLE §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Take the call.
-    Accept,
-    /// 503 with Retry-After, for this reason.
-    Refuse(Refusal),
-}
-
 /// Bounds the endpoint applies to new calls.
 #[derive(Clone)]
 pub struct AdmissionPolicy {
@@ -199,25 +191,13 @@ pub struct AdmissionPolicy {
     pub store: crate::store::Health,
 }
 
-impl AdmissionPolicy {
-    /// Decides on a new INVITE.
-    pub fn decide(&self, live_calls: usize, from_source: usize, draining: bool) -> Admission {
-        let source_full = self.max_calls_per_source > 0 && from_source >= self.max_calls_per_source;
-        let refusal = if draining {
-            Refusal::Draining
-        } else if live_calls >= self.max_calls {
-            Refusal::MaxCalls
-        } else if source_full {
-            Refusal::PerSource
-        } else if !self.store.is_writing() {
-            Refusal::StoreFailing
-        } else if (self.media_overloaded)() {
-            Refusal::MediaLate
-        } else {
-            return Admission::Accept;
-        };
-        Admission::Refuse(refusal)
-    }
+/// How to answer a new server transaction: its key, the request's headers to copy back,
+/// and our To tag.
+struct Reply {
+    key: TxKey,
+    echo: Echo,
+    tag: String,
+    now: Instant,
 }
 
 /// Everything the endpoint task needs.
@@ -387,6 +367,13 @@ impl Endpoint {
     ) -> Self {
         self.trunk = Some((registration, local));
         self
+    }
+
+    /// Whether this Call-ID is that of our registration with the trunk.
+    fn is_trunk_registration(&self, call_id: &CallId) -> bool {
+        self.trunk
+            .as_ref()
+            .is_some_and(|(r, _)| r.call_id() == call_id.0)
     }
 
     fn trunk_due(&self) -> Option<Instant> {
@@ -655,15 +642,54 @@ impl Endpoint {
 
     fn on_request(&mut self, request: Box<Request>, peer: Peer) {
         let now = Instant::now();
-        let key = match self.transactions.on_request(&request, peer, now) {
-            Incoming::Absorbed => return,
+        let Some(key) = self.new_transaction(&request, peer, now) else {
+            return;
+        };
+        let reply = Reply {
+            key,
+            echo: request.echo.clone(),
+            tag: write::new_tag(),
+            now,
+        };
+        // Inside a dialog: the call owns it (its own dialog or one of its legs').
+        if request.to.tag.is_some() {
+            self.in_dialog(request, peer, &reply);
+            return;
+        }
+        if self.screened_out(&request, &reply) {
+            return;
+        }
+        match request.method {
+            Method::Invite => self.on_invite(request, peer, reply),
+            Method::Register => self.register(&request, &reply.key, peer, now),
+            Method::Options => self.answer(
+                &reply,
+                200,
+                &[
+                    ("Allow", write::ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Supported", ""),
+                ],
+            ),
+            Method::Bye | Method::Info | Method::Prack | Method::Update => {
+                self.answer(&reply, 481, &[])
+            }
+            Method::Other(_) => self.answer(&reply, 501, &[("Allow", write::ALLOW)]),
+            _ => self.answer(&reply, 405, &[("Allow", write::ALLOW)]),
+        }
+    }
+
+    /// The transaction layer's part: a new server transaction's key, or `None` when the
+    /// request was a retransmission, an ACK or a CANCEL (handled here).
+    fn new_transaction(&mut self, request: &Request, peer: Peer, now: Instant) -> Option<TxKey> {
+        match self.transactions.on_request(request, peer, now) {
+            Incoming::Absorbed | Incoming::StrayAck => None,
             Incoming::AckFor2xx(call_id) => {
                 if let Some(call) = self.calls.get(&call_id) {
                     let _ = call.send(ToCall::Ack);
                 }
-                return;
+                None
             }
-            Incoming::StrayAck => return,
             Incoming::Cancel { cancel, invite } => {
                 let found = invite.is_some() && self.calls.contains_key(&request.call_id);
                 let status = if found { 200 } else { 481 };
@@ -676,162 +702,205 @@ impl Endpoint {
                 if found && let Some(call) = self.calls.get(&request.call_id) {
                     let _ = call.send(ToCall::Cancel);
                 }
-                return;
+                None
             }
-            Incoming::New(key) => key,
-        };
-
-        let echo = request.echo.clone();
-        let tag = write::new_tag();
-        let answer = |me: &mut Self, status: u16, extra: &[(&str, &str)]| {
-            let bytes = write::response(&echo, status, Some(&tag), extra, None);
-            me.transactions.respond(&key, status, bytes, now);
-        };
-
-        // Inside a dialog: the call owns it (its own dialog or one of its legs').
-        if request.to.tag.is_some() {
-            match self.owner(&request.call_id) {
-                Some(call) => {
-                    let call_id = request.call_id.clone();
-                    if call
-                        .send(ToCall::Request {
-                            request,
-                            key: key.clone(),
-                            peer,
-                        })
-                        .is_err()
-                    {
-                        self.calls.remove(&call_id);
-                        answer(self, 481, &[]);
-                    }
-                }
-                None => answer(self, 481, &[]),
-            }
-            return;
+            Incoming::New(key) => Some(key),
         }
+    }
 
-        if let Some(status) = screen(&request) {
-            self.metrics
-                .malformed_answered
-                .fetch_add(1, Ordering::Relaxed);
-            match status {
-                420 => {
-                    let unsupported = request.require.join(", ");
-                    answer(self, 420, &[("Unsupported", &unsupported)]);
-                }
-                415 | 406 => answer(self, status, &[("Accept", "application/sdp")]),
-                _ => answer(self, status, &[]),
-            }
+    /// Answers a new server transaction.
+    fn answer(&mut self, reply: &Reply, status: u16, extra: &[(&str, &str)]) {
+        let bytes = write::response(&reply.echo, status, Some(&reply.tag), extra, None);
+        self.transactions
+            .respond(&reply.key, status, bytes, reply.now);
+    }
+
+    /// Hands a request inside a dialog to the call that owns it, or answers 481.
+    fn in_dialog(&mut self, request: Box<Request>, peer: Peer, reply: &Reply) {
+        let Some(call) = self.owner(&request.call_id) else {
+            self.answer(reply, 481, &[]);
             return;
+        };
+        let call_id = request.call_id.clone();
+        let key = reply.key.clone();
+        if call.send(ToCall::Request { request, key, peer }).is_err() {
+            self.calls.remove(&call_id);
+            self.answer(reply, 481, &[]);
         }
+    }
 
-        match request.method {
-            Method::Invite => {
-                if self.calls.contains_key(&request.call_id) {
-                    // Same Call-ID, new transaction, no tag: a looped or merged request (RFC 3261 §8.2.2.2).
-                    answer(self, 482, &[]);
-                    return;
-                }
-                if request.max_forwards == Some(0) {
-                    // We would place calls on its behalf: a request with no hops left is a
-                    // loop somewhere (RFC 3261 §16.3 step 2, as a proxy would).
-                    answer(self, 483, &[]);
-                    return;
-                }
-                if let Some(allowed) = &self.inbound_only
-                    && !allowed.contains(&peer.addr.ip())
-                {
-                    // Not the trunk: only someone with an account (a secretary or an
-                    // executive calling in) may bring a call, after digest authentication.
-                    let metrics = &self.metrics;
-                    let verdict = self.registrar.as_mut().map(|(r, store)| {
-                        let verdict = r.authenticate_request(
-                            request.authorization.as_deref(),
-                            "INVITE",
-                            &request.uri,
-                            peer.addr.ip(),
-                            unix_now(),
-                        );
-                        record_bans(r, store, metrics);
-                        verdict
-                    });
-                    match verdict {
-                        Some(Ok(user)) => {
-                            tracing::info!(user, source = %peer.addr, "authenticated INVITE from outside the trunk");
-                        }
-                        Some(Err(challenges)) if !challenges.is_empty() => {
-                            let headers: Vec<(&str, &str)> = challenges
-                                .iter()
-                                .map(|c| ("WWW-Authenticate", c.as_str()))
-                                .collect();
-                            answer(self, 401, &headers);
-                            return;
-                        }
-                        _ => {
-                            tracing::warn!(source = %peer.addr, uri = %request.uri, "INVITE from outside the trunk refused: 403");
-                            answer(self, 403, &[]);
-                            return;
-                        }
-                    }
-                }
-                if !self.admission.rate_exempt.contains(&peer.addr.ip())
-                    && let crate::pike::Hit::Over { first } =
-                        self.invites.hit(peer.addr.ip(), unix_millis())
-                {
-                    self.metrics.refused(Refusal::Flood);
-                    if first {
-                        tracing::warn!(
-                            source = %peer.addr.ip(),
-                            limit = self.admission.max_invites_per_second_per_source,
-                            "INVITE flood: 503 to this address for the rest of the second"
-                        );
-                    }
-                    let retry = self.admission.retry_after.to_string();
-                    answer(self, 503, &[("Retry-After", &retry)]);
-                    return;
-                }
-                let from_source = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
-                if let Admission::Refuse(why) =
-                    self.admission
-                        .decide(self.calls.len(), from_source, self.draining)
-                {
-                    self.metrics.refused(why);
-                    tracing::warn!(
-                        live = self.calls.len(),
-                        from_source,
-                        source = %peer.addr.ip(),
-                        why = why.as_str(),
-                        "INVITE refused: 503"
-                    );
-                    let retry = self.admission.retry_after.to_string();
-                    answer(self, 503, &[("Retry-After", &retry)]);
-                    return;
-                }
-                // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
-                answer(self, 100, &[]);
-                let (tx, rx) = mpsc::unbounded_channel();
-                let call_id = request.call_id.clone();
-                let _ = tx.send(ToCall::Request { request, key, peer });
-                self.calls.insert(call_id.clone(), tx);
-                *self.per_source.entry(peer.addr.ip()).or_default() += 1;
-                self.call_sources.insert(call_id.clone(), peer.addr.ip());
-                self.live.store(self.calls.len(), Ordering::Relaxed);
-                (self.spawn)(call_id, rx);
+    /// Answers what [`screen`] refuses; true if it did.
+    fn screened_out(&mut self, request: &Request, reply: &Reply) -> bool {
+        let Some(status) = screen(request) else {
+            return false;
+        };
+        self.metrics
+            .malformed_answered
+            .fetch_add(1, Ordering::Relaxed);
+        match status {
+            420 => {
+                let unsupported = request.require.join(", ");
+                self.answer(reply, 420, &[("Unsupported", &unsupported)]);
             }
-            Method::Register => self.register(&request, &key, peer, now),
-            Method::Options => answer(
-                self,
-                200,
-                &[
-                    ("Allow", write::ALLOW),
-                    ("Accept", "application/sdp"),
-                    ("Supported", ""),
-                ],
+            415 | 406 => self.answer(reply, status, &[("Accept", "application/sdp")]),
+            _ => self.answer(reply, status, &[]),
+        }
+        true
+    }
+
+    /// A new INVITE: gathers the facts, lets [`admission::decide`] decide, carries it out.
+    fn on_invite(&mut self, request: Box<Request>, peer: Peer, reply: Reply) {
+        let facts = self.admission_facts(&request, peer);
+        match admission::decide(&facts) {
+            Admission::Accept { .. } => self.start_call(request, peer, reply),
+            Admission::Challenge { challenges, .. } => {
+                let headers: Vec<(&str, &str)> = challenges
+                    .iter()
+                    .map(|c| ("WWW-Authenticate", c.as_str()))
+                    .collect();
+                self.answer(&reply, 401, &headers);
+            }
+            Admission::Refuse { status, reason } => self.refuse(
+                &request,
+                peer,
+                &reply,
+                status,
+                reason,
+                facts.load.from_source,
             ),
-            Method::Bye | Method::Info | Method::Prack | Method::Update => answer(self, 481, &[]),
-            Method::Other(_) => answer(self, 501, &[("Allow", write::ALLOW)]),
-            _ => answer(self, 405, &[("Allow", write::ALLOW)]),
         }
+    }
+
+    /// What admission needs to know. The registrar and the flood counter remember being
+    /// asked, so each is asked only when the checks before it let the INVITE through.
+    fn admission_facts(&mut self, request: &Request, peer: Peer) -> admission::Facts {
+        let source = peer.addr.ip();
+        let invite = admission::Invite {
+            merged: self.calls.contains_key(&request.call_id),
+            no_hops_left: request.max_forwards == Some(0),
+        };
+        let sender = admission::Sender {
+            account_required: self
+                .inbound_only
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(&source)),
+            rate_exempt: self.admission.rate_exempt.contains(&source),
+        };
+        let ahead = invite.refusal().is_none();
+        let auth = if ahead && sender.account_required {
+            self.authenticate_invite(request, peer)
+        } else {
+            admission::Auth::NotAsked
+        };
+        let counted = ahead && !sender.rate_exempt && admission::gate(&sender, &auth).is_ok();
+        let flood = counted.then(|| self.invites.hit(source, unix_millis()));
+        let load = admission::Load {
+            draining: self.draining,
+            live_calls: self.calls.len(),
+            max_calls: self.admission.max_calls,
+            from_source: self.per_source.get(&source).copied().unwrap_or(0),
+            max_calls_per_source: self.admission.max_calls_per_source,
+            store_writing: self.admission.store.is_writing(),
+            media_late: (self.admission.media_overloaded)(),
+        };
+        admission::Facts {
+            invite,
+            sender,
+            auth,
+            flood,
+            load,
+        }
+    }
+
+    /// Not the trunk: only someone with an account (a secretary or an executive calling
+    /// in) may bring a call, after digest authentication.
+    fn authenticate_invite(&mut self, request: &Request, peer: Peer) -> admission::Auth {
+        use admission::Auth;
+        let metrics = &self.metrics;
+        let Some((registrar, store)) = self.registrar.as_mut() else {
+            return Auth::NoAccounts;
+        };
+        let verdict = registrar.authenticate_request(
+            request.authorization.as_deref(),
+            "INVITE",
+            &request.uri,
+            peer.addr.ip(),
+            unix_now(),
+        );
+        record_bans(registrar, store, metrics);
+        match verdict {
+            Ok(user) => {
+                tracing::info!(user, source = %peer.addr, "authenticated INVITE from outside the trunk");
+                Auth::Account(user)
+            }
+            // The registrar answers a banned source without a challenge.
+            Err(challenges) if challenges.is_empty() => Auth::Banned,
+            Err(challenges) => Auth::Unproven {
+                challenges,
+                offered: request.authorization.is_some(),
+            },
+        }
+    }
+
+    /// Answers a refused INVITE, with its log line and metric.
+    fn refuse(
+        &mut self,
+        request: &Request,
+        peer: Peer,
+        reply: &Reply,
+        status: u16,
+        reason: admission::Reason,
+        from_source: usize,
+    ) {
+        use admission::Reason;
+        if let Some(why) = reason.refusal() {
+            self.metrics.refused(why);
+        }
+        match reason {
+            Reason::Merged | Reason::TooManyHops => {}
+            Reason::Banned | Reason::NoAccount => {
+                tracing::warn!(source = %peer.addr, uri = %request.uri, "INVITE from outside the trunk refused: 403");
+            }
+            Reason::Flood { first } => {
+                if first {
+                    tracing::warn!(
+                        source = %peer.addr.ip(),
+                        limit = self.admission.max_invites_per_second_per_source,
+                        "INVITE flood: 503 to this address for the rest of the second"
+                    );
+                }
+            }
+            Reason::Busy(why) => {
+                tracing::warn!(
+                    live = self.calls.len(),
+                    from_source,
+                    source = %peer.addr.ip(),
+                    why = why.as_str(),
+                    "INVITE refused: 503"
+                );
+            }
+        }
+        if status == 503 {
+            let retry = self.admission.retry_after.to_string();
+            self.answer(reply, status, &[("Retry-After", &retry)]);
+        } else {
+            self.answer(reply, status, &[]);
+        }
+    }
+
+    /// Takes an admitted INVITE: 100 Trying, then a call task that gets the INVITE first.
+    fn start_call(&mut self, request: Box<Request>, peer: Peer, reply: Reply) {
+        // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
+        self.answer(&reply, 100, &[]);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let call_id = request.call_id.clone();
+        let key = reply.key;
+        let _ = tx.send(ToCall::Request { request, key, peer });
+        self.calls.insert(call_id.clone(), tx);
+        *self.per_source.entry(peer.addr.ip()).or_default() += 1;
+        self.call_sources.insert(call_id.clone(), peer.addr.ip());
+        self.live.store(self.calls.len(), Ordering::Relaxed);
+        (self.spawn)(call_id, rx);
     }
 
     fn flush(&mut self) {
@@ -876,11 +945,7 @@ impl Endpoint {
                     call_id,
                     status,
                     challenge,
-                } if self
-                    .trunk
-                    .as_ref()
-                    .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
-                {
+                } if self.is_trunk_registration(&call_id) => {
                     let again = self.trunk.as_mut().and_then(|(r, local)| {
                         r.on_response(
                             status,
@@ -894,12 +959,7 @@ impl Endpoint {
                         self.register_with_trunk(again);
                     }
                 }
-                Output::RequestTimeout(call_id)
-                    if self
-                        .trunk
-                        .as_ref()
-                        .is_some_and(|(r, _)| r.call_id() == call_id.0) =>
-                {
+                Output::RequestTimeout(call_id) if self.is_trunk_registration(&call_id) => {
                     if let Some((r, _)) = &mut self.trunk {
                         r.on_timeout(Instant::now());
                     }

@@ -5,6 +5,7 @@
 //! send, when to retransmit) lives in our own pure modules so that it can be tested without
 //! sockets and so that the parser can be swapped. The shell (`transport`, `endpoint`) does I/O.
 
+pub mod admission;
 pub mod endpoint;
 pub mod message;
 pub mod parse;
