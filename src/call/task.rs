@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::context::CallContext;
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
-use crate::dialplan::{self, CallFacts, Caller, Category, Company};
+use crate::dialplan::{self, CallFacts, Caller, Category, Company, Route, SoundName};
 use crate::event::CallEvent;
 use crate::inbox;
 use crate::media::engine::StreamSpec;
@@ -67,6 +67,8 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// Routes a new call, writes its first row and waits for it to be committed, then
+    /// runs it; or refuses it (404: no company, 480: no route, 503: row not written).
     async fn start(
         ctx: &'a CallContext,
         invite: Box<Request>,
@@ -80,55 +82,10 @@ impl<'a> Call<'a> {
             .as_ref()
             .and_then(|d| snapshot.plans.lookup(d))
             .cloned();
-        let dialled_text = match (&dialled, &company) {
-            (Some(Dialled::International(n)), _) => n.to_string(),
-            (Some(Dialled::National(n)), Some(c)) => c
-                .country
-                .to_e164(n)
-                .map_or_else(|| n.clone(), |e| e.to_string()),
-            (Some(Dialled::National(n)), None) => n.clone(),
-            (None, _) => invite
-                .uri_user
-                .clone()
-                .unwrap_or_else(|| invite.uri.clone()),
-        };
-        let mut call = Call {
-            ctx,
-            id: ctx.ids.next(),
-            started: Instant::now(),
-            company: company.as_ref().map(|c| c.id.0.clone()),
-            message: None,
-            tag: write::new_tag(),
-            invite,
-            key,
-            peer,
-            bye_cseq: 0,
-        };
-        let caller = company.as_ref().map(|c| {
-            Caller::from_user(
-                call.invite.from.user.as_deref(),
-                call.invite.from.display.as_deref(),
-                c.country,
-            )
-        });
-        let dialled_e164 = match &dialled {
-            Some(Dialled::International(n)) => Some(n.clone()),
-            Some(Dialled::National(n)) => company.as_ref().and_then(|c| c.country.to_e164(n)),
-            None => None,
-        };
-        let decision = match (&company, &caller) {
-            (Some(c), Some(caller)) => {
-                let facts = CallFacts {
-                    caller,
-                    dialled: dialled_e164.as_ref(),
-                    now: jiff::Timestamp::now(),
-                    secretary_available: ctx.desk.any_available(&c.id.0, crate::clock::unix_ms()),
-                };
-                let d = dialplan::decide(c, &facts);
-                d.index.map(|i| (i, d.contact_name))
-            }
-            _ => None,
-        };
+        let dialled_text = dialled_text(&invite, dialled.as_ref(), company.as_deref());
+        let mut call = Call::new(ctx, invite, key, peer, company.as_deref());
+        let caller = call.caller(company.as_deref());
+        let decision = call.decide(company.as_deref(), caller.as_ref(), dialled.as_ref());
         let route = company
             .as_ref()
             .zip(decision.as_ref())
@@ -145,55 +102,142 @@ impl<'a> Call<'a> {
             call.respond(404, None);
             return;
         }
-        call.write(Record::CallStarted {
-            id: call.id,
-            company: company.as_ref().map(|c| c.id.0.clone()),
-            dialled: dialled_text,
-            caller: call
-                .invite
-                .from
-                .user
-                .clone()
-                .unwrap_or_else(|| call.invite.from.uri.clone()),
-            caller_name: call.invite.from.display.clone(),
-            route: route.map(|r| r.name.clone()),
-            category: route.map(|r| r.category).unwrap_or_default().as_str(),
-            sip_call_id: call.invite.call_id.0.clone(),
-            at: store::now_text(),
-        });
+        call.write_started(company.as_deref(), dialled_text, route);
         let Some(company) = company else {
-            tracing::info!(uri = %call.invite.uri, "no company for this number: 404");
-            call.event(CallEvent::UnknownNumber {
-                uri: call.invite.uri.to_string(),
-            });
-            call.respond(404, None);
-            call.finish(Outcome::Rejected);
+            call.refuse_unknown_number();
             return;
         };
         tracing::Span::current().record("company", company.id.0.as_str());
         let Some((route, contact_name)) = decision else {
-            tracing::info!("no route matches this call: 480");
-            call.event(CallEvent::NoRoute {});
-            call.respond(480, None);
-            call.finish(Outcome::Rejected);
+            call.refuse_no_route();
             return;
         };
         if let Some(name) = contact_name {
             call.event(CallEvent::Contact { name });
         }
-        // The call's row must be on disk before anything answers it: a crash after our
-        // 200 leaves a call in the records (marked interrupted at the next start).
-        let committed = tokio::time::timeout(COMMIT_WAIT, ctx.store.committed()).await;
-        if !matches!(committed, Ok(Ok(()))) {
-            tracing::error!("the call's row could not be written in time: 503");
-            ctx.metrics.refused(crate::metrics::Refusal::RowNotWritten);
-            call.respond(503, None);
-            call.finish(Outcome::Failed);
+        if !call.row_committed().await {
             return;
         }
         call.run(&snapshot, &company, route, rx).await;
     }
 
+    /// A new call: its row id, its tag, and the company the number belongs to, if any.
+    fn new(
+        ctx: &'a CallContext,
+        invite: Box<Request>,
+        key: TxKey,
+        peer: Peer,
+        company: Option<&Company>,
+    ) -> Self {
+        Call {
+            ctx,
+            id: ctx.ids.next(),
+            started: Instant::now(),
+            company: company.map(|c| c.id.0.clone()),
+            message: None,
+            tag: write::new_tag(),
+            invite,
+            key,
+            peer,
+            bye_cseq: 0,
+        }
+    }
+
+    /// Who calls, as the company's contacts see it (None: no company).
+    fn caller(&self, company: Option<&Company>) -> Option<Caller> {
+        company.map(|c| {
+            Caller::from_user(
+                self.invite.from.user.as_deref(),
+                self.invite.from.display.as_deref(),
+                c.country,
+            )
+        })
+    }
+
+    /// The company's route for this call and the caller's contact name, if a route matches.
+    fn decide(
+        &self,
+        company: Option<&Company>,
+        caller: Option<&Caller>,
+        dialled: Option<&Dialled>,
+    ) -> Option<(usize, Option<String>)> {
+        let dialled_e164 = match dialled {
+            Some(Dialled::International(n)) => Some(n.clone()),
+            Some(Dialled::National(n)) => company.and_then(|c| c.country.to_e164(n)),
+            None => None,
+        };
+        let (company, caller) = company.zip(caller)?;
+        let facts = CallFacts {
+            caller,
+            dialled: dialled_e164.as_ref(),
+            now: jiff::Timestamp::now(),
+            secretary_available: self
+                .ctx
+                .desk
+                .any_available(&company.id.0, crate::clock::unix_ms()),
+        };
+        let d = dialplan::decide(company, &facts);
+        d.index.map(|i| (i, d.contact_name))
+    }
+
+    /// The call's first row: who called what, and the route it takes.
+    fn write_started(&self, company: Option<&Company>, dialled: String, route: Option<&Route>) {
+        self.write(Record::CallStarted {
+            id: self.id,
+            company: company.map(|c| c.id.0.clone()),
+            dialled,
+            caller: self
+                .invite
+                .from
+                .user
+                .clone()
+                .unwrap_or_else(|| self.invite.from.uri.clone()),
+            caller_name: self.invite.from.display.clone(),
+            route: route.map(|r| r.name.clone()),
+            category: route.map(|r| r.category).unwrap_or_default().as_str(),
+            sip_call_id: self.invite.call_id.0.clone(),
+            at: store::now_text(),
+        });
+    }
+
+    /// Refuses a call to a number that is no company's: 404.
+    fn refuse_unknown_number(&self) {
+        tracing::info!(uri = %self.invite.uri, "no company for this number: 404");
+        self.event(CallEvent::UnknownNumber {
+            uri: self.invite.uri.to_string(),
+        });
+        self.respond(404, None);
+        self.finish(Outcome::Rejected);
+    }
+
+    /// Refuses a call that none of the company's routes matches: 480.
+    fn refuse_no_route(&self) {
+        tracing::info!("no route matches this call: 480");
+        self.event(CallEvent::NoRoute {});
+        self.respond(480, None);
+        self.finish(Outcome::Rejected);
+    }
+
+    /// Waits for the call's row to be committed; false (the call refused with 503) if it
+    /// is not in time.
+    async fn row_committed(&self) -> bool {
+        // The call's row must be on disk before anything answers it: a crash after our
+        // 200 leaves a call in the records (marked interrupted at the next start).
+        let committed = tokio::time::timeout(COMMIT_WAIT, self.ctx.store.committed()).await;
+        if matches!(committed, Ok(Ok(()))) {
+            return true;
+        }
+        tracing::error!("the call's row could not be written in time: 503");
+        self.ctx
+            .metrics
+            .refused(crate::metrics::Refusal::RowNotWritten);
+        self.respond(503, None);
+        self.finish(Outcome::Failed);
+        false
+    }
+
+    /// Sets up the caller's media and the outbound side, then feeds the machine what
+    /// happens (SIP, legs, media, timers) and executes its commands until it ends.
     async fn run(
         &mut self,
         snapshot: &Snapshot,
@@ -201,86 +245,15 @@ impl<'a> Call<'a> {
         route: usize,
         mut rx: mpsc::UnboundedReceiver<ToCall>,
     ) {
-        let negotiated = match sdp::negotiate(&self.invite.body) {
-            Ok(n) => n,
-            Err(e) => {
-                // An INVITE without an offer (delayed offer) is not supported yet: 488 too.
-                let status = if self.invite.body.is_empty() {
-                    488
-                } else {
-                    e.sip_status()
-                };
-                tracing::info!(error = %e, status, "offer refused");
-                self.event(CallEvent::OfferRefused {
-                    why: e.to_string(),
-                    status,
-                });
-                self.respond(status, None);
-                self.finish(Outcome::Failed);
-                return;
-            }
-        };
-        let (socket, port) = match self.ctx.media.bind() {
-            Ok(bound) => bound,
-            Err(e) => {
-                tracing::error!(error = %e, "no RTP port: 503");
-                self.respond(503, None);
-                self.finish(Outcome::Failed);
-                return;
-            }
-        };
-        // An offer with SRTP (SDES) is answered with a key of ours.
-        let srtp_key = negotiated
-            .srtp
-            .as_ref()
-            .and_then(|_| crate::srtp::new_inline_key());
-        let srtp = negotiated.srtp_with(srtp_key.as_deref());
-        if negotiated.srtp.is_some() && srtp.is_none() {
-            tracing::error!("no random source for an SRTP key: 488");
-            self.respond(488, None);
-            self.finish(Outcome::Failed);
+        let Some(negotiated) = self.negotiate() else {
             return;
-        }
-        let (media_tx, mut media_rx) = mpsc::unbounded_channel();
-        let stream = self.ctx.media.open(
-            StreamSpec::negotiated(socket, &negotiated, self.peer.addr.ip(), media_tx.clone())
-                .encrypted(srtp),
-        );
-        let mut media = Media {
-            stream,
-            local: LocalMedia {
-                ip: self.ctx.media.ip(),
-                port,
-                session_id: fastrand::u64(..u64::MAX / 2),
-                version: 1,
-                srtp_key,
-            },
-            negotiated,
-            recording: None,
-            listening: (false, false),
         };
-        let number = self
-            .invite
-            .from
-            .user
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "anonymous".into());
-        let mut outbound = Outbound::new(
-            self.ctx,
-            OutboundCaller {
-                row: self.id,
-                display: format!("{} · {}", company.name, number),
-                number,
-                company: Arc::clone(company),
-                stream: media.stream,
-                codec: media.negotiated.codec,
-                announcement: crate::dialplan::default_sound("screening", &company.language),
-                max_forwards: self.invite.max_forwards.unwrap_or(70).saturating_sub(1),
-            },
-            self.invite.call_id.clone(),
-            media_tx.clone(),
-        );
+        // `media_tx` is held until the call ends: the media channel never closes under
+        // a running call (a closed one would read as a shutdown).
+        let Some((mut media, media_tx, mut media_rx)) = self.open_media(negotiated) else {
+            return;
+        };
+        let mut outbound = self.outbound(company, &media, media_tx.clone());
         let mut machine = CallMachine::new(
             Arc::clone(company),
             route,
@@ -297,14 +270,7 @@ impl<'a> Call<'a> {
             if machine.is_ended() {
                 break;
             }
-            // Read the caller's packets only while they matter (a syscall per packet).
-            let listening = (machine.wants_digits(), machine.is_recording());
-            if listening != media.listening {
-                media.listening = listening;
-                self.ctx
-                    .media
-                    .listen(media.stream, listening.0, listening.1);
-            }
+            self.listen(&machine, &mut media);
             let machine_deadline = machine.poll_timeout();
             let deadline = match (machine_deadline, outbound.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -312,77 +278,214 @@ impl<'a> Call<'a> {
             };
             tokio::select! {
                 message = rx.recv() => {
-                    let now = Instant::now();
-                    match message {
-                        Some(ToCall::Request { request, key, peer }) if outbound.owns_call_id(&request.call_id) => {
-                            let news = outbound.on_request(self.ctx, &request, key, peer, now);
-                            self.tell(&mut machine, &mut outbound, news);
-                        }
-                        Some(ToCall::Request { request, key, peer }) => self.in_dialog(request, key, peer, &mut machine, &mut media),
-                        Some(ToCall::Leg(event)) => {
-                            let news = outbound.on_leg_event(self.ctx, event, now);
-                            self.tell(&mut machine, &mut outbound, news);
-                        }
-                        Some(ToCall::Cancel) => machine.handle_cancel(),
-                        Some(ToCall::Ack) => {}
-                        Some(ToCall::AckTimeout) => machine.handle_ack_timeout(now),
-                        Some(ToCall::RequestDone) => machine.handle_bye_answered(),
-                        Some(ToCall::Shutdown) | None => machine.handle_shutdown(now),
-                    }
+                    self.on_message(message, &mut machine, &mut outbound, &mut media);
                 }
-                event = media_rx.recv() => match event {
-                    Some((_, MediaEvent::RtpTimeout)) => {
-                        tracing::info!("no RTP from one side of the conversation: ending it");
-                        self.event(CallEvent::RtpTimeout {});
-                        outbound.end(self.ctx);
-                        machine.handle_leg_hangup(Instant::now());
-                    }
-                    Some((id, MediaEvent::Digit(digit))) if outbound.owns_stream(id) => {
-                        let news = outbound.on_digit(self.ctx, id, digit.key);
-                        self.tell(&mut machine, &mut outbound, news);
-                    }
-                    Some((id, MediaEvent::PlaybackDone)) if outbound.owns_stream(id) => {}
-                    Some((id, MediaEvent::Latched(from))) if outbound.owns_stream(id) => {
-                        self.event(CallEvent::RtpLatched { from: from.to_string(), leg: outbound.connected_to().map(str::to_string) });
-                    }
-                    Some((_, MediaEvent::PlaybackDone)) => machine.handle_playback_done(Instant::now()),
-                    Some((_, MediaEvent::Latched(from))) => {
-                        self.event(CallEvent::RtpLatched { from: from.to_string(), leg: None });
-                    }
-                    Some((_, MediaEvent::Digit(digit))) => {
-                        self.event(CallEvent::Digit { key: digit.key.to_string(), via: "rtp".to_string(), rtp_timestamp: Some(digit.timestamp) });
-                        machine.handle_digit(digit.key, Instant::now());
-                    }
-                    Some((_, MediaEvent::Audio(samples))) => {
-                        if let Some(rec) = &mut media.recording {
-                            let (keep, heard) = rec.recorder.push(&samples);
-                            if keep > 0 {
-                                let mut samples = samples;
-                                samples.truncate(keep);
-                                // The writer thread gone (disk error) is reported at the end.
-                                let _ = rec.frames.send(samples);
-                            }
-                            match heard {
-                                Heard::FirstSpeech => machine.handle_speech(),
-                                Heard::SilenceAfterSpeech => machine.handle_silence(),
-                                Heard::Listening => {}
-                            }
-                        }
-                    }
-                    None => machine.handle_shutdown(Instant::now()),
-                },
+                event = media_rx.recv() => {
+                    self.on_media(event, &mut machine, &mut outbound, &mut media);
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    let now = Instant::now();
-                    machine.handle_timeout(now);
-                    if outbound.poll_timeout().is_some_and(|at| at <= now) {
-                        let news = outbound.on_timeout(self.ctx, now);
-                        self.tell(&mut machine, &mut outbound, news);
-                    }
+                    self.on_timeout(&mut machine, &mut outbound);
                 }
             }
         }
         outbound.end(self.ctx);
         self.ctx.media.close(media.stream);
+    }
+
+    /// The caller's offer, negotiated; None if it is refused (the call is then over).
+    fn negotiate(&self) -> Option<Negotiated> {
+        match sdp::negotiate(&self.invite.body) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                // An INVITE without an offer (delayed offer) is not supported yet: 488 too.
+                let status = if self.invite.body.is_empty() {
+                    488
+                } else {
+                    e.sip_status()
+                };
+                tracing::info!(error = %e, status, "offer refused");
+                self.event(CallEvent::OfferRefused {
+                    why: e.to_string(),
+                    status,
+                });
+                self.respond(status, None);
+                self.finish(Outcome::Failed);
+                None
+            }
+        }
+    }
+
+    /// Opens the caller's stream on a port of ours, with the channel its events come on;
+    /// None if that is not possible (the call is then over).
+    fn open_media(&self, negotiated: Negotiated) -> Option<(Media, MediaTx, MediaRx)> {
+        let (socket, port) = match self.ctx.media.bind() {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port: 503");
+                self.respond(503, None);
+                self.finish(Outcome::Failed);
+                return None;
+            }
+        };
+        // An offer with SRTP (SDES) is answered with a key of ours.
+        let srtp_key = negotiated
+            .srtp
+            .as_ref()
+            .and_then(|_| crate::srtp::new_inline_key());
+        let srtp = negotiated.srtp_with(srtp_key.as_deref());
+        if negotiated.srtp.is_some() && srtp.is_none() {
+            tracing::error!("no random source for an SRTP key: 488");
+            self.respond(488, None);
+            self.finish(Outcome::Failed);
+            return None;
+        }
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let stream = self.ctx.media.open(
+            StreamSpec::negotiated(socket, &negotiated, self.peer.addr.ip(), media_tx.clone())
+                .encrypted(srtp),
+        );
+        let media = Media {
+            stream,
+            local: LocalMedia {
+                ip: self.ctx.media.ip(),
+                port,
+                session_id: fastrand::u64(..u64::MAX / 2),
+                version: 1,
+                srtp_key,
+            },
+            negotiated,
+            recording: None,
+            listening: (false, false),
+        };
+        Some((media, media_tx, media_rx))
+    }
+
+    /// The outbound side (secretaries, transfers), nothing rung yet; its legs' media
+    /// events come on `media_tx`.
+    fn outbound(&self, company: &Arc<Company>, media: &Media, media_tx: MediaTx) -> Outbound {
+        let number = self
+            .invite
+            .from
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".into());
+        Outbound::new(
+            self.ctx,
+            OutboundCaller {
+                row: self.id,
+                display: format!("{} · {}", company.name, number),
+                number,
+                company: Arc::clone(company),
+                stream: media.stream,
+                codec: media.negotiated.codec,
+                announcement: crate::dialplan::default_sound("screening", &company.language),
+                max_forwards: self.invite.max_forwards.unwrap_or(70).saturating_sub(1),
+            },
+            self.invite.call_id.clone(),
+            media_tx,
+        )
+    }
+
+    /// Has the engine read the caller's digits and audio only while the machine wants
+    /// them (a syscall per packet otherwise).
+    fn listen(&self, machine: &CallMachine, media: &mut Media) {
+        let listening = (machine.wants_digits(), machine.is_recording());
+        if listening != media.listening {
+            media.listening = listening;
+            self.ctx
+                .media
+                .listen(media.stream, listening.0, listening.1);
+        }
+    }
+
+    /// What the endpoint sends the call: the legs' SIP and events go to the outbound
+    /// side, the caller's in-dialog requests and transaction news to the machine.
+    fn on_message(
+        &mut self,
+        message: Option<ToCall>,
+        machine: &mut CallMachine,
+        outbound: &mut Outbound,
+        media: &mut Media,
+    ) {
+        let now = Instant::now();
+        match message {
+            Some(ToCall::Request { request, key, peer })
+                if outbound.owns_call_id(&request.call_id) =>
+            {
+                let news = outbound.on_request(self.ctx, &request, key, peer, now);
+                self.tell(machine, outbound, news);
+            }
+            Some(ToCall::Request { request, key, peer }) => {
+                self.in_dialog(request, key, peer, machine, media)
+            }
+            Some(ToCall::Leg(event)) => {
+                let news = outbound.on_leg_event(self.ctx, event, now);
+                self.tell(machine, outbound, news);
+            }
+            Some(ToCall::Cancel) => machine.handle_cancel(),
+            Some(ToCall::Ack) => {}
+            Some(ToCall::AckTimeout) => machine.handle_ack_timeout(now),
+            Some(ToCall::RequestDone) => machine.handle_bye_answered(),
+            Some(ToCall::Shutdown) | None => machine.handle_shutdown(now),
+        }
+    }
+
+    /// What the media engine reports. The legs' streams are the outbound side's, except
+    /// for a silent stream, which ends the call whichever it is.
+    fn on_media(
+        &mut self,
+        event: Option<(StreamId, MediaEvent)>,
+        machine: &mut CallMachine,
+        outbound: &mut Outbound,
+        media: &mut Media,
+    ) {
+        match event {
+            Some((_, MediaEvent::RtpTimeout)) => {
+                tracing::info!("no RTP from one side of the conversation: ending it");
+                self.event(CallEvent::RtpTimeout {});
+                outbound.end(self.ctx);
+                machine.handle_leg_hangup(Instant::now());
+            }
+            Some((id, MediaEvent::Digit(digit))) if outbound.owns_stream(id) => {
+                let news = outbound.on_digit(self.ctx, id, digit.key);
+                self.tell(machine, outbound, news);
+            }
+            Some((id, MediaEvent::PlaybackDone)) if outbound.owns_stream(id) => {}
+            Some((id, MediaEvent::Latched(from))) if outbound.owns_stream(id) => {
+                self.event(CallEvent::RtpLatched {
+                    from: from.to_string(),
+                    leg: outbound.connected_to().map(str::to_string),
+                });
+            }
+            Some((_, MediaEvent::PlaybackDone)) => machine.handle_playback_done(Instant::now()),
+            Some((_, MediaEvent::Latched(from))) => {
+                self.event(CallEvent::RtpLatched {
+                    from: from.to_string(),
+                    leg: None,
+                });
+            }
+            Some((_, MediaEvent::Digit(digit))) => {
+                self.event(CallEvent::Digit {
+                    key: digit.key.to_string(),
+                    via: "rtp".to_string(),
+                    rtp_timestamp: Some(digit.timestamp),
+                });
+                machine.handle_digit(digit.key, Instant::now());
+            }
+            Some((_, MediaEvent::Audio(samples))) => media.on_audio(samples, machine),
+            None => machine.handle_shutdown(Instant::now()),
+        }
+    }
+
+    /// A deadline passed: the machine's, and the outbound side's if it was due.
+    fn on_timeout(&mut self, machine: &mut CallMachine, outbound: &mut Outbound) {
+        let now = Instant::now();
+        machine.handle_timeout(now);
+        if outbound.poll_timeout().is_some_and(|at| at <= now) {
+            let news = outbound.on_timeout(self.ctx, now);
+            self.tell(machine, outbound, news);
+        }
     }
 
     /// Tells the machine what came of the outbound side.
@@ -400,6 +503,7 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Does what the machine commands; what came of it on the outbound side, if anything.
     fn execute(
         &mut self,
         command: Command,
@@ -409,38 +513,26 @@ impl<'a> Call<'a> {
         outbound: &mut Outbound,
     ) -> News {
         match command {
+            // SIP to the caller.
             Command::Ringing => self.respond(180, None),
-            Command::Answer => {
-                let answer = sdp::write_answer(&media.local, &media.negotiated);
-                self.respond(200, Some(answer.as_bytes()));
-                self.write(Record::CallAnswered {
-                    id: self.id,
-                    at: store::now_text(),
-                });
-            }
-            Command::Play { sound, times } => match snapshot.sounds.get(&sound) {
-                Some(s) => self.ctx.media.play(media.stream, Arc::clone(s), times),
-                None => tracing::error!(sound = %sound.0, "sound missing from the snapshot"),
-            },
-            Command::StopPlaying => self.ctx.media.stop(media.stream),
+            Command::Answer => self.answer(media),
             Command::Reject(status) => self.respond(status, None),
             Command::SendBye => self.send_bye(),
-            Command::Category(category) => {
-                if let Some((filed, _)) = &mut self.message {
-                    *filed = category;
-                }
-                self.write(Record::Category {
-                    id: self.id,
-                    category: category.as_str(),
-                    at: store::now_text(),
-                });
+            // The caller's audio.
+            Command::Play { sound, times } => self.play(snapshot, media, &sound, times),
+            Command::StopPlaying => self.ctx.media.stop(media.stream),
+            Command::StartRecording { max_seconds } => {
+                media.recording = Some(self.start_recording(company, max_seconds));
             }
-            Command::Event(event) => {
-                if let CallEvent::StepUnavailable { step, .. } = &event {
-                    tracing::info!(step, "step not supported yet: falling through");
+            Command::StopRecording { reason } => {
+                if let Some(rec) = media.recording.take() {
+                    self.finish_recording(rec, reason);
                 }
-                self.event(event)
             }
+            // The records.
+            Command::Category(category) => self.file_under(category),
+            Command::Event(event) => self.machine_event(event),
+            // The outbound side.
             Command::End(outcome) => {
                 // Whoever was rung or talked to is released first (CANCEL, BYE, wrap-up).
                 outbound.end(self.ctx);
@@ -471,18 +563,49 @@ impl<'a> Call<'a> {
             } => {
                 return outbound.transfer(self.ctx, &to, timeout, screening, mode, Instant::now());
             }
-            Command::StartRecording { max_seconds } => {
-                media.recording = Some(self.start_recording(company, max_seconds));
-            }
-            Command::StopRecording { reason } => {
-                if let Some(rec) = media.recording.take() {
-                    self.finish_recording(rec, reason);
-                }
-            }
         }
         News::Nothing
     }
 
+    /// Answers the caller (200 with our SDP) and records when.
+    fn answer(&self, media: &Media) {
+        let answer = sdp::write_answer(&media.local, &media.negotiated);
+        self.respond(200, Some(answer.as_bytes()));
+        self.write(Record::CallAnswered {
+            id: self.id,
+            at: store::now_text(),
+        });
+    }
+
+    /// Plays a sound of the snapshot to the caller.
+    fn play(&self, snapshot: &Snapshot, media: &Media, sound: &SoundName, times: u32) {
+        match snapshot.sounds.get(sound) {
+            Some(s) => self.ctx.media.play(media.stream, Arc::clone(s), times),
+            None => tracing::error!(sound = %sound.0, "sound missing from the snapshot"),
+        }
+    }
+
+    /// Files the call's message under another category, for the inbox and the records.
+    fn file_under(&mut self, category: Category) {
+        if let Some((filed, _)) = &mut self.message {
+            *filed = category;
+        }
+        self.write(Record::Category {
+            id: self.id,
+            category: category.as_str(),
+            at: store::now_text(),
+        });
+    }
+
+    /// Records an event of the machine's.
+    fn machine_event(&self, event: CallEvent) {
+        if let CallEvent::StepUnavailable { step, .. } = &event {
+            tracing::info!(step, "step not supported yet: falling through");
+        }
+        self.event(event)
+    }
+
+    /// A request in the caller's dialog (or claiming to be): BYE, re-INVITE, INFO, OPTIONS.
     fn in_dialog(
         &mut self,
         request: Box<Request>,
@@ -521,42 +644,49 @@ impl<'a> Call<'a> {
                 machine.handle_bye();
                 return;
             }
-            Method::Invite => {
-                // A re-INVITE (hold, codec or address change): answer and keep the audio going.
-                if let Err(e) = self.ctx.reoffer(
-                    media.stream,
-                    &mut media.local,
-                    &mut media.negotiated,
-                    &request.body,
-                ) {
+            Method::Invite => match self.reoffer(&request.body, media) {
+                Ok(answer) => {
+                    let contact = self.contact(peer);
+                    reply(200, Some(answer.as_bytes()), &[("Contact", &contact)])
+                }
+                Err(e) => {
                     let _ = self.ctx.endpoint.send(reply(488, None, &[]));
                     self.event(CallEvent::ReinviteRefused { why: e.to_string() });
                     return;
                 }
-                self.event(CallEvent::Reinvite {});
-                let answer = sdp::write_answer(&media.local, &media.negotiated);
-                let contact = self.contact(peer);
-                reply(200, Some(answer.as_bytes()), &[("Contact", &contact)])
-            }
+            },
             Method::Ack => return,
             Method::Info => {
-                // Keypresses from phones that send them as SIP INFO (RFC 6086 usage).
-                if let Some(key) =
-                    crate::dtmf::key_from_info(request.content_type.as_deref(), &request.body)
-                {
-                    self.event(CallEvent::Digit {
-                        key: key.to_string(),
-                        via: "info".to_string(),
-                        rtp_timestamp: None,
-                    });
-                    machine.handle_digit(key, Instant::now());
-                }
+                self.info_digit(&request, machine);
                 reply(200, None, &[])
             }
             Method::Options => reply(200, None, &[]),
             _ => reply(405, None, &[("Allow", write::ALLOW)]),
         };
         let _ = self.ctx.endpoint.send(input);
+    }
+
+    /// Applies a re-INVITE's offer (hold, codec or address change) to the caller's stream,
+    /// which keeps the audio going; our SDP answer, or why the offer is refused.
+    fn reoffer(&self, body: &[u8], media: &mut Media) -> Result<String, sdp::SdpError> {
+        self.ctx
+            .reoffer(media.stream, &mut media.local, &mut media.negotiated, body)?;
+        self.event(CallEvent::Reinvite {});
+        Ok(sdp::write_answer(&media.local, &media.negotiated))
+    }
+
+    /// A keypress in a SIP INFO, from phones that send them so (RFC 6086 usage).
+    fn info_digit(&self, request: &Request, machine: &mut CallMachine) {
+        if let Some(key) =
+            crate::dtmf::key_from_info(request.content_type.as_deref(), &request.body)
+        {
+            self.event(CallEvent::Digit {
+                key: key.to_string(),
+                via: "info".to_string(),
+                rtp_timestamp: None,
+            });
+            machine.handle_digit(key, Instant::now());
+        }
     }
 
     /// Whether a request is the caller's, in this call's dialog: both tags, and from the
@@ -778,6 +908,11 @@ struct Recording {
     relative: std::path::PathBuf,
 }
 
+/// Where the media engine sends the events of a call's streams (the caller's and the legs').
+type MediaTx = mpsc::UnboundedSender<(StreamId, MediaEvent)>;
+/// Where the call reads them.
+type MediaRx = mpsc::UnboundedReceiver<(StreamId, MediaEvent)>;
+
 struct Media {
     stream: StreamId,
     local: LocalMedia,
@@ -785,6 +920,44 @@ struct Media {
     recording: Option<Recording>,
     /// What the engine reads from the caller: (digits, audio).
     listening: (bool, bool),
+}
+
+impl Media {
+    /// The caller's audio: kept in the voicemail being recorded, if any, whose recorder
+    /// tells the machine when the caller starts speaking and falls silent.
+    fn on_audio(&mut self, samples: Vec<i16>, machine: &mut CallMachine) {
+        if let Some(rec) = &mut self.recording {
+            let (keep, heard) = rec.recorder.push(&samples);
+            if keep > 0 {
+                let mut samples = samples;
+                samples.truncate(keep);
+                // The writer thread gone (disk error) is reported at the end.
+                let _ = rec.frames.send(samples);
+            }
+            match heard {
+                Heard::FirstSpeech => machine.handle_speech(),
+                Heard::SilenceAfterSpeech => machine.handle_silence(),
+                Heard::Listening => {}
+            }
+        }
+    }
+}
+
+/// The number dialled as the call's row shows it: in E.164 when the company's country
+/// makes it so, else as dialled (or the request URI, if its user part is no number).
+fn dialled_text(invite: &Request, dialled: Option<&Dialled>, company: Option<&Company>) -> String {
+    match (dialled, company) {
+        (Some(Dialled::International(n)), _) => n.to_string(),
+        (Some(Dialled::National(n)), Some(c)) => c
+            .country
+            .to_e164(n)
+            .map_or_else(|| n.clone(), |e| e.to_string()),
+        (Some(Dialled::National(n)), None) => n.clone(),
+        (None, _) => invite
+            .uri_user
+            .clone()
+            .unwrap_or_else(|| invite.uri.clone()),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
