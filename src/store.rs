@@ -5,6 +5,7 @@
 //! Times are stored as RFC 3339 UTC text (`2026-11-27T10:30:00.123Z`), readable in the
 //! `sqlite3` shell and sortable as text.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -712,8 +713,6 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long shutdown waits for a failing database before giving its records up.
 const RETRY_FOR_AT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Writes what the calls queue, in batches; keeps what cannot be written (a full disk) and
-/// retries; notices a database file deleted under it and recreates it.
 /// What the writer thread shares with the server.
 struct Shared {
     health: Health,
@@ -733,29 +732,85 @@ impl Shared {
     }
 }
 
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf, shared: Shared) {
-    let Shared { health, queued, .. } = &shared;
-    let mut pending: Vec<Record> = Vec::new();
-    let mut waiting: Vec<Done> = Vec::new();
-    let mut lost: u64 = 0;
-    let mut open = true;
-    while open || !pending.is_empty() {
-        let failing = !health.is_writing();
-        let first = if failing {
-            match receiver.recv_timeout(RETRY) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
+/// Writes what the calls queue, in batches; keeps what cannot be written (a full disk) and
+/// retries; notices a database file deleted under it and recreates it.
+fn writer_loop(conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBuf, shared: Shared) {
+    WriterThread {
+        conn,
+        receiver,
+        path,
+        shared,
+        pending: Vec::new(),
+        waiting: Vec::new(),
+        lost: 0,
+        open: true,
+    }
+    .run();
+}
+
+/// The writer thread's state from one batch to the next.
+struct WriterThread {
+    conn: Connection,
+    receiver: mpsc::Receiver<Msg>,
+    path: PathBuf,
+    shared: Shared,
+    /// Records taken and not committed yet: the batch, and while the database refuses
+    /// writes, everything since.
+    pending: Vec<Record>,
+    /// Flushes waiting for the records queued before them.
+    waiting: Vec<Done>,
+    /// Records dropped since writes began failing, for the log line when they resume.
+    lost: u64,
+    /// Whether writers may still send (false once every sender is gone).
+    open: bool,
+}
+
+impl WriterThread {
+    /// Gathers, commits and handles failures until the channel is closed and drained (or
+    /// shutdown gives up on a failing database).
+    fn run(&mut self) {
+        while self.open || !self.pending.is_empty() {
+            let failing = !self.shared.health.is_writing();
+            let ControlFlow::Continue(first) = self.wait_first(failing) else {
+                break;
+            };
+            self.gather(first);
+            self.recreate_if_deleted();
+            match self.commit_pending() {
+                Ok(()) => self.committed(failing),
+                Err(e) if !transient(&e) => self.commit_one_by_one(),
+                Err(e) => {
+                    if self.failed(&e, failing).is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first message of a batch. While failing, waits at most `RETRY` so that the
+    /// kept records are tried again (None); Break when the channel is closed and nothing
+    /// is kept.
+    fn wait_first(&mut self, failing: bool) -> ControlFlow<(), Option<Msg>> {
+        if failing {
+            match self.receiver.recv_timeout(RETRY) {
+                Ok(m) => ControlFlow::Continue(Some(m)),
+                Err(mpsc::RecvTimeoutError::Timeout) => ControlFlow::Continue(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
+                    self.open = false;
+                    ControlFlow::Continue(None)
                 }
             }
         } else {
-            match receiver.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
+            match self.receiver.recv() {
+                Ok(m) => ControlFlow::Continue(Some(m)),
+                Err(_) => ControlFlow::Break(()),
             }
-        };
+        }
+    }
+
+    /// Takes `first` and whatever else arrives within the batch window.
+    fn gather(&mut self, first: Option<Msg>) {
         // Gather what arrives within a short window into one transaction: each commit
         // writes every touched page to the WAL, so a commit per record would cost many
         // times the records themselves. Sleeping through the window (rather than waiting
@@ -763,94 +818,113 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Msg>, path: PathBu
         if matches!(first, Some(Msg::Record(_))) {
             std::thread::sleep(BATCH_WINDOW);
         }
-        let mut take = |m: Msg| match m {
-            Msg::Record(r) if pending.len() < MAX_PENDING => pending.push(r),
-            Msg::Record(_) => {
-                lost += 1;
-                queued.done(1);
-            }
-            Msg::Flush(done) => waiting.push(done),
-        };
         if let Some(m) = first {
-            take(m);
+            self.take(m);
         }
         for _ in 0..MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(m) => take(m),
+            match self.receiver.try_recv() {
+                Ok(m) => self.take(m),
                 Err(_) => break,
             }
         }
-        if !path.exists() {
+    }
+
+    /// Adds a record to the batch (or drops it when too many are kept), or notes a flush.
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Record(r) if self.pending.len() < MAX_PENDING => self.pending.push(r),
+            Msg::Record(_) => {
+                self.lost += 1;
+                self.shared.queued.done(1);
+            }
+            Msg::Flush(done) => self.waiting.push(done),
+        }
+    }
+
+    /// Reopens the database when its file is gone.
+    fn recreate_if_deleted(&mut self) {
+        if !self.path.exists() {
             // Someone deleted the data directory or the file: SQLite would go on writing
             // into an unlinked inode and every record would vanish at exit.
-            tracing::error!(db = %path.display(), "the records' database was deleted while running: recreating it");
-            match open_connection(&path) {
-                Ok(fresh) => conn = fresh,
+            tracing::error!(db = %self.path.display(), "the records' database was deleted while running: recreating it");
+            match open_connection(&self.path) {
+                Ok(fresh) => self.conn = fresh,
                 Err(e) => tracing::error!(error = %e, "cannot recreate the database"),
             }
         }
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for record in &pending {
-                apply(&tx, record)?;
-            }
-            tx.commit()
-        })();
-        match result {
-            Ok(()) => {
-                if failing {
-                    tracing::warn!(db = %path.display(), written = pending.len(), lost, "records are being written again");
-                    lost = 0;
+    }
+
+    /// Writes every pending record in one transaction.
+    fn commit_pending(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        for record in &self.pending {
+            apply(&tx, record)?;
+        }
+        tx.commit()
+    }
+
+    /// The batch is on disk: tell watchers and flushes, and say so if writes had failed.
+    fn committed(&mut self, failing: bool) {
+        let Shared { health, queued, .. } = &self.shared;
+        if failing {
+            tracing::warn!(db = %self.path.display(), written = self.pending.len(), lost = self.lost, "records are being written again");
+            self.lost = 0;
+        }
+        health.set_failing(false);
+        queued.done(self.pending.len());
+        self.shared.publish(&self.pending);
+        self.pending.clear();
+        for done in self.waiting.drain(..) {
+            done.signal();
+        }
+    }
+
+    /// The batch was refused for a record's own sake (a bug, not the disk): writes the
+    /// records one by one so that only the culprit is lost.
+    fn commit_one_by_one(&mut self) {
+        // A record the database refuses for itself (a bug, not the disk): keep the
+        // others, drop that one, loudly.
+        let mut kept = 0;
+        self.shared.queued.done(self.pending.len());
+        for record in self.pending.drain(..) {
+            let one = self
+                .conn
+                .transaction()
+                .and_then(|tx| apply(&tx, &record).and_then(|()| tx.commit()));
+            match one {
+                Ok(()) => {
+                    kept += 1;
+                    self.shared.publish(std::slice::from_ref(&record));
                 }
-                health.set_failing(false);
-                queued.done(pending.len());
-                shared.publish(&pending);
-                pending.clear();
-                for done in waiting.drain(..) {
-                    done.signal();
-                }
-            }
-            Err(e) if !transient(&e) => {
-                // A record the database refuses for itself (a bug, not the disk): keep the
-                // others, drop that one, loudly.
-                let mut kept = 0;
-                queued.done(pending.len());
-                for record in pending.drain(..) {
-                    let one = conn
-                        .transaction()
-                        .and_then(|tx| apply(&tx, &record).and_then(|()| tx.commit()));
-                    match one {
-                        Ok(()) => {
-                            kept += 1;
-                            shared.publish(std::slice::from_ref(&record));
-                        }
-                        Err(e) => tracing::error!(error = %e, "a record was refused and dropped"),
-                    }
-                }
-                tracing::warn!(kept, "records written one by one after a refusal");
-                for done in waiting.drain(..) {
-                    done.signal();
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    // Loud, once: every new call is refused until this clears.
-                    tracing::error!(db = %path.display(), error = %e, pending = pending.len(), "cannot write records (disk full?): refusing new calls, keeping records in memory and retrying every second");
-                }
-                health.set_failing(true);
-                if !open {
-                    // Shutting down: one more try after a pause, then give up.
-                    std::thread::sleep(RETRY);
-                    if !path.exists() || conn.execute_batch("SELECT 1").is_err() {
-                        tracing::error!(
-                            lost = pending.len(),
-                            "records lost at shutdown: the database refuses writes"
-                        );
-                        break;
-                    }
-                }
+                Err(e) => tracing::error!(error = %e, "a record was refused and dropped"),
             }
         }
+        tracing::warn!(kept, "records written one by one after a refusal");
+        for done in self.waiting.drain(..) {
+            done.signal();
+        }
+    }
+
+    /// The database refuses writes (a full disk): keep the records and retry. Break when
+    /// shutting down and it still refuses after a pause.
+    fn failed(&mut self, e: &rusqlite::Error, failing: bool) -> ControlFlow<()> {
+        if !failing {
+            // Loud, once: every new call is refused until this clears.
+            tracing::error!(db = %self.path.display(), error = %e, pending = self.pending.len(), "cannot write records (disk full?): refusing new calls, keeping records in memory and retrying every second");
+        }
+        self.shared.health.set_failing(true);
+        if !self.open {
+            // Shutting down: one more try after a pause, then give up.
+            std::thread::sleep(RETRY);
+            if !self.path.exists() || self.conn.execute_batch("SELECT 1").is_err() {
+                tracing::error!(
+                    lost = self.pending.len(),
+                    "records lost at shutdown: the database refuses writes"
+                );
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -864,7 +938,26 @@ fn transient(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Writes one record; each group of records has its own function, to keep each short.
 fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
+    match record {
+        Record::CallStarted { .. }
+        | Record::CallAnswered { .. }
+        | Record::Event { .. }
+        | Record::Handled { .. }
+        | Record::CallEnded { .. } => apply_call(tx, record),
+        Record::Category { .. } | Record::Recording { .. } | Record::RecordingStarted { .. } => {
+            apply_message(tx, record)
+        }
+        Record::SecretaryState { .. } | Record::Bindings { .. } => apply_secretary(tx, record),
+        Record::Reload { .. } | Record::Flood { .. } | Record::Ban { .. } => {
+            apply_server(tx, record)
+        }
+    }
+}
+
+/// A call's own records: its row, answer, timeline, who took it, its end.
+fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
     match record {
         Record::CallStarted {
             id,
@@ -911,18 +1004,30 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             };
             tx.prepare_cached(sql)?.execute(params![id, by, at])?;
         }
-        Record::SecretaryState {
-            username,
-            state,
-            call,
-            until_ms,
+        Record::CallEnded {
+            id,
+            outcome,
+            status,
             at,
         } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO secretary_states (username, state, call_id, until_ms, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![username, state, call, until_ms, at])?;
+            tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
+                .execute(params![id, at, outcome.as_str()])?;
+            if let Some(status) = status {
+                tx.prepare_cached(
+                    "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
+                )?
+                .execute(params![id, status, at])?;
+            }
         }
+        // `apply` sends only the records above here.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A message's records: its category and its recording.
+fn apply_message(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
+    match record {
         Record::Category { id, category, at } => {
             tx.prepare_cached(
                 "UPDATE messages SET category = ?2, updated_at = ?3 WHERE call_id = ?1",
@@ -941,6 +1046,27 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             )?
             .execute(params![id, path, at])?;
         }
+        // `apply` sends only the records above here.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A secretary's records: what she is doing, where her phones are registered.
+fn apply_secretary(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
+    match record {
+        Record::SecretaryState {
+            username,
+            state,
+            call,
+            until_ms,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO secretary_states (username, state, call_id, until_ms, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![username, state, call, until_ms, at])?;
+        }
         Record::Bindings { username, bindings } => {
             tx.prepare_cached("DELETE FROM registrations WHERE username = ?1")?
                 .execute(params![username])?;
@@ -951,6 +1077,15 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
                 .execute(params![username, contact, source, transport, expires_at, instance])?;
             }
         }
+        // `apply` sends only the records above here.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The server's own records: plan reloads, floods, bans.
+fn apply_server(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
+    match record {
         Record::Reload {
             trigger,
             changed,
@@ -991,21 +1126,8 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             )?
             .execute(params![at, source, username, failures, until])?;
         }
-        Record::CallEnded {
-            id,
-            outcome,
-            status,
-            at,
-        } => {
-            tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
-                .execute(params![id, at, outcome.as_str()])?;
-            if let Some(status) = status {
-                tx.prepare_cached(
-                    "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
-                )?
-                .execute(params![id, status, at])?;
-            }
-        }
+        // `apply` sends only the records above here.
+        _ => {}
     }
     Ok(())
 }

@@ -282,6 +282,7 @@ impl CallMachine {
         });
     }
 
+    /// Runs steps until one waits for something (a timer, a sound, a leg) or ends the call.
     fn run_steps(&mut self, now: Instant) {
         while self.phase == Phase::Steps {
             let Some(step) = self.current_step() else {
@@ -290,136 +291,30 @@ impl CallMachine {
                 return;
             };
             self.next += 1;
+            // A step that falls through leaves the phase at `Steps`, so the loop goes on
+            // with the next one; a step that waits moves the phase on and the loop stops.
             match step {
-                Step::Ring { seconds } => {
-                    if self.answered {
-                        // Ringing after the answer means nothing to the caller.
-                        self.event(CallEvent::StepSkipped {
-                            step: "ring".to_string(),
-                            why: "already answered".to_string(),
-                        });
-                        continue;
-                    }
-                    self.out.push_back(Command::Ringing);
-                    self.event(CallEvent::Ringing { seconds });
-                    self.phase = Phase::Ringing;
-                    self.timer = Some((Timer::Ring, now + Duration::from_secs(u64::from(seconds))));
-                }
-                Step::Play { sound, times } => {
-                    self.answer();
-                    self.event(CallEvent::Play {
-                        sound: sound.0.clone(),
-                        times,
-                    });
-                    self.out.push_back(Command::Play { sound, times });
-                    self.phase = Phase::Playing;
-                }
-                Step::Menu(menu) => {
-                    if !self.capabilities.dtmf {
-                        self.unavailable("menu");
-                        continue;
-                    }
-                    self.answer();
-                    self.event(CallEvent::Menu {
-                        prompt: menu.prompt.0.clone(),
-                    });
-                    self.out.push_back(Command::Play {
-                        sound: menu.prompt.clone(),
-                        times: 1,
-                    });
-                    let attempts_left = menu.retries;
-                    self.phase = Phase::MenuPrompt {
-                        menu,
-                        attempts_left,
-                    };
-                }
+                Step::Ring { seconds } => self.step_ring(seconds, now),
+                Step::Play { sound, times } => self.step_play(sound, times),
+                Step::Menu(menu) => self.step_menu(menu),
                 Step::Secretary {
                     timeout,
                     who,
                     group,
                     strategy,
                     overflow_after,
-                } => {
-                    if !self.capabilities.secretaries {
-                        self.unavailable("secretary");
-                        continue;
-                    }
-                    self.wait_for_leg();
-                    self.out.push_back(Command::OfferSecretaries {
-                        timeout,
-                        who,
-                        group,
-                        strategy,
-                        overflow_after,
-                    });
-                    self.phase = Phase::Leg {
-                        outcome: Outcome::Secretary,
-                    };
-                }
+                } => self.step_secretary(timeout, who, group, strategy, overflow_after),
                 Step::Transfer {
                     to,
                     timeout,
                     screening,
                     mode,
-                } => {
-                    if !self.capabilities.transfer {
-                        self.unavailable("transfer");
-                        continue;
-                    }
-                    // A plan's transfer respects the executive's hours (a secretary's REFER
-                    // does not come through here: she has decided, and talks to the caller).
-                    if let TransferTarget::Executive(id) = &to
-                        && let Some(exec) = self.company.executives.get(id)
-                    {
-                        let local = self.local_time(now);
-                        if !exec.accepts_at(local) {
-                            self.event(CallEvent::ExecutiveOffHours {
-                                executive: id.0.clone(),
-                                local: local.to_string(),
-                            });
-                            continue;
-                        }
-                    }
-                    self.wait_for_leg();
-                    self.out.push_back(Command::Transfer {
-                        to,
-                        timeout,
-                        screening,
-                        mode,
-                    });
-                    self.phase = Phase::Leg {
-                        outcome: Outcome::Transferred,
-                    };
-                }
+                } => self.step_transfer(to, timeout, screening, mode, now),
                 Step::Voicemail {
                     prompt,
                     max_seconds,
-                } => {
-                    if !self.capabilities.voicemail {
-                        self.unavailable("voicemail");
-                        continue;
-                    }
-                    self.answer();
-                    let prompt = prompt.unwrap_or_else(|| self.default_sound("voicemail"));
-                    self.event(CallEvent::Voicemail {
-                        prompt: prompt.0.clone(),
-                        max_seconds,
-                    });
-                    self.out.push_back(Command::Play {
-                        sound: prompt,
-                        times: 1,
-                    });
-                    self.phase = Phase::VoicemailPrompt { max_seconds };
-                }
-                Step::Reject { code } => {
-                    self.event(CallEvent::Reject { code });
-                    if self.answered {
-                        self.hang_up(Outcome::Rejected, now);
-                    } else {
-                        self.out.push_back(Command::Reject(code));
-                        self.end(Outcome::Rejected);
-                    }
-                }
+                } => self.step_voicemail(prompt, max_seconds),
+                Step::Reject { code } => self.step_reject(code, now),
                 Step::Hangup => self.hang_up(Outcome::Completed, now),
                 Step::Goto(list) => self.goto(list),
                 Step::Category(category) => {
@@ -427,6 +322,153 @@ impl CallMachine {
                     self.out.push_back(Command::Category(category));
                 }
             }
+        }
+    }
+
+    /// A `ring` step: 180 and the ring timer, or nothing once the caller is answered.
+    fn step_ring(&mut self, seconds: u32, now: Instant) {
+        if self.answered {
+            // Ringing after the answer means nothing to the caller.
+            self.event(CallEvent::StepSkipped {
+                step: "ring".to_string(),
+                why: "already answered".to_string(),
+            });
+            return;
+        }
+        self.out.push_back(Command::Ringing);
+        self.event(CallEvent::Ringing { seconds });
+        self.phase = Phase::Ringing;
+        self.timer = Some((Timer::Ring, now + Duration::from_secs(u64::from(seconds))));
+    }
+
+    /// A `play` step: answers if needed and plays the sound.
+    fn step_play(&mut self, sound: SoundName, times: u32) {
+        self.answer();
+        self.event(CallEvent::Play {
+            sound: sound.0.clone(),
+            times,
+        });
+        self.out.push_back(Command::Play { sound, times });
+        self.phase = Phase::Playing;
+    }
+
+    /// A `menu` step: answers and plays the prompt, then waits for a key (falls through
+    /// when keys cannot be received).
+    fn step_menu(&mut self, menu: Menu) {
+        if !self.capabilities.dtmf {
+            self.unavailable("menu");
+            return;
+        }
+        self.answer();
+        self.event(CallEvent::Menu {
+            prompt: menu.prompt.0.clone(),
+        });
+        self.out.push_back(Command::Play {
+            sound: menu.prompt.clone(),
+            times: 1,
+        });
+        let attempts_left = menu.retries;
+        self.phase = Phase::MenuPrompt {
+            menu,
+            attempts_left,
+        };
+    }
+
+    /// A `secretary` step: offers the call (falls through when secretaries cannot be
+    /// offered calls).
+    fn step_secretary(
+        &mut self,
+        timeout: u32,
+        who: Vec<String>,
+        group: Option<String>,
+        strategy: Strategy,
+        overflow_after: Option<u32>,
+    ) {
+        if !self.capabilities.secretaries {
+            self.unavailable("secretary");
+            return;
+        }
+        self.wait_for_leg();
+        self.out.push_back(Command::OfferSecretaries {
+            timeout,
+            who,
+            group,
+            strategy,
+            overflow_after,
+        });
+        self.phase = Phase::Leg {
+            outcome: Outcome::Secretary,
+        };
+    }
+
+    /// A `transfer` step: calls the executive or URI (falls through when transfers are not
+    /// supported, or when the executive is off hours).
+    fn step_transfer(
+        &mut self,
+        to: TransferTarget,
+        timeout: u32,
+        screening: bool,
+        mode: ReachMode,
+        now: Instant,
+    ) {
+        if !self.capabilities.transfer {
+            self.unavailable("transfer");
+            return;
+        }
+        // A plan's transfer respects the executive's hours (a secretary's REFER
+        // does not come through here: she has decided, and talks to the caller).
+        if let TransferTarget::Executive(id) = &to
+            && let Some(exec) = self.company.executives.get(id)
+        {
+            let local = self.local_time(now);
+            if !exec.accepts_at(local) {
+                self.event(CallEvent::ExecutiveOffHours {
+                    executive: id.0.clone(),
+                    local: local.to_string(),
+                });
+                return;
+            }
+        }
+        self.wait_for_leg();
+        self.out.push_back(Command::Transfer {
+            to,
+            timeout,
+            screening,
+            mode,
+        });
+        self.phase = Phase::Leg {
+            outcome: Outcome::Transferred,
+        };
+    }
+
+    /// A `voicemail` step: answers and plays the prompt before the beep (falls through
+    /// when recording is not supported).
+    fn step_voicemail(&mut self, prompt: Option<SoundName>, max_seconds: u32) {
+        if !self.capabilities.voicemail {
+            self.unavailable("voicemail");
+            return;
+        }
+        self.answer();
+        let prompt = prompt.unwrap_or_else(|| self.default_sound("voicemail"));
+        self.event(CallEvent::Voicemail {
+            prompt: prompt.0.clone(),
+            max_seconds,
+        });
+        self.out.push_back(Command::Play {
+            sound: prompt,
+            times: 1,
+        });
+        self.phase = Phase::VoicemailPrompt { max_seconds };
+    }
+
+    /// A `reject` step: refuses a caller still ringing, hangs up on an answered one.
+    fn step_reject(&mut self, code: u16, now: Instant) {
+        self.event(CallEvent::Reject { code });
+        if self.answered {
+            self.hang_up(Outcome::Rejected, now);
+        } else {
+            self.out.push_back(Command::Reject(code));
+            self.end(Outcome::Rejected);
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::machine::{CallMachine, Capabilities, Command};
-use crate::dialplan::{self, CallFacts, Caller, Company, TransferTarget};
+use crate::dialplan::{self, CallFacts, Caller, Company, SoundName, TransferTarget};
 use crate::number::E164;
 
 /// What the simulated call meets.
@@ -31,6 +31,20 @@ pub struct Scenario {
 
 /// Lines describing the decision and the steps, for a person to read.
 pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(index) = describe_decision(company, scenario, &mut lines) else {
+        return lines;
+    };
+    Run::new(company, scenario, index, lines).drive()
+}
+
+/// Writes how each route fared and which one runs; None when none matches (the call is
+/// refused, and there is nothing to run).
+fn describe_decision(
+    company: &Company,
+    scenario: &Scenario,
+    lines: &mut Vec<String>,
+) -> Option<usize> {
     let dialled = scenario
         .dialled
         .clone()
@@ -41,7 +55,6 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
         now: scenario.at,
         secretary_available: scenario.secretaries,
     };
-    let mut lines = Vec::new();
     let (verdicts, local) = dialplan::explain(company, &facts);
     lines.push(format!(
         "company {} ({}), caller {}, local time {local}",
@@ -58,7 +71,7 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
     let decision = dialplan::decide(company, &facts);
     let Some(index) = decision.index else {
         lines.push("no route matches: the call is refused (480)".into());
-        return lines;
+        return None;
     };
     if let Some(name) = decision.contact_name {
         lines.push(format!("  caller is the contact \"{name}\""));
@@ -69,176 +82,252 @@ pub fn simulate(company: &Arc<Company>, scenario: &Scenario) -> Vec<String> {
         route.name,
         route.category.as_str()
     ));
+    Some(index)
+}
 
-    let mut machine = CallMachine::new(
-        Arc::clone(company),
-        index,
-        Capabilities::ALL,
-        scenario.at,
-        scenario.no_speech,
-    );
-    let start = Instant::now();
-    let mut now = start;
-    let mut digits = scenario.digits.iter().copied();
-    let mut pending_leg: Option<(bool, u32)> = None;
-    // The sound playing now, and how long it takes.
-    let mut playing: Option<Duration> = None;
-    machine.start(now);
-    // Bounded: a plan is finite, but a simulation must end even if one were not.
-    for _ in 0..1000 {
-        let mut progressed = false;
-        while let Some(command) = machine.poll_command() {
-            let t = (now - start).as_secs();
-            match command {
-                Command::Ringing => lines.push(format!("  {t:>4}s  ring (180 Ringing)")),
-                Command::Answer => lines.push(format!("  {t:>4}s  answer")),
-                Command::Play { sound, times } => {
-                    let length = scenario
-                        .sound_lengths
-                        .get(&sound)
-                        .copied()
-                        .unwrap_or(Duration::from_secs(3));
-                    playing = Some(length * times);
-                    let times = if times > 1 {
-                        format!(" ×{times}")
-                    } else {
-                        String::new()
-                    };
-                    lines.push(format!("  {t:>4}s  play {}{times}", sound.0));
-                }
-                Command::StopPlaying => lines.push(format!("  {t:>4}s  (prompt interrupted)")),
-                Command::OfferSecretaries {
-                    timeout,
-                    who,
-                    group,
-                    ..
-                } => {
-                    let whom = match (who.is_empty(), group) {
-                        (false, _) => who.join(", "),
-                        (true, Some(g)) => format!("group {g}"),
-                        (true, None) => "the company's secretaries".into(),
-                    };
-                    lines.push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
-                    pending_leg = Some((scenario.secretaries, timeout));
-                }
-                Command::Transfer {
-                    to,
-                    timeout,
-                    screening,
-                    ..
-                } => {
-                    let to = match to {
-                        TransferTarget::Executive(e) => {
-                            let reach = company
-                                .executives
-                                .get(&e)
-                                .map(|x| {
-                                    let reach: Vec<String> =
-                                        x.reach.iter().map(ToString::to_string).collect();
-                                    reach.join(", ")
-                                })
-                                .unwrap_or_default();
-                            format!("executive {} ({reach})", e.0)
-                        }
-                        TransferTarget::Uri(u) => u,
-                    };
-                    let screening = if screening { ", screened" } else { "" };
-                    lines.push(format!(
-                        "  {t:>4}s  transfer to {to}, {timeout} s per attempt{screening}"
-                    ));
-                    pending_leg = Some((scenario.executive_answers, timeout));
-                }
-                Command::StartRecording { max_seconds } => {
-                    lines.push(format!(
-                        "  {t:>4}s  record the caller, up to {max_seconds} s"
-                    ));
-                }
-                Command::StopRecording { reason } => {
-                    lines.push(format!(
-                        "  {t:>4}s  stop recording ({reason}), keep the message"
-                    ));
-                }
-                Command::Reject(code) => lines.push(format!("  {t:>4}s  refuse with {code}")),
-                Command::SendBye => lines.push(format!("  {t:>4}s  hang up")),
-                Command::Category(c) => {
-                    lines.push(format!("  {t:>4}s  file the message as {}", c.as_str()))
-                }
-                Command::Event(event) => match event.kind() {
-                    "menu-choice"
-                    | "menu-invalid"
-                    | "menu-timeout"
-                    | "menu-failed"
-                    | "goto"
-                    | "step-skipped"
-                    | "executive-off-hours" => {
-                        lines.push(format!("  {t:>4}s  ({} {})", event.kind(), event.data()))
-                    }
-                    _ => {}
-                },
-                Command::End(outcome) => {
-                    lines.push(format!("outcome: {}", outcome.as_str()));
-                    return lines;
-                }
-            }
-            progressed = true;
+/// A simulated call under way: the machine, the pretend clock, what the scenario has
+/// still to give, and the transcript so far.
+struct Run<'a> {
+    company: &'a Company,
+    scenario: &'a Scenario,
+    machine: CallMachine,
+    start: Instant,
+    now: Instant,
+    /// Keys not pressed yet.
+    digits: std::slice::Iter<'a, char>,
+    /// A leg being rung: whether it answers, and its timeout in seconds.
+    pending_leg: Option<(bool, u32)>,
+    /// The sound playing now, and how long it takes.
+    playing: Option<Duration>,
+    lines: Vec<String>,
+}
+
+impl<'a> Run<'a> {
+    /// A call running route `index`, with the transcript so far in `lines`.
+    fn new(
+        company: &'a Arc<Company>,
+        scenario: &'a Scenario,
+        index: usize,
+        lines: Vec<String>,
+    ) -> Self {
+        let machine = CallMachine::new(
+            Arc::clone(company),
+            index,
+            Capabilities::ALL,
+            scenario.at,
+            scenario.no_speech,
+        );
+        let start = Instant::now();
+        Run {
+            company,
+            scenario,
+            machine,
+            start,
+            now: start,
+            digits: scenario.digits.iter(),
+            pending_leg: None,
+            playing: None,
+            lines,
         }
-        // Feed the machine what the scenario says happens next.
-        if machine.wants_digit() {
-            match digits.next() {
+    }
+
+    /// Seconds since the call began, on the pretend clock.
+    fn elapsed(&self) -> u64 {
+        (self.now - self.start).as_secs()
+    }
+
+    /// Runs the call to its end, printing each command, and returns the transcript.
+    fn drive(mut self) -> Vec<String> {
+        self.machine.start(self.now);
+        // Bounded: a plan is finite, but a simulation must end even if one were not.
+        for _ in 0..1000 {
+            let mut progressed = false;
+            while let Some(command) = self.machine.poll_command() {
+                if self.print_command(command) {
+                    return self.lines;
+                }
+                progressed = true;
+            }
+            self.feed(progressed);
+        }
+        self.lines
+            .push("(simulation stopped after 1000 steps)".into());
+        self.lines
+    }
+
+    /// Writes one command's line (if it has one); true when the call has ended.
+    fn print_command(&mut self, command: Command) -> bool {
+        let t = self.elapsed();
+        match command {
+            Command::Ringing => self.lines.push(format!("  {t:>4}s  ring (180 Ringing)")),
+            Command::Answer => self.lines.push(format!("  {t:>4}s  answer")),
+            Command::Play { sound, times } => self.print_play(t, &sound, times),
+            Command::StopPlaying => self.lines.push(format!("  {t:>4}s  (prompt interrupted)")),
+            Command::OfferSecretaries {
+                timeout,
+                who,
+                group,
+                ..
+            } => {
+                let whom = describe_whom(&who, group);
+                self.lines
+                    .push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
+                self.pending_leg = Some((self.scenario.secretaries, timeout));
+            }
+            Command::Transfer {
+                to,
+                timeout,
+                screening,
+                ..
+            } => {
+                let to = describe_target(self.company, to);
+                let screening = if screening { ", screened" } else { "" };
+                self.lines.push(format!(
+                    "  {t:>4}s  transfer to {to}, {timeout} s per attempt{screening}"
+                ));
+                self.pending_leg = Some((self.scenario.executive_answers, timeout));
+            }
+            Command::StartRecording { max_seconds } => {
+                self.lines.push(format!(
+                    "  {t:>4}s  record the caller, up to {max_seconds} s"
+                ));
+            }
+            Command::StopRecording { reason } => {
+                self.lines.push(format!(
+                    "  {t:>4}s  stop recording ({reason}), keep the message"
+                ));
+            }
+            Command::Reject(code) => self.lines.push(format!("  {t:>4}s  refuse with {code}")),
+            Command::SendBye => self.lines.push(format!("  {t:>4}s  hang up")),
+            Command::Category(c) => self
+                .lines
+                .push(format!("  {t:>4}s  file the message as {}", c.as_str())),
+            Command::Event(event) => match event.kind() {
+                "menu-choice"
+                | "menu-invalid"
+                | "menu-timeout"
+                | "menu-failed"
+                | "goto"
+                | "step-skipped"
+                | "executive-off-hours" => {
+                    self.lines
+                        .push(format!("  {t:>4}s  ({} {})", event.kind(), event.data()))
+                }
+                // The rest repeat what the commands already say.
+                _ => {}
+            },
+            Command::End(outcome) => {
+                self.lines.push(format!("outcome: {}", outcome.as_str()));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Writes a `play` line and notes how long the sound lasts (3 s when unknown), for
+    /// the clock to move on when it ends.
+    fn print_play(&mut self, t: u64, sound: &SoundName, times: u32) {
+        let length = self
+            .scenario
+            .sound_lengths
+            .get(sound)
+            .copied()
+            .unwrap_or(Duration::from_secs(3));
+        self.playing = Some(length * times);
+        let times = if times > 1 {
+            format!(" ×{times}")
+        } else {
+            String::new()
+        };
+        self.lines
+            .push(format!("  {t:>4}s  play {}{times}", sound.0));
+    }
+
+    /// Feeds the machine what the scenario says happens next: a key, speech, a timer, or
+    /// the outside world's answer when nothing else is pending.
+    fn feed(&mut self, progressed: bool) {
+        if self.machine.wants_digit() {
+            match self.digits.next().copied() {
                 Some(d) => {
-                    lines.push(format!(
-                        "  {:>4}s  caller presses {d}",
-                        (now - start).as_secs()
-                    ));
-                    machine.handle_digit(d, now);
-                    continue;
+                    let t = self.elapsed();
+                    self.lines.push(format!("  {t:>4}s  caller presses {d}"));
+                    self.machine.handle_digit(d, self.now);
+                    return;
                 }
                 None => {
                     // No key: the prompt plays to its end, then the menu's wait runs.
-                    now += playing.take().unwrap_or_default();
-                    machine.handle_playback_done(now);
+                    self.now += self.playing.take().unwrap_or_default();
+                    self.machine.handle_playback_done(self.now);
                 }
             }
         }
-        if machine.is_recording() {
+        if self.machine.is_recording() {
             // The caller speaks for a while, then stops.
-            now += Duration::from_secs(20);
-            lines.push(format!(
-                "  {:>4}s  (the caller speaks, then falls silent)",
-                (now - start).as_secs()
-            ));
-            machine.handle_speech();
-            machine.handle_silence();
-            continue;
+            self.now += Duration::from_secs(20);
+            let t = self.elapsed();
+            self.lines
+                .push(format!("  {t:>4}s  (the caller speaks, then falls silent)"));
+            self.machine.handle_speech();
+            self.machine.handle_silence();
+            return;
         }
-        if let Some(at) = machine.poll_timeout() {
-            now = now.max(at);
-            machine.handle_timeout(now);
-            continue;
+        if let Some(at) = self.machine.poll_timeout() {
+            self.now = self.now.max(at);
+            self.machine.handle_timeout(self.now);
+            return;
         }
         if !progressed {
-            // Nothing pending: the current step waits on the outside world (a sound ends,
-            // a leg answers or not).
-            if let Some((answered, timeout)) = pending_leg.take() {
-                // An answer comes after a few seconds of ringing; no answer takes the whole timeout.
-                now += Duration::from_secs(if answered { 5 } else { u64::from(timeout) });
-                let t = (now - start).as_secs();
-                machine.handle_leg_result(answered, now);
-                if answered {
-                    lines.push(format!(
-                        "  {t:>4}s  answered: conversation, then they hang up"
-                    ));
-                    machine.handle_leg_hangup(now);
-                } else {
-                    lines.push(format!("  {t:>4}s  no answer: next step"));
-                }
-                continue;
-            }
-            now += playing.take().unwrap_or(Duration::from_secs(3));
-            machine.handle_playback_done(now);
-            machine.handle_bye_answered();
+            self.wait_outside();
         }
     }
-    lines.push("(simulation stopped after 1000 steps)".into());
-    lines
+
+    /// Nothing pending: the current step waits on the outside world (a leg answers or
+    /// not, a sound ends).
+    fn wait_outside(&mut self) {
+        if let Some((answered, timeout)) = self.pending_leg.take() {
+            // An answer comes after a few seconds of ringing; no answer takes the whole timeout.
+            self.now += Duration::from_secs(if answered { 5 } else { u64::from(timeout) });
+            let t = self.elapsed();
+            self.machine.handle_leg_result(answered, self.now);
+            if answered {
+                self.lines.push(format!(
+                    "  {t:>4}s  answered: conversation, then they hang up"
+                ));
+                self.machine.handle_leg_hangup(self.now);
+            } else {
+                self.lines.push(format!("  {t:>4}s  no answer: next step"));
+            }
+            return;
+        }
+        self.now += self.playing.take().unwrap_or(Duration::from_secs(3));
+        self.machine.handle_playback_done(self.now);
+        self.machine.handle_bye_answered();
+    }
+}
+
+/// Whom an offer rings: the named secretaries, a group, or all of the company's.
+fn describe_whom(who: &[String], group: Option<String>) -> String {
+    match (who.is_empty(), group) {
+        (false, _) => who.join(", "),
+        (true, Some(g)) => format!("group {g}"),
+        (true, None) => "the company's secretaries".into(),
+    }
+}
+
+/// How a transfer's target reads: an executive with where they are reached, or the URI.
+fn describe_target(company: &Company, to: TransferTarget) -> String {
+    match to {
+        TransferTarget::Executive(e) => {
+            let reach = company
+                .executives
+                .get(&e)
+                .map(|x| {
+                    let reach: Vec<String> = x.reach.iter().map(ToString::to_string).collect();
+                    reach.join(", ")
+                })
+                .unwrap_or_default();
+            format!("executive {} ({reach})", e.0)
+        }
+        TransferTarget::Uri(u) => u,
+    }
 }

@@ -684,40 +684,82 @@ impl Wheel {
                     s.listen_audio = audio;
                 }
             }
-            Command::Close { id } => {
-                if let Some((stream, slot)) = self.streams.remove(&id) {
-                    self.slots[slot].retain(|s| *s != id);
-                    if stream.dropped > 0 {
-                        tracing::info!(
-                            dropped = stream.dropped,
-                            peer = %stream.remote,
-                            "RTP from other sources than the call's peer was dropped"
-                        );
-                    }
-                    if let Some(b) = stream.bridge
-                        && let Some((other, _)) = self.streams.get_mut(&b.to)
-                    {
-                        other.bridge = None;
-                    }
-                }
+            Command::Close { id } => self.close(id),
+            Command::Bridge { a, b, timeout } => self.bridge(a, b, timeout),
+        }
+    }
+
+    /// Forgets a stream, and unbridges its peer so that it does not relay into nothing.
+    fn close(&mut self, id: StreamId) {
+        if let Some((stream, slot)) = self.streams.remove(&id) {
+            self.slots[slot].retain(|s| *s != id);
+            if stream.dropped > 0 {
+                tracing::info!(
+                    dropped = stream.dropped,
+                    peer = %stream.remote,
+                    "RTP from other sources than the call's peer was dropped"
+                );
             }
-            Command::Bridge { a, b, timeout } => {
-                if !(self.streams.contains_key(&a) && self.streams.contains_key(&b)) {
-                    return;
-                }
-                let now = Instant::now();
-                for (this, other) in [(a, b), (b, a)] {
-                    if let Some((s, _)) = self.streams.get_mut(&this) {
-                        s.playing = None;
-                        s.bridge = Some(Bridge {
-                            to: other,
-                            timing: None,
-                            timeout,
-                            last_heard: now,
-                            timed_out: false,
-                        });
-                    }
-                }
+            if let Some(b) = stream.bridge
+                && let Some((other, _)) = self.streams.get_mut(&b.to)
+            {
+                other.bridge = None;
+            }
+        }
+    }
+
+    /// Bridges two streams both ways (nothing when either is gone): each stops playing and
+    /// relays what it reads to the other.
+    fn bridge(&mut self, a: StreamId, b: StreamId, timeout: Option<Duration>) {
+        if !(self.streams.contains_key(&a) && self.streams.contains_key(&b)) {
+            return;
+        }
+        let now = Instant::now();
+        for (this, other) in [(a, b), (b, a)] {
+            if let Some((s, _)) = self.streams.get_mut(&this) {
+                s.playing = None;
+                s.bridge = Some(Bridge {
+                    to: other,
+                    timing: None,
+                    timeout,
+                    last_heard: now,
+                    timed_out: false,
+                });
+            }
+        }
+    }
+
+    /// Visits the streams of one slot, relaying at once what a bridged one read to its
+    /// peer. The buffers are the engine's own, reused so that a tick allocates nothing.
+    fn serve_slot(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        packet: &mut Vec<u8>,
+        scratch: &mut [u8],
+        relayed: &mut Relayed,
+        shared: &Shared,
+    ) {
+        for i in 0..self.slots[slot].len() {
+            let id = self.slots[slot][i];
+            relayed.bytes.clear();
+            relayed.packets.clear();
+            let Some((stream, _)) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.visit(packet, scratch, relayed, now);
+            if relayed.packets.is_empty() {
+                continue;
+            }
+            let (codec, event) = (stream.codec, stream.telephone_event);
+            let to = stream.bridge.as_ref().map(|b| b.to);
+            if let Some(to) = to
+                && let Some((other, _)) = self.streams.get_mut(&to)
+            {
+                other.relay_in(codec, event, relayed, packet);
+                shared
+                    .relayed
+                    .fetch_add(relayed.packets.len() as u64, Ordering::Relaxed);
             }
         }
     }
@@ -759,28 +801,7 @@ fn run(rx: mpsc::Receiver<Command>, shared: &Shared) {
         }
         let slot = (tick % SLOTS) as usize;
         let now = Instant::now();
-        for i in 0..wheel.slots[slot].len() {
-            let id = wheel.slots[slot][i];
-            relayed.bytes.clear();
-            relayed.packets.clear();
-            let Some((stream, _)) = wheel.streams.get_mut(&id) else {
-                continue;
-            };
-            stream.visit(&mut packet, &mut scratch, &mut relayed, now);
-            if relayed.packets.is_empty() {
-                continue;
-            }
-            let (codec, event) = (stream.codec, stream.telephone_event);
-            let to = stream.bridge.as_ref().map(|b| b.to);
-            if let Some(to) = to
-                && let Some((other, _)) = wheel.streams.get_mut(&to)
-            {
-                other.relay_in(codec, event, &relayed, &mut packet);
-                shared
-                    .relayed
-                    .fetch_add(relayed.packets.len() as u64, Ordering::Relaxed);
-            }
-        }
+        wheel.serve_slot(slot, now, &mut packet, &mut scratch, &mut relayed, shared);
         tick += 1;
         let due = epoch + Duration::from_micros(TICK_MICROS * tick);
         let now = Instant::now();
