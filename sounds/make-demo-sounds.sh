@@ -64,3 +64,26 @@ echo "wrote $here/default/beep.wav"
 # 440 Hz, 1.5 s on, 3.5 s off (the French network's cadence), played in a loop.
 sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$here/default/ringback.wav" synth 1.5 sine 440 vol 0.3 pad 0 3.5
 echo "wrote $here/default/ringback.wav"
+# Played, between the hold music, to a caller waiting in a company's queue when its plan
+# sets `queue_announce_every`.
+make_prompt default queue-fr fr \
+    "Toutes nos secrétaires sont en ligne. Vous êtes en attente, ne quittez pas."
+make_prompt default queue-en en \
+    "All our secretaries are busy. Please hold, your call will be answered shortly."
+# Hold music for a caller waiting in a queue: a slow arpeggio of soft sine tones over four
+# chords (C, A minor, F, G), 16 s, looped by the server. Made here, so it is free to ship.
+tmp="$(mktemp -d)"
+i=0
+for chord in "261.63 329.63 392.00 523.25" "220.00 261.63 329.63 440.00" \
+             "174.61 220.00 261.63 349.23" "196.00 246.94 293.66 392.00"; do
+    for _ in 1 2; do
+        for f in $chord; do
+            i=$((i + 1))
+            sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/$(printf %03d $i).wav" \
+                synth 0.5 sine "$f" fade q 0.02 0.5 0.2 vol 0.25
+        done
+    done
+done
+sox -D "$tmp"/*.wav "$here/default/hold.wav"
+rm -rf "$tmp"
+echo "wrote $here/default/hold.wav"

@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::distribution::{Candidate, State};
+use crate::queue::{self, Waiting};
 use crate::registrar::{Binding, Secretary};
 use crate::store::{self, Record, Writer};
 
@@ -142,6 +143,13 @@ pub struct DeskChange {
 /// [`Desk::view`] again).
 const WATCH_BACKLOG: usize = 256;
 
+/// Everything behind the desk's one lock: the seats, and the callers waiting for them.
+#[derive(Debug, Default)]
+struct Floor {
+    seats: BTreeMap<String, Seat>,
+    queue: Vec<Waiting>,
+}
+
 #[derive(Debug)]
 struct Seat {
     secretary: Secretary,
@@ -151,12 +159,14 @@ struct Seat {
 
 /// Every configured secretary's registrations and activity.
 pub struct Desk {
-    seats: Mutex<BTreeMap<String, Seat>>,
+    floor: Mutex<Floor>,
     /// Other accounts' phones (executives): registered, never offered secretary calls.
     others: Mutex<BTreeMap<String, Vec<Binding>>>,
     wrap_up_ms: u64,
     store: Option<Writer>,
     watch: broadcast::Sender<DeskChange>,
+    /// Bumped on every change, so that queued calls wake up and try again.
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -189,7 +199,11 @@ impl Desk {
             })
             .collect();
         let desk = Desk {
-            seats: Mutex::new(seats),
+            floor: Mutex::new(Floor {
+                seats,
+                queue: Vec::new(),
+            }),
+            changes: watch::channel(0).0,
             others: Mutex::new(BTreeMap::new()),
             wrap_up_ms,
             store,
@@ -201,9 +215,9 @@ impl Desk {
         desk
     }
 
-    fn seats(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Seat>> {
-        // No code panics while holding the lock; if some did, the map is still whole.
-        self.seats.lock().unwrap_or_else(|p| p.into_inner())
+    fn floor(&self) -> std::sync::MutexGuard<'_, Floor> {
+        // No code panics while holding the lock; if some did, the data is still whole.
+        self.floor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes a seat's new activity to the store (for the CLI, another process).
@@ -242,7 +256,8 @@ impl Desk {
 
     /// Every secretary as they are at `now_ms`, in username order.
     pub fn view(&self, now_ms: u64) -> Vec<SeatView> {
-        self.seats()
+        self.floor()
+            .seats
             .values()
             .map(|seat| SeatView {
                 username: seat.secretary.username.clone(),
@@ -257,9 +272,10 @@ impl Desk {
 
     /// A secretary's registered contacts changed (REGISTER, expiry, dead keep-alive).
     pub fn set_bindings(&self, username: &str, bindings: Vec<Binding>) {
-        if let Some(seat) = self.seats().get_mut(username) {
+        if let Some(seat) = self.floor().seats.get_mut(username) {
             seat.bindings = bindings;
             self.publish(seat, crate::clock::unix_ms());
+            self.changed();
             return;
         }
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
@@ -268,7 +284,7 @@ impl Desk {
 
     /// Anyone's live registered phones (an executive's, for a `user:NAME` reach entry).
     pub fn bindings(&self, username: &str, now_ms: u64) -> Vec<Binding> {
-        if let Some(seat) = self.seats().get(username) {
+        if let Some(seat) = self.floor().seats.get(username) {
             return live(&seat.bindings, now_ms).cloned().collect();
         }
         let others = self.others.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,7 +302,8 @@ impl Desk {
         group: Option<&str>,
         now_ms: u64,
     ) -> Vec<Candidate> {
-        self.seats()
+        self.floor()
+            .seats
             .values()
             .map(|seat| {
                 let s = &seat.secretary;
@@ -316,25 +333,37 @@ impl Desk {
         &self,
         username: &str,
         now_ms: u64,
-        change: impl FnOnce(&Seat, Activity) -> Option<(Activity, T)>,
+        change: impl FnOnce(&Seat, &[Waiting], Activity) -> Option<(Activity, T)>,
     ) -> Option<T> {
-        let mut seats = self.seats();
+        let mut floor = self.floor();
+        let Floor { seats, queue } = &mut *floor;
         let seat = seats.get_mut(username)?;
-        let (activity, result) = change(seat, seat.activity.effective(now_ms))?;
+        let (activity, result) = change(seat, queue, seat.activity.effective(now_ms))?;
         seat.activity = activity;
         self.publish(seat, now_ms);
-        drop(seats);
+        drop(floor);
         self.record(username, activity);
+        self.changed();
         Some(result)
     }
 
     /// Marks a free secretary as ringing for `call` and returns where to ring them;
     /// `None` when they were taken (or unregistered) meanwhile.
     pub fn claim(&self, username: &str, call: i64, now_ms: u64) -> Option<Vec<Binding>> {
-        self.change(username, now_ms, |seat, activity| {
+        self.change(username, now_ms, |seat, queue, activity| {
             let Activity::Available { since } = activity else {
                 return None;
             };
+            let s = &seat.secretary;
+            let her = queue::Seat {
+                username: &s.username,
+                companies: &s.companies,
+                groups: &s.groups,
+            };
+            if !queue::may_offer(queue, call, her, now_ms) {
+                // A caller ahead in the queue may take her: it goes first.
+                return None;
+            }
             let phones: Vec<Binding> = live(&seat.bindings, now_ms).cloned().collect();
             (!phones.is_empty()).then_some((Activity::Ringing { since, call }, phones))
         })
@@ -342,7 +371,7 @@ impl Desk {
 
     /// The offer to this secretary ended without them taking the call.
     pub fn release(&self, username: &str, now_ms: u64) {
-        self.change(username, now_ms, |_, activity| match activity {
+        self.change(username, now_ms, |_, _, activity| match activity {
             Activity::Ringing { since, .. } => Some((Activity::Available { since }, ())),
             _ => None,
         });
@@ -350,7 +379,7 @@ impl Desk {
 
     /// The secretary took the call.
     pub fn answered(&self, username: &str, call: i64, now_ms: u64) {
-        self.change(username, now_ms, |_, _| {
+        self.change(username, now_ms, |_, _, _| {
             Some((Activity::OnCall { call }, ()))
         });
     }
@@ -358,9 +387,54 @@ impl Desk {
     /// The secretary's call ended: wrap-up starts.
     pub fn finished(&self, username: &str, call: i64, now_ms: u64) {
         let until = now_ms + self.wrap_up_ms;
-        self.change(username, now_ms, |_, _| {
+        self.change(username, now_ms, |_, _, _| {
             Some((Activity::WrapUp { until, call }, ()))
         });
+    }
+
+    /// Wakes whoever waits for the desk to change ([`Desk::changes`]).
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A counter bumped on every change: a queued call waits on it to try again.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A caller's `secretary` step starts: it takes its place in the queue.
+    pub fn join_queue(&self, waiting: Waiting) {
+        let mut floor = self.floor();
+        floor.queue.retain(|w| w.call != waiting.call);
+        floor.queue.push(waiting);
+    }
+
+    /// Changes a queued caller's entry (offering, declined, overflowed).
+    pub fn update_queue(&self, call: i64, update: impl FnOnce(&mut Waiting)) {
+        let mut floor = self.floor();
+        if let Some(w) = floor.queue.iter_mut().find(|w| w.call == call) {
+            update(w);
+        }
+        drop(floor);
+        // Those behind may now take a secretary this caller no longer holds back.
+        self.changed();
+    }
+
+    /// The caller's step ended (answered, gave up, hung up): it leaves the queue.
+    pub fn leave_queue(&self, call: i64) {
+        let mut floor = self.floor();
+        let before = floor.queue.len();
+        floor.queue.retain(|w| w.call != call);
+        let left = floor.queue.len() != before;
+        drop(floor);
+        if left {
+            self.changed();
+        }
+    }
+
+    /// Every company's waiting callers, in queue order.
+    pub fn queue(&self, now_ms: u64) -> Vec<queue::Line> {
+        queue::lines(&self.floor().queue, now_ms)
     }
 }
 

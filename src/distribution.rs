@@ -105,12 +105,20 @@ pub enum Next {
     Ring(Vec<String>),
     /// Keep waiting: someone is ringing.
     Wait,
-    /// Nobody is ringing and nobody is left to try, or the step's time is up.
+    /// Nobody is ringing and nobody is free, but someone who could take the call will be
+    /// (on a call, in wrap-up, ringing for another caller): wait in the queue.
+    Queue,
+    /// Nobody is ringing and nobody is left who could take the call, or the step's time is
+    /// up.
     GiveUp,
 }
 
-/// One `secretary` step in progress: who rings, who has been tried, when the offer widens
-/// to every secretary and when the step gives up.
+/// How long a secretary who declined a caller (or whose phone failed) is not offered that
+/// caller again; others still are.
+pub const DECLINE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One `secretary` step in progress: who rings, who declined, when the offer widens to
+/// every secretary and when the step gives up.
 #[derive(Debug, Clone)]
 pub struct Hunt {
     strategy: Strategy,
@@ -118,7 +126,11 @@ pub struct Hunt {
     overflow_at: Option<Instant>,
     /// Whether the overflow has happened (so its instant no longer wakes us).
     overflowed: bool,
-    tried: Vec<String>,
+    /// Who declined, and until when they are not offered this caller again.
+    declined: Vec<(String, Instant)>,
+    /// Who was free but went to another caller (a lost claim): not asked again until the
+    /// desk changes ([`Hunt::desk_changed`]).
+    passed: Vec<String>,
     ringing: Vec<String>,
 }
 
@@ -135,28 +147,44 @@ impl Hunt {
             deadline: now + timeout,
             overflow_at: overflow_after.map(|d| now + d),
             overflowed: false,
-            tried: Vec::new(),
+            declined: Vec::new(),
+            passed: Vec::new(),
             ringing: Vec::new(),
         }
     }
 
+    fn declined_now(&self, username: &str, now: Instant) -> bool {
+        self.declined
+            .iter()
+            .any(|(who, until)| who == username && *until > now)
+    }
+
     /// Decides whom to ring given the team as it is now (the desk already says whether a
-    /// wrap-up is over). A secretary is offered a given call once: one who declined is
-    /// not rung again.
+    /// wrap-up is over). A secretary who declined is not rung again for
+    /// [`DECLINE_BACKOFF`]; when nobody is free the caller queues while someone who could
+    /// take the call is registered.
     pub fn next(&mut self, team: &[Candidate], now: Instant) -> Next {
         if now >= self.deadline {
             return Next::GiveUp;
         }
-        let untried: Vec<Candidate> = team
+        let open: Vec<Candidate> = team
             .iter()
-            .filter(|c| !self.tried.contains(&c.username))
+            .filter(|c| !self.declined_now(&c.username, now) && !self.passed.contains(&c.username))
+            .filter(|c| !self.ringing.contains(&c.username))
             .cloned()
             .collect();
-        let o = offer(&untried, self.strategy, self.overflow_at.is_some());
-        let mut names = o.now;
+        let o = offer(&open, self.strategy, self.overflow_at.is_some());
+        let assigned = |n: &String| team.iter().any(|c| &c.username == n && c.assigned);
+        let (mut names, mut others): (Vec<String>, Vec<String>) =
+            o.now.into_iter().partition(|n| assigned(n));
+        others.extend(o.overflow);
         if self.overflow_at.is_some_and(|at| now >= at) {
             self.overflowed = true;
-            names.extend(o.overflow);
+            names.extend(others);
+        } else if names.is_empty() && self.ringing.is_empty() {
+            // Nobody assigned is free (and none rings for this caller): overflow at once
+            // rather than ring nobody.
+            names = others;
         }
         if self.strategy == Strategy::LongestIdle {
             // One at a time: the next only when the one ringing declines.
@@ -166,18 +194,49 @@ impl Hunt {
                 names.clear();
             }
         }
-        self.tried.extend(names.iter().cloned());
         self.ringing.extend(names.iter().cloned());
         match (names.is_empty(), self.ringing.is_empty()) {
             (false, _) => Next::Ring(names),
             (true, false) => Next::Wait,
+            (true, true) if self.someone_could_come(team, now) => Next::Queue,
             (true, true) => Next::GiveUp,
         }
     }
 
-    /// This secretary declined, did not answer or could not be reached.
-    pub fn failed(&mut self, username: &str) {
+    /// Whether a registered secretary who could take this call, and has not declined it, is
+    /// busy for now (or was passed over): worth queueing for.
+    fn someone_could_come(&self, team: &[Candidate], now: Instant) -> bool {
+        team.iter().any(|c| {
+            c.selected
+                && (c.assigned || self.overflow_at.is_some())
+                && c.state != State::Unregistered
+                && !self.declined_now(&c.username, now)
+        })
+    }
+
+    /// This secretary declined, did not answer or could not be reached: not offered this
+    /// caller again for [`DECLINE_BACKOFF`].
+    pub fn failed(&mut self, username: &str, now: Instant) {
         self.ringing.retain(|u| u != username);
+        self.declined
+            .push((username.to_string(), now + DECLINE_BACKOFF));
+    }
+
+    /// This secretary went to another caller before we could ring her.
+    pub fn lost(&mut self, username: &str) {
+        self.ringing.retain(|u| u != username);
+        self.passed.push(username.to_string());
+    }
+
+    /// The desk changed (someone freed up, registered, or a caller ahead left): everyone
+    /// passed over may be asked again.
+    pub fn desk_changed(&mut self) {
+        self.passed.clear();
+    }
+
+    /// Whether the step's offer has widened to every secretary.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Who is ringing now.
@@ -276,10 +335,62 @@ mod tests {
         let mut h = Hunt::new(Strategy::LongestIdle, Duration::from_secs(30), None, t0);
         assert_eq!(h.next(&team, t0), Next::Ring(vec!["alice".into()]));
         assert_eq!(h.next(&team, t0), Next::Wait, "one at a time");
-        h.failed("alice");
+        h.failed("alice", t0);
         assert_eq!(h.next(&team, t0), Next::Ring(vec!["bea".into()]));
-        h.failed("bea");
+        h.failed("bea", t0);
         assert_eq!(h.next(&team, t0), Next::GiveUp, "each offered once");
+    }
+
+    #[test]
+    fn with_everyone_busy_the_caller_queues_until_someone_frees_up() {
+        let t0 = Instant::now();
+        let busy = [
+            c("alice", true, State::OnCall),
+            c("bea", true, State::WrapUp { until: 5_000 }),
+            c("eve", true, State::Unregistered),
+        ];
+        let mut h = Hunt::new(Strategy::LongestIdle, Duration::from_secs(20), None, t0);
+        assert_eq!(h.next(&busy, t0), Next::Queue);
+        let bea_free = [
+            c("alice", true, State::OnCall),
+            c("bea", true, State::Available { idle_since: 5_000 }),
+        ];
+        assert_eq!(
+            h.next(&bea_free, t0 + Duration::from_secs(3)),
+            Next::Ring(vec!["bea".into()])
+        );
+        let nobody = [c("eve", true, State::Unregistered)];
+        let mut h = Hunt::new(Strategy::RingAll, Duration::from_secs(20), None, t0);
+        assert_eq!(
+            h.next(&nobody, t0),
+            Next::GiveUp,
+            "nobody registered: no point waiting"
+        );
+        assert_eq!(
+            h.next(&busy, t0 + Duration::from_secs(20)),
+            Next::GiveUp,
+            "the wait runs out"
+        );
+    }
+
+    #[test]
+    fn a_lost_claim_waits_for_the_desk_and_a_decline_for_its_backoff() {
+        let t0 = Instant::now();
+        let team = [c("alice", true, State::Available { idle_since: 100 })];
+        let mut h = Hunt::new(Strategy::RingAll, Duration::from_secs(120), None, t0);
+        assert_eq!(h.next(&team, t0), Next::Ring(vec!["alice".into()]));
+        h.lost("alice");
+        assert_eq!(h.next(&team, t0), Next::Queue, "she went to a caller ahead");
+        h.desk_changed();
+        assert_eq!(h.next(&team, t0), Next::Ring(vec!["alice".into()]));
+        h.failed("alice", t0);
+        let later = t0 + DECLINE_BACKOFF;
+        assert_eq!(
+            h.next(&team, later - Duration::from_millis(1)),
+            Next::GiveUp,
+            "the only secretary declined"
+        );
+        assert_eq!(h.next(&team, later), Next::Ring(vec!["alice".into()]));
     }
 
     #[test]

@@ -147,6 +147,11 @@ pub enum CallEvent {
     UnusableAnswer { to: String },
     /// No secretary took the call.
     SecretaryUnanswered { why: String },
+    /// Nobody was free: the caller waits in the company's queue.
+    Queued {},
+    /// The caller's wait ended (`answered`, `timeout`, `nobody-left`, `hung-up`) after
+    /// this many milliseconds.
+    Dequeued { wait_ms: u64, why: String },
     /// An executive (or URI) is being called.
     Transfer {
         to: String,
@@ -228,6 +233,8 @@ impl CallEvent {
             E::TrunkAuthenticated { .. } => "trunk-authenticated",
             E::UnusableAnswer { .. } => "unusable-answer",
             E::SecretaryUnanswered { .. } => "secretary-unanswered",
+            E::Queued {} => "queued",
+            E::Dequeued { .. } => "dequeued",
             E::Transfer { .. } => "transfer",
             E::ExecutiveUnreachable { .. } => "executive-unreachable",
             E::TransferFailed { .. } => "transfer-failed",

@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod number;
 pub mod pike;
+pub mod queue;
 pub mod registrar;
 pub mod reload;
 pub mod rtp;

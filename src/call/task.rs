@@ -253,7 +253,8 @@ impl<'a> Call<'a> {
         let Some((mut media, media_tx, mut media_rx)) = self.open_media(negotiated) else {
             return;
         };
-        let mut outbound = self.outbound(company, &media, media_tx.clone());
+        let mut outbound = self.outbound(company, route, &media, media_tx.clone());
+        let mut desk = self.ctx.desk.changes();
         let mut machine = CallMachine::new(
             Arc::clone(company),
             route,
@@ -285,6 +286,11 @@ impl<'a> Call<'a> {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.on_timeout(&mut machine, &mut outbound);
+                }
+                Ok(()) = desk.changed(), if outbound.wants_desk_changes() => {
+                    // Someone freed up, registered, or a caller ahead left the queue.
+                    let news = outbound.on_desk_changed(self.ctx, Instant::now());
+                    self.tell(&mut machine, &mut outbound, news);
                 }
             }
         }
@@ -356,13 +362,20 @@ impl<'a> Call<'a> {
             negotiated,
             recording: None,
             listening: (false, false),
+            answered: false,
         };
         Some((media, media_tx, media_rx))
     }
 
     /// The outbound side (secretaries, transfers), nothing rung yet; its legs' media
     /// events come on `media_tx`.
-    fn outbound(&self, company: &Arc<Company>, media: &Media, media_tx: MediaTx) -> Outbound {
+    fn outbound(
+        &self,
+        company: &Arc<Company>,
+        route: usize,
+        media: &Media,
+        media_tx: MediaTx,
+    ) -> Outbound {
         let number = self
             .invite
             .from
@@ -381,6 +394,7 @@ impl<'a> Call<'a> {
                 codec: media.negotiated.codec,
                 announcement: crate::dialplan::default_sound("screening", &company.language),
                 max_forwards: self.invite.max_forwards.unwrap_or(70).saturating_sub(1),
+                priority: company.routes.get(route).map_or(0, |r| r.priority),
             },
             self.invite.call_id.clone(),
             media_tx,
@@ -552,6 +566,7 @@ impl<'a> Call<'a> {
                     group,
                     strategy,
                     overflow_after,
+                    media.answered,
                     Instant::now(),
                 );
             }
@@ -568,7 +583,8 @@ impl<'a> Call<'a> {
     }
 
     /// Answers the caller (200 with our SDP) and records when.
-    fn answer(&self, media: &Media) {
+    fn answer(&self, media: &mut Media) {
+        media.answered = true;
         let answer = sdp::write_answer(&media.local, &media.negotiated);
         self.respond(200, Some(answer.as_bytes()));
         self.write(Record::CallAnswered {
@@ -920,6 +936,8 @@ struct Media {
     recording: Option<Recording>,
     /// What the engine reads from the caller: (digits, audio).
     listening: (bool, bool),
+    /// Whether we answered the caller (200 sent).
+    answered: bool,
 }
 
 impl Media {

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::contacts::{Contacts, Pattern};
 use super::{
-    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, ReachEntry,
-    ReachMode, Route, SoundName, Step, StepListName, Strategy, TransferTarget,
+    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, QueueSettings,
+    ReachEntry, ReachMode, Route, SoundName, Step, StepListName, Strategy, TransferTarget,
 };
 use crate::number::{Country, E164};
 use crate::schedule::{DateRange, HolidayCalendar, Hours, Slot, WeeklyRange};
@@ -94,6 +94,11 @@ struct RawCompany {
     language: String,
     answer_as: Option<String>,
     notes: Option<String>,
+    /// Hold music for callers waiting for a secretary.
+    queue_sound: Option<Spanned<String>>,
+    /// Played between the music, every `queue_announce_every` seconds.
+    queue_announcement: Option<Spanned<String>>,
+    queue_announce_every: Option<Spanned<u32>>,
 }
 
 fn default_country() -> Spanned<String> {
@@ -172,6 +177,7 @@ struct RawRoute {
     when: Option<Spanned<RawWhen>>,
     steps: Vec<Spanned<RawStep>>,
     category: Option<Category>,
+    priority: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -801,11 +807,21 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
             catch_all = Some((r.name.clone(), ck.at(span.clone(), "")));
         }
         let steps = build_steps(&mut ck, &scope, &r.steps);
+        let priority = r.priority.as_ref().map_or(0, |p| *p.get_ref());
+        if let Some(p) = &r.priority
+            && priority > MAX_PRIORITY
+        {
+            ck.error(
+                p.span(),
+                format!("priority {priority} is out of range; expected 0 (the default) to {MAX_PRIORITY}, higher answered first"),
+            );
+        }
         routes.push(Route {
             name: r.name.clone(),
             when,
             steps,
             category: r.category.unwrap_or_default(),
+            priority,
         });
     }
 
@@ -860,6 +876,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         }
     }
 
+    let queue = queue_settings(&mut ck, &c);
     if !ck.errors.is_empty() {
         return Err(ck.errors);
     }
@@ -878,8 +895,55 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         hours,
         routes,
         steplists,
+        queue,
         file: file.to_path_buf(),
     })
+}
+
+/// The highest route priority.
+const MAX_PRIORITY: u8 = 9;
+
+/// What a caller waiting for a secretary hears: the company's music (or the shipped one),
+/// and an announcement every so often when the plan asks.
+fn queue_settings(ck: &mut Checker, c: &RawCompany) -> QueueSettings {
+    let music = match &c.queue_sound {
+        Some(s) => ck.sound(s.span(), s.get_ref()),
+        None => None,
+    }
+    .unwrap_or_else(|| SoundName("default/hold.wav".into()));
+    let every = c.queue_announce_every.as_ref().and_then(|e| {
+        let seconds = *e.get_ref();
+        if seconds < 10 {
+            ck.error(
+                e.span(),
+                format!(
+                    "queue_announce_every = {seconds} is too often; expected at least 10 seconds"
+                ),
+            );
+            return None;
+        }
+        Some(std::time::Duration::from_secs(u64::from(seconds)))
+    });
+    let announcement = every.map(|every| {
+        let sound = match &c.queue_announcement {
+            Some(s) => ck.sound(s.span(), s.get_ref()),
+            None => None,
+        };
+        let sound = sound.unwrap_or_else(|| super::default_sound("queue", &c.language));
+        (sound, every)
+    });
+    if announcement.is_none()
+        && let Some(s) = &c.queue_announcement
+    {
+        ck.error(
+            s.span(),
+            "queue_announcement without queue_announce_every; expected both (the seconds between announcements)",
+        );
+    }
+    QueueSettings {
+        music,
+        announcement,
+    }
 }
 
 /// Whether following gotos from `start` comes back to the list `home`.

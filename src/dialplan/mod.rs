@@ -218,6 +218,18 @@ pub struct Route {
     pub steps: Vec<Step>,
     /// How the call's message is filed (normal when unset).
     pub category: Category,
+    /// Its callers' place in the secretaries' queue: higher first (0 to 9, default 0).
+    pub priority: u8,
+}
+
+/// What a caller waiting in the secretaries' queue hears once answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Hold music, looped (`queue_sound`, default `default/hold.wav`).
+    pub music: SoundName,
+    /// An announcement and how often it interrupts the music (`queue_announcement`,
+    /// `queue_announce_every`), when set.
+    pub announcement: Option<(SoundName, std::time::Duration)>,
 }
 
 /// An executive of a company.
@@ -269,6 +281,8 @@ pub struct Company {
     pub routes: Vec<Route>,
     /// Named step lists.
     pub steplists: BTreeMap<StepListName, Vec<Step>>,
+    /// What a caller waiting for a secretary hears.
+    pub queue: QueueSettings,
     /// The file it came from.
     pub file: PathBuf,
 }
@@ -326,11 +340,21 @@ impl Plans {
             .companies
             .iter()
             .flat_map(|c| {
-                c.routes
-                    .iter()
-                    .flat_map(|r| r.steps.iter())
-                    .chain(c.steplists.values().flatten())
+                let steps = c.routes.iter().flat_map(|r| r.steps.iter());
+                let steps: Vec<&Step> = steps.chain(c.steplists.values().flatten()).collect();
+                let queued = steps.iter().any(|s| matches!(s, Step::Secretary { .. }));
+                let queue = queued
+                    .then(|| {
+                        std::iter::once(c.queue.music.clone())
+                            .chain(c.queue.announcement.iter().map(|(s, _)| s.clone()))
+                    })
+                    .into_iter()
+                    .flatten();
+                let step_sounds: Vec<SoundName> = steps
+                    .into_iter()
                     .flat_map(|s| step_sounds(s, &c.language))
+                    .collect();
+                step_sounds.into_iter().chain(queue)
             })
             .collect();
         all.sort();

@@ -62,6 +62,7 @@ enum Command {
         id: StreamId,
         sound: Arc<Sound>,
         times: u32,
+        then: Option<Arc<Sound>>,
     },
     Stop {
         id: StreamId,
@@ -250,7 +251,23 @@ impl MediaHandle {
 
     /// Plays a sound `times` times, replacing whatever was playing.
     pub fn play(&self, id: StreamId, sound: Arc<Sound>, times: u32) {
-        self.send(Command::Play { id, sound, times });
+        self.send(Command::Play {
+            id,
+            sound,
+            times,
+            then: None,
+        });
+    }
+
+    /// Plays `first` once, then `then` in a loop (an announcement, then the hold music
+    /// again), replacing whatever was playing. No `PlaybackDone` in between.
+    pub fn play_then(&self, id: StreamId, first: Arc<Sound>, then: Arc<Sound>) {
+        self.send(Command::Play {
+            id,
+            sound: first,
+            times: 1,
+            then: Some(then),
+        });
     }
 
     /// Stops playing (the stream stays open).
@@ -304,6 +321,8 @@ struct Playing {
     sound: Arc<Sound>,
     position: usize,
     times_left: u32,
+    /// Looped once `sound` is done.
+    then: Option<Arc<Sound>>,
 }
 
 struct Stream {
@@ -597,7 +616,13 @@ impl Stream {
         playing.position = end;
         if playing.position >= audio.len() {
             playing.times_left = playing.times_left.saturating_sub(1);
-            if playing.times_left == 0 {
+            if playing.times_left == 0
+                && let Some(then) = playing.then.take()
+            {
+                playing.sound = then;
+                playing.position = 0;
+                playing.times_left = u32::MAX;
+            } else if playing.times_left == 0 {
                 self.playing = None;
                 let _ = self.events.send((self.id, MediaEvent::PlaybackDone));
             } else {
@@ -643,12 +668,18 @@ impl Wheel {
                 self.slots[slot].push(stream.id);
                 self.streams.insert(stream.id, (*stream, slot));
             }
-            Command::Play { id, sound, times } => {
+            Command::Play {
+                id,
+                sound,
+                times,
+                then,
+            } => {
                 if let Some((s, _)) = self.streams.get_mut(&id) {
                     s.playing = Some(Playing {
                         sound,
                         position: 0,
                         times_left: times.max(1),
+                        then,
                     });
                 }
             }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Now;
 use crate::dialplan::{Company, ReachEntry, ReachMode, Strategy, TransferTarget, allowed_refer};
-use crate::distribution::{Candidate, Hunt, Next};
+use crate::distribution::{Candidate, DECLINE_BACKOFF, Hunt, Next, State};
 use crate::event::{CallEvent, Role};
+use crate::queue::Waiting;
 use crate::sip::{Peer, Transport};
 
 /// How long an executive has to press 1 or 2 after the announcement starts.
@@ -87,6 +88,13 @@ pub struct SecretaryStep {
     pub strategy: Strategy,
     /// Seconds before every secretary is offered the call.
     pub overflow_after: Option<u32>,
+    /// The route's priority in the queue (higher first).
+    pub priority: u8,
+    /// Whether the caller, already answered, hears hold music while queued (a caller not
+    /// yet answered hears ringback from their own network).
+    pub hold: bool,
+    /// Play the queue announcement every this long while queued.
+    pub announce_every: Option<Duration>,
 }
 
 /// What the shell does, in order.
@@ -140,6 +148,27 @@ pub enum Output {
     Event(CallEvent),
     /// Record who took the call.
     Handled { by: String, transfer: bool },
+    /// Take the caller's place in the desk's queue (from the step's start).
+    JoinQueue(Waiting),
+    /// Update the caller's place in the queue.
+    UpdateQueue(QueueChange),
+    /// Leave the queue (answered, gave up, the call ended).
+    LeaveQueue,
+    /// Hold music to the caller, looped.
+    Hold,
+    /// The queue announcement to the caller, then the hold music again.
+    QueueAnnouncement,
+}
+
+/// A change of the caller's entry in the desk's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueChange {
+    /// Someone rings for the caller (they do not hold others back), or nobody does.
+    Offering(bool),
+    /// This secretary declined the caller: not offered them again until then (unix ms).
+    Declined { secretary: String, until_ms: u64 },
+    /// The step's offer widened to every secretary.
+    Overflowed,
 }
 
 /// Where a leg stands.
@@ -181,6 +210,18 @@ struct Hunting {
     claims: usize,
     /// Whether any of this round's claims rang a phone.
     rang: bool,
+    /// Since when the caller has been waiting with nobody free, if they have.
+    queued_since: Option<Now>,
+    /// Whether a caller already answered hears hold music while queued.
+    hold: bool,
+    /// A periodic announcement while queued: every this long, next at (once queued).
+    announce: Option<(Duration, Option<Instant>)>,
+    /// The earliest end of a wrap-up that could free a secretary for this caller.
+    next_free: Option<Instant>,
+    /// Whether the desk's queue knows someone rings for this caller.
+    offering: bool,
+    /// Whether the desk's queue knows the offer widened to everyone.
+    overflowed: bool,
 }
 
 /// A `transfer` step (or a REFER) in progress.
@@ -227,6 +268,8 @@ enum Stage {
 #[derive(Debug)]
 pub struct OutboundMachine {
     company: Arc<Company>,
+    /// The call's row id (its place in the desk's queue).
+    call: i64,
     /// Our SIP host, for a secretary's To URI.
     local_ip: IpAddr,
     trunk: Option<TrunkRoute>,
@@ -237,9 +280,15 @@ pub struct OutboundMachine {
 
 impl OutboundMachine {
     /// Nothing rung yet.
-    pub fn new(company: Arc<Company>, local_ip: IpAddr, trunk: Option<TrunkRoute>) -> Self {
+    pub fn new(
+        company: Arc<Company>,
+        call: i64,
+        local_ip: IpAddr,
+        trunk: Option<TrunkRoute>,
+    ) -> Self {
         OutboundMachine {
             company,
+            call,
             local_ip,
             trunk,
             legs: Vec::new(),
@@ -284,7 +333,14 @@ impl OutboundMachine {
     /// When [`OutboundMachine::on_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.stage {
-            Stage::Hunting(h) => Some(h.hunt.poll_timeout()),
+            Stage::Hunting(h) => [
+                Some(h.hunt.poll_timeout()),
+                h.next_free,
+                h.announce.and_then(|(_, at)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Stage::Transferring(t) => t.deadline,
             Stage::Screening(_, s) => Some(s.deadline),
             _ => None,
@@ -307,6 +363,17 @@ impl OutboundMachine {
 
     /// Starts a `secretary` step.
     pub fn offer_secretaries(&mut self, roster: &dyn Roster, step: SecretaryStep, now: Now) {
+        self.push(Output::JoinQueue(Waiting {
+            call: self.call,
+            company: self.company.id.0.clone(),
+            priority: step.priority,
+            since_ms: now.unix_ms,
+            who: step.who.clone(),
+            group: step.group.clone(),
+            overflowed: false,
+            declined: Vec::new(),
+            offering: false,
+        }));
         self.stage = Stage::Hunting(Hunting {
             hunt: Hunt::new(
                 step.strategy,
@@ -319,6 +386,12 @@ impl OutboundMachine {
             group: step.group,
             claims: 0,
             rang: false,
+            queued_since: None,
+            hold: step.hold,
+            announce: step.announce_every.map(|every| (every, None)),
+            next_free: None,
+            offering: false,
+            overflowed: false,
         });
         self.advance(roster, now);
     }
@@ -333,15 +406,65 @@ impl OutboundMachine {
             return;
         }
         let team = roster.candidates(&company, &h.who, h.group.as_deref(), now.unix_ms);
-        match h.hunt.next(&team, now.instant) {
+        let next = h.hunt.next(&team, now.instant);
+        if h.hunt.overflowed() && !h.overflowed {
+            h.overflowed = true;
+            self.push(Output::UpdateQueue(QueueChange::Overflowed));
+        }
+        match next {
             Next::Wait => {}
-            Next::GiveUp => self.give_up("nobody-left"),
+            Next::GiveUp if self.hunt_expired(now) => self.give_up("timeout", now),
+            Next::GiveUp => self.give_up("nobody-left", now),
+            Next::Queue => self.queue(&team, now),
             Next::Ring(names) => {
+                let Stage::Hunting(h) = &mut self.stage else {
+                    return;
+                };
                 h.claims = names.len();
                 h.rang = false;
                 for secretary in names {
                     self.push(Output::Claim { secretary });
                 }
+            }
+        }
+    }
+
+    fn hunt_expired(&self, now: Now) -> bool {
+        matches!(&self.stage, Stage::Hunting(h) if h.hunt.expired(now.instant))
+    }
+
+    /// Nobody is free but someone will be: the caller waits (hold music once answered),
+    /// and wakes at the earliest wrap-up end, or when the desk changes.
+    fn queue(&mut self, team: &[Candidate], now: Now) {
+        let Stage::Hunting(h) = &mut self.stage else {
+            return;
+        };
+        // A wrap-up's end is not a desk change: wake up for it (the desk's wall clock
+        // mapped onto our timers).
+        h.next_free = team
+            .iter()
+            .filter_map(|c| match c.state {
+                State::WrapUp { until } if c.selected => Some(until),
+                _ => None,
+            })
+            .min()
+            .map(|until| now.instant + Duration::from_millis(until.saturating_sub(now.unix_ms)));
+        let offering = std::mem::replace(&mut h.offering, false);
+        let first = h.queued_since.is_none();
+        if first {
+            h.queued_since = Some(now);
+            if let Some((every, at)) = &mut h.announce {
+                *at = Some(now.instant + *every);
+            }
+        }
+        let hold = h.hold;
+        if offering {
+            self.push(Output::UpdateQueue(QueueChange::Offering(false)));
+        }
+        if first {
+            self.event(CallEvent::Queued {});
+            if hold {
+                self.push(Output::Hold);
             }
         }
     }
@@ -366,11 +489,16 @@ impl OutboundMachine {
         };
         h.claims = h.claims.saturating_sub(1);
         if phones.is_empty() {
-            h.hunt.failed(secretary);
+            // Taken by another call, or by a caller ahead in the queue: not a decline.
+            h.hunt.lost(secretary);
         } else {
             h.rang = true;
         }
         let advance = h.claims == 0 && !h.rang;
+        if !phones.is_empty() && !h.offering {
+            h.offering = true;
+            self.push(Output::UpdateQueue(QueueChange::Offering(true)));
+        }
         // An IPv6 host is bracketed in a URI (RFC 3261 §25.1).
         let to_uri = match self.local_ip {
             IpAddr::V4(ip) => format!("sip:{secretary}@{ip}"),
@@ -385,13 +513,42 @@ impl OutboundMachine {
         }
     }
 
-    fn give_up(&mut self, why: &str) {
-        self.stage = Stage::Idle;
+    fn give_up(&mut self, why: &str, now: Now) {
+        if let Stage::Hunting(h) = std::mem::take(&mut self.stage) {
+            self.leave_queue(&h, why, now);
+        }
         self.cancel_ringing(None);
         self.event(CallEvent::SecretaryUnanswered {
             why: why.to_string(),
         });
         self.news(News::GaveUp);
+    }
+
+    /// The caller's `secretary` step ends: out of the queue, with how long they waited.
+    fn leave_queue(&mut self, h: &Hunting, why: &str, now: Now) {
+        self.push(Output::LeaveQueue);
+        if let Some(since) = h.queued_since {
+            self.event(CallEvent::Dequeued {
+                wait_ms: now.unix_ms.saturating_sub(since.unix_ms),
+                why: why.to_string(),
+            });
+        }
+    }
+
+    /// The desk changed (someone freed up or registered, a caller ahead left): a caller
+    /// waiting for a secretary tries again.
+    pub fn on_desk_changed(&mut self, roster: &dyn Roster, now: Now) {
+        if let Stage::Hunting(h) = &mut self.stage
+            && h.claims == 0
+        {
+            h.hunt.desk_changed();
+            self.advance(roster, now);
+        }
+    }
+
+    /// Whether the desk's changes matter now (a caller waiting for a secretary).
+    pub fn wants_desk_changes(&self) -> bool {
+        matches!(self.stage, Stage::Hunting(_))
     }
 
     // ------------------------------------------------------------------ executives
@@ -753,8 +910,12 @@ impl OutboundMachine {
     fn nobody_there(&mut self, roster: &dyn Roster, role: Role, who: &str, now: Now) {
         match (role, std::mem::take(&mut self.stage)) {
             (Role::Secretary, Stage::Hunting(mut h)) => {
-                h.hunt.failed(who);
+                h.hunt.failed(who, now.instant);
                 self.stage = Stage::Hunting(h);
+                self.push(Output::UpdateQueue(QueueChange::Declined {
+                    secretary: who.to_string(),
+                    until_ms: now.unix_ms + DECLINE_BACKOFF.as_millis() as u64,
+                }));
                 self.push(Output::Release {
                     secretary: who.to_string(),
                 });
@@ -808,7 +969,10 @@ impl OutboundMachine {
                 self.stage = Stage::Screening(t, Screening { leg, deadline });
             }
             (Role::Executive, Stage::Transferring(t)) => self.connect_executive(t, leg),
-            _ => {
+            (_, stage) => {
+                if let Stage::Hunting(h) = &stage {
+                    self.leave_queue(h, "answered", now);
+                }
                 self.push(Output::Bridge { leg });
                 self.push(Output::DeskAnswered {
                     secretary: who.clone(),
@@ -874,11 +1038,27 @@ impl OutboundMachine {
             }
             Stage::Hunting(h) if h.hunt.expired(now.instant) => {
                 self.stage = Stage::Hunting(h);
-                self.give_up("timeout");
+                self.give_up("timeout", now);
             }
-            Stage::Hunting(h) if due(h.hunt.poll_timeout()) => {
+            Stage::Hunting(mut h) => {
+                if let Some((every, Some(at))) = h.announce
+                    && due(at)
+                {
+                    h.announce = Some((every, Some(now.instant + every)));
+                    if h.hold {
+                        self.push(Output::QueueAnnouncement);
+                    }
+                }
+                let free = h.next_free.is_some_and(due);
+                if free {
+                    h.next_free = None;
+                    h.hunt.desk_changed();
+                }
+                let overflow = due(h.hunt.poll_timeout());
                 self.stage = Stage::Hunting(h);
-                self.advance(roster, now);
+                if free || overflow {
+                    self.advance(roster, now);
+                }
             }
             stage => self.stage = stage,
         }
@@ -938,8 +1118,11 @@ impl OutboundMachine {
 
     /// The call is over (either side hung up, or the plan moved on): CANCEL what rings,
     /// BYE who answered, close the other audio, start the secretary's wrap-up.
-    pub fn end(&mut self) {
+    pub fn end(&mut self, now: Now) {
         let stage = std::mem::take(&mut self.stage);
+        if let Stage::Hunting(h) = &stage {
+            self.leave_queue(h, "hung-up", now);
+        }
         self.cancel_ringing(None);
         match stage {
             Stage::Screening(t, s) => {

@@ -14,7 +14,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub use self::machine::News;
-use self::machine::{LegId, OutboundMachine, Output, Roster, SecretaryStep, Target, TrunkRoute};
+use self::machine::{
+    LegId, OutboundMachine, Output, QueueChange, Roster, SecretaryStep, Target, TrunkRoute,
+};
 use super::context::CallContext;
 use super::leg::{Invitation, Leg, Role};
 use crate::clock::Now;
@@ -52,6 +54,8 @@ pub struct Caller {
     pub announcement: SoundName,
     /// Max-Forwards for our legs: the caller's less one (70 less one without it).
     pub max_forwards: u8,
+    /// The route's priority in the secretaries' queue.
+    pub priority: u8,
 }
 
 /// An answered leg's audio.
@@ -106,6 +110,8 @@ pub struct Outbound {
     events: mpsc::UnboundedSender<(StreamId, MediaEvent)>,
     /// Tags and branches for the legs (each leg gets a generator of its own).
     ids: Ids,
+    /// The desk, to take the caller out of its queue however the call ends.
+    desk: Arc<Desk>,
 }
 
 impl Outbound {
@@ -120,7 +126,12 @@ impl Outbound {
             proxy: t.proxy,
             domain: t.domain.clone().unwrap_or_else(|| t.proxy.to_string()),
         });
-        let machine = OutboundMachine::new(Arc::clone(&caller.company), ctx.local_sip.ip(), trunk);
+        let machine = OutboundMachine::new(
+            Arc::clone(&caller.company),
+            caller.row,
+            ctx.local_sip.ip(),
+            trunk,
+        );
         Outbound {
             caller,
             owner,
@@ -134,6 +145,7 @@ impl Outbound {
             srtp_key: None,
             events,
             ids: Ids::fresh(),
+            desk: Arc::clone(&ctx.desk),
         }
     }
 
@@ -171,7 +183,7 @@ impl Outbound {
         self.machine.poll_timeout()
     }
 
-    /// Starts a `secretary` step.
+    /// Starts a `secretary` step. `answered`: the caller hears hold music if they queue.
     #[allow(clippy::too_many_arguments)]
     pub fn offer_secretaries(
         &mut self,
@@ -181,6 +193,7 @@ impl Outbound {
         group: Option<String>,
         strategy: Strategy,
         overflow_after: Option<u32>,
+        answered: bool,
         now: Instant,
     ) -> News {
         let step = SecretaryStep {
@@ -189,6 +202,15 @@ impl Outbound {
             group,
             strategy,
             overflow_after,
+            priority: self.caller.priority,
+            hold: answered,
+            announce_every: self
+                .caller
+                .company
+                .queue
+                .announcement
+                .as_ref()
+                .map(|(_, e)| *e),
         };
         self.machine
             .offer_secretaries(ctx.desk.as_ref(), step, clock(now));
@@ -227,8 +249,20 @@ impl Outbound {
     /// The call is over: CANCEL what rings, BYE who answered, close the other streams,
     /// start the secretary's wrap-up.
     pub fn end(&mut self, ctx: &CallContext) {
-        self.machine.end();
-        self.run(ctx, Instant::now());
+        let now = Instant::now();
+        self.machine.end(clock(now));
+        self.run(ctx, now);
+    }
+
+    /// The desk changed: a caller waiting for a secretary tries again.
+    pub fn on_desk_changed(&mut self, ctx: &CallContext, now: Instant) -> News {
+        self.machine.on_desk_changed(ctx.desk.as_ref(), clock(now));
+        self.run(ctx, now)
+    }
+
+    /// Whether [`Outbound::on_desk_changed`] matters now (a caller waiting for a secretary).
+    pub fn wants_desk_changes(&self) -> bool {
+        self.machine.wants_desk_changes()
     }
 
     /// News of one of our INVITEs.
@@ -459,6 +493,9 @@ impl Outbound {
                         at: store::now_text(),
                     },
                 ),
+                Output::JoinQueue(waiting) => ctx.desk.join_queue(waiting),
+                Output::UpdateQueue(change) => self.update_queue(ctx, change),
+                Output::LeaveQueue => ctx.desk.leave_queue(self.caller.row),
                 Output::Handled { by, transfer } => self.record(
                     ctx,
                     Record::Handled {
@@ -476,6 +513,17 @@ impl Outbound {
 
     fn record(&self, ctx: &CallContext, record: Record) {
         ctx.store.write(record);
+    }
+
+    fn update_queue(&self, ctx: &CallContext, change: QueueChange) {
+        ctx.desk.update_queue(self.caller.row, |w| match change {
+            QueueChange::Offering(offering) => w.offering = offering,
+            QueueChange::Declined {
+                secretary,
+                until_ms,
+            } => w.declined.push((secretary, until_ms)),
+            QueueChange::Overflowed => w.overflowed = true,
+        });
     }
 
     /// The outputs about one leg's signalling or audio.
@@ -511,6 +559,17 @@ impl Outbound {
             Output::Close { leg } => {
                 if let Some(m) = self.media.remove(&leg) {
                     ctx.media.close(m.stream);
+                }
+            }
+            Output::Hold => {
+                let music = self.sound(ctx, &self.caller.company.queue.music);
+                ctx.media.play(self.caller.stream, music, 1000);
+            }
+            Output::QueueAnnouncement => {
+                if let Some((announcement, _)) = &self.caller.company.queue.announcement {
+                    let first = self.sound(ctx, announcement);
+                    let then = self.sound(ctx, &self.caller.company.queue.music);
+                    ctx.media.play_then(self.caller.stream, first, then);
                 }
             }
             Output::Ringback => {
@@ -702,6 +761,14 @@ fn clock(now: Instant) -> Now {
     Now {
         instant: now,
         unix_ms: crate::clock::unix_ms(),
+    }
+}
+
+impl Drop for Outbound {
+    /// However the call ends (even a task that fails), its caller leaves the queue: a
+    /// stale entry would hold the callers behind it back.
+    fn drop(&mut self) {
+        self.desk.leave_queue(self.caller.row);
     }
 }
 

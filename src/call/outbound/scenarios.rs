@@ -37,6 +37,9 @@ name = "r"
 steps = [{ transfer = { to = "sip:desk@192.0.2.9" } }]
 "#;
 
+/// The call's row id.
+const CALL: i64 = 1;
+
 /// Our SIP host: secretaries' To URIs name it.
 const LOCAL_IP: &str = "192.0.2.100";
 /// The trunk's proxy, for the tests that have one.
@@ -143,7 +146,12 @@ impl Scenario {
             unix_ms: 1_000_000,
         };
         Scenario {
-            machine: OutboundMachine::new(Arc::new(company), LOCAL_IP.parse().unwrap(), trunk),
+            machine: OutboundMachine::new(
+                Arc::new(company),
+                CALL,
+                LOCAL_IP.parse().unwrap(),
+                trunk,
+            ),
             desk,
             start,
             now: start,
@@ -252,6 +260,12 @@ impl Scenario {
     }
 
     /// Moves the clock to `d` after the start and fires the machine's timer.
+    fn desk_changed(&mut self, d: Duration) -> Vec<Output> {
+        self.now = self.start.later(d);
+        self.machine.on_desk_changed(&self.desk, self.now);
+        self.outputs()
+    }
+
     fn timeout_at(&mut self, d: Duration) -> Vec<Output> {
         self.now = self.start.later(d);
         self.machine.on_timeout(&self.desk, self.now);
@@ -259,7 +273,7 @@ impl Scenario {
     }
 
     fn end(&mut self) -> Vec<Output> {
-        self.machine.end();
+        self.machine.end(self.now);
         self.outputs()
     }
 
@@ -287,6 +301,9 @@ fn ring_all(timeout: u32) -> SecretaryStep {
         group: None,
         strategy: Strategy::RingAll,
         overflow_after: None,
+        priority: 0,
+        hold: false,
+        announce_every: None,
     }
 }
 
@@ -304,7 +321,13 @@ fn actions(outputs: &[Output]) -> Vec<String> {
         .iter()
         .filter_map(|o| {
             Some(match o {
-                Output::Event(_) => return None,
+                // The queue's bookkeeping has its own helper (`queue_actions`).
+                Output::Event(_)
+                | Output::JoinQueue(_)
+                | Output::UpdateQueue(_)
+                | Output::LeaveQueue => return None,
+                Output::Hold => "hold".to_string(),
+                Output::QueueAnnouncement => "queue-announcement".to_string(),
                 Output::News(news) => format!("news {news:?}"),
                 Output::Claim { secretary } => format!("claim {secretary}"),
                 Output::Release { secretary } => format!("release {secretary}"),
@@ -527,7 +550,7 @@ fn a_secretary_taken_by_another_call_meanwhile_is_skipped_for_the_next() {
 }
 
 #[test]
-fn ring_all_whose_every_claim_is_lost_gives_up() {
+fn ring_all_whose_every_claim_is_lost_waits_for_the_next_free_secretary() {
     let mut s = Scenario::new(
         FakeDesk::default()
             .secretary("alice", true, 100)
@@ -535,8 +558,23 @@ fn ring_all_whose_every_claim_is_lost_gives_up() {
     );
     s.taken = vec!["alice".into(), "bea".into()];
     let out = s.offer(ring_all(30));
-    assert_eq!(actions(&out), ["claim alice", "claim bea", "news GaveUp"]);
-    assert!(recorded(&out, secretary_unanswered("nobody-left")));
+    assert_eq!(actions(&out), ["claim alice", "claim bea"]);
+    assert_eq!(
+        events(&out),
+        ["queued"],
+        "both went to other calls: the caller waits"
+    );
+    s.desk.set(
+        "bea",
+        State::Available {
+            idle_since: 1_000_500,
+        },
+    );
+    let out = s.desk_changed(secs(4));
+    assert_eq!(
+        actions(&out),
+        ["claim bea", "invite 0 bea at sip:bea@192.0.2.12"]
+    );
 }
 
 #[test]
@@ -1121,7 +1159,12 @@ fn an_unusable_answer_from_one_phone_leaves_the_others_ringing() {
 #[test]
 fn a_secretary_is_called_at_a_bracketed_ipv6_host() {
     let company = parse_str(PLAN).unwrap_or_else(|e| panic!("{e:?}"));
-    let mut m = OutboundMachine::new(Arc::new(company), "2001:db8::1".parse().unwrap(), None);
+    let mut m = OutboundMachine::new(
+        Arc::new(company),
+        CALL,
+        "2001:db8::1".parse().unwrap(),
+        None,
+    );
     let desk = FakeDesk::default().secretary("alice", true, 100);
     let now = Now {
         instant: Instant::now(),
@@ -1138,4 +1181,175 @@ fn a_secretary_is_called_at_a_bracketed_ipv6_host() {
         }
     }
     panic!("alice was not rung");
+}
+
+// ---------------------------------------------------------------------- the queue
+
+/// The queue's bookkeeping outputs, one line each.
+fn queue_actions(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::JoinQueue(w) => Some(format!(
+                "join {} {} priority {} since {}",
+                w.call, w.company, w.priority, w.since_ms
+            )),
+            Output::UpdateQueue(QueueChange::Offering(on)) => Some(format!("offering {on}")),
+            Output::UpdateQueue(QueueChange::Declined {
+                secretary,
+                until_ms,
+            }) => Some(format!("declined {secretary} until {until_ms}")),
+            Output::UpdateQueue(QueueChange::Overflowed) => Some("overflowed".into()),
+            Output::LeaveQueue => Some("leave".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dequeued(wait_ms: u64, why: &str) -> CallEvent {
+    CallEvent::Dequeued {
+        wait_ms,
+        why: why.into(),
+    }
+}
+
+/// Alice and Bea both on calls: a caller of ACME arrives, answered, with hold music.
+fn everyone_busy(step: SecretaryStep) -> (Scenario, Vec<Output>) {
+    let mut desk = FakeDesk::default()
+        .secretary("alice", true, 100)
+        .secretary("bea", true, 200);
+    desk.set("alice", State::OnCall);
+    desk.set("bea", State::OnCall);
+    let mut s = Scenario::new(desk);
+    let out = s.offer(SecretaryStep {
+        hold: true,
+        priority: 3,
+        ..step
+    });
+    (s, out)
+}
+
+#[test]
+fn with_everyone_busy_the_caller_waits_with_music_and_the_first_free_secretary_rings() {
+    let (mut s, out) = everyone_busy(longest_idle(60));
+    assert_eq!(
+        queue_actions(&out),
+        ["join 1 acme priority 3 since 1000000"],
+        "in the queue from the step's start, with the route's priority"
+    );
+    assert_eq!(actions(&out), ["hold"]);
+    assert_eq!(events(&out), ["queued"]);
+    assert!(s.machine.wants_desk_changes());
+
+    s.desk.set(
+        "bea",
+        State::Available {
+            idle_since: 1_007_000,
+        },
+    );
+    let out = s.desk_changed(secs(7));
+    assert_eq!(
+        actions(&out),
+        ["claim bea", "invite 0 bea at sip:bea@192.0.2.12"]
+    );
+    assert_eq!(queue_actions(&out), ["offering true"]);
+    let out = s.answered(0);
+    assert_eq!(queue_actions(&out), ["leave"]);
+    assert!(recorded(&out, dequeued(7_000, "answered")), "{out:?}");
+    assert!(!s.machine.wants_desk_changes());
+}
+
+#[test]
+fn a_queued_caller_wakes_when_a_wrap_up_ends() {
+    let mut desk = FakeDesk::default().secretary("alice", true, 100);
+    desk.set("alice", State::WrapUp { until: 1_002_500 });
+    let mut s = Scenario::new(desk);
+    let out = s.offer(ring_all(60));
+    assert_eq!(events(&out), ["queued"]);
+    assert_eq!(
+        s.machine.poll_timeout(),
+        Some(s.at(Duration::from_millis(2_500))),
+        "the end of her wrap-up, not the step's end"
+    );
+    s.desk.set(
+        "alice",
+        State::Available {
+            idle_since: 1_002_500,
+        },
+    );
+    let out = s.timeout_at(Duration::from_millis(2_500));
+    assert_eq!(
+        actions(&out),
+        ["claim alice", "invite 0 alice at sip:alice@192.0.2.11"]
+    );
+}
+
+#[test]
+fn a_queued_caller_whose_wait_runs_out_goes_to_the_next_step_with_the_wait_recorded() {
+    let (mut s, _) = everyone_busy(ring_all(20));
+    assert_eq!(s.machine.poll_timeout(), Some(s.at(secs(20))));
+    let out = s.timeout_at(secs(20));
+    assert_eq!(queue_actions(&out), ["leave"]);
+    assert!(recorded(&out, dequeued(20_000, "timeout")));
+    assert!(recorded(&out, secretary_unanswered("timeout")));
+    assert_eq!(actions(&out), ["news GaveUp"]);
+}
+
+#[test]
+fn a_caller_hanging_up_while_queued_leaves_the_queue_with_the_wait() {
+    let (mut s, _) = everyone_busy(ring_all(60));
+    s.now = s.start.later(secs(12));
+    let out = s.end();
+    assert_eq!(queue_actions(&out), ["leave"]);
+    assert!(recorded(&out, dequeued(12_000, "hung-up")));
+    assert!(
+        actions(&out).is_empty(),
+        "nobody rang, nobody to cancel: {out:?}"
+    );
+}
+
+#[test]
+fn the_announcement_interrupts_the_music_every_so_often_while_queued() {
+    let (mut s, _) = everyone_busy(SecretaryStep {
+        announce_every: Some(secs(30)),
+        ..ring_all(120)
+    });
+    assert_eq!(s.machine.poll_timeout(), Some(s.at(secs(30))));
+    let out = s.timeout_at(secs(30));
+    assert_eq!(actions(&out), ["queue-announcement"]);
+    assert_eq!(s.machine.poll_timeout(), Some(s.at(secs(60))));
+}
+
+#[test]
+fn a_secretary_who_declines_is_not_offered_the_caller_again_for_a_while() {
+    let mut s = Scenario::new(
+        FakeDesk::default()
+            .secretary("alice", true, 100)
+            .secretary("bea", true, 200),
+    );
+    s.desk.set("bea", State::OnCall);
+    s.offer(longest_idle(120));
+    let out = s.failed(0, 486);
+    assert_eq!(
+        queue_actions(&out),
+        ["declined alice until 1030000", "offering false"],
+        "the desk's queue learns it too, so she does not hold callers behind back"
+    );
+    assert_eq!(
+        events(&out),
+        ["secretary-declined", "queued"],
+        "bea may still free up"
+    );
+    s.desk.set(
+        "bea",
+        State::Available {
+            idle_since: 1_005_000,
+        },
+    );
+    let out = s.desk_changed(secs(5));
+    assert_eq!(
+        actions(&out),
+        ["claim bea", "invite 1 bea at sip:bea@192.0.2.12"],
+        "alice is free again but declined: bea rings"
+    );
 }
