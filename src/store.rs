@@ -1590,6 +1590,53 @@ pub fn bans(path: &Path, limit: usize) -> Result<Vec<BanRow>, StoreError> {
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
 
+/// A caller waiting in a company's queue now, as the records say.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaitingRow {
+    /// The call's row id.
+    pub call: CallRowId,
+    /// The company called.
+    pub company: String,
+    /// The caller's number.
+    pub caller: String,
+    /// The caller's name, when a contact list knows it.
+    pub caller_name: Option<String>,
+    /// When they started waiting (RFC 3339, UTC).
+    pub queued_at: String,
+}
+
+/// The callers waiting for a secretary now: queued, not yet dequeued, call not ended;
+/// longest wait first.
+pub fn waiting(path: &Path) -> Result<Vec<WaitingRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.id, c.company, c.caller, c.caller_name, q.at
+             FROM events q JOIN calls c ON c.id = q.call_id
+             WHERE q.kind = 'queued' AND c.ended_at IS NULL AND c.company IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM events d
+                               WHERE d.call_id = q.call_id AND d.kind = 'dequeued')
+             ORDER BY q.at, c.id",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(WaitingRow {
+                call: r.get(0)?,
+                company: r.get(1)?,
+                caller: r.get(2)?,
+                caller_name: r.get(3)?,
+                queued_at: r.get(4)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
 /// What a secretary was last recorded doing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SecretaryStateRow {

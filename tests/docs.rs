@@ -318,6 +318,23 @@ fn check(demo: &mut Demo, doc: &Documented) {
             );
             assert!(out.contains("permanence_store_writing 1"), "{out}");
         }
+        "permanence queue" => {
+            // Nobody calls the demo while this runs: nobody waits.
+            let (_, out) = demo.run(c);
+            assert_eq!(out.trim(), "nobody is waiting");
+        }
+        "permanence simulate --company acme --at \"2026-12-02 10:00\" --secretaries busy --free-after 12" =>
+        {
+            // Office hours, everyone busy: the caller queues (answered by the greeting,
+            // so with music) and is served when a secretary frees up 12 s later.
+            let (_, out) = demo.run(c);
+            assert!(
+                out.contains("everyone is busy: the caller waits in the queue with hold music"),
+                "{out}"
+            );
+            assert!(out.contains("a secretary frees up after 12 s"), "{out}");
+            assert!(out.trim_end().ends_with("outcome: secretary"), "{out}");
+        }
         "cargo run --release -- bans" => {
             // Nobody was banned in the demo: the table's header alone.
             let (_, out) = demo.run(c);

@@ -259,3 +259,40 @@ fn simulate_and_the_server_agree_on_an_executives_hours() {
         );
     }
 }
+
+/// Everyone busy: the caller waits in the queue (with hold music, since the greeting
+/// answered them), and either a secretary frees up in time or the wait runs out.
+#[test]
+fn with_everyone_busy_the_caller_queues_until_one_frees_up_or_the_wait_runs_out() {
+    let at = [
+        "--company",
+        "acme",
+        "--at",
+        "2026-12-02 10:00",
+        "--secretaries",
+        "busy",
+    ];
+    let served = simulate(&[&at[..], &["--free-after", "12"]].concat());
+    assert!(
+        served.contains("8s  everyone is busy: the caller waits in the queue with hold music"),
+        "{served}"
+    );
+    assert!(
+        served.contains("20s  a secretary frees up after 12 s in the queue and is rung"),
+        "{served}"
+    );
+    assert!(
+        served.trim_end().ends_with("outcome: secretary"),
+        "{served}"
+    );
+
+    let unserved = simulate(&at);
+    assert!(
+        unserved.contains("38s  the wait runs out after 30 s in the queue: next step"),
+        "{unserved}"
+    );
+    assert!(
+        unserved.trim_end().ends_with("outcome: voicemail"),
+        "{unserved}"
+    );
+}

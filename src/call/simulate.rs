@@ -19,14 +19,26 @@ pub struct Scenario {
     pub at: jiff::Timestamp,
     /// Keys the caller presses, one per menu prompt, in order.
     pub digits: Vec<char>,
-    /// Whether a secretary is available (and answers).
-    pub secretaries: bool,
+    /// Whether a secretary is available (and answers), or when one frees up.
+    pub secretaries: Secretaries,
     /// Whether an executive answers a transfer.
     pub executive_answers: bool,
     /// How long a voicemail waits for the caller's first word (the server's setting).
     pub no_speech: Option<Duration>,
     /// How long each sound lasts (from the loaded sounds); others count 3 s.
     pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
+}
+
+/// The secretaries as the simulated call finds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secretaries {
+    /// One is free and answers.
+    Available,
+    /// Nobody is there (none registered): a `secretary` step gives up at once.
+    None,
+    /// Everyone is on a call: the caller queues, and one frees up after this long (never,
+    /// within the step, when `None`).
+    Busy(Option<Duration>),
 }
 
 /// Lines describing the decision and the steps, for a person to read.
@@ -53,7 +65,7 @@ fn describe_decision(
         caller: &scenario.caller,
         dialled: dialled.as_ref(),
         now: scenario.at,
-        secretary_available: scenario.secretaries,
+        secretary_available: scenario.secretaries == Secretaries::Available,
     };
     let (verdicts, local) = dialplan::explain(company, &facts);
     lines.push(format!(
@@ -97,6 +109,9 @@ struct Run<'a> {
     digits: std::slice::Iter<'a, char>,
     /// A leg being rung: whether it answers, and its timeout in seconds.
     pending_leg: Option<(bool, u32)>,
+    /// A `secretary` step waiting in the queue: when a secretary frees up, and the step's
+    /// time-out.
+    queued: Option<(Option<Duration>, u32)>,
     /// The sound playing now, and how long it takes.
     playing: Option<Duration>,
     lines: Vec<String>,
@@ -126,6 +141,7 @@ impl<'a> Run<'a> {
             now: start,
             digits: scenario.digits.iter(),
             pending_leg: None,
+            queued: None,
             playing: None,
             lines,
         }
@@ -172,7 +188,22 @@ impl<'a> Run<'a> {
                 let whom = describe_whom(&who, group);
                 self.lines
                     .push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
-                self.pending_leg = Some((self.scenario.secretaries, timeout));
+                match self.scenario.secretaries {
+                    Secretaries::Busy(free_after) => {
+                        let music = if self.machine.is_answered() {
+                            " with hold music"
+                        } else {
+                            ", hearing ringback"
+                        };
+                        self.lines.push(format!(
+                            "  {t:>4}s  everyone is busy: the caller waits in the queue{music}"
+                        ));
+                        self.queued = Some((free_after, timeout));
+                    }
+                    available => {
+                        self.pending_leg = Some((available == Secretaries::Available, timeout));
+                    }
+                }
             }
             Command::Transfer {
                 to,
@@ -284,6 +315,9 @@ impl<'a> Run<'a> {
     /// Nothing pending: the current step waits on the outside world (a leg answers or
     /// not, a sound ends).
     fn wait_outside(&mut self) {
+        if let Some((free_after, timeout)) = self.queued.take() {
+            return self.wait_in_queue(free_after, timeout);
+        }
         if let Some((answered, timeout)) = self.pending_leg.take() {
             // An answer comes after a few seconds of ringing; no answer takes the whole timeout.
             self.now += Duration::from_secs(if answered { 5 } else { u64::from(timeout) });
@@ -302,6 +336,34 @@ impl<'a> Run<'a> {
         self.now += self.playing.take().unwrap_or(Duration::from_secs(3));
         self.machine.handle_playback_done(self.now);
         self.machine.handle_bye_answered();
+    }
+}
+
+impl Run<'_> {
+    /// A queued caller: a secretary frees up within the step's time (and answers), or the
+    /// wait runs out and the plan goes on.
+    fn wait_in_queue(&mut self, free_after: Option<Duration>, timeout: u32) {
+        let limit = Duration::from_secs(u64::from(timeout));
+        match free_after.filter(|w| *w < limit) {
+            Some(wait) => {
+                self.now += wait;
+                let t = self.elapsed();
+                self.lines.push(format!(
+                    "  {t:>4}s  a secretary frees up after {} s in the queue and is rung",
+                    wait.as_secs()
+                ));
+                self.pending_leg = Some((true, timeout));
+                self.wait_outside();
+            }
+            None => {
+                self.now += limit;
+                let t = self.elapsed();
+                self.lines.push(format!(
+                    "  {t:>4}s  the wait runs out after {timeout} s in the queue: next step"
+                ));
+                self.machine.handle_leg_result(false, self.now);
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod calls;
 mod check;
 mod hash_password;
 mod messages;
+mod queue;
 mod secretaries;
 mod serve;
 mod simulate;
@@ -50,6 +51,8 @@ enum Command {
     Messages(messages::Args),
     /// Who is registered, from where, and who is available (secretaries, then executives).
     Secretaries(secretaries::Args),
+    /// The callers waiting for a secretary now, per company, longest wait first.
+    Queue(queue::Args),
     /// Print the digest hashes to store for a secretary instead of their password.
     ///
     /// The password is read from standard input (one line), never from the command line
@@ -71,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Messages(args) => messages::run(args),
         Command::Secretaries(args) => secretaries::run(args),
+        Command::Queue(args) => queue::run(args),
         Command::HashPassword(args) => hash_password::run(args),
         Command::Bans(args) => bans::run(args),
         Command::Calls(args) => calls::run(args),

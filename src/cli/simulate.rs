@@ -30,9 +30,14 @@ pub struct Args {
     /// Keys pressed at menus, in order (e.g. "2" or "19"): 0-9, *, # and A-D.
     #[arg(long, default_value = "")]
     digits: String,
-    /// Whether a secretary is available: "available" or "none".
+    /// The secretaries: "available" (one answers), "none" (nobody registered) or "busy"
+    /// (everyone on a call: the caller queues).
     #[arg(long, default_value = "available")]
     secretaries: String,
+    /// With --secretaries busy: seconds until a secretary frees up (default: not within
+    /// the step's time, so the wait runs out).
+    #[arg(long)]
+    free_after: Option<u64>,
     /// Whether an executive answers a transfer: "answers" or "no-answer".
     #[arg(long, default_value = "answers")]
     executive: String,
@@ -69,10 +74,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let secretaries = args.secretaries;
     let executive = args.executive;
-    anyhow::ensure!(
-        secretaries == "available" || secretaries == "none",
-        "--secretaries: expected available or none"
-    );
+    let secretaries = match (secretaries.as_str(), args.free_after) {
+        ("available", None) => simulate::Secretaries::Available,
+        ("none", None) => simulate::Secretaries::None,
+        ("busy", free_after) => {
+            simulate::Secretaries::Busy(free_after.map(std::time::Duration::from_secs))
+        }
+        ("available" | "none", Some(_)) => {
+            anyhow::bail!("--free-after: only with --secretaries busy")
+        }
+        (other, _) => anyhow::bail!("--secretaries `{other}`: expected available, none or busy"),
+    };
     anyhow::ensure!(
         executive == "answers" || executive == "no-answer",
         "--executive: expected answers or no-answer"
@@ -82,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dialled,
         at,
         digits: keys(&args.digits)?,
-        secretaries: secretaries == "available",
+        secretaries,
         executive_answers: executive == "answers",
         sound_lengths: snapshot.sounds.lengths(),
         no_speech: config.media.no_speech(),

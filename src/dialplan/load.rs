@@ -1395,6 +1395,60 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
     }
 
     #[test]
+    fn queue_settings_and_priorities_load_and_their_mistakes_are_located() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        let good = GOOD
+            .replace(
+                "numbers = [\"+33180000001\"]",
+                "numbers = [\"+33180000001\"]\nqueue_sound = \"a/hello.wav\"\nqueue_announce_every = 45",
+            )
+            .replace("name = \"all\"", "name = \"all\"\npriority = 7");
+        write(&plans, "acme.toml", &good);
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        let acme = loaded.company("acme").unwrap();
+        assert_eq!(acme.queue.music.0, "a/hello.wav");
+        assert_eq!(
+            acme.queue.announcement,
+            Some((
+                SoundName("default/queue-fr.wav".into()),
+                std::time::Duration::from_secs(45)
+            ))
+        );
+        assert_eq!(acme.routes[0].priority, 7);
+
+        let bad = GOOD
+            .replace(
+                "numbers = [\"+33180000001\"]",
+                "numbers = [\"+33180000001\"]\nqueue_announcement = \"a/hello.wav\"\nqueue_sound = \"a/none.wav\"",
+            )
+            .replace("name = \"all\"", "name = \"all\"\npriority = 12");
+        write(&plans, "acme.toml", &bad);
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        let has = |at: &str, what: &str| errors.iter().any(|e| e.contains(at) && e.contains(what));
+        assert!(
+            has("acme.toml:7:", "sound `a/none.wav` not found"),
+            "{errors:#?}"
+        );
+        assert!(
+            has(
+                "acme.toml:6:",
+                "queue_announcement without queue_announce_every"
+            ),
+            "{errors:#?}"
+        );
+        assert!(
+            has("acme.toml:11:", "priority 12 is out of range"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
     fn an_executive_reached_at_one_of_our_own_numbers_is_a_loop() {
         let (dir, sounds) = fixture();
         let plans = dir.path().join("plans");
