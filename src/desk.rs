@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use tokio::sync::{broadcast, watch};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::distribution::{Candidate, State};
 use crate::queue::{self, Waiting};
@@ -147,7 +149,10 @@ const WATCH_BACKLOG: usize = 256;
 #[derive(Debug, Default)]
 struct Floor {
     seats: BTreeMap<String, Seat>,
+    /// In queue order ([`queue::ahead`]).
     queue: Vec<Waiting>,
+    /// How to wake each waiting caller's task.
+    wakers: BTreeMap<i64, Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -202,6 +207,7 @@ impl Desk {
             floor: Mutex::new(Floor {
                 seats,
                 queue: Vec::new(),
+                wakers: BTreeMap::new(),
             }),
             changes: watch::channel(0).0,
             others: Mutex::new(BTreeMap::new()),
@@ -272,12 +278,17 @@ impl Desk {
 
     /// A secretary's registered contacts changed (REGISTER, expiry, dead keep-alive).
     pub fn set_bindings(&self, username: &str, bindings: Vec<Binding>) {
-        if let Some(seat) = self.floor().seats.get_mut(username) {
+        let now_ms = crate::clock::unix_ms();
+        let mut floor = self.floor();
+        if let Some(seat) = floor.seats.get_mut(username) {
             seat.bindings = bindings;
-            self.publish(seat, crate::clock::unix_ms());
-            self.changed();
+            self.publish(seat, now_ms);
+            drop(floor);
+            // Outside the lock: dispatching takes it again.
+            self.dispatch(now_ms);
             return;
         }
+        drop(floor);
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
         others.insert(username.to_string(), bindings);
     }
@@ -336,14 +347,21 @@ impl Desk {
         change: impl FnOnce(&Seat, &[Waiting], Activity) -> Option<(Activity, T)>,
     ) -> Option<T> {
         let mut floor = self.floor();
-        let Floor { seats, queue } = &mut *floor;
+        let Floor { seats, queue, .. } = &mut *floor;
         let seat = seats.get_mut(username)?;
         let (activity, result) = change(seat, queue, seat.activity.effective(now_ms))?;
         seat.activity = activity;
         self.publish(seat, now_ms);
         drop(floor);
         self.record(username, activity);
-        self.changed();
+        match activity {
+            // Someone free: the first caller in line for her tries to claim her.
+            Activity::Available { .. } => self.dispatch(now_ms),
+            // The desk's clock must now wake at the end of this wrap-up.
+            Activity::WrapUp { .. } => self.changed(),
+            // A claim or an answer only makes someone busier.
+            Activity::Ringing { .. } | Activity::OnCall { .. } => {}
+        }
         Some(result)
     }
 
@@ -392,43 +410,110 @@ impl Desk {
         });
     }
 
-    /// Wakes whoever waits for the desk to change ([`Desk::changes`]).
+    /// Wakes the desk's clock ([`Desk::changes`]): a wrap-up started.
     fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A counter bumped on every change: a queued call waits on it to try again.
+    /// A counter bumped when a wrap-up starts: the desk's clock ([`Desk::run_clock`])
+    /// waits on it to know when to wake again.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
-    /// A caller's `secretary` step starts: it takes its place in the queue.
-    pub fn join_queue(&self, waiting: Waiting) {
+    /// Wakes the first caller in line for each secretary free now (`queue::to_wake`).
+    pub fn dispatch(&self, now_ms: u64) {
+        let floor = self.floor();
+        let free: Vec<queue::Seat> = floor
+            .seats
+            .values()
+            .filter(|seat| {
+                matches!(seat.activity.effective(now_ms), Activity::Available { .. })
+                    && live(&seat.bindings, now_ms).next().is_some()
+            })
+            .map(|seat| queue::Seat {
+                username: &seat.secretary.username,
+                companies: &seat.secretary.companies,
+                groups: &seat.secretary.groups,
+            })
+            .collect();
+        for call in queue::to_wake(&floor.queue, &free, now_ms) {
+            if let Some(waker) = floor.wakers.get(&call) {
+                waker.notify_one();
+            }
+        }
+    }
+
+    /// When the earliest wrap-up in progress ends (unix ms), if any.
+    pub fn next_wrap_up_end(&self, now_ms: u64) -> Option<u64> {
+        self.floor()
+            .seats
+            .values()
+            .filter_map(|seat| match seat.activity {
+                Activity::WrapUp { until, .. } if until > now_ms => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The desk's clock: a wrap-up's end frees a secretary without anyone telling the
+    /// desk, so this wakes at each end (and every second, as a safety net) and wakes the
+    /// callers in line. Runs until the task is dropped.
+    pub async fn run_clock(self: Arc<Self>) {
+        let mut changes = self.changes();
+        loop {
+            let now_ms = crate::clock::unix_ms();
+            let wait = self
+                .next_wrap_up_end(now_ms)
+                .map_or(1_000, |end| end - now_ms)
+                .min(1_000);
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {
+                    self.dispatch(crate::clock::unix_ms());
+                }
+            }
+        }
+    }
+
+    /// A caller's `secretary` step starts: it takes its place in the queue, and `waker`
+    /// is notified when it is first in line for a secretary who frees up.
+    pub fn join_queue(&self, waiting: Waiting, waker: Arc<Notify>) {
         let mut floor = self.floor();
         floor.queue.retain(|w| w.call != waiting.call);
-        floor.queue.push(waiting);
+        floor.wakers.insert(waiting.call, waker);
+        let at = queue::position(&floor.queue, &waiting);
+        floor.queue.insert(at, waiting);
     }
 
     /// Changes a queued caller's entry (offering, declined, overflowed).
     pub fn update_queue(&self, call: i64, update: impl FnOnce(&mut Waiting)) {
         let mut floor = self.floor();
-        if let Some(w) = floor.queue.iter_mut().find(|w| w.call == call) {
-            update(w);
-        }
+        let Some(w) = floor.queue.iter_mut().find(|w| w.call == call) else {
+            return;
+        };
+        let (offering, declined) = (w.offering, w.declined.len());
+        update(w);
+        let holds_back_less = (!offering && w.offering) || w.declined.len() > declined;
         drop(floor);
-        // Those behind may now take a secretary this caller no longer holds back.
-        self.changed();
+        if holds_back_less {
+            // Those behind may now take a secretary this caller no longer holds back.
+            self.dispatch(crate::clock::unix_ms());
+        }
     }
 
     /// The caller's step ended (answered, gave up, hung up): it leaves the queue.
     pub fn leave_queue(&self, call: i64) {
         let mut floor = self.floor();
-        let before = floor.queue.len();
-        floor.queue.retain(|w| w.call != call);
-        let left = floor.queue.len() != before;
+        let Some(at) = floor.queue.iter().position(|w| w.call == call) else {
+            return;
+        };
+        let left = floor.queue.remove(at);
+        floor.wakers.remove(&call);
         drop(floor);
-        if left {
-            self.changed();
+        if !left.offering {
+            // It held others back (nobody rang for it): they may go now.
+            self.dispatch(crate::clock::unix_ms());
         }
     }
 
@@ -534,6 +619,52 @@ mod tests {
             watch.try_recv().is_err(),
             "reading the view changes nothing"
         );
+    }
+
+    fn waiting(call: i64, since_ms: u64) -> Waiting {
+        Waiting {
+            call,
+            company: "acme".into(),
+            priority: 0,
+            since_ms,
+            who: Vec::new(),
+            group: None,
+            overflowed: false,
+            declined: Vec::new(),
+            offering: false,
+        }
+    }
+
+    #[test]
+    fn a_secretary_freeing_up_wakes_the_first_caller_in_line_and_only_it_may_claim_her() {
+        let desk = Desk::new(&[secretary("alice", &["acme"])], 1_000, None, 0);
+        desk.set_bindings("alice", vec![binding(u64::MAX / 2_000)]);
+        let now = crate::clock::unix_ms();
+        desk.claim("alice", 9, now).unwrap();
+        desk.answered("alice", 9, now);
+        let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        desk.join_queue(waiting(2, 2_000), Arc::clone(&second));
+        desk.join_queue(waiting(1, 1_000), Arc::clone(&first));
+        assert_eq!(desk.queue(3_000)[0].callers, vec![(1, 2_000), (2, 1_000)]);
+
+        desk.finished("alice", 9, now);
+        assert_eq!(desk.next_wrap_up_end(now), Some(now + 1_000));
+        desk.dispatch(now + 1_000);
+        let woken = |n: &Notify| {
+            let notified = n.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable()
+        };
+        assert!(woken(&first), "the caller who waited longest");
+        assert!(!woken(&second), "not the whole queue");
+        assert!(
+            desk.claim("alice", 2, now + 1_000).is_none(),
+            "the caller behind cannot take her first"
+        );
+        assert!(desk.claim("alice", 1, now + 1_000).is_some());
+        desk.leave_queue(1);
+        desk.leave_queue(2);
+        assert!(desk.queue(now).is_empty());
     }
 
     #[test]

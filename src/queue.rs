@@ -85,6 +85,30 @@ pub fn may_offer(queue: &[Waiting], call: i64, seat: Seat, now_ms: u64) -> bool 
     })
 }
 
+/// Which waiting callers to wake now that `free` secretaries can take a call: for each,
+/// the first caller in line who could take her and whom nobody rings for. Only they try
+/// to claim her, so a secretary freeing up wakes one caller, not the whole queue.
+/// `queue` must be in queue order ([`ahead`]).
+pub fn to_wake(queue: &[Waiting], free: &[Seat], now_ms: u64) -> Vec<i64> {
+    let mut calls: Vec<i64> = Vec::new();
+    for seat in free {
+        let first = queue
+            .iter()
+            .find(|w| !w.offering && w.could_take(*seat, now_ms));
+        if let Some(w) = first
+            && !calls.contains(&w.call)
+        {
+            calls.push(w.call);
+        }
+    }
+    calls
+}
+
+/// Where a caller goes so that `queue` stays in queue order.
+pub fn position(queue: &[Waiting], waiting: &Waiting) -> usize {
+    queue.partition_point(|w| ahead(w, waiting) == Ordering::Less)
+}
+
 /// One company's line, for `permanence queue` and the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -250,6 +274,39 @@ mod tests {
         acme.overflowed = true;
         let queue = [acme, waiting(2, "globex", 2_000)];
         assert!(!may_offer(&queue, 2, carol, 3_000));
+    }
+
+    #[test]
+    fn a_freed_secretary_wakes_only_the_first_caller_who_could_take_her() {
+        let acme = names(&["acme"]);
+        let globex = names(&["globex"]);
+        let alice = Seat {
+            username: "alice",
+            companies: &acme,
+            groups: &[],
+        };
+        let bob = Seat {
+            username: "bob",
+            companies: &globex,
+            groups: &[],
+        };
+        let mut queue = Vec::new();
+        for w in [
+            waiting(3, "acme", 3_000),
+            waiting(1, "acme", 1_000),
+            waiting(2, "globex", 2_000),
+            waiting(4, "acme", 4_000),
+        ] {
+            let at = position(&queue, &w);
+            queue.insert(at, w);
+        }
+        let order: Vec<i64> = queue.iter().map(|w| w.call).collect();
+        assert_eq!(order, [1, 2, 3, 4], "kept in queue order");
+        assert_eq!(to_wake(&queue, &[alice], 5_000), [1]);
+        assert_eq!(to_wake(&queue, &[alice, bob], 5_000), [1, 2]);
+        queue[0].offering = true;
+        assert_eq!(to_wake(&queue, &[alice], 5_000), [3], "someone rings for 1");
+        assert!(to_wake(&queue, &[], 5_000).is_empty());
     }
 
     #[test]

@@ -78,6 +78,8 @@ struct Workers {
     /// Keeps the reload task's channel open until the workers stop, even when neither the
     /// watcher nor SIGHUP could be set up.
     _reload: mpsc::UnboundedSender<crate::reload::Trigger>,
+    /// The desk's clock (wakes queued callers when a wrap-up ends).
+    desk_clock: tokio::task::JoinHandle<()>,
 }
 
 /// The server once started: what each shutdown stage needs.
@@ -428,6 +430,7 @@ fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     Workers {
         _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
         _reload: reload_tx,
+        desk_clock: tokio::spawn(Arc::clone(&ctx.desk).run_clock()),
     }
 }
 
@@ -506,6 +509,7 @@ impl Running {
     /// flush; the two orders cannot be told apart, since dropping it only signals its
     /// thread and no task runs between this stage and the flush.
     fn stop_workers(workers: Workers) {
+        workers.desk_clock.abort();
         drop(workers);
     }
 

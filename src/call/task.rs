@@ -254,7 +254,7 @@ impl<'a> Call<'a> {
             return;
         };
         let mut outbound = self.outbound(company, route, &media, media_tx.clone());
-        let mut desk = self.ctx.desk.changes();
+        let wake = outbound.waker();
         let mut machine = CallMachine::new(
             Arc::clone(company),
             route,
@@ -287,8 +287,8 @@ impl<'a> Call<'a> {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.on_timeout(&mut machine, &mut outbound);
                 }
-                Ok(()) = desk.changed(), if outbound.wants_desk_changes() => {
-                    // Someone freed up, registered, or a caller ahead left the queue.
+                () = wake.notified(), if outbound.wants_desk_changes() => {
+                    // This caller is first in line for a secretary who just freed up.
                     let news = outbound.on_desk_changed(self.ctx, Instant::now());
                     self.tell(&mut machine, &mut outbound, news);
                 }

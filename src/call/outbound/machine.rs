@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Now;
 use crate::dialplan::{Company, ReachEntry, ReachMode, Strategy, TransferTarget, allowed_refer};
-use crate::distribution::{Candidate, DECLINE_BACKOFF, Hunt, Next, State};
+use crate::distribution::{Candidate, DECLINE_BACKOFF, Hunt, Next};
 use crate::event::{CallEvent, Role};
 use crate::queue::Waiting;
 use crate::sip::{Peer, Transport};
@@ -216,8 +216,6 @@ struct Hunting {
     hold: bool,
     /// A periodic announcement while queued: every this long, next at (once queued).
     announce: Option<(Duration, Option<Instant>)>,
-    /// The earliest end of a wrap-up that could free a secretary for this caller.
-    next_free: Option<Instant>,
     /// Whether the desk's queue knows someone rings for this caller.
     offering: bool,
     /// Whether the desk's queue knows the offer widened to everyone.
@@ -335,7 +333,6 @@ impl OutboundMachine {
         match &self.stage {
             Stage::Hunting(h) => [
                 Some(h.hunt.poll_timeout()),
-                h.next_free,
                 h.announce.and_then(|(_, at)| at),
             ]
             .into_iter()
@@ -389,7 +386,6 @@ impl OutboundMachine {
             queued_since: None,
             hold: step.hold,
             announce: step.announce_every.map(|every| (every, None)),
-            next_free: None,
             offering: false,
             overflowed: false,
         });
@@ -415,7 +411,7 @@ impl OutboundMachine {
             Next::Wait => {}
             Next::GiveUp if self.hunt_expired(now) => self.give_up("timeout", now),
             Next::GiveUp => self.give_up("nobody-left", now),
-            Next::Queue => self.queue(&team, now),
+            Next::Queue => self.queue(now),
             Next::Ring(names) => {
                 let Stage::Hunting(h) = &mut self.stage else {
                     return;
@@ -433,22 +429,13 @@ impl OutboundMachine {
         matches!(&self.stage, Stage::Hunting(h) if h.hunt.expired(now.instant))
     }
 
-    /// Nobody is free but someone will be: the caller waits (hold music once answered),
-    /// and wakes at the earliest wrap-up end, or when the desk changes.
-    fn queue(&mut self, team: &[Candidate], now: Now) {
+    /// Nobody is free but someone will be: the caller waits (hold music once answered)
+    /// until the desk wakes it ([`OutboundMachine::on_desk_changed`]): it does so for the
+    /// first caller in line who could take a secretary who just freed up.
+    fn queue(&mut self, now: Now) {
         let Stage::Hunting(h) = &mut self.stage else {
             return;
         };
-        // A wrap-up's end is not a desk change: wake up for it (the desk's wall clock
-        // mapped onto our timers).
-        h.next_free = team
-            .iter()
-            .filter_map(|c| match c.state {
-                State::WrapUp { until } if c.selected => Some(until),
-                _ => None,
-            })
-            .min()
-            .map(|until| now.instant + Duration::from_millis(until.saturating_sub(now.unix_ms)));
         let offering = std::mem::replace(&mut h.offering, false);
         let first = h.queued_since.is_none();
         if first {
@@ -1049,14 +1036,9 @@ impl OutboundMachine {
                         self.push(Output::QueueAnnouncement);
                     }
                 }
-                let free = h.next_free.is_some_and(due);
-                if free {
-                    h.next_free = None;
-                    h.hunt.desk_changed();
-                }
                 let overflow = due(h.hunt.poll_timeout());
                 self.stage = Stage::Hunting(h);
-                if free || overflow {
+                if overflow {
                     self.advance(roster, now);
                 }
             }

@@ -112,6 +112,8 @@ pub struct Outbound {
     ids: Ids,
     /// The desk, to take the caller out of its queue however the call ends.
     desk: Arc<Desk>,
+    /// Notified by the desk when this caller is first in line for a secretary who freed up.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Outbound {
@@ -146,6 +148,7 @@ impl Outbound {
             events,
             ids: Ids::fresh(),
             desk: Arc::clone(&ctx.desk),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -263,6 +266,11 @@ impl Outbound {
     /// Whether [`Outbound::on_desk_changed`] matters now (a caller waiting for a secretary).
     pub fn wants_desk_changes(&self) -> bool {
         self.machine.wants_desk_changes()
+    }
+
+    /// Notified when the desk wants this caller to try again (see [`Outbound::on_desk_changed`]).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
     }
 
     /// News of one of our INVITEs.
@@ -493,7 +501,9 @@ impl Outbound {
                         at: store::now_text(),
                     },
                 ),
-                Output::JoinQueue(waiting) => ctx.desk.join_queue(waiting),
+                Output::JoinQueue(waiting) => {
+                    ctx.desk.join_queue(waiting, Arc::clone(&self.wake))
+                }
                 Output::UpdateQueue(change) => self.update_queue(ctx, change),
                 Output::LeaveQueue => ctx.desk.leave_queue(self.caller.row),
                 Output::Handled { by, transfer } => self.record(

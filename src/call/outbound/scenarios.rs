@@ -1260,7 +1260,7 @@ fn with_everyone_busy_the_caller_waits_with_music_and_the_first_free_secretary_r
 }
 
 #[test]
-fn a_queued_caller_wakes_when_a_wrap_up_ends() {
+fn a_queued_caller_sleeps_until_the_desk_wakes_it() {
     let mut desk = FakeDesk::default().secretary("alice", true, 100);
     desk.set("alice", State::WrapUp { until: 1_002_500 });
     let mut s = Scenario::new(desk);
@@ -1268,8 +1268,8 @@ fn a_queued_caller_wakes_when_a_wrap_up_ends() {
     assert_eq!(events(&out), ["queued"]);
     assert_eq!(
         s.machine.poll_timeout(),
-        Some(s.at(Duration::from_millis(2_500))),
-        "the end of her wrap-up, not the step's end"
+        Some(s.at(secs(60))),
+        "no timer but the step's end: the desk wakes the first caller in line"
     );
     s.desk.set(
         "alice",
@@ -1277,7 +1277,7 @@ fn a_queued_caller_wakes_when_a_wrap_up_ends() {
             idle_since: 1_002_500,
         },
     );
-    let out = s.timeout_at(Duration::from_millis(2_500));
+    let out = s.desk_changed(Duration::from_millis(2_500));
     assert_eq!(
         actions(&out),
         ["claim alice", "invite 0 alice at sip:alice@192.0.2.11"]
