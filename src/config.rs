@@ -73,6 +73,9 @@ pub struct Config {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[web]`: the secretaries' console.
+    #[serde(default)]
+    pub web: WebConfig,
     /// Executives who register phones (`[[executives]]`; plans reach them as `user:NAME`).
     /// Same fields as secretaries; `companies` and `groups` are ignored.
     #[serde(default)]
@@ -152,6 +155,26 @@ pub struct MetricsConfig {
     /// refusals, registrations, bans, RTP lateness and the store's queue are exposed.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+}
+
+/// `[web]`: the secretaries' console (a web page and its JSON API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Where the console is served (HTTP); none by default. Only on a trusted network or
+    /// loopback until it is served over TLS.
+    pub listen: Option<SocketAddr>,
+    /// How long a login lasts. Default 12 hours.
+    pub session_hours: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: None,
+            session_hours: 12,
+        }
+    }
 }
 
 /// `[inbox]`: which calls leave a message that needs attention (`inbox`).

@@ -43,6 +43,11 @@ pub enum Activity {
         /// The call written up.
         call: i64,
     },
+    /// On pause (lunch, admin work): offered no calls until she comes back.
+    Paused {
+        /// Since when.
+        since: u64,
+    },
 }
 
 impl Activity {
@@ -64,13 +69,14 @@ impl Activity {
             Activity::Ringing { .. } => "ringing",
             Activity::OnCall { .. } => "on-call",
             Activity::WrapUp { .. } => "wrap-up",
+            Activity::Paused { .. } => "paused",
         }
     }
 
     /// The call it is about, if any.
     pub fn call(self) -> Option<i64> {
         match self {
-            Activity::Available { .. } => None,
+            Activity::Available { .. } | Activity::Paused { .. } => None,
             Activity::Ringing { call, .. }
             | Activity::OnCall { call }
             | Activity::WrapUp { call, .. } => Some(call),
@@ -90,6 +96,7 @@ impl Activity {
             "available" => Activity::Available { since },
             "ringing" => Activity::Ringing { since, call },
             "on-call" => Activity::OnCall { call },
+            "paused" => Activity::Paused { since },
             "wrap-up" => Activity::WrapUp {
                 until: until_ms.map_or(0, |u| u.max(0) as u64),
                 call,
@@ -106,6 +113,8 @@ impl Activity {
             (true, Activity::Ringing { .. }) => State::Ringing,
             (true, Activity::OnCall { .. }) => State::OnCall,
             (true, Activity::WrapUp { until, .. }) => State::WrapUp { until },
+            // Not coming back by herself: nobody queues for a paused secretary.
+            (true, Activity::Paused { .. }) => State::Unregistered,
         }
     }
 }
@@ -125,6 +134,8 @@ pub struct SeatView {
     pub phones: usize,
     /// What they are doing ([`Activity::effective`] at the time asked).
     pub activity: Activity,
+    /// Why she is on pause, when she is.
+    pub pause_reason: Option<String>,
 }
 
 /// One change on the desk, as broadcast to watchers ([`Desk::subscribe`]). A wrap-up's
@@ -160,6 +171,8 @@ struct Seat {
     secretary: Secretary,
     bindings: Vec<Binding>,
     activity: Activity,
+    /// Why she is on pause (shown on the board).
+    pause_reason: Option<String>,
 }
 
 /// Every configured secretary's registrations and activity.
@@ -199,6 +212,7 @@ impl Desk {
                         secretary: s.clone(),
                         bindings: Vec::new(),
                         activity: Activity::Available { since: now_ms },
+                        pause_reason: None,
                     },
                 )
             })
@@ -272,6 +286,7 @@ impl Desk {
                 groups: seat.secretary.groups.clone(),
                 phones: live(&seat.bindings, now_ms).count(),
                 activity: seat.activity.effective(now_ms),
+                pause_reason: seat.pause_reason.clone(),
             })
             .collect()
     }
@@ -359,8 +374,8 @@ impl Desk {
             Activity::Available { .. } => self.dispatch(now_ms),
             // The desk's clock must now wake at the end of this wrap-up.
             Activity::WrapUp { .. } => self.changed(),
-            // A claim or an answer only makes someone busier.
-            Activity::Ringing { .. } | Activity::OnCall { .. } => {}
+            // A claim, an answer or a pause only makes someone busier.
+            Activity::Ringing { .. } | Activity::OnCall { .. } | Activity::Paused { .. } => {}
         }
         Some(result)
     }
@@ -408,6 +423,35 @@ impl Desk {
         self.change(username, now_ms, |_, _, _| {
             Some((Activity::WrapUp { until, call }, ()))
         });
+    }
+
+    /// She goes on pause (`reason` shown on the board): offered no calls. Not while she
+    /// is ringing or on a call (false then).
+    pub fn pause(&self, username: &str, reason: &str, now_ms: u64) -> bool {
+        let paused = self.change(username, now_ms, |_, _, activity| match activity {
+            Activity::Available { .. } | Activity::WrapUp { .. } | Activity::Paused { .. } => {
+                Some((Activity::Paused { since: now_ms }, ()))
+            }
+            Activity::Ringing { .. } | Activity::OnCall { .. } => None,
+        });
+        if paused.is_some()
+            && let Some(seat) = self.floor().seats.get_mut(username)
+        {
+            seat.pause_reason = Some(reason.to_string());
+        }
+        paused.is_some()
+    }
+
+    /// She is back from pause: available (and the first caller in line is woken).
+    pub fn resume(&self, username: &str, now_ms: u64) -> bool {
+        if let Some(seat) = self.floor().seats.get_mut(username) {
+            seat.pause_reason = None;
+        }
+        self.change(username, now_ms, |_, _, activity| match activity {
+            Activity::Paused { .. } => Some((Activity::Available { since: now_ms }, ())),
+            _ => None,
+        })
+        .is_some()
     }
 
     /// Wakes the desk's clock ([`Desk::changes`]): a wrap-up started.

@@ -130,12 +130,21 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         ),
         None => None,
     };
+    let web_listener = match config.web.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(&format!("console {addr}")))?,
+        ),
+        None => None,
+    };
     let ctx = call_context(config, snapshot, &shared);
     let endpoint = endpoint(config, sockets.udp, endpoint_rx, &ctx, &shared)?;
     let endpoint_task = tokio::spawn(endpoint.run());
     serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
     let http = serve_metrics(metrics_listener, &shared)
         .into_iter()
+        .chain(serve_console(web_listener, config, &shared))
         .collect();
     let workers = start_workers(config, &ctx);
     let companies = ctx
@@ -402,6 +411,37 @@ fn serve_metrics(listener: Option<TcpListener>, shared: &Shared) -> Option<onesh
             let _ = stopped.await;
         },
     ));
+    Some(stop)
+}
+
+/// Serves the secretaries' console on its own task when `[web] listen` is set; returns
+/// what stops it.
+fn serve_console(
+    listener: Option<TcpListener>,
+    config: &Config,
+    shared: &Shared,
+) -> Option<oneshot::Sender<()>> {
+    let listener = listener?;
+    let restored = crate::store::live_sessions(
+        &config.database_path(),
+        (crate::clock::unix_ms() / 1000) as i64,
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "console sessions not restored: everyone logs in again");
+        Vec::new()
+    });
+    let web = crate::web::Web::new(
+        Arc::clone(&shared.desk),
+        shared.store.writer(),
+        config.secretaries.clone(),
+        config.registrar.realm.clone(),
+        config.web.session_hours,
+        restored,
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(crate::web::serve(listener, Arc::new(web), async move {
+        let _ = stopped.await;
+    }));
     Some(stop)
 }
 

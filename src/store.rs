@@ -222,6 +222,22 @@ pub enum Record {
         at: String,
     },
     /// The call ended.
+    /// A secretary logged in to the console.
+    SessionOpened {
+        /// SHA-256 of the session id.
+        hash: String,
+        /// Who.
+        username: String,
+        /// Until when (unix seconds).
+        expires_at: i64,
+        /// When.
+        at: String,
+    },
+    /// A console session ended (logout).
+    SessionClosed {
+        /// SHA-256 of the session id.
+        hash: String,
+    },
     CallEnded {
         /// The call.
         id: CallRowId,
@@ -551,6 +567,13 @@ const MIGRATIONS: &[&str] = &[
     // 9: the device's +sip.instance with each registration, so that after a restart the
     // same phone registering from elsewhere still replaces its old contact.
     "ALTER TABLE registrations ADD COLUMN instance TEXT;",
+    // 10: console sessions, by the hash of their id (a copy of the file opens none).
+    "CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -950,6 +973,21 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             apply_message(tx, record)
         }
         Record::SecretaryState { .. } | Record::Bindings { .. } => apply_secretary(tx, record),
+        Record::SessionOpened {
+            hash,
+            username,
+            expires_at,
+            at,
+        } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO sessions (hash, username, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![hash, username, at, expires_at])?;
+            Ok(())
+        }
+        Record::SessionClosed { hash } => {
+            tx.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+                .execute(params![hash])?;
+            Ok(())
+        }
         Record::Reload { .. } | Record::Flood { .. } | Record::Ban { .. } => {
             apply_server(tx, record)
         }
@@ -1586,6 +1624,25 @@ pub fn bans(path: &Path, limit: usize) -> Result<Vec<BanRow>, StoreError> {
                 until: r.get(4)?,
             })
         })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// The console sessions still live at `now` (unix seconds): hash, username, expiry.
+/// Expired ones are deleted.
+pub fn live_sessions(path: &Path, now: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
+        .map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT hash, username, expires_at FROM sessions")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }

@@ -335,6 +335,24 @@ fn check(demo: &mut Demo, doc: &Documented) {
             assert!(out.contains("a secretary frees up after 12 s"), "{out}");
             assert!(out.trim_end().ends_with("outcome: secretary"), "{out}");
         }
+        _ if c.contains("http://127.0.0.1:8080/api/login") => {
+            // The demo's alice logs in to the console.
+            let (_, out) = demo.run(c);
+            assert!(out.contains("\"username\":\"alice\""), "{out}");
+            assert!(
+                std::fs::read_to_string(demo.dir.path().join("cookies.txt"))
+                    .unwrap()
+                    .contains("permanence_session"),
+                "the session cookie is kept"
+            );
+        }
+        _ if c.contains("http://127.0.0.1:8080/api/board") => {
+            // With the cookie: the board, alice among the secretaries.
+            let (_, out) = demo.run(c);
+            let board: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(board["me"], "alice", "{out}");
+            assert!(out.contains("\"seats\""), "{out}");
+        }
         "cargo run --release -- bans" => {
             // Nobody was banned in the demo: the table's header alone.
             let (_, out) = demo.run(c);

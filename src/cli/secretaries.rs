@@ -60,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(Activity::Ringing { .. }) => "ringing",
             Some(Activity::OnCall { .. }) => "on a call",
             Some(Activity::WrapUp { .. }) => "wrap-up",
+            Some(Activity::Paused { .. }) => "paused",
             Some(Activity::Available { .. }) | None => "available",
         };
         if json {

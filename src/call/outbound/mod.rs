@@ -501,9 +501,7 @@ impl Outbound {
                         at: store::now_text(),
                     },
                 ),
-                Output::JoinQueue(waiting) => {
-                    ctx.desk.join_queue(waiting, Arc::clone(&self.wake))
-                }
+                Output::JoinQueue(waiting) => ctx.desk.join_queue(waiting, Arc::clone(&self.wake)),
                 Output::UpdateQueue(change) => self.update_queue(ctx, change),
                 Output::LeaveQueue => ctx.desk.leave_queue(self.caller.row),
                 Output::Handled { by, transfer } => self.record(

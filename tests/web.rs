@@ -1,0 +1,385 @@
+//! The secretaries' console over real HTTP (issue 12, first part): login against the
+//! config's digest hashes, sessions, cross-site refusals, the live board, pause.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The demo-like setup: alice (password alice) serves acme; marie is an executive.
+fn setup(steps: &str) -> (Setup, SocketAddr) {
+    let setup = Setup::new(&[("acme.toml", &plan("acme", "+33180000001", steps))]);
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let alice = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "alice",
+        "permanence",
+        "alice",
+    );
+    let marie = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "marie",
+        "permanence",
+        "marie",
+    );
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[web]\nlisten = \"{web}\"\n[registrar]\nkeepalive_seconds = 0\n\
+         [[secretaries]]\nname = \"Alice <b>\"\nusername = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n\
+         [[executives]]\nname = \"Marie\"\nusername = \"marie\"\nha1_md5 = \"{marie}\"\nha1_sha256 = \"\"\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    (setup, web)
+}
+
+/// One HTTP/1.1 exchange: status, headers (lower-case names), body.
+fn http(
+    web: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(web) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("console not listening on {web}: {e}"),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// Logs in; the session cookie (`name=value`).
+fn login(web: SocketAddr, user: &str, password: &str) -> (u16, Option<String>, String) {
+    let body = format!("{{\"username\":\"{user}\",\"password\":\"{password}\"}}");
+    let (status, headers, body) = http(web, "POST", "/api/login", &[JSON], &body);
+    let cookie = header(&headers, "set-cookie").map(|c| c.to_string());
+    (status, cookie, body)
+}
+
+#[test]
+fn a_secretary_logs_in_with_her_sip_password_and_nobody_else_does() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let server = setup.start();
+
+    let (status, _, page) = http(web, "GET", "/", &[], "");
+    assert_eq!(status, 200);
+    assert!(page.contains("<script src=\"/console.js\""), "{page}");
+    let (_, headers, _) = http(web, "GET", "/console.js", &[], "");
+    let csp = header(&headers, "content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+
+    // Unknown user, executive, wrong password: the same answer.
+    let refusals: Vec<(u16, String)> = [("nobody", "x"), ("marie", "marie"), ("alice", "wrong")]
+        .iter()
+        .map(|(u, p)| {
+            let (status, cookie, body) = login(web, u, p);
+            assert!(cookie.is_none());
+            (status, body)
+        })
+        .collect();
+    assert!(refusals.iter().all(|r| r == &refusals[0]), "{refusals:?}");
+    assert_eq!(refusals[0].0, 401);
+    assert!(server.log().contains("console: login refused"));
+
+    let (status, cookie, body) = login(web, "alice", "alice");
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let (status, _, _) = http(web, "GET", "/api/board", &[], "");
+    assert_eq!(status, 401, "no cookie, no board");
+    let (status, _, board) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+    assert_eq!(status, 200);
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    assert_eq!(board["me"], "alice");
+    assert_eq!(
+        board["seats"][0]["name"], "Alice <b>",
+        "names come as data, not markup"
+    );
+    assert_eq!(board["seats"][0]["state"], "available");
+
+    // Stored by hash only: the database holds no usable session id.
+    let id = session.split_once('=').unwrap().1.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rows: Vec<String> = loop {
+        let conn = rusqlite::Connection::open(setup.db()).unwrap();
+        let rows: Vec<String> = conn
+            .prepare("SELECT hash FROM sessions WHERE username = 'alice'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if !rows.is_empty() || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0], id);
+
+    // Logout ends it.
+    let (status, headers, _) = http(web, "POST", "/api/logout", &[("Cookie", &session)], "");
+    assert_eq!(status, 204);
+    assert!(
+        header(&headers, "set-cookie")
+            .unwrap_or_default()
+            .contains("Max-Age=0")
+    );
+    let (status, _, _) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+    assert_eq!(status, 401, "logged out");
+}
+
+#[test]
+fn requests_from_another_site_are_refused_and_bad_input_is_named() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let _server = setup.start();
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let session = cookie.unwrap().split(';').next().unwrap().to_string();
+    let pause = "{\"reason\":\"déjeuner\"}";
+    for foreign in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Origin", "null"),
+    ] {
+        let (status, _, body) = http(
+            web,
+            "POST",
+            "/api/pause",
+            &[JSON, ("Cookie", &session), foreign],
+            pause,
+        );
+        assert_eq!(status, 403, "{foreign:?}: {body}");
+    }
+    let (_, _, board) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+    assert!(
+        board.contains("\"state\":\"available\""),
+        "nothing changed: {board}"
+    );
+
+    let own = format!("http://{web}");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Cookie", &session), ("Origin", &own)],
+        "{\"reason\":\"\"}",
+    );
+    assert_eq!(status, 422);
+    assert!(body.contains("\"field\":\"reason\""), "{body}");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Cookie", &session)],
+        "{\"raison\":1}",
+    );
+    assert_eq!(status, 422, "{body}");
+    let big = format!("{{\"reason\":\"{}\"}}", "x".repeat(10_000));
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Cookie", &session)],
+        &big,
+    );
+    assert!(status == 413 || status == 422, "{status}");
+
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Cookie", "permanence_session=forged")],
+        pause,
+    );
+    assert_eq!(status, 401, "a made-up session");
+}
+
+/// Sessions outlive a restart (they are in the records) until they expire.
+#[test]
+fn a_session_survives_a_restart_until_it_expires() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let mut server = setup.start();
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let session = cookie.unwrap().split(';').next().unwrap().to_string();
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let expiring = cookie.unwrap().split(';').next().unwrap().to_string();
+    server.terminate();
+
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let hash = permanence::session::hash_id(expiring.split_once('=').unwrap().1);
+    let changed = conn
+        .execute(
+            "UPDATE sessions SET expires_at = 1 WHERE hash = ?1",
+            [&hash],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "the second session is in the records");
+    let _server = setup.start();
+    let (status, _, _) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+    assert_eq!(status, 200, "still logged in after the restart");
+    let (status, _, _) = http(web, "GET", "/api/board", &[("Cookie", &expiring)], "");
+    assert_eq!(status, 401, "an expired session is refused");
+}
+
+/// Pause: the board shows it live, `permanence secretaries` too, and a call placed while
+/// she is on pause is not offered to her (the step goes on to the next one).
+#[test]
+fn a_secretary_on_pause_is_offered_no_calls_and_everyone_sees_it() {
+    let (setup, web) =
+        setup(r#"[{ secretary = { timeout = 5 } }, { play = "tone/a.wav" }, { hangup = {} }]"#);
+    let server = setup.start();
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    // The test holds alice's port: an INVITE to her would land here.
+    let phone = bind_udp_port_patiently(port);
+    phone
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let session = cookie.unwrap().split(';').next().unwrap().to_string();
+
+    // The live board: the first push, then one after the pause.
+    let mut live = TcpStream::connect(web).unwrap();
+    live.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        live,
+        "GET /api/live HTTP/1.1\r\nHost: {web}\r\nCookie: {session}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(live);
+    let mut next_board = || -> serde_json::Value {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+            if let Some(data) = line.strip_prefix("data: ") {
+                return serde_json::from_str(data.trim()).unwrap();
+            }
+        }
+    };
+    assert_eq!(next_board()["seats"][0]["state"], "available");
+
+    let (status, _, body) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Cookie", &session)],
+        "{\"reason\":\"déjeuner\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let board = next_board();
+    assert_eq!(board["seats"][0]["state"], "paused");
+    assert_eq!(board["seats"][0]["pause_reason"], "déjeuner");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_permanence"))
+        .current_dir(setup.config().parent().unwrap())
+        .args(["secretaries", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("alice") && l.contains("paused")),
+        "{table}"
+    );
+
+    let (_rtp, rtp_port) = rtp_socket();
+    assert_sipp_ok(&sipp_call(
+        "call.xml",
+        setup.addr(),
+        "+33180000001",
+        &rtp_port,
+        "0",
+        &[],
+    ));
+    let mut buf = [0u8; 4096];
+    let mut rung = false;
+    for _ in 0..3 {
+        if let Ok(n) = phone.recv(&mut buf) {
+            rung |= buf[..n].starts_with(b"INVITE");
+        }
+    }
+    assert!(
+        !rung,
+        "an INVITE reached alice during her pause\n{}",
+        server.log()
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    let events = setup.events(calls[0].id);
+    assert!(
+        !events.iter().any(|e| e == "secretary-offered"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "secretary-unanswered"),
+        "{events:?}"
+    );
+
+    let (status, _, body) = http(
+        web,
+        "POST",
+        "/api/resume",
+        &[JSON, ("Cookie", &session)],
+        "{}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut board = next_board();
+    while board["seats"][0]["state"] == "paused" {
+        board = next_board();
+    }
+    assert_eq!(board["seats"][0]["state"], "available");
+}
