@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's.
 # Installs what the tests drive when it is missing (SIPp: Debian package sip-tester; the
-# baresip softphone: baresip-core; sqlite3),
+# baresip softphone: baresip-core; sqlite3; chromium and chromium-driver for the console),
 # runs every unit and integration test, and ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,11 @@ command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Certificates for the SIP over TLS test.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The console in a real browser (tests/console.rs), driven through WebDriver, in a
+# network namespace with nothing but loopback (unshare from util-linux, ip from iproute2).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
