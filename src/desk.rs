@@ -454,6 +454,18 @@ impl Desk {
         .is_some()
     }
 
+    /// She saved the message of `call`: her wrap-up for it ends now (the next caller
+    /// may be offered to her at once). False when she is not in that call's wrap-up.
+    pub fn end_wrap_up(&self, username: &str, call: i64, now_ms: u64) -> bool {
+        self.change(username, now_ms, |_, _, activity| match activity {
+            Activity::WrapUp { call: c, .. } if c == call => {
+                Some((Activity::Available { since: now_ms }, ()))
+            }
+            _ => None,
+        })
+        .is_some()
+    }
+
     /// Wakes the desk's clock ([`Desk::changes`]): a wrap-up started.
     fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));

@@ -170,6 +170,8 @@ pub enum CallEvent {
     ExecutiveRefused { executive: String, why: String },
     /// The caller is connected to the executive.
     Transferred { to: String, by: Option<String> },
+    /// A secretary wrote (or edited) the call's message in the console.
+    MessageWritten { by: String, category: String },
     /// A secretary's REFER was accepted.
     Refer { by: String, to: String },
     /// A secretary's REFER was refused.
@@ -242,6 +244,7 @@ impl CallEvent {
             E::ExecutiveAccepted { .. } => "executive-accepted",
             E::ExecutiveRefused { .. } => "executive-refused",
             E::Transferred { .. } => "transferred",
+            E::MessageWritten { .. } => "message-written",
             E::Refer { .. } => "refer",
             E::ReferRefused { .. } => "refer-refused",
         }

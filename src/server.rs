@@ -144,7 +144,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
     serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
     let http = serve_metrics(metrics_listener, &shared)
         .into_iter()
-        .chain(serve_console(web_listener, config, &shared))
+        .chain(serve_console(web_listener, config, &ctx))
         .collect();
     let workers = start_workers(config, &ctx);
     let companies = ctx
@@ -419,7 +419,7 @@ fn serve_metrics(listener: Option<TcpListener>, shared: &Shared) -> Option<onesh
 fn serve_console(
     listener: Option<TcpListener>,
     config: &Config,
-    shared: &Shared,
+    ctx: &Arc<CallContext>,
 ) -> Option<oneshot::Sender<()>> {
     let listener = listener?;
     let restored = crate::store::live_sessions(
@@ -431,8 +431,8 @@ fn serve_console(
         Vec::new()
     });
     let web = crate::web::Web::new(
-        Arc::clone(&shared.desk),
-        shared.store.writer(),
+        Arc::clone(ctx),
+        config.database_path(),
         config.secretaries.clone(),
         config.registrar.realm.clone(),
         config.web.session_hours,

@@ -233,6 +233,17 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A secretary wrote (or edited) the call's message.
+    MessageWritten {
+        /// The call.
+        id: CallRowId,
+        /// What she wrote (boxed: records travel through a channel, most are small).
+        message: Box<WrittenMessage>,
+        /// Who.
+        by: String,
+        /// When.
+        at: String,
+    },
     /// A console session ended (logout).
     SessionClosed {
         /// SHA-256 of the session id.
@@ -255,6 +266,25 @@ enum Msg {
     Record(Record),
     /// Signalled once everything queued before it is committed.
     Flush(Done),
+}
+
+/// The message as a secretary writes it (every text already checked and bounded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenMessage {
+    /// The caller's name.
+    pub caller_name: String,
+    /// The caller's own company.
+    pub caller_company: String,
+    /// The number to call back.
+    pub callback: String,
+    /// What it is about.
+    pub about: String,
+    /// For which executive (their id), if any.
+    pub for_executive: Option<String>,
+    /// `urgent`, `normal`, `low` or `spam`.
+    pub category: String,
+    /// The company's extra fields (`[card] fields`), by name.
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// What the store committed, published to whoever watches (the console's board, delivery)
@@ -335,9 +365,9 @@ impl Committed {
                 id: *id,
                 event: event.clone(),
             },
-            Record::Category { id, .. } | Record::Recording { id, .. } => {
-                Committed::MessageChanged { id: *id }
-            }
+            Record::Category { id, .. }
+            | Record::Recording { id, .. }
+            | Record::MessageWritten { id, .. } => Committed::MessageChanged { id: *id },
             Record::CallEnded { id, outcome, .. } => Committed::CallEnded {
                 id: *id,
                 outcome: *outcome,
@@ -574,6 +604,14 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 11: the message a secretary writes in the console, on the call's own row.
+    "ALTER TABLE messages ADD COLUMN caller_name TEXT;
+     ALTER TABLE messages ADD COLUMN caller_company TEXT;
+     ALTER TABLE messages ADD COLUMN about TEXT;
+     ALTER TABLE messages ADD COLUMN for_executive TEXT;
+     ALTER TABLE messages ADD COLUMN fields TEXT;
+     ALTER TABLE messages ADD COLUMN written_by TEXT;
+     ALTER TABLE messages ADD COLUMN written_at TEXT;",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -981,6 +1019,33 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         } => {
             tx.prepare_cached("INSERT OR REPLACE INTO sessions (hash, username, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![hash, username, at, expires_at])?;
+            Ok(())
+        }
+        Record::MessageWritten {
+            id,
+            message,
+            by,
+            at,
+        } => {
+            let fields = serde_json::to_string(&message.fields).unwrap_or_else(|_| "{}".into());
+            tx.prepare_cached(
+                "UPDATE messages SET caller_name = ?2, caller_company = ?3, callback = ?4, note = ?5,
+                    for_executive = ?6, category = ?7, fields = ?8, written_by = ?9, written_at = ?10,
+                    updated_at = ?10
+                 WHERE call_id = ?1",
+            )?
+            .execute(params![
+                id,
+                message.caller_name,
+                message.caller_company,
+                message.callback,
+                message.about,
+                message.for_executive,
+                message.category,
+                fields,
+                by,
+                at
+            ])?;
             Ok(())
         }
         Record::SessionClosed { hash } => {
@@ -1626,6 +1691,106 @@ pub fn bans(path: &Path, limit: usize) -> Result<Vec<BanRow>, StoreError> {
         })
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// One call as the console's card shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CardCall {
+    /// The call.
+    pub id: CallRowId,
+    /// Its company.
+    pub company: Option<String>,
+    /// The caller's number.
+    pub caller: String,
+    /// The caller's name from a contact list.
+    pub caller_name: Option<String>,
+    /// The route it took.
+    pub route: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// How it ended (none while it is up).
+    pub outcome: Option<String>,
+    /// Its message's category.
+    pub category: Option<String>,
+    /// The message written for it, if any (`about`).
+    pub note: Option<String>,
+    /// Who wrote it.
+    pub written_by: Option<String>,
+}
+
+fn card_call(r: &rusqlite::Row) -> rusqlite::Result<CardCall> {
+    Ok(CardCall {
+        id: r.get(0)?,
+        company: r.get(1)?,
+        caller: r.get(2)?,
+        caller_name: r.get(3)?,
+        route: r.get(4)?,
+        started_at: r.get(5)?,
+        outcome: r.get(6)?,
+        category: r.get(7)?,
+        note: r.get(8)?,
+        written_by: r.get(9)?,
+    })
+}
+
+const CARD_CALL: &str =
+    "SELECT c.id, c.company, c.caller, c.caller_name, c.route, c.started_at, c.outcome,
+        m.category, m.note, m.written_by
+     FROM calls c LEFT JOIN messages m ON m.call_id = c.id";
+
+/// A call and the caller's earlier calls to the same company (newest first, `limit`).
+pub fn call_with_history(
+    path: &Path,
+    id: CallRowId,
+    limit: usize,
+) -> Result<Option<(CardCall, Vec<CardCall>)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let call = conn
+        .query_row(
+            &format!("{CARD_CALL} WHERE c.id = ?1"),
+            params![id],
+            card_call,
+        )
+        .optional()
+        .map_err(err)?;
+    let Some(call) = call else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare(&format!(
+            "{CARD_CALL} WHERE c.company IS ?1 AND c.caller = ?2 AND c.id < ?3 ORDER BY c.id DESC LIMIT ?4"
+        ))
+        .map_err(err)?;
+    let history = stmt
+        .query_map(
+            params![call.company, call.caller, id, limit as i64],
+            card_call,
+        )
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok(Some((call, history)))
+}
+
+/// Who took this call (`handled_by`), if anyone.
+pub fn handled_by(path: &Path, id: CallRowId) -> Result<Option<String>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    conn.query_row(
+        "SELECT handled_by FROM calls WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+    .map_err(err)
 }
 
 /// The console sessions still live at `now` (unix seconds): hash, username, expiry.

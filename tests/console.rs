@@ -293,3 +293,154 @@ fn a_secretary_uses_the_console_in_chromium() {
         "return document.getElementById('my-state').textContent === 'disponible'",
     );
 }
+
+/// A call rings alice's (SIPp) phone: the company's card is on her screen while it rings,
+/// with the caller's name from the contacts shown as text even when it is shaped like
+/// markup, and their earlier call; after the call she writes the message in the form and
+/// saves: the call's row has it, written by her, and her long wrap-up ends at the save.
+#[test]
+fn the_card_is_on_screen_when_the_call_rings_and_the_message_is_saved_from_it() {
+    if !inside_loopback_only_namespace(
+        "the_card_is_on_screen_when_the_call_rings_and_the_message_is_saved_from_it",
+    ) {
+        return;
+    }
+    let steps = r#"[{ secretary = { timeout = 15 } }, { play = "tone/a.wav" }, { hangup = {} }]"#;
+    let plan = plan("acme", "+33180000001", steps)
+        .replace(
+            "name = \"acme company\"",
+            "name = \"ACME Plomberie\"\nanswer_as = \"ACME Plomberie, bonjour !\"",
+        )
+        .replace(
+            "[[route]]",
+            "[executives.marie]\nname = \"Marie Durand\"\nreach = [\"sip:marie@192.0.2.1\"]\n\n\
+             [contacts]\nvip = [{ number = \"+33612345678\", name = \"<img src=x onerror=alert(1)>\" }]\n\n\
+             [card]\ninstructions = \"Fuite d'eau : urgent, passer à Marie.\"\n\
+             fields = [{ name = \"address\", label = \"Adresse de l'intervention\", required = true }]\n\n[[route]]",
+        );
+    let setup = Setup::new(&[("acme.toml", &plan)]);
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let alice = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "alice",
+        "permanence",
+        "alice",
+    );
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[web]\nlisten = \"{web}\"\n[registrar]\nkeepalive_seconds = 0\n[distribution]\nwrap_up_seconds = 120\n\
+         [[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let _server = setup.start();
+
+    // The caller rang once before, when nobody was there.
+    let (_rtp, rtp_port) = rtp_socket();
+    assert_sipp_ok(&sipp_call(
+        "call.xml",
+        setup.addr(),
+        "+33180000001",
+        &rtp_port,
+        "0",
+        &[],
+    ));
+
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.go(&format!("http://{web}/"));
+    browser.wait_for(
+        "the login form",
+        "return !document.getElementById('login').hidden",
+    );
+    browser.type_into("#username", "alice");
+    browser.type_into("#password", "alice");
+    browser.click("#login button");
+    browser.wait_for(
+        "the board",
+        "return !document.getElementById('board').hidden",
+    );
+
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let args = ["-key", "username", "alice", "-key", "rtp_port", &rtp_port];
+    let args = [&args[..], &["-key", "offer", "0", "-d", "4000"]].concat();
+    let mut phone = sipp_phone("queue_secretary.xml", port, &args);
+    wait_sipp_phone_ready(&mut phone, port);
+    let addr = setup.addr();
+    let caller_port = rtp_port.clone();
+    let caller = std::thread::spawn(move || {
+        sipp_call("call.xml", addr, "+33180000001", &caller_port, "0", &[])
+    });
+
+    browser.wait_for(
+        "the card",
+        "return !document.getElementById('call-card').hidden",
+    );
+    assert_eq!(browser.text("#card-company"), "ACME Plomberie");
+    assert_eq!(
+        browser.text("#card-answer-as"),
+        "« ACME Plomberie, bonjour ! »"
+    );
+    assert_eq!(
+        browser.text("#card-instructions"),
+        "Fuite d'eau : urgent, passer à Marie."
+    );
+    assert_eq!(
+        browser.text("#card-caller"),
+        "<img src=x onerror=alert(1)> — +33612345678 (vip)",
+        "the contact's name is text"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('img').length"),
+        json!(0)
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#card-history li').length"),
+        json!(1),
+        "the earlier call"
+    );
+    let artefact = repo().join("target/artefacts/console-card.png");
+    browser.screenshot(&artefact);
+
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_sipp_ok(&finish(phone));
+    browser.wait_for(
+        "her wrap-up",
+        "return document.getElementById('my-state').textContent.startsWith(\"fin d'appel\")",
+    );
+    browser.type_into("#m-about", "Fuite sous l'évier </script>");
+    browser.type_into("input[data-field=address]", "3 rue des Lilas");
+    browser.eval(
+        "document.getElementById('m-category').value = 'urgent'; \
+         document.getElementById('m-for').value = 'marie'; return true",
+    );
+    browser.click("#message button");
+    browser.wait_for(
+        "the next call (wrap-up over)",
+        "return document.getElementById('my-state').textContent === 'disponible'",
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let row = loop {
+        let conn = rusqlite::Connection::open(setup.db()).unwrap();
+        let row: Option<(String, String, String, String, String)> = conn
+            .query_row(
+                "SELECT note, callback, category, fields, written_by FROM messages
+                 WHERE written_by IS NOT NULL ORDER BY call_id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .ok();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached its row"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(row.0, "Fuite sous l'évier </script>");
+    assert_eq!(row.1, "+33612345678", "the callback number was prefilled");
+    assert_eq!(row.2, "urgent");
+    assert_eq!(row.3, r#"{"address":"3 rue des Lilas"}"#);
+    assert_eq!(row.4, "alice");
+}

@@ -383,3 +383,170 @@ fn a_secretary_on_pause_is_offered_no_calls_and_everyone_sees_it() {
     }
     assert_eq!(board["seats"][0]["state"], "available");
 }
+
+/// A call rings alice's phone: the board carries the company's card (name, the phrase to
+/// answer with, instructions, the caller's earlier call); she writes the message, it lands
+/// on the call's own row with who wrote it, and her wrap-up ends at the save.
+#[test]
+fn the_card_shows_whom_the_call_is_for_and_the_message_lands_on_the_calls_row() {
+    let steps = r#"[{ secretary = { timeout = 10 } }, { play = "tone/a.wav" }, { hangup = {} }]"#;
+    let (setup, web) = setup(steps);
+    let plan = plan("acme", "+33180000001", steps).replace(
+        "[[route]]",
+        "[executives.marie]\nname = \"Marie Durand\"\nreach = [\"sip:marie@192.0.2.1\"]\n\n\
+         [card]\ninstructions = \"Fuite : urgent, passer à Marie.\\nNe jamais promettre d'heure.\"\n\
+         fields = [{ name = \"address\", label = \"Adresse\", required = true }, { name = \"contract\", label = \"Contrat\" }]\n\n[[route]]",
+    );
+    std::fs::write(
+        setup.config().parent().unwrap().join("dialplans/acme.toml"),
+        &plan,
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        config.replace(
+            "[registrar]",
+            "[distribution]\nwrap_up_seconds = 120\n[registrar]",
+        ),
+    )
+    .unwrap();
+    let _server = setup.start();
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let session = cookie.unwrap().split(';').next().unwrap().to_string();
+
+    // An earlier call from the same number, nobody there to take it.
+    let (_rtp, rtp_port) = rtp_socket();
+    assert_sipp_ok(&sipp_call(
+        "call.xml",
+        setup.addr(),
+        "+33180000001",
+        &rtp_port,
+        "0",
+        &[],
+    ));
+
+    // Now alice's phone answers and talks 3 s; the card is on the board while it rings.
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let mut phone = sipp_phone(
+        "queue_secretary.xml",
+        port,
+        &[
+            "-key", "username", "alice", "-key", "rtp_port", &rtp_port, "-key", "offer", "0", "-d",
+            "3000",
+        ],
+    );
+    wait_sipp_phone_ready(&mut phone, port);
+    let addr = setup.addr();
+    let caller = std::thread::spawn(move || {
+        sipp_call("call.xml", addr, "+33180000001", &rtp_port, "0", &[])
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let card = loop {
+        let (_, _, board) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+        let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+        if !board["card"].is_null() {
+            break board["card"].clone();
+        }
+        assert!(Instant::now() < deadline, "no card on the board: {board}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(card["company"]["name"], "acme company");
+    assert_eq!(card["company"]["answer_as"], "acme company");
+    assert!(
+        card["company"]["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Ne jamais promettre")
+    );
+    assert_eq!(card["executives"][0]["name"], "Marie Durand");
+    assert_eq!(card["history"].as_array().unwrap().len(), 1, "{card}");
+    assert_eq!(card["history"][0]["caller"], "+33612345678");
+    assert_eq!(card["fields"][0]["name"], "address");
+    let call = card["call"]["id"].as_i64().unwrap();
+
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_sipp_ok(&finish(phone));
+    let (_, _, board) = http(web, "GET", "/api/board", &[("Cookie", &session)], "");
+    assert!(board.contains("\"state\":\"wrap-up\""), "{board}");
+
+    // A form missing the company's required field is refused, naming it; nothing is saved.
+    let form = |fields: &str| {
+        format!(
+            "{{\"caller_name\":\"Jean <script>\",\"caller_company\":\"Syndic\",\"callback\":\"+33 6 12 34 56 78\",\
+             \"about\":\"Fuite </script> au 3e\",\"for_executive\":\"marie\",\"category\":\"urgent\",\"fields\":{fields}}}"
+        )
+    };
+    let path = format!("/api/messages/{call}");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        &path,
+        &[JSON, ("Cookie", &session)],
+        &form("{}"),
+    );
+    assert_eq!(status, 422);
+    assert!(body.contains("\"field\":\"fields.address\""), "{body}");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        &path,
+        &[JSON, ("Cookie", &session)],
+        &form("{\"colour\":\"x\"}"),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        &path,
+        &[JSON, ("Cookie", &session)],
+        &form("{\"address\":\"3 rue des Lilas\",\"contract\":\"C-42\"}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let board: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let me = board["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["me"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(me["state"], "available", "the save ends her 120 s wrap-up");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let row = loop {
+        let conn = rusqlite::Connection::open(setup.db()).unwrap();
+        let row: Option<(String, String, String, String, String, String, String)> = conn
+            .query_row(
+                "SELECT caller_name, callback, note, for_executive, category, fields, written_by FROM messages WHERE call_id = ?1 AND written_by IS NOT NULL",
+                [call],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .ok();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached the row"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(row.0, "Jean <script>");
+    assert_eq!(row.1, "+33 6 12 34 56 78");
+    assert_eq!(row.2, "Fuite </script> au 3e");
+    assert_eq!((row.3.as_str(), row.4.as_str()), ("marie", "urgent"));
+    assert_eq!(row.5, r#"{"address":"3 rue des Lilas","contract":"C-42"}"#);
+    assert_eq!(row.6, "alice");
+    assert!(setup.events(call).iter().any(|e| e == "message-written"));
+
+    // Someone else's call is not hers to write.
+    let (status, _, _) = http(
+        web,
+        "POST",
+        "/api/messages/1",
+        &[JSON, ("Cookie", &session)],
+        &form("{\"address\":\"x\"}"),
+    );
+    assert_eq!(status, 403);
+}

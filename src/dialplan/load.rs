@@ -12,8 +12,9 @@ use toml::Spanned;
 
 use super::contacts::{Contacts, Pattern};
 use super::{
-    Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans, QueueSettings,
-    ReachEntry, ReachMode, Route, SoundName, Step, StepListName, Strategy, TransferTarget,
+    Card, CardField, Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans,
+    QueueSettings, ReachEntry, ReachMode, Route, SoundName, Step, StepListName, Strategy,
+    TransferTarget,
 };
 use crate::number::{Country, E164};
 use crate::schedule::{DateRange, HolidayCalendar, Hours, Slot, WeeklyRange};
@@ -71,6 +72,26 @@ struct RawPlan {
     routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     steplists: BTreeMap<String, Spanned<Vec<Spanned<RawStep>>>>,
+    #[serde(default)]
+    card: Option<Spanned<RawCard>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCard {
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(default)]
+    fields: Vec<Spanned<RawCardField>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCardField {
+    name: String,
+    label: String,
+    #[serde(default)]
+    required: bool,
 }
 
 /// Only the `[company]` table of a plan whose other parts do not parse: enough to check
@@ -877,6 +898,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
     }
 
     let queue = queue_settings(&mut ck, &c);
+    let card = card(&mut ck, raw.card.as_ref());
     if !ck.errors.is_empty() {
         return Err(ck.errors);
     }
@@ -896,8 +918,87 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         routes,
         steplists,
         queue,
+        card,
         file: file.to_path_buf(),
     })
+}
+
+/// The longest card instructions (characters), and the most extra message fields.
+const MAX_INSTRUCTIONS: usize = 4_000;
+const MAX_FIELDS: usize = 20;
+
+/// The secretary's card: instructions, and the extra fields this company's messages ask.
+fn card(ck: &mut Checker, raw: Option<&Spanned<RawCard>>) -> Card {
+    let Some(raw) = raw else {
+        return Card::default();
+    };
+    let span = raw.span();
+    let raw = raw.get_ref();
+    if raw
+        .instructions
+        .as_ref()
+        .is_some_and(|i| i.chars().count() > MAX_INSTRUCTIONS)
+    {
+        ck.error(
+            span.clone(),
+            format!(
+                "card instructions are too long; expected at most {MAX_INSTRUCTIONS} characters"
+            ),
+        );
+    }
+    if raw.fields.len() > MAX_FIELDS {
+        ck.error(
+            span,
+            format!(
+                "the card has {} fields; expected at most {MAX_FIELDS}",
+                raw.fields.len()
+            ),
+        );
+    }
+    let mut fields: Vec<CardField> = Vec::new();
+    for f in &raw.fields {
+        let (span, f) = (f.span(), f.get_ref());
+        let name_ok = !f.name.is_empty()
+            && f.name.len() <= 32
+            && f.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            ck.error(
+                span,
+                format!(
+                    "card field name `{}`; expected 1 to 32 of a-z, 0-9 and _",
+                    f.name
+                ),
+            );
+        } else if fields.iter().any(|x| x.name == f.name) {
+            ck.error(
+                span,
+                format!(
+                    "card field `{}` is named twice; expected each name once",
+                    f.name
+                ),
+            );
+        } else if f.label.trim().is_empty() || f.label.chars().count() > 80 {
+            ck.error(
+                span,
+                format!(
+                    "card field `{}`: its label must be 1 to 80 characters",
+                    f.name
+                ),
+            );
+        } else {
+            fields.push(CardField {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                required: f.required,
+            });
+        }
+    }
+    Card {
+        instructions: raw.instructions.clone().filter(|i| !i.trim().is_empty()),
+        fields,
+    }
 }
 
 /// The highest route priority.
@@ -1392,6 +1493,40 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         assert!(errors[1].contains("a/missing.wav"), "{errors:#?}");
         assert!(errors[2].contains("and by company `third`"), "{errors:#?}");
         assert!(errors[3].contains("unknown variant `dance`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn the_card_loads_and_its_mistakes_are_located() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        let card = "[card]\ninstructions = \"Dire bonjour.\"\nfields = [{ name = \"address\", label = \"Adresse\", required = true }]\n\n[[route]]";
+        write(&plans, "acme.toml", &GOOD.replace("[[route]]", card));
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        let acme = loaded.company("acme").unwrap();
+        assert_eq!(acme.card.instructions.as_deref(), Some("Dire bonjour."));
+        assert_eq!(acme.card.fields[0].name, "address");
+        assert!(acme.card.fields[0].required);
+
+        let bad = "[card]\nfields = [{ name = \"Adresse!\", label = \"x\" }, { name = \"a\", label = \"\" }, { name = \"b\", label = \"B\" }, { name = \"b\", label = \"B\" }]\n\n[[route]]";
+        write(&plans, "acme.toml", &GOOD.replace("[[route]]", bad));
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].contains("acme.toml:8:11:") && errors[0].contains("card field name `Adresse!`"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].contains("its label must be 1 to 80 characters"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].contains("card field `b` is named twice"),
+            "{errors:#?}"
+        );
     }
 
     #[test]

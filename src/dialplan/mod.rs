@@ -59,6 +59,18 @@ impl Category {
             Category::Spam => "spam",
         }
     }
+
+    /// Reads the stored word back.
+    pub fn parse(word: &str) -> Option<Category> {
+        [
+            Category::Urgent,
+            Category::Normal,
+            Category::Low,
+            Category::Spam,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == word)
+    }
 }
 
 /// A sound, named by its path under the sounds directory (`acme/welcome.wav`).
@@ -222,6 +234,27 @@ pub struct Route {
     pub priority: u8,
 }
 
+/// `[card]`: what the secretary sees when this company's call rings her, and the extra
+/// things its messages must say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Card {
+    /// What to say, what never to promise, whom to call for what.
+    pub instructions: Option<String>,
+    /// Extra message fields, in order.
+    pub fields: Vec<CardField>,
+}
+
+/// One extra field of a company's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardField {
+    /// Its key in the stored message (`a-z0-9_`).
+    pub name: String,
+    /// What the form shows.
+    pub label: String,
+    /// Whether a message cannot be saved without it.
+    pub required: bool,
+}
+
 /// What a caller waiting in the secretaries' queue hears once answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSettings {
@@ -283,6 +316,8 @@ pub struct Company {
     pub steplists: BTreeMap<StepListName, Vec<Step>>,
     /// What a caller waiting for a secretary hears.
     pub queue: QueueSettings,
+    /// What the secretary's console shows and asks (`[card]`).
+    pub card: Card,
     /// The file it came from.
     pub file: PathBuf,
 }

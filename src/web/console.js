@@ -65,6 +65,70 @@ function render() {
     li.textContent = "personne n'attend";
     queue.appendChild(li);
   }
+  renderCard();
+}
+
+let cardCall = null;
+
+function item(list, text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  list.appendChild(li);
+}
+
+// The call's card: filled once per call (the form keeps what she types).
+function renderCard() {
+  const card = board.card;
+  $("call-card").hidden = !card;
+  if (!card || card.call.id === cardCall) return;
+  cardCall = card.call.id;
+  $("card-company").textContent = card.company.name;
+  $("card-answer-as").textContent = "« " + card.company.answer_as + " »";
+  $("card-instructions").textContent = card.company.instructions || card.company.notes || "";
+  // The contact lists' name for this number; else the name the caller's phone sent.
+  const name = card.contact.name || card.call.caller_name;
+  const lists = card.contact.lists.length ? " (" + card.contact.lists.join(", ") + ")" : "";
+  $("card-caller").textContent = (name ? name + " — " : "inconnu — ") + card.call.caller + lists;
+  $("card-again").hidden = !card.calls_again;
+  const executives = $("card-executives");
+  executives.replaceChildren();
+  for (const e of card.executives) {
+    item(executives, e.name + (e.reachable_now ? " : joignable" : " : pas maintenant"));
+  }
+  const history = $("card-history");
+  history.replaceChildren();
+  for (const h of card.history) {
+    item(history, h.started_at.slice(0, 16).replace("T", " ") + " — " + (h.outcome || "en cours")
+      + (h.note ? " — " + h.note : ""));
+  }
+  if (card.history.length === 0) item(history, "aucun");
+  $("m-caller-name").value = name || "";
+  $("m-caller-company").value = "";
+  $("m-callback").value = card.call.caller;
+  $("m-about").value = "";
+  const target = $("m-for");
+  target.replaceChildren();
+  const none = document.createElement("option");
+  none.value = ""; none.textContent = "—";
+  target.appendChild(none);
+  for (const e of card.executives) {
+    const o = document.createElement("option");
+    o.value = e.id; o.textContent = e.name;
+    target.appendChild(o);
+  }
+  const fields = $("m-fields");
+  fields.replaceChildren();
+  for (const f of card.fields) {
+    const label = document.createElement("label");
+    label.textContent = f.label + (f.required ? " *" : "") + " ";
+    const input = document.createElement("input");
+    input.dataset.field = f.name;
+    input.maxLength = 500;
+    input.required = f.required;
+    label.appendChild(input);
+    fields.appendChild(label);
+  }
+  $("message-result").textContent = "";
 }
 
 function show(loggedIn, name) {
@@ -101,6 +165,21 @@ $("pause").addEventListener("submit", async (e) => {
 });
 $("resume").addEventListener("click", async () => {
   const r = await api("/api/resume", {});
+  if (r.status === 200) { board = r.body; render(); }
+});
+$("message").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const fields = {};
+  for (const input of document.querySelectorAll("#m-fields input")) {
+    fields[input.dataset.field] = input.value;
+  }
+  const r = await api("/api/messages/" + cardCall, {
+    caller_name: $("m-caller-name").value, caller_company: $("m-caller-company").value,
+    callback: $("m-callback").value, about: $("m-about").value,
+    for_executive: $("m-for").value || null, category: $("m-category").value, fields
+  });
+  $("message-result").textContent = r.status === 200 ? "Message enregistré."
+    : ((r.body && r.body.error) || "refusé") + (r.body && r.body.field ? " (" + r.body.field + ")" : "");
   if (r.status === 200) { board = r.body; render(); }
 });
 setInterval(render, 1000);

@@ -26,10 +26,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::call::context::CallContext;
 use crate::desk::{Activity, Desk};
+use crate::dialplan::{Category, Company};
+use crate::event::CallEvent;
 use crate::registrar::Secretary;
 use crate::session::{self, Session, Sessions, Throttle};
-use crate::store::{self, Record, Writer};
+use crate::store::{self, Record, Writer, WrittenMessage};
 
 /// The page, its script and its style (no CDN, no build step).
 const PAGE: &str = include_str!("console.html");
@@ -43,6 +46,10 @@ const MAX_BODY: usize = 4 * 1024;
 pub struct Web {
     desk: Arc<Desk>,
     store: Writer,
+    /// The records (the card's call and history are read there).
+    db: std::path::PathBuf,
+    /// The plans in force (the card's company).
+    calls: Arc<CallContext>,
     secretaries: Vec<Secretary>,
     realm: String,
     session_seconds: i64,
@@ -54,8 +61,8 @@ impl Web {
     /// The console for these secretaries; sessions still live in the records are
     /// restored (a restart does not log everyone out).
     pub fn new(
-        desk: Arc<Desk>,
-        store: Writer,
+        calls: Arc<CallContext>,
+        db: std::path::PathBuf,
         secretaries: Vec<Secretary>,
         realm: String,
         session_hours: u32,
@@ -72,8 +79,10 @@ impl Web {
             );
         }
         Web {
-            desk,
-            store,
+            desk: Arc::clone(&calls.desk),
+            store: calls.store.clone(),
+            db,
+            calls,
             secretaries,
             realm,
             session_seconds: i64::from(session_hours.max(1)) * 3600,
@@ -140,7 +149,62 @@ impl Web {
                 json!({ "company": line.company, "callers": callers, "longest_ms": longest })
             })
             .collect();
-        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue })
+        let mine = self
+            .desk
+            .view(now_ms)
+            .into_iter()
+            .find(|s| s.username == me)
+            .and_then(|s| s.activity.call());
+        let card = mine.and_then(|call| self.card(call));
+        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card })
+    }
+
+    /// The card of a call: whom it is for and what to say, the caller and their history
+    /// with this company, and the form's fields.
+    fn card(&self, call: i64) -> Option<serde_json::Value> {
+        let (row, history) = match store::call_with_history(&self.db, call, 5) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(error = %e, call, "console: no card for this call");
+                return None;
+            }
+        };
+        let company = self.company(row.company.as_deref()?)?;
+        let local = crate::schedule::local_time(jiff::Timestamp::now(), &company.timezone);
+        let executives: Vec<serde_json::Value> = company
+            .executives
+            .iter()
+            .map(|(id, e)| json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local) }))
+            .collect();
+        let fields: Vec<serde_json::Value> = company
+            .card
+            .fields
+            .iter()
+            .map(|f| json!({ "name": f.name, "label": f.label, "required": f.required }))
+            .collect();
+        let calls_again = history.len() >= 2;
+        // Who the caller is, for this company: its contact lists (name, and the lists).
+        let caller = crate::dialplan::Caller::from_user(Some(&row.caller), None, company.country);
+        let membership = company.contacts.membership(&caller);
+        let lists: Vec<&str> = membership
+            .lists
+            .iter()
+            .map(|l| company.contacts.name(*l))
+            .collect();
+        Some(json!({
+            "call": row,
+            "company": { "id": company.id.0, "name": company.name, "answer_as": company.answer_as,
+                         "notes": company.notes, "instructions": company.card.instructions },
+            "contact": { "name": membership.name, "lists": lists },
+            "executives": executives,
+            "fields": fields,
+            "history": history,
+            "calls_again": calls_again,
+        }))
+    }
+
+    fn company(&self, id: &str) -> Option<Arc<Company>> {
+        self.calls.snapshot().plans.company(id).cloned()
     }
 }
 
@@ -164,6 +228,7 @@ pub async fn serve(
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/live", get(live))
+        .route("/api/messages/{call}", post(write_message))
         .layer(axum::middleware::from_fn(same_site_only))
         .with_state(web);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -479,4 +544,145 @@ impl Web {
         let now = now_s();
         self.sessions().any_live(username, now).then_some(())
     }
+}
+
+/// A message as the console's form sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageForm {
+    caller_name: String,
+    #[serde(default)]
+    caller_company: String,
+    callback: String,
+    about: String,
+    #[serde(default)]
+    for_executive: Option<String>,
+    category: String,
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// The longest text a message field takes.
+const MAX_TEXT: usize = 2_000;
+
+/// Checks a form against the company's plan: every text bounded and on the lines it is
+/// meant to have, the executive one of the company's, the category known, the company's
+/// required fields present and no field it does not ask for.
+fn check_message(form: MessageForm, company: &Company) -> Result<WrittenMessage, Refused> {
+    let bad = |field: &str, message: &str| {
+        refused(StatusCode::UNPROCESSABLE_ENTITY, message, Some(field))
+    };
+    let line = |field: &str, value: &str, max: usize| -> Result<String, Refused> {
+        let v = value.trim();
+        if v.chars().count() > max || v.chars().any(char::is_control) {
+            return Err(bad(
+                field,
+                &format!("at most {max} characters, on one line"),
+            ));
+        }
+        Ok(v.to_string())
+    };
+    let caller_name = line("caller_name", &form.caller_name, 120)?;
+    let caller_company = line("caller_company", &form.caller_company, 120)?;
+    let callback = line("callback", &form.callback, 32)?;
+    if !callback
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +().-".contains(c))
+    {
+        return Err(bad("callback", "a phone number: digits, spaces, + ( ) . -"));
+    }
+    let about = form.about.trim().to_string();
+    if about.is_empty() || about.chars().count() > MAX_TEXT {
+        return Err(bad("about", "what the call is about: 1 to 2000 characters"));
+    }
+    let category = Category::parse(&form.category)
+        .ok_or_else(|| bad("category", "urgent, normal, low or spam"))?;
+    let for_executive = match form.for_executive.filter(|e| !e.is_empty()) {
+        Some(id) if company.executives.keys().any(|k| k.0 == id) => Some(id),
+        Some(_) => return Err(bad("for_executive", "one of the company's executives")),
+        None => None,
+    };
+    let mut fields = std::collections::BTreeMap::new();
+    for (name, value) in form.fields {
+        let Some(field) = company.card.fields.iter().find(|f| f.name == name) else {
+            return Err(bad(
+                &format!("fields.{name}"),
+                "not a field this company asks for",
+            ));
+        };
+        let value = line(&format!("fields.{name}"), &value, 500)?;
+        if !value.is_empty() {
+            fields.insert(field.name.clone(), value);
+        }
+    }
+    if let Some(missing) = company
+        .card
+        .fields
+        .iter()
+        .find(|f| f.required && !fields.contains_key(&f.name))
+    {
+        return Err(bad(
+            &format!("fields.{}", missing.name),
+            "required by this company",
+        ));
+    }
+    Ok(WrittenMessage {
+        caller_name,
+        caller_company,
+        callback,
+        about,
+        for_executive,
+        category: category.as_str().to_string(),
+        fields,
+    })
+}
+
+/// Saves the message of a call she is on (or ringing, or writing up), or one she took:
+/// the call's own `messages` row, a `message-written` event with who, and the end of her
+/// wrap-up for that call.
+async fn write_message(
+    State(web): State<Arc<Web>>,
+    axum::extract::Path(call): axum::extract::Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    let form: MessageForm = parse(&body)?;
+    let now_ms = crate::clock::unix_ms();
+    let current = web
+        .desk
+        .view(now_ms)
+        .into_iter()
+        .find(|s| s.username == me.username)
+        .and_then(|s| s.activity.call());
+    let took_it =
+        store::handled_by(&web.db, call).ok().flatten().as_deref() == Some(me.username.as_str());
+    if current != Some(call) && !took_it {
+        return Err(refused(StatusCode::FORBIDDEN, "not a call of yours", None));
+    }
+    let company = store::call_with_history(&web.db, call, 0)
+        .ok()
+        .flatten()
+        .and_then(|(row, _)| row.company)
+        .and_then(|id| web.company(&id))
+        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such call", None))?;
+    let message = check_message(form, &company)?;
+    let at = store::now_text();
+    web.store.write(Record::Event {
+        id: call,
+        event: CallEvent::MessageWritten {
+            by: me.username.clone(),
+            category: message.category.clone(),
+        },
+        at: at.clone(),
+    });
+    web.store.write(Record::MessageWritten {
+        id: call,
+        message: Box::new(message),
+        by: me.username.clone(),
+        at,
+    });
+    let freed = web.desk.end_wrap_up(&me.username, call, now_ms);
+    tracing::info!(username = %me.username, call, wrap_up_ended = freed, "console: message written");
+    Ok(json_response(StatusCode::OK, &web.board(&me.username)))
 }
