@@ -184,27 +184,7 @@ impl<'a> Run<'a> {
                 who,
                 group,
                 ..
-            } => {
-                let whom = describe_whom(&who, group);
-                self.lines
-                    .push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
-                match self.scenario.secretaries {
-                    Secretaries::Busy(free_after) => {
-                        let music = if self.machine.is_answered() {
-                            " with hold music"
-                        } else {
-                            ", hearing ringback"
-                        };
-                        self.lines.push(format!(
-                            "  {t:>4}s  everyone is busy: the caller waits in the queue{music}"
-                        ));
-                        self.queued = Some((free_after, timeout));
-                    }
-                    available => {
-                        self.pending_leg = Some((available == Secretaries::Available, timeout));
-                    }
-                }
-            }
+            } => self.print_offer(t, &who, group, timeout),
             Command::Transfer {
                 to,
                 timeout,
@@ -340,6 +320,30 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// A `secretary` step's line, and what the scenario's secretaries will do: answer,
+    /// not be there, or be busy (the caller queues).
+    fn print_offer(&mut self, t: u64, who: &[String], group: Option<String>, timeout: u32) {
+        let whom = describe_whom(who, group);
+        self.lines
+            .push(format!("  {t:>4}s  offer to {whom} for {timeout} s"));
+        match self.scenario.secretaries {
+            Secretaries::Busy(free_after) => {
+                let music = if self.machine.is_answered() {
+                    " with hold music"
+                } else {
+                    ", hearing ringback"
+                };
+                self.lines.push(format!(
+                    "  {t:>4}s  everyone is busy: the caller waits in the queue{music}"
+                ));
+                self.queued = Some((free_after, timeout));
+            }
+            available => {
+                self.pending_leg = Some((available == Secretaries::Available, timeout));
+            }
+        }
+    }
+
     /// A queued caller: a secretary frees up within the step's time (and answers), or the
     /// wait runs out and the plan goes on.
     fn wait_in_queue(&mut self, free_after: Option<Duration>, timeout: u32) {

@@ -1516,7 +1516,8 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
             .collect();
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(
-            errors[0].contains("acme.toml:8:11:") && errors[0].contains("card field name `Adresse!`"),
+            errors[0].contains("acme.toml:8:11:")
+                && errors[0].contains("card field name `Adresse!`"),
             "{errors:#?}"
         );
         assert!(
