@@ -1776,20 +1776,33 @@ pub fn call_with_history(
     Ok(Some((call, history)))
 }
 
-/// Who took this call (`handled_by`), if anyone.
-pub fn handled_by(path: &Path, id: CallRowId) -> Result<Option<String>, StoreError> {
+/// A call's company and who took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOwner {
+    /// The company called, when the number reached one.
+    pub company: Option<String>,
+    /// The secretary who took it (`handled_by`).
+    pub handled_by: Option<String>,
+}
+
+/// Whose a call is; `None` when there is no such call.
+pub fn call_owner(path: &Path, id: CallRowId) -> Result<Option<CallOwner>, StoreError> {
     let err = |source| StoreError::Sqlite {
         path: path.into(),
         source,
     };
     let conn = open_connection(path)?;
     conn.query_row(
-        "SELECT handled_by FROM calls WHERE id = ?1",
+        "SELECT company, handled_by FROM calls WHERE id = ?1",
         params![id],
-        |r| r.get(0),
+        |r| {
+            Ok(CallOwner {
+                company: r.get(0)?,
+                handled_by: r.get(1)?,
+            })
+        },
     )
     .optional()
-    .map(Option::flatten)
     .map_err(err)
 }
 

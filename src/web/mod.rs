@@ -109,9 +109,13 @@ impl Web {
     /// The board as the page shows it.
     fn board(&self, me: &str) -> serde_json::Value {
         let now_ms = crate::clock::unix_ms();
-        let seats: Vec<serde_json::Value> = self
-            .desk
-            .view(now_ms)
+        let view = self.desk.view(now_ms);
+        // The call her seat is about (ringing, on it, writing it up) has its card.
+        let mine = view
+            .iter()
+            .find(|s| s.username == me)
+            .and_then(|s| s.activity.call());
+        let seats: Vec<serde_json::Value> = view
             .into_iter()
             .map(|s| {
                 let (since, until) = match s.activity {
@@ -149,12 +153,6 @@ impl Web {
                 json!({ "company": line.company, "callers": callers, "longest_ms": longest })
             })
             .collect();
-        let mine = self
-            .desk
-            .view(now_ms)
-            .into_iter()
-            .find(|s| s.username == me)
-            .and_then(|s| s.activity.call());
         let card = mine.and_then(|call| self.card(call));
         json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card })
     }
@@ -230,6 +228,8 @@ pub async fn serve(
         .route("/api/live", get(live))
         .route("/api/messages/{call}", post(write_message))
         .layer(axum::middleware::from_fn(same_site_only))
+        // Bodies beyond this are refused while being read, not after.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, service)
@@ -264,7 +264,7 @@ async fn same_site_only(request: axum::extract::Request, next: axum::middleware:
         .unwrap_or(false);
     if changes && (foreign_fetch || foreign_origin) {
         tracing::warn!(method = %request.method(), path = %request.uri().path(), "console: cross-site request refused");
-        return error(StatusCode::FORBIDDEN, "cross-site request refused", None);
+        return refused(StatusCode::FORBIDDEN, "cross-site request refused", None).into_response();
     }
     next.run(request).await
 }
@@ -293,10 +293,6 @@ fn refused(status: StatusCode, message: &str, field: Option<&str>) -> Refused {
         message: message.to_string(),
         field: field.map(str::to_string),
     }
-}
-
-fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
-    refused(status, message, field).into_response()
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -340,15 +336,8 @@ async fn style() -> Response {
     security_headers("text/css; charset=utf-8", STYLE)
 }
 
-/// A JSON body of at most [`MAX_BODY`] bytes, or the 4xx to answer.
+/// A JSON body (at most [`MAX_BODY`] bytes: the router's limit), or the 422 to answer.
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Refused> {
-    if body.len() > MAX_BODY {
-        return Err(refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request too large",
-            None,
-        ));
-    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
@@ -515,9 +504,14 @@ async fn live(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Respons
         state,
         |(web, me, mut desk, mut records, first)| async move {
             if !first {
-                tokio::select! {
-                    _ = desk.recv() => {}
-                    _ = records.recv() => {}
+                use tokio::sync::broadcast::error::RecvError;
+                let heard = tokio::select! {
+                    r = desk.recv() => r.map(drop),
+                    r = records.recv() => r.map(drop),
+                };
+                // Lagging is fine (the board is rebuilt whole); a closed channel ends it.
+                if let Err(RecvError::Closed) = heard {
+                    return None;
                 }
                 // Let the rest of a burst arrive, then show it all at once.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -655,15 +649,16 @@ async fn write_message(
         .into_iter()
         .find(|s| s.username == me.username)
         .and_then(|s| s.activity.call());
-    let took_it =
-        store::handled_by(&web.db, call).ok().flatten().as_deref() == Some(me.username.as_str());
-    if current != Some(call) && !took_it {
-        return Err(refused(StatusCode::FORBIDDEN, "not a call of yours", None));
-    }
-    let company = store::call_with_history(&web.db, call, 0)
+    // One read: the call's company, and who took it.
+    let owner = store::call_owner(&web.db, call)
         .ok()
         .flatten()
-        .and_then(|(row, _)| row.company)
+        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such call", None))?;
+    if current != Some(call) && owner.handled_by.as_deref() != Some(me.username.as_str()) {
+        return Err(refused(StatusCode::FORBIDDEN, "not a call of yours", None));
+    }
+    let company = owner
+        .company
         .and_then(|id| web.company(&id))
         .ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such call", None))?;
     let message = check_message(form, &company)?;
