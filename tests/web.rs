@@ -3,102 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The demo-like setup: alice (password alice) serves acme; marie is an executive.
-fn setup(steps: &str) -> (Setup, SocketAddr) {
-    let setup = Setup::new(&[("acme.toml", &plan("acme", "+33180000001", steps))]);
-    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let alice = permanence::auth::ha1(
-        permanence::auth::Algorithm::Md5,
-        "alice",
-        "permanence",
-        "alice",
-    );
-    let marie = permanence::auth::ha1(
-        permanence::auth::Algorithm::Md5,
-        "marie",
-        "permanence",
-        "marie",
-    );
-    let mut config = std::fs::read_to_string(setup.config()).unwrap();
-    config.push_str(&format!(
-        "\n[web]\nlisten = \"{web}\"\n[registrar]\nkeepalive_seconds = 0\n\
-         [[secretaries]]\nname = \"Alice <b>\"\nusername = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n\
-         [[executives]]\nname = \"Marie\"\nusername = \"marie\"\nha1_md5 = \"{marie}\"\nha1_sha256 = \"\"\n"
-    ));
-    std::fs::write(setup.config(), config).unwrap();
-    (setup, web)
-}
-
-/// One HTTP/1.1 exchange: status, headers (lower-case names), body.
-fn http(
-    web: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match TcpStream::connect(web) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("console not listening on {web}: {e}"),
-        }
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-/// Logs in; the session cookie (`name=value`).
-fn login(web: SocketAddr, user: &str, password: &str) -> (u16, Option<String>, String) {
-    let body = format!("{{\"username\":\"{user}\",\"password\":\"{password}\"}}");
-    let (status, headers, body) = http(web, "POST", "/api/login", &[JSON], &body);
-    let cookie = header(&headers, "set-cookie").map(|c| c.to_string());
-    (status, cookie, body)
-}
 
 #[test]
 fn a_secretary_logs_in_with_her_sip_password_and_nobody_else_does() {

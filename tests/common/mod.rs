@@ -1584,3 +1584,10 @@ pub fn talking_caller(
     });
     (caller, rtp)
 }
+
+pub mod browser;
+pub mod web;
+#[allow(unused_imports)]
+pub use browser::*;
+#[allow(unused_imports)]
+pub use web::*;

@@ -1,0 +1,220 @@
+//! The live board (the desk's view, the queue, the card of her call), and pause.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::*;
+use crate::store;
+
+pub(super) fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/api/board", get(board))
+        .route("/api/pause", post(pause))
+        .route("/api/resume", post(resume))
+        .route("/api/live", get(live))
+}
+
+impl Web {
+    /// The board as the page shows it.
+    pub(super) fn board(&self, me: &str) -> serde_json::Value {
+        let now_ms = crate::clock::unix_ms();
+        let view = self.desk.view(now_ms);
+        // The call her seat is about (ringing, on it, writing it up) has its card.
+        let mine = view
+            .iter()
+            .find(|s| s.username == me)
+            .and_then(|s| s.activity.call());
+        let seats: Vec<serde_json::Value> = view
+            .into_iter()
+            .map(|s| {
+                let (since, until) = match s.activity {
+                    Activity::Available { since }
+                    | Activity::Ringing { since, .. }
+                    | Activity::Paused { since } => (Some(since), None),
+                    Activity::WrapUp { until, .. } => (None, Some(until)),
+                    Activity::OnCall { .. } => (None, None),
+                };
+                json!({
+                    "username": s.username,
+                    "name": s.name,
+                    "companies": s.companies,
+                    "phones": s.phones,
+                    "state": s.activity.name(),
+                    "call": s.activity.call(),
+                    "since_ms": since,
+                    "until_ms": until,
+                    "pause_reason": s.pause_reason,
+                    "me": s.username == me,
+                })
+            })
+            .collect();
+        let queue: Vec<serde_json::Value> = self
+            .desk
+            .queue(now_ms)
+            .into_iter()
+            .map(|line| {
+                let longest = line.longest_ms();
+                let callers: Vec<serde_json::Value> = line
+                    .callers
+                    .iter()
+                    .map(|(call, wait)| json!({ "call": call, "wait_ms": wait }))
+                    .collect();
+                json!({ "company": line.company, "callers": callers, "longest_ms": longest })
+            })
+            .collect();
+        let card = mine.and_then(|call| self.card(call));
+        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card })
+    }
+
+    /// The card of a call: whom it is for and what to say, the caller and their history
+    /// with this company, and the form's fields.
+    fn card(&self, call: i64) -> Option<serde_json::Value> {
+        let (row, history) = match store::call_with_history(&self.db, call, 5) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(error = %e, call, "console: no card for this call");
+                return None;
+            }
+        };
+        let company = self.company(row.company.as_deref()?)?;
+        let local = crate::schedule::local_time(jiff::Timestamp::now(), &company.timezone);
+        let executives: Vec<serde_json::Value> = company
+            .executives
+            .iter()
+            .map(|(id, e)| json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local) }))
+            .collect();
+        let fields: Vec<serde_json::Value> = company
+            .card
+            .fields
+            .iter()
+            .map(|f| json!({ "name": f.name, "label": f.label, "required": f.required }))
+            .collect();
+        let calls_again = history.len() >= 2;
+        // Who the caller is, for this company: its contact lists (name, and the lists).
+        let caller = crate::dialplan::Caller::from_user(Some(&row.caller), None, company.country);
+        let membership = company.contacts.membership(&caller);
+        let lists: Vec<&str> = membership
+            .lists
+            .iter()
+            .map(|l| company.contacts.name(*l))
+            .collect();
+        Some(json!({
+            "call": row,
+            "company": { "id": company.id.0, "name": company.name, "answer_as": company.answer_as,
+                         "notes": company.notes, "instructions": company.card.instructions },
+            "contact": { "name": membership.name, "lists": lists },
+            "executives": executives,
+            "fields": fields,
+            "history": history,
+            "calls_again": calls_again,
+        }))
+    }
+}
+
+async fn board(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    Ok(json_response(StatusCode::OK, &web.board(&me.username)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pause {
+    reason: String,
+}
+
+/// The longest pause reason.
+const MAX_REASON: usize = 80;
+
+async fn pause(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    let Pause { reason } = parse(&body)?;
+    let reason = reason.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON
+        || reason.chars().any(char::is_control)
+    {
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a reason of 1 to 80 characters, on one line",
+            Some("reason"),
+        ));
+    }
+    if !web
+        .desk
+        .pause(&me.username, reason, crate::clock::unix_ms())
+    {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "not while ringing or on a call",
+            None,
+        ));
+    }
+    tracing::info!(username = %me.username, reason = %crate::terminal::safe(reason), "console: on pause");
+    Ok(json_response(StatusCode::OK, &web.board(&me.username)))
+}
+
+async fn resume(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    web.desk.resume(&me.username, crate::clock::unix_ms());
+    tracing::info!(username = %me.username, "console: back from pause");
+    Ok(json_response(StatusCode::OK, &web.board(&me.username)))
+}
+
+/// The board, pushed again whenever the desk or the records change (server-sent events;
+/// a burst of changes gives one push).
+async fn live(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    let desk = web.desk.subscribe();
+    let records = web.store.subscribe();
+    let state = (web, me.username, desk, records, true);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(web, me, mut desk, mut records, first)| async move {
+            if !first {
+                use tokio::sync::broadcast::error::RecvError;
+                let heard = tokio::select! {
+                    r = desk.recv() => r.map(drop),
+                    r = records.recv() => r.map(drop),
+                };
+                // Lagging is fine (the board is rebuilt whole); a closed channel ends it.
+                if let Err(RecvError::Closed) = heard {
+                    return None;
+                }
+                // Let the rest of a burst arrive, then show it all at once.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while desk.try_recv().is_ok() || records.try_recv().is_ok() {}
+            }
+            web.who_is_live(&me)?;
+            let event = Event::default()
+                .event("board")
+                .data(web.board(&me).to_string());
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (web, me, desk, records, false),
+            ))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+impl Web {
+    /// Whether `username` still has a live session (a live stream ends after logout).
+    fn who_is_live(&self, username: &str) -> Option<()> {
+        let now = now_s();
+        self.sessions().any_live(username, now).then_some(())
+    }
+}
