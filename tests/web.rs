@@ -538,3 +538,69 @@ fn an_api_token_made_on_the_command_line_opens_the_api_until_revoked() {
     let (_, list, _) = token_cli(&["list"]);
     assert!(list.contains("revoked"), "{list}");
 }
+
+/// With `[web] tls_certificate` and `tls_key`, the console speaks HTTPS only and its
+/// session cookie is `Secure`; plain HTTP on that port gets no page.
+#[test]
+fn the_console_over_tls_sets_a_secure_cookie() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let (cert, key) = make_certificate(setup.dir.path());
+    setup.add_config_lines(
+        "web",
+        &format!(
+            "tls_certificate = {:?}\ntls_key = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let _server = setup.start();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .expect("curl is installed (Debian package curl)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let base = format!("https://{web}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut answer = String::new();
+    while !answer.starts_with("HTTP/") && std::time::Instant::now() < deadline {
+        answer = curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"username\":\"alice\",\"password\":\"alice\"}",
+            &format!("{base}/api/login"),
+        ]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{answer}"));
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie
+        .split_once(':')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .trim();
+    let board = curl(&[
+        "-H",
+        &format!("Cookie: {session}"),
+        &format!("{base}/api/board"),
+    ]);
+    assert!(
+        board.starts_with("HTTP/1.1 200") && board.contains("\"me\":\"alice\""),
+        "{board}"
+    );
+    let plain = curl(&[&format!("http://{web}/")]);
+    assert!(!plain.contains("<html"), "no page over plain HTTP: {plain}");
+}

@@ -11,7 +11,7 @@
 //! `textContent`, never as HTML.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +37,10 @@ mod board;
 mod live;
 mod login;
 mod messages;
+mod tls;
+
+pub use tls::Peer;
+use tls::TlsListener;
 
 /// The page, its script and its style (no CDN, no build step).
 const PAGE: &str = include_str!("console.html");
@@ -57,6 +61,8 @@ pub struct Web {
     secretaries: Vec<Secretary>,
     realm: String,
     session_seconds: i64,
+    /// Served over TLS: the cookie is `Secure`.
+    secure: bool,
     sessions: Mutex<Sessions>,
     throttle: Mutex<Throttle>,
 }
@@ -70,6 +76,7 @@ impl Web {
         secretaries: Vec<Secretary>,
         realm: String,
         session_hours: u32,
+        secure: bool,
         restored: Vec<(String, String, i64)>,
     ) -> Web {
         let mut sessions = Sessions::default();
@@ -90,6 +97,7 @@ impl Web {
             secretaries,
             realm,
             session_seconds: i64::from(session_hours.max(1)) * 3600,
+            secure,
             sessions: Mutex::new(sessions),
             throttle: Mutex::new(Throttle::default()),
         }
@@ -147,6 +155,7 @@ fn now_s() -> i64 {
 /// Serves the console until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     web: Arc<Web>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -162,11 +171,23 @@ pub async fn serve(
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let service = app.into_make_service_with_connect_info::<Peer>();
+    let served = match tls {
+        Some(acceptor) => match TlsListener::new(listener, acceptor) {
+            Ok(listener) => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "console listener failed");
     }
 }
