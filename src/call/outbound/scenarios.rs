@@ -1232,7 +1232,7 @@ fn a_console_transfer_needs_her_to_be_talking_to_the_caller_and_no_transfer_unde
 #[test]
 fn a_console_transfer_nobody_answers_leaves_the_caller_with_her_without_notify() {
     let mut s = Scenario::talking_to_alice();
-    s.console("alice", "marie");
+    assert_eq!(s.console("alice", "marie").0, Ok(()));
     // Marie's reach list in turn, each entry for the REFER's time.
     let out = s.timeout_at(REFER_TIMEOUT);
     assert_eq!(
@@ -1281,7 +1281,7 @@ fn a_console_transfer_is_screened_when_the_plans_transfer_to_that_executive_is()
     assert_eq!(s.machine.connected_to(), Some("alice"));
 
     // Asked again, Marie says yes: Alice's leg ends and the caller is Marie's.
-    s.console("alice", "marie");
+    assert_eq!(s.console("alice", "marie").0, Ok(()));
     s.answered(2);
     let out = s.digit(2, '1');
     assert_eq!(
