@@ -180,6 +180,11 @@ pub enum CallEvent {
         to: Option<String>,
         status: u16,
     },
+    /// A secretary asked from the console to put the caller through to an executive.
+    ConsoleTransfer { by: String, to: String },
+    /// The console's transfer was refused, and why (`not-hers`, `not-connected`,
+    /// `in-progress`, `unknown-executive`, `unreachable`).
+    ConsoleTransferRefused { by: String, to: String, why: String },
 }
 
 impl CallEvent {
@@ -247,6 +252,8 @@ impl CallEvent {
             E::MessageWritten { .. } => "message-written",
             E::Refer { .. } => "refer",
             E::ReferRefused { .. } => "refer-refused",
+            E::ConsoleTransfer { .. } => "console-transfer",
+            E::ConsoleTransferRefused { .. } => "console-transfer-refused",
         }
     }
 

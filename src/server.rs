@@ -247,6 +247,7 @@ fn call_context(
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
+        controls: Default::default(),
     })
 }
 

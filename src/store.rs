@@ -1819,6 +1819,31 @@ pub fn call_owner(path: &Path, id: CallRowId) -> Result<Option<CallOwner>, Store
     .map_err(err)
 }
 
+/// A call's timeline since a secretary last asked for a transfer (by REFER or from the
+/// console), that `transfer` event first, as (kind, details) oldest first; empty when no
+/// secretary asked. The console reads how her transfer goes from it.
+pub fn secretary_transfer(path: &Path, id: CallRowId) -> Result<Vec<(String, String)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    // A transfer's own events are a few per reach entry: the limit only guards the read.
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, data FROM events
+             WHERE call_id = ?1 AND id >= (SELECT MAX(id) FROM events
+                                           WHERE call_id = ?1 AND kind = 'transfer'
+                                             AND json_extract(data, '$.by') IS NOT NULL)
+             ORDER BY id LIMIT 200",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
 /// The console sessions still live at `now` (unix seconds): hash, username, expiry.
 /// Expired ones are deleted.
 pub fn live_sessions(path: &Path, now: i64) -> Result<Vec<(String, String, i64)>, StoreError> {

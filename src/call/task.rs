@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::context::CallContext;
+use super::control::Control;
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Category, Company, Route, SoundName};
@@ -255,6 +256,8 @@ impl<'a> Call<'a> {
         };
         let mut outbound = self.outbound(company, route, &media, media_tx.clone());
         let wake = outbound.waker();
+        // The console reaches this call by its row id until the call ends.
+        let (_console, mut controls) = self.ctx.controls.register(self.id);
         let mut machine = CallMachine::new(
             Arc::clone(company),
             route,
@@ -291,6 +294,9 @@ impl<'a> Call<'a> {
                     // This caller is first in line for a secretary who just freed up.
                     let news = outbound.on_desk_changed(self.ctx, Instant::now());
                     self.tell(&mut machine, &mut outbound, news);
+                }
+                Some(control) = controls.recv() => {
+                    self.on_control(control, &mut machine, &mut outbound);
                 }
             }
         }
@@ -489,6 +495,23 @@ impl<'a> Call<'a> {
             }
             Some((_, MediaEvent::Audio(samples))) => media.on_audio(samples, machine),
             None => machine.handle_shutdown(Instant::now()),
+        }
+    }
+
+    /// What the console asks of this call; the answer goes back at once.
+    fn on_control(&mut self, control: Control, machine: &mut CallMachine, outbound: &mut Outbound) {
+        match control {
+            Control::Transfer {
+                secretary,
+                executive,
+                reply,
+            } => {
+                let (asked, news) =
+                    outbound.console_transfer(self.ctx, &secretary, &executive, Instant::now());
+                // The console may have stopped waiting; the transfer goes on regardless.
+                let _ = reply.send(asked);
+                self.tell(machine, outbound, news);
+            }
         }
     }
 

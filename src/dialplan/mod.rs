@@ -15,7 +15,7 @@ pub use decide::{CallFacts, Decision, RouteVerdict, decide, explain};
 #[cfg(test)]
 pub(crate) use load::parse_str;
 pub use load::{PlanError, load_dir, load_files};
-pub use reach::{ReachEntry, allowed_refer, direct_address};
+pub use reach::{ReachEntry, allowed_refer, direct_address, screens_transfers_to};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -88,7 +88,10 @@ impl Web {
         let executives: Vec<serde_json::Value> = company
             .executives
             .iter()
-            .map(|(id, e)| json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local) }))
+            .map(|(id, e)| {
+                json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local),
+                        "transferable": self.transferable(e) })
+            })
             .collect();
         let fields: Vec<serde_json::Value> = company
             .card
@@ -114,6 +117,7 @@ impl Web {
             "fields": fields,
             "history": history,
             "calls_again": calls_again,
+            "transfer": self.transfer_on_card(call),
         }))
     }
 }

@@ -66,6 +66,7 @@ function render() {
     queue.appendChild(li);
   }
   renderCard();
+  renderTransfer();
 }
 
 let cardCall = null;
@@ -130,6 +131,53 @@ function renderCard() {
   }
   $("message-result").textContent = "";
 }
+
+// ---- Transfer: a button per executive reachable now; how it goes comes with the card.
+const transferLabels = { "ringing": "ça sonne…", "screening": "annonce en cours…",
+                         "connected": "connecté", "refused": "refusé par le dirigeant",
+                         "failed": "pas de réponse" };
+let transferCall = null;
+// Why her last press was refused, until she presses again.
+let transferRefused = "";
+
+function renderTransfer() {
+  const card = board.card;
+  if (!card) { transferCall = null; return; }
+  const buttons = $("transfer-buttons");
+  if (card.call.id !== transferCall) {
+    transferCall = card.call.id;
+    transferRefused = "";
+    buttons.replaceChildren();
+    for (const e of card.executives) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.executive = e.id;
+      b.textContent = "Transférer à " + e.name + (e.reachable_now ? "" : " (hors horaires)");
+      buttons.appendChild(b);
+    }
+  }
+  const me = board.seats.find((s) => s.me);
+  const onIt = me && me.state === "on-call" && me.call === card.call.id;
+  const t = card.transfer;
+  const going = t && (t.state === "ringing" || t.state === "screening");
+  for (const b of buttons.querySelectorAll("button")) {
+    const e = card.executives.find((x) => x.id === b.dataset.executive);
+    b.hidden = !(e && e.transferable);
+    b.disabled = !onIt || going;
+  }
+  $("transfer-result").textContent = transferRefused
+    || (t ? "Transfert vers " + t.to + " : " + (transferLabels[t.state] || t.state) : "");
+}
+
+$("transfer-buttons").addEventListener("click", async (e) => {
+  const b = e.target.closest("button");
+  if (!b || b.disabled) return;
+  b.disabled = true;
+  const r = await api("/api/calls/" + transferCall + "/transfer", { executive: b.dataset.executive });
+  transferRefused = r.status === 200 ? ""
+    : "Transfert refusé : " + ((r.body && r.body.error) || r.status);
+  renderTransfer();
+});
 
 function show(loggedIn, name) {
   $("login").hidden = loggedIn;

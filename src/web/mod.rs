@@ -38,6 +38,7 @@ mod live;
 mod login;
 mod messages;
 mod tls;
+mod transfer;
 
 pub use tls::Peer;
 use tls::TlsListener;
@@ -167,6 +168,7 @@ pub async fn serve(
         .merge(board::routes())
         .merge(messages::routes())
         .merge(live::routes())
+        .merge(transfer::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
