@@ -817,10 +817,16 @@ impl OutboundMachine {
             sipfrag: "SIP/2.0 100 Trying",
             last: false,
         });
+        // Screened as the plan's own transfer to that executive would be, like the console's
+        // button: how she hands the call over does not change what the executive hears.
+        let screening = match &to {
+            TransferTarget::Executive(id) => screens_transfers_to(&self.company, id),
+            TransferTarget::Uri(_) => false,
+        };
         let t = self.new_transfer(
             &to,
             REFER_TIMEOUT,
-            false,
+            screening,
             ReachMode::Sequential,
             Some(secretary),
         );

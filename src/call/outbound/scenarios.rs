@@ -1570,3 +1570,29 @@ fn a_secretary_who_declines_is_not_offered_the_caller_again_for_a_while() {
         "alice is free again but declined: bea rings"
     );
 }
+
+#[test]
+fn a_refer_is_screened_when_the_plans_transfer_to_that_executive_is() {
+    let plan = PLAN.replace(
+        r#"[{ transfer = { to = "sip:desk@192.0.2.9" } }]"#,
+        SCREENED_MARIE,
+    );
+    let mut s = Scenario::talking_to_alice_with(&plan);
+    let (status, out) = s.refer(0, Some("sip:marie@192.0.2.1"));
+    assert_eq!(status, 202);
+    assert!(recorded(
+        &out,
+        CallEvent::Transfer {
+            to: "marie".into(),
+            screening: true,
+            by: Some("alice".into())
+        }
+    ));
+    let out = s.answered(1);
+    assert_eq!(
+        actions(&out),
+        ["open 1", "announce 1"],
+        "Marie is asked first, as when the plan transfers to her"
+    );
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+}
