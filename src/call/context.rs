@@ -48,6 +48,8 @@ pub struct CallContext {
     pub rtp_timeout: Option<std::time::Duration>,
     /// The SIP trunk for numbers, if any.
     pub trunk: Option<crate::config::TrunkConfig>,
+    /// The numbers each company blocked, in force (the console changes it; the CLI too).
+    pub blocked: Arc<crate::blocklist::live::Live>,
 }
 
 impl CallContext {
