@@ -29,6 +29,15 @@ pub enum CallEvent {
     NoRoute {},
     /// The caller is in the company's contacts under this name.
     Contact { name: String },
+    /// The company blocked the caller's number: who did, why, since when.
+    Blocked {
+        by: String,
+        reason: String,
+        since: String,
+    },
+    /// The caller's number is in an ARCEP telemarketing range; the company's policy
+    /// (`label` or `refuse`) says what became of the call.
+    Telemarketing { policy: String },
     /// A step this server cannot run yet: the plan falls through.
     StepUnavailable { step: String, why: String },
     /// A step skipped because it no longer applies.
@@ -196,6 +205,8 @@ impl CallEvent {
             E::UnknownNumber { .. } => "unknown-number",
             E::NoRoute {} => "no-route",
             E::Contact { .. } => "contact",
+            E::Blocked { .. } => "blocked",
+            E::Telemarketing { .. } => "telemarketing",
             E::StepUnavailable { .. } => "step-unavailable",
             E::StepSkipped { .. } => "step-skipped",
             E::Ringing { .. } => "ringing",

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bans;
+pub mod blocklist;
 pub mod call;
 pub mod clock;
 pub mod config;

@@ -62,6 +62,8 @@ struct Shared {
     live: Arc<AtomicUsize>,
     /// The endpoint's inputs: calls, TCP connections and shutdown all talk to it here.
     endpoint: mpsc::UnboundedSender<Input>,
+    /// The numbers each company blocked, in force.
+    blocked: Arc<crate::blocklist::live::Live>,
 }
 
 /// The SIP sockets the configuration asks for, bound before any task uses them.
@@ -80,6 +82,9 @@ struct Workers {
     _reload: mpsc::UnboundedSender<crate::reload::Trigger>,
     /// The desk's clock (wakes queued callers when a wrap-up ends).
     desk_clock: tokio::task::JoinHandle<()>,
+    /// Re-reads the block list when another process (the CLI) changes it; dropping it
+    /// stops it.
+    _blocklist: Option<crate::blocklist::live::Watcher>,
 }
 
 /// The server once started: what each shutdown stage needs.
@@ -100,6 +105,7 @@ struct Running {
 async fn start(config: &Config) -> Result<Running, ServerError> {
     let snapshot = crate::snapshot::load(config)?;
     let store = open_store(config)?;
+    let blocked = Arc::new(crate::blocklist::live::Live::load(&config.database_path())?);
     let media = MediaHandle::start(
         config.media_address(),
         config.media.rtp_port_min,
@@ -121,6 +127,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         metrics: Arc::new(Metrics::default()),
         live: Arc::new(AtomicUsize::new(0)),
         endpoint: endpoint_tx,
+        blocked,
     };
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(
@@ -248,6 +255,7 @@ fn call_context(
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
         controls: Default::default(),
+        blocked: Arc::clone(&shared.blocked),
     })
 }
 
@@ -459,8 +467,8 @@ fn serve_console(
     Some(stop)
 }
 
-/// Starts reloading: the file watcher, the task that builds and swaps snapshots, and
-/// SIGHUP (on Unix).
+/// Starts reloading: the file watcher, the task that builds and swaps snapshots, SIGHUP
+/// (on Unix), and the block list's watcher.
 fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let watcher = crate::reload::watch(config, reload_tx.clone());
@@ -481,10 +489,17 @@ fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
         }
         Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload by editing the files"),
     }
+    let blocklist = crate::blocklist::live::watch(
+        Arc::clone(&ctx.blocked),
+        crate::blocklist::live::WATCH_EVERY,
+    )
+    .map_err(|e| tracing::error!(error = %e, "block list: no watcher thread; changes from the CLI need a restart"))
+    .ok();
     Workers {
         _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
         _reload: reload_tx,
         desk_clock: tokio::spawn(Arc::clone(&ctx.desk).run_clock()),
+        _blocklist: blocklist,
     }
 }
 

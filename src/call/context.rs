@@ -50,6 +50,8 @@ pub struct CallContext {
     pub trunk: Option<crate::config::TrunkConfig>,
     /// The live calls the console may ask something of, by row id.
     pub controls: crate::call::control::Controls,
+    /// The numbers each company blocked, in force (the console changes it; the CLI too).
+    pub blocked: Arc<crate::blocklist::live::Live>,
 }
 
 impl CallContext {

@@ -27,6 +27,8 @@ pub struct Scenario {
     pub no_speech: Option<Duration>,
     /// How long each sound lasts (from the loaded sounds); others count 3 s.
     pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
+    /// The company's block of the caller's number, when the records hold one.
+    pub block: Option<crate::blocklist::BlockEntry>,
 }
 
 /// The secretaries as the simulated call finds them.
@@ -66,12 +68,14 @@ fn describe_decision(
         dialled: dialled.as_ref(),
         now: scenario.at,
         secretary_available: scenario.secretaries == Secretaries::Available,
+        on_block_list: scenario.block.is_some(),
     };
     let (verdicts, local) = dialplan::explain(company, &facts);
     lines.push(format!(
         "company {} ({}), caller {}, local time {local}",
         company.id, company.name, scenario.caller
     ));
+    describe_spam(company, scenario, lines);
     for v in &verdicts {
         lines.push(format!(
             "  route `{}`: {} — {}",
@@ -95,6 +99,33 @@ fn describe_decision(
         route.category.as_str()
     ));
     Some(index)
+}
+
+/// Says when the caller is unwanted: on the company's block list (who, when, why), or in
+/// a telemarketing range (and what the company does with those).
+fn describe_spam(company: &Company, scenario: &Scenario, lines: &mut Vec<String>) {
+    if let Some(b) = &scenario.block {
+        lines.push(format!(
+            "  caller is on {}'s block list since {} (by {}: {}): blocked callers take only routes for `{}`, or are refused ({})",
+            company.id,
+            b.added_at,
+            crate::terminal::safe(&b.added_by),
+            crate::terminal::safe(&b.reason),
+            dialplan::BLOCKED,
+            dialplan::BUILT_IN_STATUS,
+        ));
+    }
+    if dialplan::in_telemarketing_range(&scenario.caller) {
+        let what = match company.telemarketing {
+            dialplan::Telemarketing::Refuse => "refused as blocked",
+            dialplan::Telemarketing::Label => "routed as usual, pointed out on the card",
+            dialplan::Telemarketing::Accept => "routed as usual",
+        };
+        lines.push(format!(
+            "  caller is in an ARCEP telemarketing range: telemarketing = \"{}\", {what}",
+            company.telemarketing.as_str()
+        ));
+    }
 }
 
 /// A simulated call under way: the machine, the pretend clock, what the scenario has

@@ -86,7 +86,13 @@ impl<'a> Call<'a> {
         let dialled_text = dialled_text(&invite, dialled.as_ref(), company.as_deref());
         let mut call = Call::new(ctx, invite, key, peer, company.as_deref());
         let caller = call.caller(company.as_deref());
-        let decision = call.decide(company.as_deref(), caller.as_ref(), dialled.as_ref());
+        let block = call.block(company.as_deref(), caller.as_ref());
+        let decision = call.decide(
+            company.as_deref(),
+            caller.as_ref(),
+            dialled.as_ref(),
+            block.is_some(),
+        );
         let route = company
             .as_ref()
             .zip(decision.as_ref())
@@ -116,6 +122,7 @@ impl<'a> Call<'a> {
         if let Some(name) = contact_name {
             call.event(CallEvent::Contact { name });
         }
+        call.spam_events(&company, caller.as_ref(), block);
         if !call.row_committed().await {
             return;
         }
@@ -161,6 +168,7 @@ impl<'a> Call<'a> {
         company: Option<&Company>,
         caller: Option<&Caller>,
         dialled: Option<&Dialled>,
+        on_block_list: bool,
     ) -> Option<(usize, Option<String>)> {
         let dialled_e164 = match dialled {
             Some(Dialled::International(n)) => Some(n.clone()),
@@ -176,9 +184,47 @@ impl<'a> Call<'a> {
                 .ctx
                 .desk
                 .any_available(&company.id.0, crate::clock::unix_ms()),
+            on_block_list,
         };
         let d = dialplan::decide(company, &facts);
         d.index.map(|i| (i, d.contact_name))
+    }
+
+    /// The caller's block by the company, in the block list in force (looked up here, in
+    /// the shell, and given to the decision as a fact).
+    fn block(
+        &self,
+        company: Option<&Company>,
+        caller: Option<&Caller>,
+    ) -> Option<crate::blocklist::BlockEntry> {
+        let (company, caller) = company.zip(caller)?;
+        self.ctx
+            .blocked
+            .get()
+            .blocking(&company.id.0, caller)
+            .cloned()
+    }
+
+    /// The timeline says why a caller is unwanted: the company blocked the number (who,
+    /// when, why), or it is in a telemarketing range the company points out.
+    fn spam_events(
+        &self,
+        company: &Company,
+        caller: Option<&Caller>,
+        block: Option<crate::blocklist::BlockEntry>,
+    ) {
+        if let Some(b) = block {
+            self.event(CallEvent::Blocked {
+                by: b.added_by,
+                reason: b.reason,
+                since: b.added_at,
+            });
+        }
+        if caller.is_some_and(|c| company.labels_telemarketing(c)) {
+            self.event(CallEvent::Telemarketing {
+                policy: company.telemarketing.as_str().to_string(),
+            });
+        }
     }
 
     /// The call's first row: who called what, and the route it takes.

@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod bans;
+mod blocked;
 mod calls;
 mod check;
 mod hash_password;
@@ -63,6 +64,8 @@ enum Command {
     HashPassword(hash_password::Args),
     /// Addresses banned for repeated wrong passwords, newest first.
     Bans(bans::Args),
+    /// The numbers each company blocked (spam): list, add, remove.
+    Blocked(blocked::Args),
     /// List recent calls from the records.
     Calls(calls::Args),
     /// API tokens with which a script acts as a secretary (create, list, revoke).
@@ -80,6 +83,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Queue(args) => queue::run(args),
         Command::HashPassword(args) => hash_password::run(args),
         Command::Bans(args) => bans::run(args),
+        Command::Blocked(args) => blocked::run(args),
         Command::Calls(args) => calls::run(args),
         Command::Token(args) => token::run(args),
     }

@@ -89,8 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         executive == "answers" || executive == "no-answer",
         "--executive: expected answers or no-answer"
     );
+    let caller = Caller::from_user(Some(&args.from), None, company.country);
+    let block = block_of(&config, &company.id.0, &caller)?;
     let scenario = simulate::Scenario {
-        caller: Caller::from_user(Some(&args.from), None, company.country),
+        block,
+        caller,
         dialled,
         at,
         digits: keys(&args.digits)?,
@@ -103,6 +106,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out!("{line}");
     }
     Ok(())
+}
+
+/// The company's block of the caller's number, as the records hold it now (none when the
+/// server never ran here: no records, nothing blocked).
+fn block_of(
+    config: &Config,
+    company: &str,
+    caller: &Caller,
+) -> anyhow::Result<Option<permanence::blocklist::BlockEntry>> {
+    let db = config.database_path();
+    let Caller::Number(number) = caller else {
+        return Ok(None);
+    };
+    if !db.exists() {
+        return Ok(None);
+    }
+    let row = permanence::store::blocked_numbers(&db, Some(company), false)?
+        .into_iter()
+        .find(|row| row.number == number.as_str());
+    Ok(row.map(|row| permanence::blocklist::BlockEntry {
+        id: row.id,
+        company: row.company,
+        number: number.clone(),
+        reason: row.reason,
+        added_by: row.added_by,
+        added_at: row.added_at,
+    }))
 }
 
 /// `--digits`: the keys of a telephone keypad (RFC 4733 events 0–15); spaces are ignored,

@@ -102,7 +102,8 @@ impl Web {
         let calls_again = history.len() >= 2;
         // Who the caller is, for this company: its contact lists (name, and the lists).
         let caller = crate::dialplan::Caller::from_user(Some(&row.caller), None, company.country);
-        let membership = company.contacts.membership(&caller);
+        let spam = self.spam_flags(&company, &caller);
+        let membership = company.membership(&caller, !spam["blocked"].is_null());
         let lists: Vec<&str> = membership
             .lists
             .iter()
@@ -118,6 +119,7 @@ impl Web {
             "history": history,
             "calls_again": calls_again,
             "transfer": self.transfer_on_card(call),
+            "spam": spam,
         }))
     }
 }

@@ -67,6 +67,8 @@ function render() {
   }
   renderCard();
   renderTransfer();
+  renderSpam();
+  renderBlockedCompanies();
 }
 
 let cardCall = null;
@@ -243,5 +245,118 @@ $("message").addEventListener("submit", async (e) => {
     : ((r.body && r.body.error) || "refusé") + (r.body && r.body.field ? " (" + r.body.field + ")" : "");
   if (r.status === 200) { board = r.body; render(); }
 });
+
+// ---- The block list (spam): the card's button, and each company's list with "remove".
+
+async function apiDelete(path) {
+  const response = await fetch(path, { method: "DELETE", credentials: "same-origin" });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+function refusal(r) {
+  return ((r.body && r.body.error) || "refusé") + (r.body && r.body.field ? " (" + r.body.field + ")" : "");
+}
+
+// Blocks a caller's number for a company (the card's button; a message's too).
+async function blockCaller(company, number, reason) {
+  const r = await api("/api/blocked", { company, number, reason });
+  if (r.status === 200 || r.status === 201) {
+    const b = await api("/api/board");
+    if (b.status === 200) { board = b.body; render(); }
+    loadBlocked();
+  }
+  return r;
+}
+
+let spamCall = null;
+
+// What the card says of an unwanted caller: blocked (who, when, why) or telemarketing.
+function renderSpam() {
+  const card = board.card;
+  if (!card) return;
+  if (card.call.id !== spamCall) {
+    spamCall = card.call.id;
+    $("spam-reason").value = "indésirable";
+    $("spam-result").textContent = "";
+  }
+  const spam = card.spam || {};
+  let text = "";
+  if (spam.blocked) {
+    text = "Numéro bloqué pour " + card.company.name + " depuis le "
+      + spam.blocked.added_at.slice(0, 16).replace("T", " ") + " par " + spam.blocked.added_by
+      + " : " + spam.blocked.reason;
+  } else if (spam.telemarketing) {
+    text = "Démarchage : numéro d'une plage réservée au démarchage téléphonique (ARCEP)";
+  }
+  $("card-spam").textContent = text;
+  $("card-spam").hidden = !text;
+  $("spam-form").hidden = !!spam.blocked;
+}
+
+$("spam-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const card = board && board.card;
+  if (!card) return;
+  const r = await blockCaller(card.company.id, card.call.caller, $("spam-reason").value);
+  $("spam-result").textContent = (r.status === 200 || r.status === 201) ? "Numéro bloqué." : refusal(r);
+});
+
+let blockedChoices = "";
+
+// The companies she serves, in the list's selector (kept when they do not change).
+function renderBlockedCompanies() {
+  const me = board.seats.find((s) => s.me);
+  const companies = me ? me.companies : [];
+  if (companies.join(",") === blockedChoices) return;
+  blockedChoices = companies.join(",");
+  const select = $("blocked-company");
+  select.replaceChildren();
+  for (const c of companies) {
+    const o = document.createElement("option");
+    o.value = c; o.textContent = c;
+    select.appendChild(o);
+  }
+  $("blocked-view").hidden = companies.length === 0;
+  loadBlocked();
+}
+
+async function loadBlocked() {
+  const company = $("blocked-company").value;
+  if (!company) return;
+  const r = await api("/api/blocked?company=" + encodeURIComponent(company));
+  const rows = $("blocked-rows");
+  rows.replaceChildren();
+  if (r.status !== 200) { $("blocked-result").textContent = refusal(r); return; }
+  for (const b of r.body.blocked) {
+    const row = document.createElement("tr");
+    cell(row, b.number);
+    cell(row, b.added_at.slice(0, 16).replace("T", " "));
+    cell(row, b.added_by);
+    cell(row, b.reason);
+    const td = document.createElement("td");
+    const remove = document.createElement("button");
+    remove.textContent = "Retirer";
+    remove.dataset.id = String(b.id);
+    remove.addEventListener("click", async () => {
+      const d = await apiDelete("/api/blocked/" + b.id);
+      $("blocked-result").textContent = d.status === 200 ? "Blocage retiré : " + b.number : refusal(d);
+      loadBlocked();
+    });
+    td.appendChild(remove);
+    row.appendChild(td);
+    rows.appendChild(row);
+  }
+  if (r.body.blocked.length === 0) {
+    const row = document.createElement("tr");
+    cell(row, "aucun numéro bloqué");
+    rows.appendChild(row);
+  }
+}
+
+$("blocked-company").addEventListener("change", loadBlocked);
+// Blocks made elsewhere (a colleague, the command line) appear within a few seconds.
+setInterval(() => { if (board && !$("board").hidden) loadBlocked(); }, 5000);
+
 setInterval(render, 1000);
 start();

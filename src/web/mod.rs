@@ -33,6 +33,7 @@ use crate::registrar::Secretary;
 use crate::session::{self, Session, Sessions, Throttle};
 use crate::store::{self, Writer};
 
+mod blocked;
 mod board;
 mod live;
 mod login;
@@ -169,6 +170,7 @@ pub async fn serve(
         .merge(messages::routes())
         .merge(live::routes())
         .merge(transfer::routes())
+        .merge(blocked::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
