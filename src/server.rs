@@ -241,7 +241,19 @@ fn call_context(
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
+        lines: Arc::new(crate::line::Lines::new(current_lines(config))),
     })
+}
+
+/// The companies' lines switched by hand that are still in force in the records: a
+/// restart keeps them (none, with a warning, if the records cannot be read).
+fn current_lines(config: &Config) -> Vec<(crate::dialplan::CompanyId, crate::line::LineOverride)> {
+    crate::store::current_lines(&config.database_path(), jiff::Timestamp::now()).unwrap_or_else(
+        |e| {
+            tracing::warn!(error = %e, "lines switched by hand not restored: the hours decide");
+            Vec::new()
+        },
+    )
 }
 
 /// The SIP endpoint: admission, a task per admitted call, the registrar (with the

@@ -48,6 +48,8 @@ pub struct CallContext {
     pub rtp_timeout: Option<std::time::Duration>,
     /// The SIP trunk for numbers, if any.
     pub trunk: Option<crate::config::TrunkConfig>,
+    /// Companies' lines switched by hand (closed or open until a time), for routing.
+    pub lines: Arc<crate::line::Lines>,
 }
 
 impl CallContext {
