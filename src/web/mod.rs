@@ -35,6 +35,7 @@ use crate::session::{self, Session, Sessions, Throttle};
 use crate::store::Writer;
 
 mod board;
+mod line;
 mod login;
 mod messages;
 
@@ -132,6 +133,7 @@ pub async fn serve(
         .merge(login::routes())
         .merge(board::routes())
         .merge(messages::routes())
+        .merge(line::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
