@@ -347,3 +347,100 @@ fn open_until_survives_a_restart_and_only_her_companies_lines_are_hers() {
     assert!(out.contains("route `closed`: MATCHES"), "{out}");
     assert!(!out.contains("line open"), "{out}");
 }
+
+/// In Chromium: her companies' lines are on the board; she closes acme's until a time with
+/// a reason shaped like markup (shown as text), sees a refusal named, and ends it early.
+#[test]
+fn she_switches_a_line_from_the_console_in_chromium() {
+    if !inside_loopback_only_namespace("she_switches_a_line_from_the_console_in_chromium") {
+        return;
+    }
+    let (setup, web) = line_setup();
+    let _server = setup.start();
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.go(&format!("http://{web}/"));
+    browser.wait_for(
+        "the login form",
+        "return !document.getElementById('login').hidden",
+    );
+    browser.type_into("#username", "alice");
+    browser.type_into("#password", "alice");
+    browser.click("#login button");
+    let acme = "#line-list li[data-company=acme]";
+    browser.wait_for(
+        "her companies' lines",
+        "return document.querySelectorAll('#line-list li').length === 2",
+    );
+    let state = format!("{acme} .line-state");
+    assert!(
+        browser
+            .text(&state)
+            .starts_with("ouverte selon les horaires"),
+        "{}",
+        browser.text(&state)
+    );
+    assert_eq!(
+        browser.text("#line-list li[data-company=night] .line-state"),
+        "fermée selon les horaires (closed dates 2000-01-01..2999-12-31)"
+    );
+
+    // A reason of spaces passes the page but not the server: the field is named.
+    let until = paris_in(Duration::from_secs(2 * 3600));
+    browser.eval(&format!(
+        "document.querySelector('{acme} input[name=until]').value = '{until}'"
+    ));
+    browser.type_into(&format!("{acme} input[name=reason]"), "   ");
+    browser.click(&format!("{acme} button[type=submit]"));
+    browser.wait_for(
+        "the refusal",
+        &format!("return document.querySelector('{acme} .error').textContent.length > 0"),
+    );
+    assert!(
+        browser
+            .text(&format!("{acme} .error"))
+            .ends_with("(reason)"),
+        "{}",
+        browser.text(&format!("{acme} .error"))
+    );
+
+    let reason = "<img src=x onerror=\"document.title='pwned'\">";
+    browser.type_into(&format!("{acme} input[name=reason]"), reason);
+    browser.click(&format!("{acme} button[type=submit]"));
+    browser.wait_for(
+        "closed by hand",
+        &format!("return document.querySelector('{state}').textContent.startsWith('fermée jusqu')"),
+    );
+    assert_eq!(
+        browser.text(&state),
+        format!(
+            "fermée jusqu'au {} (Europe/Paris) — {reason} — par alice",
+            until.replace('T', " ")
+        )
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('img').length"),
+        serde_json::json!(0)
+    );
+    assert_ne!(
+        browser.eval("return document.title"),
+        serde_json::json!("pwned")
+    );
+    assert_eq!(browser.text(&format!("{acme} .error")), "");
+    browser.screenshot(&repo().join("target/artefacts/console-lines.png"));
+    let rows = override_rows(&setup);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].2.as_str(), rows[0].3.as_str()), (reason, "alice"));
+
+    browser.click(&format!("{acme} .line-end"));
+    browser.wait_for(
+        "the hours again",
+        &format!(
+            "return document.querySelector('{state}').textContent.startsWith('ouverte selon')"
+        ),
+    );
+    assert_eq!(
+        override_rows(&setup)[0].4.as_deref(),
+        Some("alice"),
+        "ended by her"
+    );
+}
