@@ -248,12 +248,21 @@ fn call_context(
 /// The companies' lines switched by hand that are still in force in the records: a
 /// restart keeps them (none, with a warning, if the records cannot be read).
 fn current_lines(config: &Config) -> Vec<(crate::dialplan::CompanyId, crate::line::LineOverride)> {
-    crate::store::current_lines(&config.database_path(), jiff::Timestamp::now()).unwrap_or_else(
-        |e| {
+    match crate::store::current_lines(&config.database_path(), jiff::Timestamp::now()) {
+        Ok(lines) => {
+            if !lines.is_empty() {
+                tracing::info!(
+                    companies = lines.len(),
+                    "lines switched by hand still in force"
+                );
+            }
+            lines
+        }
+        Err(e) => {
             tracing::warn!(error = %e, "lines switched by hand not restored: the hours decide");
             Vec::new()
-        },
-    )
+        }
+    }
 }
 
 /// The SIP endpoint: admission, a task per admitted call, the registrar (with the
