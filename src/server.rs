@@ -138,13 +138,19 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         ),
         None => None,
     };
+    // A bad certificate stops the start, like SIP's: a console silently on plain HTTP
+    // would send its cookies in the clear.
+    let web_tls = match (&config.web.tls_certificate, &config.web.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor_from(cert, key)?),
+        _ => None,
+    };
     let ctx = call_context(config, snapshot, &shared);
     let endpoint = endpoint(config, sockets.udp, endpoint_rx, &ctx, &shared)?;
     let endpoint_task = tokio::spawn(endpoint.run());
     serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
     let http = serve_metrics(metrics_listener, &shared)
         .into_iter()
-        .chain(serve_console(web_listener, config, &ctx))
+        .chain(serve_console(web_listener, web_tls, config, &ctx))
         .collect();
     let workers = start_workers(config, &ctx);
     let companies = ctx
@@ -439,6 +445,7 @@ fn serve_metrics(listener: Option<TcpListener>, shared: &Shared) -> Option<onesh
 /// what stops it.
 fn serve_console(
     listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: &Config,
     ctx: &Arc<CallContext>,
 ) -> Option<oneshot::Sender<()>> {
@@ -457,12 +464,18 @@ fn serve_console(
         config.secretaries.clone(),
         config.registrar.realm.clone(),
         config.web.session_hours,
+        config.web.tls_certificate.is_some(),
         restored,
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(crate::web::serve(listener, Arc::new(web), async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(crate::web::serve(
+        listener,
+        tls,
+        Arc::new(web),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Some(stop)
 }
 
@@ -582,13 +595,21 @@ impl Running {
 
 /// The TLS server side from `sip.tls_certificate` and `sip.tls_key` (PEM).
 fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert), Some(key)) = (&config.sip.tls_certificate, &config.sip.tls_key) else {
         return Err(ServerError::Tls(
             "sip.tls_listen needs sip.tls_certificate and sip.tls_key (PEM files)".into(),
         ));
     };
+    tls_acceptor_from(cert, key)
+}
+
+/// A TLS server side from a PEM certificate chain and its key.
+pub(crate) fn tls_acceptor_from(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;

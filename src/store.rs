@@ -5,6 +5,9 @@
 //! Times are stored as RFC 3339 UTC text (`2026-11-27T10:30:00.123Z`), readable in the
 //! `sqlite3` shell and sortable as text.
 
+mod tokens;
+pub use tokens::{TokenRow, create_token, revoke_token, token_user, tokens};
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -664,6 +667,16 @@ const MIGRATIONS: &[&str] = &[
         ended_by TEXT
      );
      CREATE INDEX line_overrides_company ON line_overrides(company, id);",
+    // 15: API tokens for scripts, by the hash of the token (shown once, at creation).
+    "CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        username TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at TEXT
+    );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.

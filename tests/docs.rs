@@ -346,6 +346,21 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "the session cookie is kept"
             );
         }
+        "permanence token create --username alice --label \"agenda sync\" > token.txt" => {
+            // A token for alice, printed once; the curl after it uses it.
+            let (_, _) = demo.run(c);
+            let token = std::fs::read_to_string(demo.dir.path().join("token.txt")).unwrap();
+            assert!(token.trim().starts_with("pmt_"), "{token}");
+        }
+        "permanence token list" => {
+            let (_, out) = demo.run(c);
+            assert!(
+                out.lines().any(|l| l.contains("alice")
+                    && l.contains("live")
+                    && l.contains("agenda sync")),
+                "{out}"
+            );
+        }
         _ if c.contains("http://127.0.0.1:8080/api/board") => {
             // With the cookie: the board, alice among the secretaries.
             let (_, out) = demo.run(c);

@@ -26,6 +26,7 @@ mod queue;
 mod secretaries;
 mod serve;
 mod simulate;
+mod token;
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +65,8 @@ enum Command {
     Bans(bans::Args),
     /// List recent calls from the records.
     Calls(calls::Args),
+    /// API tokens with which a script acts as a secretary (create, list, revoke).
+    Token(token::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -78,5 +81,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::HashPassword(args) => hash_password::run(args),
         Command::Bans(args) => bans::run(args),
         Command::Calls(args) => calls::run(args),
+        Command::Token(args) => token::run(args),
     }
 }

@@ -137,12 +137,25 @@ function show(loggedIn, name) {
   $("board").hidden = !loggedIn;
   $("logout").hidden = !loggedIn;
   $("who").textContent = loggedIn ? name : "";
-  if (loggedIn && !live) {
-    live = new EventSource("/api/live");
-    live.addEventListener("board", (e) => { board = JSON.parse(e.data); render(); });
-    live.onerror = () => { if (live.readyState === EventSource.CLOSED) { live = null; start(); } };
-  }
-  if (!loggedIn && live) { live.close(); live = null; }
+  if (loggedIn && !live) connect();
+  if (!loggedIn && live) { const socket = live; live = null; socket.close(); }
+}
+
+// One WebSocket per page: the server sends the board at once and at every change. When
+// it closes (logout elsewhere, server restart), the page asks again after a pause.
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const socket = new WebSocket(scheme + location.host + "/api/ws");
+  live = socket;
+  socket.onmessage = (e) => {
+    const message = JSON.parse(e.data);
+    if (message.type === "board") { board = message.board; render(); }
+  };
+  socket.onclose = () => {
+    if (live !== socket) return;
+    live = null;
+    setTimeout(start, 2000);
+  };
 }
 
 async function start() {
