@@ -27,6 +27,14 @@ pub enum CallEvent {
     UnknownNumber { uri: String },
     /// No route of the company's plan matches the call.
     NoRoute {},
+    /// The company's line was switched by hand (`closed` or `open` until a time, RFC 3339
+    /// UTC) when the call was routed, and that decided an `open` condition.
+    LineOverride {
+        state: String,
+        until: String,
+        reason: String,
+        by: String,
+    },
     /// The caller is in the company's contacts under this name.
     Contact { name: String },
     /// The company blocked the caller's number: who did, why, since when.
@@ -204,6 +212,7 @@ impl CallEvent {
         match self {
             E::UnknownNumber { .. } => "unknown-number",
             E::NoRoute {} => "no-route",
+            E::LineOverride { .. } => "line-override",
             E::Contact { .. } => "contact",
             E::Blocked { .. } => "blocked",
             E::Telemarketing { .. } => "telemarketing",

@@ -17,6 +17,7 @@ pub mod dtmf;
 pub mod event;
 pub mod g711;
 pub mod inbox;
+pub mod line;
 pub mod media;
 pub mod metrics;
 pub mod number;

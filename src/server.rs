@@ -256,7 +256,28 @@ fn call_context(
         trunk: config.trunk.clone(),
         controls: Default::default(),
         blocked: Arc::clone(&shared.blocked),
+        lines: Arc::new(crate::line::Lines::new(current_lines(config))),
     })
+}
+
+/// The companies' lines switched by hand that are still in force in the records: a
+/// restart keeps them (none, with a warning, if the records cannot be read).
+fn current_lines(config: &Config) -> Vec<(crate::dialplan::CompanyId, crate::line::LineOverride)> {
+    match crate::store::current_lines(&config.database_path(), jiff::Timestamp::now()) {
+        Ok(lines) => {
+            if !lines.is_empty() {
+                tracing::info!(
+                    companies = lines.len(),
+                    "lines switched by hand still in force"
+                );
+            }
+            lines
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "lines switched by hand not restored: the hours decide");
+            Vec::new()
+        }
+    }
 }
 
 /// The SIP endpoint: admission, a task per admitted call, the registrar (with the

@@ -16,6 +16,9 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
+mod line;
+pub use line::{current_lines, time_text};
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -247,6 +250,31 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A company's line switched by hand: closed or open until a time. The override in
+    /// force before is ended by it.
+    LineSet {
+        /// The company.
+        company: String,
+        /// `closed` or `open`.
+        state: &'static str,
+        /// When it ends by itself (stored time).
+        until: String,
+        /// Why (one checked line).
+        reason: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// A company's override ended early, by hand.
+    LineEnded {
+        /// The company.
+        company: String,
+        /// Who ended it.
+        by: String,
+        /// When.
+        at: String,
+    },
     /// A console session ended (logout).
     SessionClosed {
         /// SHA-256 of the session id.
@@ -360,6 +388,11 @@ pub enum Committed {
         /// How.
         outcome: Outcome,
     },
+    /// A company's line was switched by hand, or its override ended early.
+    LineChanged {
+        /// The company.
+        company: String,
+    },
 }
 
 impl Committed {
@@ -397,6 +430,11 @@ impl Committed {
                 id: *id,
                 outcome: *outcome,
             },
+            Record::LineSet { company, .. } | Record::LineEnded { company, .. } => {
+                Committed::LineChanged {
+                    company: company.clone(),
+                }
+            }
             _ => return None,
         })
     }
@@ -651,6 +689,20 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE UNIQUE INDEX blocked_numbers_live ON blocked_numbers(company, number)
         WHERE removed_at IS NULL;",
+    // 14: companies' lines switched by hand (closed or open until a time), with who set
+    // each and who ended it early; the current one is the latest neither over nor ended.
+    "CREATE TABLE line_overrides (
+        id INTEGER PRIMARY KEY,
+        company TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('closed', 'open')),
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL,
+        ended_at TEXT,
+        ended_by TEXT
+     );
+     CREATE INDEX line_overrides_company ON line_overrides(company, id);",
     // 15: API tokens for scripts, by the hash of the token (shown once, at creation).
     "CREATE TABLE api_tokens (
         id INTEGER PRIMARY KEY,
@@ -1106,6 +1158,7 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         Record::Reload { .. } | Record::Flood { .. } | Record::Ban { .. } => {
             apply_server(tx, record)
         }
+        Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
     }
 }
 

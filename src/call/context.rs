@@ -52,6 +52,8 @@ pub struct CallContext {
     pub controls: crate::call::control::Controls,
     /// The numbers each company blocked, in force (the console changes it; the CLI too).
     pub blocked: Arc<crate::blocklist::live::Live>,
+    /// Companies' lines switched by hand (closed or open until a time), for routing.
+    pub lines: Arc<crate::line::Lines>,
 }
 
 impl CallContext {

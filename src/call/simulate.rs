@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::machine::{CallMachine, Capabilities, Command};
 use crate::dialplan::{self, CallFacts, Caller, Company, SoundName, TransferTarget};
+use crate::line::LineOverride;
 use crate::number::E164;
 
 /// What the simulated call meets.
@@ -29,6 +30,9 @@ pub struct Scenario {
     pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
     /// The company's block of the caller's number, when the records hold one.
     pub block: Option<crate::blocklist::BlockEntry>,
+    /// The company's line switched by hand (from the records, or imagined), if any; it
+    /// decides `open` conditions only while it applies at `at`.
+    pub line: Option<LineOverride>,
 }
 
 /// The secretaries as the simulated call finds them.
@@ -69,6 +73,7 @@ fn describe_decision(
         now: scenario.at,
         secretary_available: scenario.secretaries == Secretaries::Available,
         on_block_list: scenario.block.is_some(),
+        line: scenario.line.as_ref(),
     };
     let (verdicts, local) = dialplan::explain(company, &facts);
     lines.push(format!(
@@ -76,6 +81,9 @@ fn describe_decision(
         company.id, company.name, scenario.caller
     ));
     describe_spam(company, scenario, lines);
+    if let Some(line) = &scenario.line {
+        lines.push(describe_line(company, line, scenario.at));
+    }
     for v in &verdicts {
         lines.push(format!(
             "  route `{}`: {} — {}",
@@ -91,6 +99,11 @@ fn describe_decision(
     };
     if let Some(name) = decision.contact_name {
         lines.push(format!("  caller is the contact \"{name}\""));
+    }
+    if let Some(line) = scenario.line.as_ref().filter(|_| decision.by_line) {
+        // The event the server's timeline would show.
+        let event = line.event();
+        lines.push(format!("  ({} {})", event.kind(), event.data()));
     }
     let route = &company.routes[index];
     lines.push(format!(
@@ -399,6 +412,26 @@ impl Run<'_> {
                 self.machine.handle_leg_result(false, self.now);
             }
         }
+    }
+}
+
+/// The line's override as the simulated call finds it: in force (the hours do not decide
+/// `open` conditions) or not at that time.
+fn describe_line(company: &Company, line: &LineOverride, at: jiff::Timestamp) -> String {
+    let until = company
+        .timezone
+        .to_datetime(line.until)
+        .strftime("%Y-%m-%d %H:%M");
+    let what = format!(
+        "line {} until {until}, set by {}: {}",
+        line.state.as_str(),
+        line.set_by,
+        line.reason
+    );
+    if line.applies_at(at) {
+        format!("{what} (in force: it decides whether the office is open)")
+    } else {
+        format!("{what} (not in force at this time: the hours decide)")
     }
 }
 

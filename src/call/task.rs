@@ -14,6 +14,7 @@ use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Category, Company, Route, SoundName};
 use crate::event::CallEvent;
 use crate::inbox;
+use crate::line::LineOverride;
 use crate::media::engine::StreamSpec;
 use crate::media::recording::{Heard, Recorder, write_progressively};
 use crate::media::{MediaEvent, StreamId};
@@ -96,7 +97,7 @@ impl<'a> Call<'a> {
         let route = company
             .as_ref()
             .zip(decision.as_ref())
-            .and_then(|(c, (i, _))| c.routes.get(*i));
+            .and_then(|(c, (i, _, _))| c.routes.get(*i));
         call.message = caller.as_ref().map(|caller| {
             (
                 route.map(|r| r.category).unwrap_or_default(),
@@ -115,7 +116,7 @@ impl<'a> Call<'a> {
             return;
         };
         tracing::Span::current().record("company", company.id.0.as_str());
-        let Some((route, contact_name)) = decision else {
+        let Some((route, contact_name, line)) = decision else {
             call.refuse_no_route();
             return;
         };
@@ -123,6 +124,10 @@ impl<'a> Call<'a> {
             call.event(CallEvent::Contact { name });
         }
         call.spam_events(&company, caller.as_ref(), block);
+        if let Some(line) = line {
+            // Why this call took the closed (or open) route whatever the hours say.
+            call.event(line.event());
+        }
         if !call.row_committed().await {
             return;
         }
@@ -162,32 +167,37 @@ impl<'a> Call<'a> {
         })
     }
 
-    /// The company's route for this call and the caller's contact name, if a route matches.
+    /// The company's route for this call, the caller's contact name, and the line's
+    /// override when it decided an `open` condition, if a route matches.
     fn decide(
         &self,
         company: Option<&Company>,
         caller: Option<&Caller>,
         dialled: Option<&Dialled>,
         on_block_list: bool,
-    ) -> Option<(usize, Option<String>)> {
+    ) -> Option<(usize, Option<String>, Option<LineOverride>)> {
         let dialled_e164 = match dialled {
             Some(Dialled::International(n)) => Some(n.clone()),
             Some(Dialled::National(n)) => company.and_then(|c| c.country.to_e164(n)),
             None => None,
         };
         let (company, caller) = company.zip(caller)?;
+        let now = jiff::Timestamp::now();
+        let line = self.ctx.lines.current(&company.id, now);
         let facts = CallFacts {
             caller,
             dialled: dialled_e164.as_ref(),
-            now: jiff::Timestamp::now(),
+            now,
             secretary_available: self
                 .ctx
                 .desk
                 .any_available(&company.id.0, crate::clock::unix_ms()),
             on_block_list,
+            line: line.as_ref(),
         };
         let d = dialplan::decide(company, &facts);
-        d.index.map(|i| (i, d.contact_name))
+        let line = line.filter(|_| d.by_line);
+        d.index.map(|i| (i, d.contact_name, line))
     }
 
     /// The caller's block by the company, in the block list in force (looked up here, in

@@ -13,6 +13,7 @@ use jiff::civil::DateTime;
 
 use super::contacts::{Caller, Membership};
 use super::{Company, Condition, Route, for_blocked};
+use crate::line::LineOverride;
 use crate::number::E164;
 use crate::schedule::{self, Openness};
 
@@ -29,6 +30,9 @@ pub struct CallFacts<'a> {
     pub secretary_available: bool,
     /// Whether the caller's number is on the company's block list (the shell looks it up).
     pub on_block_list: bool,
+    /// The company's line switched by hand (closed or open until a time), if any: while
+    /// it applies at `now`, it answers `open` conditions instead of the hours.
+    pub line: Option<&'a LineOverride>,
 }
 
 /// The chosen route.
@@ -40,6 +44,9 @@ pub struct Decision<'a> {
     pub index: Option<usize>,
     /// The contact's name, if the caller is a named contact.
     pub contact_name: Option<String>,
+    /// Whether the line's override answered an `open` condition on the way to this
+    /// route (the call's timeline says so).
+    pub by_line: bool,
 }
 
 /// Why a route matched or not, for `simulate`.
@@ -83,8 +90,20 @@ impl<'a> Context<'a> {
     }
 
     fn openness(&self) -> &Openness {
-        self.openness
-            .get_or_init(|| self.company.hours.at(self.local))
+        self.openness.get_or_init(|| match self.line() {
+            Some(line) => line.openness(&self.company.timezone),
+            None => self.company.hours.at(self.local),
+        })
+    }
+
+    /// The line's override, when it applies now.
+    fn line(&self) -> Option<&LineOverride> {
+        self.facts.line.filter(|l| l.applies_at(self.facts.now))
+    }
+
+    /// Whether an `open` condition was answered by the line's override.
+    fn by_line(&self) -> bool {
+        self.openness.get().is_some() && self.line().is_some()
     }
 
     fn eval(&self, condition: &Condition) -> bool {
@@ -187,6 +206,7 @@ pub fn decide<'a>(company: &'a Company, facts: &CallFacts) -> Decision<'a> {
         route: found.map(|(_, r)| r),
         index: found.map(|(i, _)| i),
         contact_name: ctx.membership.name.clone(),
+        by_line: ctx.by_line(),
     }
 }
 
@@ -282,6 +302,7 @@ steps = [{ hangup = {} }]
             now,
             secretary_available: secretary,
             on_block_list: false,
+            line: None,
         };
         let d = decide(&company, &facts);
         let (verdicts, _) = explain(&company, &facts);
@@ -392,6 +413,7 @@ steps = [{ hangup = {} }]
                 now: s.parse().unwrap(),
                 secretary_available: false,
                 on_block_list: false,
+                line: None,
             };
             decide(&company, &facts)
                 .route
@@ -431,6 +453,7 @@ steps = [{ hangup = {} }]
             now: jiff::Timestamp::UNIX_EPOCH,
             secretary_available: false,
             on_block_list: false,
+            line: None,
         };
         assert_eq!(
             decide(&company, &facts).contact_name.as_deref(),
@@ -487,6 +510,7 @@ steps = [{ hangup = {} }]
             now: company.timezone.to_timestamp(civil).unwrap(),
             secretary_available: true,
             on_block_list,
+            line: None,
         };
         let name = decide(&company, &facts)
             .route
@@ -580,7 +604,94 @@ steps = [{ hangup = {} }]
             now: company.timezone.to_timestamp(civil).unwrap(),
             secretary_available: false,
             on_block_list: false,
+            line: None,
         };
         assert!(decide(&company, &facts).route.is_none());
+    }
+
+    #[test]
+    fn the_lines_override_answers_open_conditions_until_it_ends() {
+        use crate::line::{LineOverride, LineState};
+        let company = parse_str(PLAN).unwrap();
+        let caller = n("+33611111111");
+        let dialled = E164::parse("+33180000001").unwrap();
+        let at = |s: &str| -> jiff::Timestamp { s.parse().unwrap() };
+        let decide_at = |now: &str, line: Option<&LineOverride>| {
+            let facts = CallFacts {
+                caller: &caller,
+                dialled: Some(&dialled),
+                now: at(now),
+                secretary_available: false,
+                on_block_list: false,
+                line,
+            };
+            let d = decide(&company, &facts);
+            let (verdicts, _) = explain(&company, &facts);
+            let name = d.route.map(|r| r.name.clone()).unwrap_or_default();
+            (name, d.by_line, verdicts.last().map(|v| v.why.clone()))
+        };
+        // Monday 30 November 2026, 10:00 in Paris: open by the hours.
+        let closed = LineOverride::new(
+            LineState::Closed,
+            at("2026-11-30T10:00:00Z"),
+            "inondation",
+            "alice",
+            at("2026-11-30T08:30:00Z"),
+        )
+        .unwrap();
+        let (route, by_line, _) = decide_at("2026-11-30T09:00:00Z", Some(&closed));
+        assert_eq!(route, "closed");
+        assert!(by_line);
+        let (verdicts, _) = explain(
+            &company,
+            &CallFacts {
+                caller: &caller,
+                dialled: Some(&dialled),
+                now: at("2026-11-30T09:00:00Z"),
+                secretary_available: false,
+                on_block_list: false,
+                line: Some(&closed),
+            },
+        );
+        assert!(
+            verdicts.iter().any(|v| v
+                .why
+                .contains("closed: line switched by hand until 2026-11-30 11:00 (inondation)")),
+            "{verdicts:?}"
+        );
+        // At its end the hours decide again, by themselves.
+        let (route, by_line, _) = decide_at("2026-11-30T10:00:00Z", Some(&closed));
+        assert_eq!(
+            (route.as_str(), by_line),
+            ("open or a secretary is there", false)
+        );
+        // Open until 22:00 on a Saturday evening, closed by the hours.
+        let open = LineOverride::new(
+            LineState::Open,
+            at("2026-11-28T21:00:00Z"),
+            "inventaire",
+            "alice",
+            at("2026-11-28T17:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(decide_at("2026-11-28T19:00:00Z", None).0, "closed");
+        let (route, by_line, _) = decide_at("2026-11-28T19:00:00Z", Some(&open));
+        assert_eq!(
+            (route.as_str(), by_line),
+            ("open or a secretary is there", true)
+        );
+        // A route decided before any `open` condition is not the override's doing.
+        let vip = n("+33622222222");
+        let facts = CallFacts {
+            caller: &vip,
+            dialled: Some(&dialled),
+            now: at("2026-11-30T09:00:00Z"),
+            secretary_available: false,
+            on_block_list: false,
+            line: Some(&closed),
+        };
+        let d = decide(&company, &facts);
+        assert_eq!(d.route.map(|r| r.name.as_str()), Some("vip"));
+        assert!(!d.by_line);
     }
 }

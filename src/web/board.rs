@@ -70,7 +70,9 @@ impl Web {
             })
             .collect();
         let card = mine.and_then(|call| self.card(call));
-        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card })
+        let lines = self.lines_of(me);
+        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card,
+                "lines": lines })
     }
 
     /// The card of a call: whom it is for and what to say, the caller and their history
@@ -120,6 +122,7 @@ impl Web {
             "calls_again": calls_again,
             "transfer": self.transfer_on_card(call),
             "spam": spam,
+            "line": self.line(&company, jiff::Timestamp::now()),
         }))
     }
 }

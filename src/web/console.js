@@ -69,6 +69,7 @@ function render() {
   renderTransfer();
   renderSpam();
   renderBlockedCompanies();
+  renderLines();
 }
 
 let cardCall = null;
@@ -356,6 +357,125 @@ async function loadBlocked() {
 
 $("blocked-company").addEventListener("change", loadBlocked);
 // Blocks made elsewhere (a colleague, the command line) appear within a few seconds.
+// ---- A company's line: open or closed now (by its hours, or by hand until a time), and
+// the switch. Each company's row is built once, so that the form keeps what she types;
+// only its state text follows the board.
+const lineRows = new Map();
+let lineRefreshedFor = 0;
+
+async function lineApi(method, company, body) {
+  const init = { method, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch("/api/companies/" + encodeURIComponent(company) + "/line", init);
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+function lineText(line) {
+  const o = line.override;
+  if (o) {
+    return (o.state === "closed" ? "fermée" : "ouverte") + " jusqu'au " + o.until_local
+      + " (" + line.timezone + ") — " + o.reason + " — par " + o.set_by;
+  }
+  return (line.open ? "ouverte" : "fermée") + " selon les horaires (" + line.hours.why + ")";
+}
+
+function showLineState(element, line) {
+  element.textContent = lineText(line);
+  element.className = "line-state " + (line.open ? "line-open" : "line-closed");
+}
+
+// An hour after the company's local time, as the time field wants it (a suggestion).
+function anHourLater(localTime) {
+  const at = new Date(localTime.replace(" ", "T") + ":00Z");
+  return new Date(at.getTime() + 3600000).toISOString().slice(0, 16);
+}
+
+function lineRow(line) {
+  const li = document.createElement("li");
+  li.dataset.company = line.company;
+  const name = document.createElement("strong");
+  name.textContent = line.name;
+  const state = document.createElement("p");
+  state.className = "line-state";
+  const form = document.createElement("form");
+  form.className = "line-switch";
+  const choice = document.createElement("select");
+  choice.name = "state";
+  for (const [value, text] of [["closed", "Fermer"], ["open", "Ouvrir"]]) {
+    const o = document.createElement("option");
+    o.value = value; o.textContent = text;
+    choice.appendChild(o);
+  }
+  const untilLabel = document.createElement("label");
+  untilLabel.textContent = "jusqu'au (heure " + line.timezone + ")";
+  const until = document.createElement("input");
+  until.type = "datetime-local"; until.name = "until"; until.required = true;
+  until.value = anHourLater(line.local_time);
+  untilLabel.appendChild(until);
+  const reason = document.createElement("input");
+  reason.name = "reason"; reason.maxLength = 120; reason.required = true;
+  reason.placeholder = "Raison (fermeture imprévue, équipe présente tard…)";
+  const apply = document.createElement("button");
+  apply.type = "submit"; apply.textContent = "Appliquer";
+  const end = document.createElement("button");
+  end.type = "button"; end.className = "line-end"; end.textContent = "Revenir aux horaires";
+  const result = document.createElement("p");
+  result.className = "error"; result.setAttribute("role", "alert");
+  form.append(choice, untilLabel, reason, apply, end);
+  li.append(name, state, form, result);
+  const answered = (r) => {
+    result.textContent = r.status === 200 ? ""
+      : ((r.body && r.body.error) || "refusé") + (r.body && r.body.field ? " (" + r.body.field + ")" : "");
+    if (r.status === 200) { updateLine(r.body); renderLines(); }
+  };
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    answered(await lineApi("POST", line.company,
+      { state: choice.value, until: until.value, reason: reason.value }));
+    if (!result.textContent) reason.value = "";
+  });
+  end.addEventListener("click", async () => answered(await lineApi("DELETE", line.company)));
+  return { li, state, end };
+}
+
+function updateLine(line) {
+  if (!board || !board.lines) return;
+  board.lines = board.lines.map((l) => l.company === line.company ? line : l);
+}
+
+function renderLines() {
+  const lines = (board && board.lines) || [];
+  $("lines").hidden = lines.length === 0;
+  const list = $("line-list");
+  for (const line of lines) {
+    let row = lineRows.get(line.company);
+    if (!row) {
+      row = lineRow(line);
+      lineRows.set(line.company, row);
+      list.appendChild(row.li);
+    }
+    showLineState(row.state, line);
+    row.end.hidden = !line.override;
+    // An override ends by itself: read the board again once its time is over.
+    const until = line.override && line.override.until_ms;
+    if (until && until <= Date.now() && lineRefreshedFor !== until) {
+      lineRefreshedFor = until;
+      start();
+    }
+  }
+  // Companies no longer hers (another login on this page) lose their row.
+  for (const [company, row] of lineRows) {
+    if (!lines.some((l) => l.company === company)) { row.li.remove(); lineRows.delete(company); }
+  }
+  const card = board && board.card;
+  $("card-line").hidden = !(card && card.line);
+  if (card && card.line) showLineState($("card-line"), card.line);
+}
+
 setInterval(() => { if (board && !$("board").hidden) loadBlocked(); }, 5000);
 
 setInterval(render, 1000);

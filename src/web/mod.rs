@@ -35,6 +35,7 @@ use crate::store::{self, Writer};
 
 mod blocked;
 mod board;
+mod line;
 mod live;
 mod login;
 mod messages;
@@ -168,6 +169,7 @@ pub async fn serve(
         .merge(login::routes())
         .merge(board::routes())
         .merge(messages::routes())
+        .merge(line::routes())
         .merge(live::routes())
         .merge(transfer::routes())
         .merge(blocked::routes())
