@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::outbound::TransferRefused;
+use super::outbound::machine::TransferRefused;
 use crate::store::CallRowId;
 
 /// Requests waiting for one call's task: a few, since each is answered at once.

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::*;
 use crate::call::control::ControlError;
-use crate::call::outbound::TransferRefused;
+use crate::call::outbound::machine::TransferRefused;
 use crate::call::outbound::machine::reachable;
 use crate::dialplan::Executive;
 use crate::store;
