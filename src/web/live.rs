@@ -1,6 +1,7 @@
 //! The live board over one WebSocket per page: the board is sent at once, then again
-//! whenever the desk or the records change (a burst of changes gives one message). The
-//! page's browser phone will speak on the same socket.
+//! whenever the desk or the records change (at once after a quiet spell, then at most one
+//! message per 50 ms while changes keep coming). The page's browser phone will speak on the
+//! same socket.
 //!
 //! The upgrade is refused unless the session is live and, when the browser names an
 //! `Origin` (browsers always do on a WebSocket), it is this server: a page on another site
@@ -28,7 +29,7 @@ const MAX_MESSAGE: usize = 4 * 1024;
 /// closes the socket within this).
 const SESSION_CHECK: Duration = Duration::from_secs(5);
 
-/// Changes arriving within this of each other are shown in one message.
+/// At most one board per this: changes arriving closer together are shown in one message.
 const BURST: Duration = Duration::from_millis(50);
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -63,6 +64,7 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut changed = true;
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         if web.who_is_live(&me).is_none() {
             let _ = socket.send(Message::Close(None)).await;
@@ -73,6 +75,7 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
+            last_sent = tokio::time::Instant::now();
             changed = false;
         }
         tokio::select! {
@@ -90,8 +93,10 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
-        // Let the rest of a burst arrive, then show it all at once.
-        tokio::time::sleep(BURST).await;
+        // The first change after a quiet spell goes out at once (a call ringing her: the
+        // card must be there with the ring); changes closer together than BURST are shown
+        // together, at most one message per BURST.
+        tokio::time::sleep_until(last_sent + BURST).await;
         while desk.try_recv().is_ok() || records.try_recv().is_ok() {}
     }
 }
