@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
+pub mod inbox;
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -244,6 +246,17 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// Someone changed a message's status in the inbox.
+    MessageStatus {
+        /// The call.
+        id: CallRowId,
+        /// The new status.
+        status: crate::inbox::Status,
+        /// Who.
+        by: String,
+        /// When.
+        at: String,
+    },
     /// A console session ended (logout).
     SessionClosed {
         /// SHA-256 of the session id.
@@ -367,7 +380,8 @@ impl Committed {
             },
             Record::Category { id, .. }
             | Record::Recording { id, .. }
-            | Record::MessageWritten { id, .. } => Committed::MessageChanged { id: *id },
+            | Record::MessageWritten { id, .. }
+            | Record::MessageStatus { id, .. } => Committed::MessageChanged { id: *id },
             Record::CallEnded { id, outcome, .. } => Committed::CallEnded {
                 id: *id,
                 outcome: *outcome,
@@ -612,6 +626,16 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN fields TEXT;
      ALTER TABLE messages ADD COLUMN written_by TEXT;
      ALTER TABLE messages ADD COLUMN written_at TEXT;",
+    // 12: every change of a message (the console's saves and status changes) with who and
+    // when; `what` is {"field": {"from", "to"}} as JSON.
+    "CREATE TABLE message_changes (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL REFERENCES calls(id),
+        changed_by TEXT NOT NULL,
+        at TEXT NOT NULL,
+        what TEXT NOT NULL
+     );
+     CREATE INDEX message_changes_call ON message_changes(call_id, id);",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1026,27 +1050,9 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             message,
             by,
             at,
-        } => {
-            let fields = serde_json::to_string(&message.fields).unwrap_or_else(|_| "{}".into());
-            tx.prepare_cached(
-                "UPDATE messages SET caller_name = ?2, caller_company = ?3, callback = ?4, note = ?5,
-                    for_executive = ?6, category = ?7, fields = ?8, written_by = ?9, written_at = ?10,
-                    updated_at = ?10
-                 WHERE call_id = ?1",
-            )?
-            .execute(params![
-                id,
-                message.caller_name,
-                message.caller_company,
-                message.callback,
-                message.about,
-                message.for_executive,
-                message.category,
-                fields,
-                by,
-                at
-            ])?;
-            Ok(())
+        } => inbox::apply_written(tx, *id, message, by, at),
+        Record::MessageStatus { id, status, by, at } => {
+            inbox::apply_status(tx, *id, *status, by, at).map(drop)
         }
         Record::SessionClosed { hash } => {
             tx.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
@@ -1116,8 +1122,11 @@ fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<(
             tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
                 .execute(params![id, at, outcome.as_str()])?;
             if let Some(status) = status {
+                // A message someone wrote during the call already has the status writing
+                // gave it (`inbox::status_after_writing`).
                 tx.prepare_cached(
-                    "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
+                    "UPDATE messages SET status = ?2, updated_at = ?3
+                     WHERE call_id = ?1 AND status = 'new' AND written_by IS NULL",
                 )?
                 .execute(params![id, status, at])?;
             }
@@ -1579,20 +1588,33 @@ pub fn message_with_timeline(
     Ok(Some((with_full_path(path, message), events)))
 }
 
-/// Sets a message's status; false when there is no such message.
-pub fn mark_message(path: &Path, id: i64, status: &str) -> Result<bool, StoreError> {
+/// Sets a message's status (by message id), keeping the change as the console's are
+/// kept (by `cli`); false when there is no such message.
+pub fn mark_message(
+    path: &Path,
+    id: i64,
+    status: crate::inbox::Status,
+) -> Result<bool, StoreError> {
     let err = |source| StoreError::Sqlite {
         path: path.into(),
         source,
     };
-    let conn = open_connection(path)?;
-    let n = conn
-        .execute(
-            "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, status, now_text()],
+    let mut conn = open_connection(path)?;
+    let tx = conn.transaction().map_err(err)?;
+    let call: Option<i64> = tx
+        .query_row(
+            "SELECT call_id FROM messages WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
         )
+        .optional()
         .map_err(err)?;
-    Ok(n == 1)
+    let Some(call) = call else {
+        return Ok(false);
+    };
+    inbox::apply_status(&tx, call, status, "cli", &now_text()).map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(true)
 }
 
 /// One stored registration.
