@@ -35,8 +35,10 @@ use crate::session::{self, Session, Sessions, Throttle};
 use crate::store::Writer;
 
 mod board;
+mod inbox;
 mod login;
 mod messages;
+mod range;
 
 /// The page, its script and its style (no CDN, no build step).
 const PAGE: &str = include_str!("console.html");
@@ -132,6 +134,7 @@ pub async fn serve(
         .merge(login::routes())
         .merge(board::routes())
         .merge(messages::routes())
+        .merge(inbox::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
