@@ -104,8 +104,10 @@ fn list_params(raw: Option<&str>) -> Result<ListParams, Refused> {
     let mut p = ListParams::default();
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        // The name is echoed in the answer: bounded (JSON escapes the rest).
+        let name: String = key.chars().take(40).collect();
         if seen.iter().any(|k| *k == key) {
-            return Err(bad(&key, "given more than once"));
+            return Err(bad(&name, "given more than once"));
         }
         seen.push(key.to_string());
         let value = value.trim();
@@ -167,10 +169,7 @@ fn list_params(raw: Option<&str>) -> Result<ListParams, Refused> {
                     .ok_or_else(|| bad("limit", "1 to 200"))?;
                 p.limit = Some(limit);
             }
-            other => {
-                let name: String = other.chars().take(40).collect();
-                return Err(bad(&name, "unknown parameter"));
-            }
+            _ => return Err(bad(&name, "unknown parameter")),
         }
     }
     Ok(p)
