@@ -626,8 +626,11 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN fields TEXT;
      ALTER TABLE messages ADD COLUMN written_by TEXT;
      ALTER TABLE messages ADD COLUMN written_at TEXT;",
-    // 12: every change of a message (the console's saves and status changes) with who and
-    // when; `what` is {"field": {"from", "to"}} as JSON.
+    // 12: the console's inbox. Every change of a message (saves, status changes) with who
+    // and when (`what`: {"field": {"from", "to"}} as JSON). Each company's messages newest
+    // first, and the text a search reads in a trigram index kept by triggers (rowid = call
+    // id): at 100,000 messages the first page went from 110 to 3 ms, a search from 154 to
+    // 5 ms (benches/README.md).
     "CREATE TABLE message_changes (
         id INTEGER PRIMARY KEY,
         call_id INTEGER NOT NULL REFERENCES calls(id),
@@ -635,7 +638,41 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         what TEXT NOT NULL
      );
-     CREATE INDEX message_changes_call ON message_changes(call_id, id);",
+     CREATE INDEX message_changes_call ON message_changes(call_id, id);
+     CREATE INDEX messages_company_call ON messages(company, call_id);
+     CREATE VIRTUAL TABLE message_search USING fts5(text, tokenize = 'trigram');
+     CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, text) VALUES (new.call_id,
+            coalesce(new.caller, '') || char(10)
+            || coalesce((SELECT caller_name FROM calls WHERE id = new.call_id), '') || char(10)
+            || coalesce(new.caller_name, '') || char(10) || coalesce(new.caller_company, '')
+            || char(10) || coalesce(new.callback, '') || char(10) || coalesce(new.note, '')
+            || char(10) || coalesce(CASE WHEN json_valid(new.fields) THEN
+               (SELECT group_concat(value, char(10)) FROM json_each(new.fields)) END, ''));
+     END;
+     CREATE TRIGGER message_search_update
+     AFTER UPDATE OF caller, caller_name, caller_company, callback, note, fields ON messages BEGIN
+        DELETE FROM message_search WHERE rowid = old.call_id;
+        INSERT INTO message_search (rowid, text) VALUES (new.call_id,
+            coalesce(new.caller, '') || char(10)
+            || coalesce((SELECT caller_name FROM calls WHERE id = new.call_id), '') || char(10)
+            || coalesce(new.caller_name, '') || char(10) || coalesce(new.caller_company, '')
+            || char(10) || coalesce(new.callback, '') || char(10) || coalesce(new.note, '')
+            || char(10) || coalesce(CASE WHEN json_valid(new.fields) THEN
+               (SELECT group_concat(value, char(10)) FROM json_each(new.fields)) END, ''));
+     END;
+     CREATE TRIGGER message_search_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search WHERE rowid = old.call_id;
+     END;
+     INSERT INTO message_search (rowid, text)
+        SELECT m.call_id,
+            coalesce(m.caller, '') || char(10)
+            || coalesce((SELECT caller_name FROM calls WHERE id = m.call_id), '') || char(10)
+            || coalesce(m.caller_name, '') || char(10) || coalesce(m.caller_company, '')
+            || char(10) || coalesce(m.callback, '') || char(10) || coalesce(m.note, '')
+            || char(10) || coalesce(CASE WHEN json_valid(m.fields) THEN
+               (SELECT group_concat(value, char(10)) FROM json_each(m.fields)) END, '')
+        FROM messages m;",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.

@@ -45,7 +45,8 @@ pub struct InboxQuery {
     /// Which statuses.
     pub status: StatusFilter,
     /// Only messages whose caller's number, name or company, callback number, note or
-    /// company fields contain this (case-insensitive for ASCII letters).
+    /// company fields' values contain this, case-insensitively (3 characters or more go
+    /// through the trigram index).
     pub text: Option<String>,
     /// Only calls older than this one (the previous page's last).
     pub before: Option<CallRowId>,
@@ -145,36 +146,33 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-/// The messages a query asks for, newest call first. The SQL has one placeholder per
-/// value: nothing from the query is ever part of its text.
-pub fn list(path: &Path, query: &InboxQuery) -> Result<Vec<InboxMessage>, StoreError> {
-    if query.scopes.is_empty() {
-        return Ok(Vec::new());
+/// The shortest search the trigram index answers; shorter ones read every message.
+const TRIGRAM: usize = 3;
+
+/// An FTS5 phrase: the text taken literally (its quotes doubled), as a substring.
+fn phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The SQL for one company's scope (its name and time window), with its values.
+fn scope_sql(scope: &Scope, values: &mut Vec<Value>) -> String {
+    let mut sql = String::from("m.company = ?");
+    values.push(Value::Text(scope.company.clone()));
+    if let Some(since) = &scope.since {
+        sql.push_str(" AND m.created_at >= ?");
+        values.push(Value::Text(since.clone()));
     }
-    let err = |source| StoreError::Sqlite {
-        path: path.into(),
-        source,
-    };
-    let mut values: Vec<Value> = Vec::new();
-    let mut scope = Vec::new();
-    for s in &query.scopes {
-        let mut one = String::from("(m.company = ?");
-        values.push(Value::Text(s.company.clone()));
-        if let Some(since) = &s.since {
-            one.push_str(" AND m.created_at >= ?");
-            values.push(Value::Text(since.clone()));
-        }
-        if let Some(until) = &s.until {
-            one.push_str(" AND m.created_at < ?");
-            values.push(Value::Text(until.clone()));
-        }
-        one.push(')');
-        scope.push(one);
+    if let Some(until) = &scope.until {
+        sql.push_str(" AND m.created_at < ?");
+        values.push(Value::Text(until.clone()));
     }
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM messages m JOIN calls c ON c.id = m.call_id WHERE ({})",
-        scope.join(" OR ")
-    );
+    sql
+}
+
+/// The SQL for the category and status filters, and a search too short for the index
+/// (LIKE over every searched column), with their values.
+fn filters_sql(query: &InboxQuery, values: &mut Vec<Value>) -> String {
+    let mut sql = String::new();
     if let Some(category) = &query.category {
         sql.push_str(" AND m.category = ?");
         values.push(Value::Text(category.clone()));
@@ -187,7 +185,11 @@ pub fn list(path: &Path, query: &InboxQuery) -> Result<Vec<InboxMessage>, StoreE
         }
         StatusFilter::Any => {}
     }
-    if let Some(text) = &query.text {
+    if let Some(text) = query
+        .text
+        .as_deref()
+        .filter(|t| t.chars().count() < TRIGRAM)
+    {
         let pattern = like_pattern(text);
         let columns = [
             "m.caller",
@@ -207,14 +209,77 @@ pub fn list(path: &Path, query: &InboxQuery) -> Result<Vec<InboxMessage>, StoreE
             .collect();
         sql.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
-    if let Some(before) = query.before {
-        sql.push_str(" AND m.call_id < ?");
-        values.push(Value::Integer(before));
+    sql
+}
+
+/// The messages a query asks for, newest call first. The SQL has one placeholder per
+/// value: nothing from the query is ever part of its text.
+///
+/// Two shapes, each reading only what its page needs: a search of 3 characters or more
+/// walks the trigram index's hits from the newest call down (`message_search`, rowid =
+/// call id) and keeps those of her companies; anything else walks each company's messages
+/// newest first (`messages_company_call`), and SQLite merges the companies' lists.
+pub fn list(path: &Path, query: &InboxQuery) -> Result<Vec<InboxMessage>, StoreError> {
+    if query.scopes.is_empty() {
+        return Ok(Vec::new());
     }
-    sql.push_str(" ORDER BY m.call_id DESC LIMIT ?");
-    values.push(Value::Integer(
-        i64::try_from(query.limit).unwrap_or(i64::MAX),
-    ));
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let limit = Value::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX));
+    let mut values: Vec<Value> = Vec::new();
+    let indexed = query
+        .text
+        .as_deref()
+        .filter(|t| t.chars().count() >= TRIGRAM);
+    let sql = if let Some(text) = indexed {
+        values.push(Value::Text(phrase(text)));
+        let scopes: Vec<String> = query
+            .scopes
+            .iter()
+            .map(|s| format!("({})", scope_sql(s, &mut values)))
+            .collect();
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM message_search s JOIN messages m ON m.call_id = s.rowid
+                JOIN calls c ON c.id = m.call_id
+             WHERE s.text MATCH ? AND ({})",
+            scopes.join(" OR ")
+        );
+        sql.push_str(&filters_sql(query, &mut values));
+        if let Some(before) = query.before {
+            sql.push_str(" AND s.rowid < ?");
+            values.push(Value::Integer(before));
+        }
+        sql.push_str(" ORDER BY s.rowid DESC LIMIT ?");
+        values.push(limit);
+        sql
+    } else {
+        let branches: Vec<String> = query
+            .scopes
+            .iter()
+            .map(|scope| {
+                let mut one = format!(
+                    "SELECT * FROM (SELECT {COLUMNS} FROM messages m JOIN calls c ON c.id = m.call_id
+                     WHERE {}",
+                    scope_sql(scope, &mut values)
+                );
+                one.push_str(&filters_sql(query, &mut values));
+                if let Some(before) = query.before {
+                    one.push_str(" AND m.call_id < ?");
+                    values.push(Value::Integer(before));
+                }
+                one.push_str(" ORDER BY m.call_id DESC LIMIT ?)");
+                values.push(limit.clone());
+                one
+            })
+            .collect();
+        values.push(limit);
+        format!(
+            "SELECT * FROM ({}) ORDER BY 1 DESC LIMIT ?",
+            branches.join(" UNION ALL ")
+        )
+    };
     let conn = open_connection(path)?;
     let mut stmt = conn.prepare(&sql).map_err(err)?;
     let rows = stmt
@@ -706,6 +771,14 @@ mod tests {
         assert_eq!(calls(&q), [a], "a percent sign is a percent sign");
         q.text = Some("LILAS".into());
         assert_eq!(calls(&q), [a], "company fields, any case");
+        q.text = Some("address".into());
+        assert!(calls(&q).is_empty(), "a field's value, not its name");
+        q.text = Some("u_".into());
+        assert!(calls(&q).is_empty(), "short: read by LIKE, `_` literal");
+        q.text = Some("0%_".into());
+        assert_eq!(calls(&q), [a], "the index takes it literally too");
+        q.text = Some("\"Fuite\" OR x".into());
+        assert!(calls(&q).is_empty(), "quotes are text, not query syntax");
         q.text = None;
         q.before = Some(c);
         q.limit = 1;
