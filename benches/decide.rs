@@ -61,6 +61,8 @@ fn bench(c: &mut Criterion) {
         dialled: Some(&dialled),
         now,
         secretary_available: false,
+        on_block_list: false,
+        line: None,
     };
 
     c.bench_function("decide: caller in no list, 50 routes evaluated", |b| {

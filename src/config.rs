@@ -161,11 +161,16 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
-    /// Where the console is served (HTTP); none by default. Only on a trusted network or
-    /// loopback until it is served over TLS.
+    /// Where the console is served; none by default. Plain HTTP unless `tls_certificate`
+    /// and `tls_key` are set: without them, only on loopback or a trusted network.
     pub listen: Option<SocketAddr>,
     /// How long a login lasts. Default 12 hours.
     pub session_hours: u32,
+    /// The console's TLS certificate chain, PEM (relative to the config file): with
+    /// `tls_key`, the console is served over HTTPS only and its cookie is `Secure`.
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key of `tls_certificate`, PEM.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -173,6 +178,8 @@ impl Default for WebConfig {
         WebConfig {
             listen: None,
             session_hours: 12,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -449,10 +456,20 @@ impl Config {
         .into_iter()
         .chain(config.sip.tls_certificate.as_mut())
         .chain(config.sip.tls_key.as_mut())
+        .chain(config.web.tls_certificate.as_mut())
+        .chain(config.web.tls_key.as_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if config.web.tls_certificate.is_some() != config.web.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: 0,
+                column: 0,
+                message: "web: tls_certificate and tls_key go together (PEM files)".into(),
+            });
         }
         if config.registrar.algorithms.is_empty()
             || config

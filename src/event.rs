@@ -27,8 +27,25 @@ pub enum CallEvent {
     UnknownNumber { uri: String },
     /// No route of the company's plan matches the call.
     NoRoute {},
+    /// The company's line was switched by hand (`closed` or `open` until a time, RFC 3339
+    /// UTC) when the call was routed, and that decided an `open` condition.
+    LineOverride {
+        state: String,
+        until: String,
+        reason: String,
+        by: String,
+    },
     /// The caller is in the company's contacts under this name.
     Contact { name: String },
+    /// The company blocked the caller's number: who did, why, since when.
+    Blocked {
+        by: String,
+        reason: String,
+        since: String,
+    },
+    /// The caller's number is in an ARCEP telemarketing range; the company's policy
+    /// (`label` or `refuse`) says what became of the call.
+    Telemarketing { policy: String },
     /// A step this server cannot run yet: the plan falls through.
     StepUnavailable { step: String, why: String },
     /// A step skipped because it no longer applies.
@@ -182,6 +199,11 @@ pub enum CallEvent {
         to: Option<String>,
         status: u16,
     },
+    /// A secretary asked from the console to put the caller through to an executive.
+    ConsoleTransfer { by: String, to: String },
+    /// The console's transfer was refused, and why (`not-hers`, `not-connected`,
+    /// `in-progress`, `unknown-executive`, `unreachable`).
+    ConsoleTransferRefused { by: String, to: String, why: String },
 }
 
 impl CallEvent {
@@ -192,7 +214,10 @@ impl CallEvent {
         match self {
             E::UnknownNumber { .. } => "unknown-number",
             E::NoRoute {} => "no-route",
+            E::LineOverride { .. } => "line-override",
             E::Contact { .. } => "contact",
+            E::Blocked { .. } => "blocked",
+            E::Telemarketing { .. } => "telemarketing",
             E::StepUnavailable { .. } => "step-unavailable",
             E::StepSkipped { .. } => "step-skipped",
             E::Ringing { .. } => "ringing",
@@ -250,6 +275,8 @@ impl CallEvent {
             E::MessageStatus { .. } => "message-status",
             E::Refer { .. } => "refer",
             E::ReferRefused { .. } => "refer-refused",
+            E::ConsoleTransfer { .. } => "console-transfer",
+            E::ConsoleTransferRefused { .. } => "console-transfer-refused",
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bans;
+pub mod blocklist;
 pub mod call;
 pub mod clock;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod dtmf;
 pub mod event;
 pub mod g711;
 pub mod inbox;
+pub mod line;
 pub mod media;
 pub mod metrics;
 pub mod number;

@@ -578,6 +578,14 @@ pub enum Reason {
     },
     /// No weekly range covers the moment.
     OutsideHours,
+    /// The line is switched by hand until a local time (`line::LineOverride`), whatever
+    /// the rules above say.
+    Line {
+        /// When it ends, company time.
+        until: DateTime,
+        /// Why, as the secretary wrote it.
+        why: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -589,6 +597,11 @@ impl fmt::Display for Reason {
             Reason::Holiday(name) => write!(f, "public holiday ({name})"),
             Reason::ClosedDate { range, .. } => write!(f, "closed dates {range}"),
             Reason::OutsideHours => f.write_str("outside opening hours"),
+            Reason::Line { until, why } => write!(
+                f,
+                "line switched by hand until {} ({why})",
+                until.strftime("%Y-%m-%d %H:%M")
+            ),
         }
     }
 }

@@ -62,6 +62,8 @@ struct Shared {
     live: Arc<AtomicUsize>,
     /// The endpoint's inputs: calls, TCP connections and shutdown all talk to it here.
     endpoint: mpsc::UnboundedSender<Input>,
+    /// The numbers each company blocked, in force.
+    blocked: Arc<crate::blocklist::live::Live>,
 }
 
 /// The SIP sockets the configuration asks for, bound before any task uses them.
@@ -80,6 +82,9 @@ struct Workers {
     _reload: mpsc::UnboundedSender<crate::reload::Trigger>,
     /// The desk's clock (wakes queued callers when a wrap-up ends).
     desk_clock: tokio::task::JoinHandle<()>,
+    /// Re-reads the block list when another process (the CLI) changes it; dropping it
+    /// stops it.
+    _blocklist: Option<crate::blocklist::live::Watcher>,
 }
 
 /// The server once started: what each shutdown stage needs.
@@ -100,6 +105,7 @@ struct Running {
 async fn start(config: &Config) -> Result<Running, ServerError> {
     let snapshot = crate::snapshot::load(config)?;
     let store = open_store(config)?;
+    let blocked = Arc::new(crate::blocklist::live::Live::load(&config.database_path())?);
     let media = MediaHandle::start(
         config.media_address(),
         config.media.rtp_port_min,
@@ -121,6 +127,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         metrics: Arc::new(Metrics::default()),
         live: Arc::new(AtomicUsize::new(0)),
         endpoint: endpoint_tx,
+        blocked,
     };
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(
@@ -138,13 +145,19 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         ),
         None => None,
     };
+    // A bad certificate stops the start, like SIP's: a console silently on plain HTTP
+    // would send its cookies in the clear.
+    let web_tls = match (&config.web.tls_certificate, &config.web.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor_from(cert, key)?),
+        _ => None,
+    };
     let ctx = call_context(config, snapshot, &shared);
     let endpoint = endpoint(config, sockets.udp, endpoint_rx, &ctx, &shared)?;
     let endpoint_task = tokio::spawn(endpoint.run());
     serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
     let http = serve_metrics(metrics_listener, &shared)
         .into_iter()
-        .chain(serve_console(web_listener, config, &ctx))
+        .chain(serve_console(web_listener, web_tls, config, &ctx))
         .collect();
     let workers = start_workers(config, &ctx);
     let companies = ctx
@@ -241,7 +254,30 @@ fn call_context(
         rtp_timeout: (config.media.rtp_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
+        controls: Default::default(),
+        blocked: Arc::clone(&shared.blocked),
+        lines: Arc::new(crate::line::Lines::new(current_lines(config))),
     })
+}
+
+/// The companies' lines switched by hand that are still in force in the records: a
+/// restart keeps them (none, with a warning, if the records cannot be read).
+fn current_lines(config: &Config) -> Vec<(crate::dialplan::CompanyId, crate::line::LineOverride)> {
+    match crate::store::current_lines(&config.database_path(), jiff::Timestamp::now()) {
+        Ok(lines) => {
+            if !lines.is_empty() {
+                tracing::info!(
+                    companies = lines.len(),
+                    "lines switched by hand still in force"
+                );
+            }
+            lines
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "lines switched by hand not restored: the hours decide");
+            Vec::new()
+        }
+    }
 }
 
 /// The SIP endpoint: admission, a task per admitted call, the registrar (with the
@@ -418,6 +454,7 @@ fn serve_metrics(listener: Option<TcpListener>, shared: &Shared) -> Option<onesh
 /// what stops it.
 fn serve_console(
     listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: &Config,
     ctx: &Arc<CallContext>,
 ) -> Option<oneshot::Sender<()>> {
@@ -436,17 +473,23 @@ fn serve_console(
         config.secretaries.clone(),
         config.registrar.realm.clone(),
         config.web.session_hours,
+        config.web.tls_certificate.is_some(),
         restored,
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(crate::web::serve(listener, Arc::new(web), async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(crate::web::serve(
+        listener,
+        tls,
+        Arc::new(web),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Some(stop)
 }
 
-/// Starts reloading: the file watcher, the task that builds and swaps snapshots, and
-/// SIGHUP (on Unix).
+/// Starts reloading: the file watcher, the task that builds and swaps snapshots, SIGHUP
+/// (on Unix), and the block list's watcher.
 fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let watcher = crate::reload::watch(config, reload_tx.clone());
@@ -467,10 +510,17 @@ fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
         }
         Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: reload by editing the files"),
     }
+    let blocklist = crate::blocklist::live::watch(
+        Arc::clone(&ctx.blocked),
+        crate::blocklist::live::WATCH_EVERY,
+    )
+    .map_err(|e| tracing::error!(error = %e, "block list: no watcher thread; changes from the CLI need a restart"))
+    .ok();
     Workers {
         _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
         _reload: reload_tx,
         desk_clock: tokio::spawn(Arc::clone(&ctx.desk).run_clock()),
+        _blocklist: blocklist,
     }
 }
 
@@ -561,13 +611,21 @@ impl Running {
 
 /// The TLS server side from `sip.tls_certificate` and `sip.tls_key` (PEM).
 fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert), Some(key)) = (&config.sip.tls_certificate, &config.sip.tls_key) else {
         return Err(ServerError::Tls(
             "sip.tls_listen needs sip.tls_certificate and sip.tls_key (PEM files)".into(),
         ));
     };
+    tls_acceptor_from(cert, key)
+}
+
+/// A TLS server side from a PEM certificate chain and its key.
+pub(crate) fn tls_acceptor_from(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;

@@ -44,6 +44,33 @@ pub fn hash_id(id: &str) -> String {
     Algorithm::Sha256.hash(id)
 }
 
+/// The prefix of API tokens, so that one is recognised (and can be searched for if leaked).
+pub const TOKEN_PREFIX: &str = "pmt_";
+
+/// A fresh API token: the prefix and 256 bits from the operating system's generator.
+pub fn new_token() -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// The token in an `Authorization: Bearer …` header, if it looks like one of ours.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && token.starts_with(TOKEN_PREFIX)
+        && token.len() <= 64
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(token)
+}
+
 /// The session id in a `Cookie` header, if any.
 pub fn from_cookie_header(header: &str) -> Option<&str> {
     header
@@ -167,6 +194,33 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_tokens_are_read_from_a_bearer_header() {
+        let token = new_token().unwrap();
+        assert!(
+            token.starts_with(TOKEN_PREFIX) && token.len() == 47,
+            "{token}"
+        );
+        assert_eq!(
+            bearer_token(&format!("Bearer {token}")),
+            Some(token.as_str())
+        );
+        assert_eq!(
+            bearer_token(&format!("bearer  {token} ")),
+            Some(token.as_str())
+        );
+        for bad in [
+            "Basic YWxpY2U6YWxpY2U=".to_string(),
+            "Bearer abc".to_string(),
+            format!("Bearer {TOKEN_PREFIX}a b"),
+            format!("Bearer {TOKEN_PREFIX}{}", "a".repeat(80)),
+            format!("Bearer {TOKEN_PREFIX}é"),
+            format!("Bearer{token}"),
+        ] {
+            assert_eq!(bearer_token(&bad), None, "{bad}");
+        }
+    }
 
     fn alice(md5: bool) -> Secretary {
         Secretary {

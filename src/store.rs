@@ -5,6 +5,9 @@
 //! Times are stored as RFC 3339 UTC text (`2026-11-27T10:30:00.123Z`), readable in the
 //! `sqlite3` shell and sortable as text.
 
+mod tokens;
+pub use tokens::{TokenRow, create_token, revoke_token, token_user, tokens};
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -14,6 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
 pub mod inbox;
+mod line;
+pub use line::{current_lines, time_text};
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -257,10 +262,57 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A company's line switched by hand: closed or open until a time. The override in
+    /// force before is ended by it.
+    LineSet {
+        /// The company.
+        company: String,
+        /// `closed` or `open`.
+        state: &'static str,
+        /// When it ends by itself (stored time).
+        until: String,
+        /// Why (one checked line).
+        reason: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// A company's override ended early, by hand.
+    LineEnded {
+        /// The company.
+        company: String,
+        /// Who ended it.
+        by: String,
+        /// When.
+        at: String,
+    },
     /// A console session ended (logout).
     SessionClosed {
         /// SHA-256 of the session id.
         hash: String,
+    },
+    /// A company blocked a number (nothing changes when it is blocked already).
+    Blocked {
+        /// The company.
+        company: String,
+        /// The number, E.164.
+        number: String,
+        /// Why (checked and bounded).
+        reason: String,
+        /// The secretary who did it, or `cli`.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// A block was lifted: its row stays, with who lifted it and when.
+    Unblocked {
+        /// The block's row.
+        id: i64,
+        /// The secretary who did it, or `cli`.
+        by: String,
+        /// When.
+        at: String,
     },
     CallEnded {
         /// The call.
@@ -348,6 +400,11 @@ pub enum Committed {
         /// How.
         outcome: Outcome,
     },
+    /// A company's line was switched by hand, or its override ended early.
+    LineChanged {
+        /// The company.
+        company: String,
+    },
 }
 
 impl Committed {
@@ -386,6 +443,11 @@ impl Committed {
                 id: *id,
                 outcome: *outcome,
             },
+            Record::LineSet { company, .. } | Record::LineEnded { company, .. } => {
+                Committed::LineChanged {
+                    company: company.clone(),
+                }
+            }
             _ => return None,
         })
     }
@@ -673,6 +735,44 @@ const MIGRATIONS: &[&str] = &[
             || char(10) || coalesce(CASE WHEN json_valid(m.fields) THEN
                (SELECT group_concat(value, char(10)) FROM json_each(m.fields)) END, '')
         FROM messages m;",
+    // 13: numbers each company blocked (spam): who, when, why; a removal keeps the row
+    // with who lifted it and when, so the list stays auditable. One live block per number.
+    "CREATE TABLE blocked_numbers (
+        id INTEGER PRIMARY KEY,
+        company TEXT NOT NULL,
+        number TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        removed_by TEXT,
+        removed_at TEXT
+     );
+     CREATE UNIQUE INDEX blocked_numbers_live ON blocked_numbers(company, number)
+        WHERE removed_at IS NULL;",
+    // 14: companies' lines switched by hand (closed or open until a time), with who set
+    // each and who ended it early; the current one is the latest neither over nor ended.
+    "CREATE TABLE line_overrides (
+        id INTEGER PRIMARY KEY,
+        company TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('closed', 'open')),
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL,
+        ended_at TEXT,
+        ended_by TEXT
+     );
+     CREATE INDEX line_overrides_company ON line_overrides(company, id);",
+    // 15: API tokens for scripts, by the hash of the token (shown once, at creation).
+    "CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        username TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at TEXT
+    );",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1096,9 +1196,11 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
                 .execute(params![hash])?;
             Ok(())
         }
+        Record::Blocked { .. } | Record::Unblocked { .. } => apply_blocked(tx, record),
         Record::Reload { .. } | Record::Flood { .. } | Record::Ban { .. } => {
             apply_server(tx, record)
         }
+        Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
     }
 }
 
@@ -1281,6 +1383,33 @@ fn apply_server(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result
     Ok(())
 }
 
+/// A company's block list: a number blocked (kept once: the live-block index makes a
+/// second block of the same number a no-op), a block lifted (kept, with who and when).
+fn apply_blocked(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
+    match record {
+        Record::Blocked {
+            company,
+            number,
+            reason,
+            by,
+            at,
+        } => {
+            tx.prepare_cached(BLOCK_SQL)?
+                .execute(params![company, number, reason, by, at])?;
+        }
+        Record::Unblocked { id, by, at } => {
+            tx.prepare_cached(UNBLOCK_SQL)?
+                .execute(params![id, by, at])?;
+        }
+        // `apply` sends only the records above here.
+        _ => {}
+    }
+    Ok(())
+}
+
+const BLOCK_SQL: &str = "INSERT OR IGNORE INTO blocked_numbers (company, number, reason, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+const UNBLOCK_SQL: &str = "UPDATE blocked_numbers SET removed_by = ?2, removed_at = ?3 WHERE id = ?1 AND removed_at IS NULL";
+
 /// One call as listed by `permanence calls`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRow {
@@ -1354,6 +1483,62 @@ pub fn recent_calls(path: &Path, limit: usize) -> Result<Vec<CallRow>, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_is_blocked_once_and_a_lifted_block_keeps_its_row() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        let w = store.writer();
+        for by in ["alice", "bob"] {
+            w.write(Record::Blocked {
+                company: "acme".into(),
+                number: "+33612345678".into(),
+                reason: "démarchage".into(),
+                by: by.into(),
+                at: now_text(),
+            });
+        }
+        store.flush();
+        let rows = blocked_numbers(&db, Some("acme"), true).unwrap();
+        assert_eq!(rows.len(), 1, "blocked once: {rows:?}");
+        assert_eq!(rows[0].added_by, "alice", "the first block stands");
+        let mut conn = open_connection(&db).unwrap();
+        let before = blocked_version(&conn).unwrap();
+
+        w.write(Record::Unblocked {
+            id: rows[0].id,
+            by: "bob".into(),
+            at: now_text(),
+        });
+        store.flush();
+        let after = blocked_version(&conn).unwrap();
+        assert_eq!((after.last_id, after.removed), (before.last_id, 1));
+        assert!(live_blocks(&mut conn).unwrap().1.is_empty());
+        let kept = blocked_numbers(&db, None, true).unwrap();
+        assert_eq!(kept[0].removed_by.as_deref(), Some("bob"));
+        assert!(blocked_numbers(&db, None, false).unwrap().is_empty());
+
+        // Blocked again, then lifted from the command line.
+        let (row, added) = block_number(&db, "acme", "+33612345678", "again", "cli").unwrap();
+        assert!(added);
+        let (same, added) = block_number(&db, "acme", "+33612345678", "twice", "cli").unwrap();
+        assert!(!added);
+        assert_eq!((same.id, same.reason.as_str()), (row.id, "again"));
+        assert_eq!(
+            unblock_number(&db, "acme", "+33612345678", "cli")
+                .unwrap()
+                .and_then(|r| r.removed_by),
+            Some("cli".into())
+        );
+        assert_eq!(
+            unblock_number(&db, "acme", "+33612345678", "cli").unwrap(),
+            None
+        );
+        assert_eq!(blocked_numbers(&db, Some("acme"), true).unwrap().len(), 2);
+        drop(w);
+        store.close();
+    }
 
     #[test]
     fn watchers_hear_what_was_committed_once_it_is_on_disk() {
@@ -1865,6 +2050,31 @@ pub fn call_owner(path: &Path, id: CallRowId) -> Result<Option<CallOwner>, Store
     .map_err(err)
 }
 
+/// A call's timeline since a secretary last asked for a transfer (by REFER or from the
+/// console), that `transfer` event first, as (kind, details) oldest first; empty when no
+/// secretary asked. The console reads how her transfer goes from it.
+pub fn secretary_transfer(path: &Path, id: CallRowId) -> Result<Vec<(String, String)>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    // A transfer's own events are a few per reach entry: the limit only guards the read.
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, data FROM events
+             WHERE call_id = ?1 AND id >= (SELECT MAX(id) FROM events
+                                           WHERE call_id = ?1 AND kind = 'transfer'
+                                             AND json_extract(data, '$.by') IS NOT NULL)
+             ORDER BY id LIMIT 200",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
 /// The console sessions still live at `now` (unix seconds): hash, username, expiry.
 /// Expired ones are deleted.
 pub fn live_sessions(path: &Path, now: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
@@ -1970,4 +2180,167 @@ pub fn secretary_states(path: &Path) -> Result<Vec<SecretaryStateRow>, StoreErro
         })
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// A number a company blocked, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockedRow {
+    /// Row id.
+    pub id: i64,
+    /// The company.
+    pub company: String,
+    /// The number (E.164, as checked when it was added).
+    pub number: String,
+    /// Why.
+    pub reason: String,
+    /// Who blocked it: a secretary, or `cli`.
+    pub added_by: String,
+    /// When.
+    pub added_at: String,
+    /// Who lifted the block, if someone did.
+    pub removed_by: Option<String>,
+    /// When.
+    pub removed_at: Option<String>,
+}
+
+const BLOCKED_COLUMNS: &str =
+    "id, company, number, reason, added_by, added_at, removed_by, removed_at";
+
+fn blocked_row(r: &rusqlite::Row) -> rusqlite::Result<BlockedRow> {
+    Ok(BlockedRow {
+        id: r.get(0)?,
+        company: r.get(1)?,
+        number: r.get(2)?,
+        reason: r.get(3)?,
+        added_by: r.get(4)?,
+        added_at: r.get(5)?,
+        removed_by: r.get(6)?,
+        removed_at: r.get(7)?,
+    })
+}
+
+/// Where the block lists stand now, on an open connection.
+pub fn blocked_version(conn: &Connection) -> rusqlite::Result<crate::blocklist::Version> {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0), count(removed_at) FROM blocked_numbers",
+        [],
+        |r| {
+            Ok(crate::blocklist::Version {
+                last_id: r.get(0)?,
+                removed: r.get(1)?,
+            })
+        },
+    )
+}
+
+/// Every live block and the version they make, read together (one read transaction) on
+/// an open connection: what the server keeps in memory.
+pub fn live_blocks(
+    conn: &mut Connection,
+) -> rusqlite::Result<(crate::blocklist::Version, Vec<BlockedRow>)> {
+    let tx = conn.transaction()?;
+    let version = blocked_version(&tx)?;
+    let rows = tx
+        .prepare(&format!(
+            "SELECT {BLOCKED_COLUMNS} FROM blocked_numbers WHERE removed_at IS NULL ORDER BY id"
+        ))?
+        .query_map([], blocked_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit()?;
+    Ok((version, rows))
+}
+
+/// The block lists for `permanence blocked list`: one company's or all, newest first;
+/// lifted blocks too with `with_removed`.
+pub fn blocked_numbers(
+    path: &Path,
+    company: Option<&str>,
+    with_removed: bool,
+) -> Result<Vec<BlockedRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {BLOCKED_COLUMNS} FROM blocked_numbers
+             WHERE (?1 IS NULL OR company = ?1) AND (?2 OR removed_at IS NULL)
+             ORDER BY id DESC"
+        ))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![company, with_removed], blocked_row)
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// Blocks a number from the command line (the server notices within seconds); the live
+/// block, and whether this call made it (false: it was blocked already, unchanged).
+pub fn block_number(
+    path: &Path,
+    company: &str,
+    number: &str,
+    reason: &str,
+    by: &str,
+) -> Result<(BlockedRow, bool), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let mut conn = open_connection(path)?;
+    let tx = conn.transaction().map_err(err)?;
+    let added = tx
+        .execute(BLOCK_SQL, params![company, number, reason, by, now_text()])
+        .map_err(err)?;
+    let row = tx
+        .query_row(
+            &format!(
+                "SELECT {BLOCKED_COLUMNS} FROM blocked_numbers
+                 WHERE company = ?1 AND number = ?2 AND removed_at IS NULL"
+            ),
+            params![company, number],
+            blocked_row,
+        )
+        .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok((row, added == 1))
+}
+
+/// Lifts a company's block of a number from the command line; the block as it now
+/// stands (with who lifted it), or None when the number was not blocked.
+pub fn unblock_number(
+    path: &Path,
+    company: &str,
+    number: &str,
+    by: &str,
+) -> Result<Option<BlockedRow>, StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    };
+    let mut conn = open_connection(path)?;
+    let tx = conn.transaction().map_err(err)?;
+    let id: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM blocked_numbers WHERE company = ?1 AND number = ?2 AND removed_at IS NULL",
+            params![company, number],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    tx.execute(UNBLOCK_SQL, params![id, by, now_text()])
+        .map_err(err)?;
+    let row = tx
+        .query_row(
+            &format!("SELECT {BLOCKED_COLUMNS} FROM blocked_numbers WHERE id = ?1"),
+            params![id],
+            blocked_row,
+        )
+        .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(Some(row))
 }

@@ -255,6 +255,144 @@ fn the_card_is_on_screen_when_the_call_rings_and_the_message_is_saved_from_it() 
     assert_eq!(row.4, "alice");
 }
 
+/// Spam: while a call rings alice, she marks the caller as spam on the card; the card then
+/// says the number is blocked, the company's block list shows it, and the caller's next
+/// call takes the blocked route without ringing her. "Retirer" lifts the block.
+#[test]
+fn marking_a_caller_spam_on_the_card_sends_their_next_call_down_the_blocked_route() {
+    if !inside_loopback_only_namespace(
+        "marking_a_caller_spam_on_the_card_sends_their_next_call_down_the_blocked_route",
+    ) {
+        return;
+    }
+    let steps = r#"[{ secretary = { timeout = 15 } }, { play = "tone/a.wav" }, { hangup = {} }]"#;
+    let plan = plan("acme", "+33180000001", steps).replace(
+        "[[route]]",
+        "[[route]]\nname = \"indésirables\"\nwhen = { caller = \"blocked\" }\n\
+         steps = [{ reject = { code = 603 } }]\ncategory = \"spam\"\n\n[[route]]",
+    );
+    let setup = Setup::new(&[("acme.toml", &plan)]);
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let alice = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "alice",
+        "permanence",
+        "alice",
+    );
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[web]\nlisten = \"{web}\"\n[registrar]\nkeepalive_seconds = 0\n\
+         [[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let _server = setup.start();
+
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.go(&format!("http://{web}/"));
+    browser.wait_for(
+        "the login form",
+        "return !document.getElementById('login').hidden",
+    );
+    browser.type_into("#username", "alice");
+    browser.type_into("#password", "alice");
+    browser.click("#login button");
+    browser.wait_for(
+        "the block list, empty",
+        "return document.getElementById('blocked-rows').textContent === 'aucun numéro bloqué'",
+    );
+
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let (_rtp, rtp_port) = rtp_socket();
+    let args = ["-key", "username", "alice", "-key", "rtp_port", &rtp_port];
+    let args = [&args[..], &["-key", "offer", "0", "-d", "3000"]].concat();
+    let mut phone = sipp_phone("queue_secretary.xml", port, &args);
+    wait_sipp_phone_ready(&mut phone, port);
+    let addr = setup.addr();
+    let caller_port = rtp_port.clone();
+    let caller = std::thread::spawn(move || {
+        sipp_call("call.xml", addr, "+33180000001", &caller_port, "0", &[])
+    });
+
+    browser.wait_for(
+        "the card",
+        "return !document.getElementById('call-card').hidden",
+    );
+    assert!(browser.text("#card-spam").is_empty(), "not blocked yet");
+    browser.type_into("#spam-reason", "démarchage <b>insistant</b>");
+    browser.click("#spam-button");
+    browser.wait_for(
+        "the card saying the number is blocked",
+        "return !document.getElementById('card-spam').hidden",
+    );
+    let said = browser.text("#card-spam");
+    assert!(
+        said.starts_with("Numéro bloqué pour acme company")
+            && said.ends_with(" par alice : démarchage <b>insistant</b>"),
+        "{said}"
+    );
+    assert_eq!(
+        browser.eval("return document.getElementById('spam-form').hidden"),
+        json!(true),
+        "no second block"
+    );
+    browser.wait_for(
+        "the number in the block list",
+        "return document.getElementById('blocked-rows').textContent.includes('+33612345678')",
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#blocked-rows b').length"),
+        json!(0),
+        "the reason is text"
+    );
+    browser.screenshot(&repo().join("target/artefacts/console-spam.png"));
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_sipp_ok(&finish(phone));
+
+    // The next call from that number: refused by the plan's route for blocked callers.
+    let out = sipp(
+        "declined.xml",
+        setup.addr(),
+        &[
+            "-s",
+            "+33180000001",
+            "-key",
+            "caller",
+            "+33612345678",
+            "-key",
+            "rtp_port",
+            &rtp_port,
+            "-key",
+            "offer",
+            "0",
+        ],
+    );
+    assert_sipp_ok(&out);
+    let calls = setup.wait_calls(|c| c.len() == 2 && c[1].ended);
+    assert_eq!(calls[1].route.as_deref(), Some("indésirables"));
+    let events = setup.events(calls[1].id);
+    assert!(events.iter().any(|e| e == "blocked"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e == "secretary-offered"),
+        "{events:?}"
+    );
+
+    // Lifted from the list: the row stays, with who lifted it.
+    browser.click("#blocked-rows button");
+    browser.wait_for(
+        "the block list, empty again",
+        "return document.getElementById('blocked-rows').textContent === 'aucun numéro bloqué'",
+    );
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let lifted: (String, Option<String>) = conn
+        .query_row(
+            "SELECT added_by, removed_by FROM blocked_numbers",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(lifted, ("alice".into(), Some("alice".into())));
+}
+
 /// The inbox in the browser: a voicemail from a phone whose display name is shaped like
 /// markup, and a note written from the message's page holding `</script><b>x</b>`, are
 /// shown literally in the list and on the page (no element made of them); the recording

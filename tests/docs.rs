@@ -346,6 +346,21 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "the session cookie is kept"
             );
         }
+        "permanence token create --username alice --label \"agenda sync\" > token.txt" => {
+            // A token for alice, printed once; the curl after it uses it.
+            let (_, _) = demo.run(c);
+            let token = std::fs::read_to_string(demo.dir.path().join("token.txt")).unwrap();
+            assert!(token.trim().starts_with("pmt_"), "{token}");
+        }
+        "permanence token list" => {
+            let (_, out) = demo.run(c);
+            assert!(
+                out.lines().any(|l| l.contains("alice")
+                    && l.contains("live")
+                    && l.contains("agenda sync")),
+                "{out}"
+            );
+        }
         _ if c.contains("http://127.0.0.1:8080/api/board") => {
             // With the cookie: the board, alice among the secretaries.
             let (_, out) = demo.run(c);
@@ -373,6 +388,35 @@ fn check(demo: &mut Demo, doc: &Documented) {
             );
             assert!(out.contains("username = \"bob\""), "{out}");
             assert!(out.contains(&format!("ha1_md5 = \"{md5}\"")), "{out}");
+        }
+        "cargo run --release -- blocked add acme 0699887766 --reason \"démarchage insistant\"" => {
+            // The national form is read in ACME's country and stored in E.164.
+            let (_, out) = demo.run(c);
+            assert!(out.contains("acme: +33699887766 blocked (id "), "{out}");
+        }
+        "cargo run --release -- blocked list" => {
+            let (_, out) = demo.run(c);
+            assert!(out.lines().next().unwrap_or("").contains("REASON"), "{out}");
+            let row = out
+                .lines()
+                .nth(1)
+                .unwrap_or_else(|| panic!("the block: {out}"));
+            for want in ["acme", "+33699887766", "cli", "démarchage insistant"] {
+                assert!(row.contains(want), "{want} in {row}");
+            }
+        }
+        "cargo run --release -- blocked remove acme 0699887766" => {
+            let (_, out) = demo.run(c);
+            assert!(
+                out.contains("acme: +33699887766 no longer blocked"),
+                "{out}"
+            );
+            let (_, list) = demo.run("permanence blocked list --all --json");
+            let rows = json_lines(&list);
+            assert_eq!(
+                rows[0]["removed_by"], "cli",
+                "the lifted block is kept: {list}"
+            );
         }
         _ => panic!(
             "{}: `{c}` has no check in tests/docs.rs: say there what it must do",

@@ -326,33 +326,6 @@ fn a_real_softphone_baresip_registered_over_tls_takes_a_call() {
     baresip_takes_a_call("tls");
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, made with openssl: (cert, key).
-fn make_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed (Debian package openssl)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (cert, key)
-}
-
 fn baresip_takes_a_call(transport: &str) {
     let setup = setup(r#"[{ secretary = { timeout = 15 } }, { hangup = {} }]"#);
     let home = setup.dir.path().join("baresip");

@@ -122,6 +122,91 @@ fn withheld_numbers_are_refused_at_globex() {
     assert!(out.trim_end().ends_with("outcome: rejected"), "{out}");
 }
 
+/// A line switched by hand, imagined: closed on a Monday morning (the hours say open),
+/// open on a Sunday (they say closed), and no longer in force after its time.
+#[test]
+fn a_line_closed_or_open_by_hand_decides_instead_of_the_hours_until_its_time() {
+    let monday = [
+        "--company",
+        "acme",
+        "--from",
+        "+33612345678",
+        "--at",
+        "2026-11-30 10:00",
+        "--secretaries",
+        "none",
+    ];
+    let closed = simulate(
+        &[
+            &monday[..],
+            &[
+                "--closed-until",
+                "2026-11-30 14:00",
+                "--line-reason",
+                "dégât des eaux",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        closed.contains(
+            "line closed until 2026-11-30 14:00, set by simulate: dégât des eaux (in force"
+        ),
+        "{closed}"
+    );
+    assert!(
+        closed.contains(
+            "office open at Mon 2026-11-30 10:00 (closed: line switched by hand until 2026-11-30 14:00 (dégât des eaux)): no"
+        ),
+        "{closed}"
+    );
+    assert!(closed.contains("route `fermé`: MATCHES"), "{closed}");
+    assert!(
+        closed.contains(
+            "(line-override {\"by\":\"simulate\",\"reason\":\"dégât des eaux\",\"state\":\"closed\",\"until\":\"2026-11-30T13:00:00.000Z\"})"
+        ),
+        "{closed}"
+    );
+
+    let open = simulate(&[
+        "--company",
+        "acme",
+        "--from",
+        "+33612345678",
+        "--at",
+        "2026-11-29 19:00",
+        "--open-until",
+        "2026-11-29T21:00:00+01:00",
+    ]);
+    assert!(
+        open.contains("route `heures d'ouverture`: MATCHES"),
+        "{open}"
+    );
+
+    let over = simulate(&[&monday[..], &["--closed-until", "2026-11-30 09:30"]].concat());
+    assert!(
+        over.contains("(not in force at this time: the hours decide)"),
+        "{over}"
+    );
+    assert!(
+        over.contains("route `heures d'ouverture`: MATCHES"),
+        "{over}"
+    );
+    assert!(!over.contains("line-override"), "{over}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_permanence"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["simulate", "--company", "acme", "--closed-until", "demain"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--closed-until `demain`"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 /// A reader that goes away (`permanence simulate … | head -c0`) ends the command quietly:
 /// exit 0 and no panic message, not Rust's broken-pipe panic (exit 101).
 #[test]

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -203,26 +201,20 @@ fn a_secretary_on_pause_is_offered_no_calls_and_everyone_sees_it() {
     let (_, cookie, _) = login(web, "alice", "alice");
     let session = cookie.unwrap().split(';').next().unwrap().to_string();
 
-    // The live board: the first push, then one after the pause.
-    let mut live = TcpStream::connect(web).unwrap();
-    live.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        live,
-        "GET /api/live HTTP/1.1\r\nHost: {web}\r\nCookie: {session}\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(live);
-    let mut next_board = || -> serde_json::Value {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
-            if let Some(data) = line.strip_prefix("data: ") {
-                return serde_json::from_str(data.trim()).unwrap();
-            }
-        }
-    };
+    // The live board: the first push, then one after the pause. Not from another site.
+    let origin = format!("http://{web}");
+    assert_eq!(
+        Live::open(web, &session, "http://evil.example").err(),
+        Some(403),
+        "a WebSocket from another origin is refused"
+    );
+    assert_eq!(
+        Live::open(web, "permanence_session=forged", &origin).err(),
+        Some(401),
+        "a WebSocket without a live session is refused"
+    );
+    let mut live = Live::open(web, &session, &origin).unwrap();
+    let mut next_board = || live.next_board();
     assert_eq!(next_board()["seats"][0]["state"], "available");
 
     let (status, _, body) = http(
@@ -464,4 +456,157 @@ fn the_card_shows_whom_the_call_is_for_and_the_message_lands_on_the_calls_row() 
         &form("{\"address\":\"x\"}"),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// A script acts as alice with a token made by `permanence token create`, shown once; the
+/// token opens the API until revoked; nothing else that looks like one does.
+#[test]
+fn an_api_token_made_on_the_command_line_opens_the_api_until_revoked() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let _server = setup.start();
+    let token_cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(setup.config().parent().unwrap())
+            .arg("token")
+            .args(args)
+            .arg("--config")
+            .arg(setup.config())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = token_cli(&["create", "--username", "marie", "--label", "crm"]);
+    assert!(!ok && err.contains("not a secretary"), "{err}");
+    let (ok, token, err) = token_cli(&["create", "--username", "alice", "--label", "crm sync"]);
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("pmt_"), "{token}");
+    let bearer = format!("Bearer {token}");
+
+    let (status, _, body) = http(web, "GET", "/api/board", &[("Authorization", &bearer)], "");
+    assert_eq!(status, 200, "{body}");
+    let board: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(board["me"], "alice");
+    let (status, _, body) = http(
+        web,
+        "POST",
+        "/api/pause",
+        &[JSON, ("Authorization", &bearer)],
+        "{\"reason\":\"script\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // The database keeps only the token's hash.
+    let db = std::fs::read(setup.db()).unwrap_or_default();
+    let wal = std::fs::read(setup.db().with_extension("db-wal")).unwrap_or_default();
+    let needle = token.as_bytes();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "the token is stored in clear"
+        );
+    }
+
+    let (_, list, _) = token_cli(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("alice") && l.contains("live") && l.contains("crm sync")),
+        "{list}"
+    );
+    let id = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    for bad in [
+        format!("Bearer {forged}"),
+        "Bearer pmt_".to_string(),
+        format!("Basic {token}"),
+    ] {
+        let (status, _, _) = http(web, "GET", "/api/board", &[("Authorization", &bad)], "");
+        assert_eq!(status, 401, "{bad}");
+    }
+
+    let (ok, _, err) = token_cli(&["revoke", &id]);
+    assert!(ok, "{err}");
+    let (status, _, _) = http(web, "GET", "/api/board", &[("Authorization", &bearer)], "");
+    assert_eq!(status, 401, "a revoked token opens nothing, at once");
+    let (_, list, _) = token_cli(&["list"]);
+    assert!(list.contains("revoked"), "{list}");
+}
+
+/// With `[web] tls_certificate` and `tls_key`, the console speaks HTTPS only and its
+/// session cookie is `Secure`; plain HTTP on that port gets no page.
+#[test]
+fn the_console_over_tls_sets_a_secure_cookie() {
+    let (setup, web) = setup(r#"[{ hangup = {} }]"#);
+    let (cert, key) = make_certificate(setup.dir.path());
+    setup.add_config_lines(
+        "web",
+        &format!(
+            "tls_certificate = {:?}\ntls_key = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let _server = setup.start();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .expect("curl is installed (Debian package curl)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let base = format!("https://{web}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut answer = String::new();
+    while !answer.starts_with("HTTP/") && std::time::Instant::now() < deadline {
+        answer = curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"username\":\"alice\",\"password\":\"alice\"}",
+            &format!("{base}/api/login"),
+        ]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{answer}"));
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie
+        .split_once(':')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .trim();
+    let board = curl(&[
+        "-H",
+        &format!("Cookie: {session}"),
+        &format!("{base}/api/board"),
+    ]);
+    assert!(
+        board.starts_with("HTTP/1.1 200") && board.contains("\"me\":\"alice\""),
+        "{board}"
+    );
+    let plain = curl(&[&format!("http://{web}/")]);
+    assert!(!plain.contains("<html"), "no page over plain HTTP: {plain}");
 }

@@ -48,9 +48,25 @@ pub struct CallContext {
     pub rtp_timeout: Option<std::time::Duration>,
     /// The SIP trunk for numbers, if any.
     pub trunk: Option<crate::config::TrunkConfig>,
+    /// The live calls the console may ask something of, by row id.
+    pub controls: crate::call::control::Controls,
+    /// The numbers each company blocked, in force (the console changes it; the CLI too).
+    pub blocked: Arc<crate::blocklist::live::Live>,
+    /// Companies' lines switched by hand (closed or open until a time), for routing.
+    pub lines: Arc<crate::line::Lines>,
 }
 
 impl CallContext {
+    /// Where numbers are sent, as the outbound machine reads it.
+    pub fn trunk_route(&self) -> Option<crate::call::outbound::machine::TrunkRoute> {
+        self.trunk
+            .as_ref()
+            .map(|t| crate::call::outbound::machine::TrunkRoute {
+                proxy: t.proxy,
+                domain: t.domain.clone().unwrap_or_else(|| t.proxy.to_string()),
+            })
+    }
+
     /// The plans and sounds in force.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         match self.snapshot.read() {

@@ -2,6 +2,7 @@
 //! it for one call, wired to SIP, media and the store.
 
 pub mod context;
+pub mod control;
 pub mod leg;
 pub mod machine;
 pub mod outbound;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::machine::{CallMachine, Capabilities, Command};
 use crate::dialplan::{self, CallFacts, Caller, Company, SoundName, TransferTarget};
+use crate::line::LineOverride;
 use crate::number::E164;
 
 /// What the simulated call meets.
@@ -27,6 +28,11 @@ pub struct Scenario {
     pub no_speech: Option<Duration>,
     /// How long each sound lasts (from the loaded sounds); others count 3 s.
     pub sound_lengths: std::collections::HashMap<crate::dialplan::SoundName, Duration>,
+    /// The company's block of the caller's number, when the records hold one.
+    pub block: Option<crate::blocklist::BlockEntry>,
+    /// The company's line switched by hand (from the records, or imagined), if any; it
+    /// decides `open` conditions only while it applies at `at`.
+    pub line: Option<LineOverride>,
 }
 
 /// The secretaries as the simulated call finds them.
@@ -66,12 +72,18 @@ fn describe_decision(
         dialled: dialled.as_ref(),
         now: scenario.at,
         secretary_available: scenario.secretaries == Secretaries::Available,
+        on_block_list: scenario.block.is_some(),
+        line: scenario.line.as_ref(),
     };
     let (verdicts, local) = dialplan::explain(company, &facts);
     lines.push(format!(
         "company {} ({}), caller {}, local time {local}",
         company.id, company.name, scenario.caller
     ));
+    describe_spam(company, scenario, lines);
+    if let Some(line) = &scenario.line {
+        lines.push(describe_line(company, line, scenario.at));
+    }
     for v in &verdicts {
         lines.push(format!(
             "  route `{}`: {} — {}",
@@ -88,6 +100,11 @@ fn describe_decision(
     if let Some(name) = decision.contact_name {
         lines.push(format!("  caller is the contact \"{name}\""));
     }
+    if let Some(line) = scenario.line.as_ref().filter(|_| decision.by_line) {
+        // The event the server's timeline would show.
+        let event = line.event();
+        lines.push(format!("  ({} {})", event.kind(), event.data()));
+    }
     let route = &company.routes[index];
     lines.push(format!(
         "route `{}` (category {}):",
@@ -95,6 +112,33 @@ fn describe_decision(
         route.category.as_str()
     ));
     Some(index)
+}
+
+/// Says when the caller is unwanted: on the company's block list (who, when, why), or in
+/// a telemarketing range (and what the company does with those).
+fn describe_spam(company: &Company, scenario: &Scenario, lines: &mut Vec<String>) {
+    if let Some(b) = &scenario.block {
+        lines.push(format!(
+            "  caller is on {}'s block list since {} (by {}: {}): blocked callers take only routes for `{}`, or are refused ({})",
+            company.id,
+            b.added_at,
+            crate::terminal::safe(&b.added_by),
+            crate::terminal::safe(&b.reason),
+            dialplan::BLOCKED,
+            dialplan::BUILT_IN_STATUS,
+        ));
+    }
+    if dialplan::in_telemarketing_range(&scenario.caller) {
+        let what = match company.telemarketing {
+            dialplan::Telemarketing::Refuse => "refused as blocked",
+            dialplan::Telemarketing::Label => "routed as usual, pointed out on the card",
+            dialplan::Telemarketing::Accept => "routed as usual",
+        };
+        lines.push(format!(
+            "  caller is in an ARCEP telemarketing range: telemarketing = \"{}\", {what}",
+            company.telemarketing.as_str()
+        ));
+    }
 }
 
 /// A simulated call under way: the machine, the pretend clock, what the scenario has
@@ -368,6 +412,26 @@ impl Run<'_> {
                 self.machine.handle_leg_result(false, self.now);
             }
         }
+    }
+}
+
+/// The line's override as the simulated call finds it: in force (the hours do not decide
+/// `open` conditions) or not at that time.
+fn describe_line(company: &Company, line: &LineOverride, at: jiff::Timestamp) -> String {
+    let until = company
+        .timezone
+        .to_datetime(line.until)
+        .strftime("%Y-%m-%d %H:%M");
+    let what = format!(
+        "line {} until {until}, set by {}: {}",
+        line.state.as_str(),
+        line.set_by,
+        line.reason
+    );
+    if line.applies_at(at) {
+        format!("{what} (in force: it decides whether the office is open)")
+    } else {
+        format!("{what} (not in force at this time: the hours decide)")
     }
 }
 

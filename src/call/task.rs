@@ -8,11 +8,13 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::context::CallContext;
+use super::control::Control;
 use super::machine::{CallMachine, Capabilities, Command};
 use super::outbound::{Caller as OutboundCaller, News, Outbound};
 use crate::dialplan::{self, CallFacts, Caller, Category, Company, Route, SoundName};
 use crate::event::CallEvent;
 use crate::inbox;
+use crate::line::LineOverride;
 use crate::media::engine::StreamSpec;
 use crate::media::recording::{Heard, Recorder, write_progressively};
 use crate::media::{MediaEvent, StreamId};
@@ -85,11 +87,17 @@ impl<'a> Call<'a> {
         let dialled_text = dialled_text(&invite, dialled.as_ref(), company.as_deref());
         let mut call = Call::new(ctx, invite, key, peer, company.as_deref());
         let caller = call.caller(company.as_deref());
-        let decision = call.decide(company.as_deref(), caller.as_ref(), dialled.as_ref());
+        let block = call.block(company.as_deref(), caller.as_ref());
+        let decision = call.decide(
+            company.as_deref(),
+            caller.as_ref(),
+            dialled.as_ref(),
+            block.is_some(),
+        );
         let route = company
             .as_ref()
             .zip(decision.as_ref())
-            .and_then(|(c, (i, _))| c.routes.get(*i));
+            .and_then(|(c, (i, _, _))| c.routes.get(*i));
         call.message = caller.as_ref().map(|caller| {
             (
                 route.map(|r| r.category).unwrap_or_default(),
@@ -108,12 +116,17 @@ impl<'a> Call<'a> {
             return;
         };
         tracing::Span::current().record("company", company.id.0.as_str());
-        let Some((route, contact_name)) = decision else {
+        let Some((route, contact_name, line)) = decision else {
             call.refuse_no_route();
             return;
         };
         if let Some(name) = contact_name {
             call.event(CallEvent::Contact { name });
+        }
+        call.spam_events(&company, caller.as_ref(), block);
+        if let Some(line) = line {
+            // Why this call took the closed (or open) route whatever the hours say.
+            call.event(line.event());
         }
         if !call.row_committed().await {
             return;
@@ -154,30 +167,74 @@ impl<'a> Call<'a> {
         })
     }
 
-    /// The company's route for this call and the caller's contact name, if a route matches.
+    /// The company's route for this call, the caller's contact name, and the line's
+    /// override when it decided an `open` condition, if a route matches.
     fn decide(
         &self,
         company: Option<&Company>,
         caller: Option<&Caller>,
         dialled: Option<&Dialled>,
-    ) -> Option<(usize, Option<String>)> {
+        on_block_list: bool,
+    ) -> Option<(usize, Option<String>, Option<LineOverride>)> {
         let dialled_e164 = match dialled {
             Some(Dialled::International(n)) => Some(n.clone()),
             Some(Dialled::National(n)) => company.and_then(|c| c.country.to_e164(n)),
             None => None,
         };
         let (company, caller) = company.zip(caller)?;
+        let now = jiff::Timestamp::now();
+        let line = self.ctx.lines.current(&company.id, now);
         let facts = CallFacts {
             caller,
             dialled: dialled_e164.as_ref(),
-            now: jiff::Timestamp::now(),
+            now,
             secretary_available: self
                 .ctx
                 .desk
                 .any_available(&company.id.0, crate::clock::unix_ms()),
+            on_block_list,
+            line: line.as_ref(),
         };
         let d = dialplan::decide(company, &facts);
-        d.index.map(|i| (i, d.contact_name))
+        let line = line.filter(|_| d.by_line);
+        d.index.map(|i| (i, d.contact_name, line))
+    }
+
+    /// The caller's block by the company, in the block list in force (looked up here, in
+    /// the shell, and given to the decision as a fact).
+    fn block(
+        &self,
+        company: Option<&Company>,
+        caller: Option<&Caller>,
+    ) -> Option<crate::blocklist::BlockEntry> {
+        let (company, caller) = company.zip(caller)?;
+        self.ctx
+            .blocked
+            .get()
+            .blocking(&company.id.0, caller)
+            .cloned()
+    }
+
+    /// The timeline says why a caller is unwanted: the company blocked the number (who,
+    /// when, why), or it is in a telemarketing range the company points out.
+    fn spam_events(
+        &self,
+        company: &Company,
+        caller: Option<&Caller>,
+        block: Option<crate::blocklist::BlockEntry>,
+    ) {
+        if let Some(b) = block {
+            self.event(CallEvent::Blocked {
+                by: b.added_by,
+                reason: b.reason,
+                since: b.added_at,
+            });
+        }
+        if caller.is_some_and(|c| company.labels_telemarketing(c)) {
+            self.event(CallEvent::Telemarketing {
+                policy: company.telemarketing.as_str().to_string(),
+            });
+        }
     }
 
     /// The call's first row: who called what, and the route it takes.
@@ -255,6 +312,8 @@ impl<'a> Call<'a> {
         };
         let mut outbound = self.outbound(company, route, &media, media_tx.clone());
         let wake = outbound.waker();
+        // The console reaches this call by its row id until the call ends.
+        let (_console, mut controls) = self.ctx.controls.register(self.id);
         let mut machine = CallMachine::new(
             Arc::clone(company),
             route,
@@ -291,6 +350,9 @@ impl<'a> Call<'a> {
                     // This caller is first in line for a secretary who just freed up.
                     let news = outbound.on_desk_changed(self.ctx, Instant::now());
                     self.tell(&mut machine, &mut outbound, news);
+                }
+                Some(control) = controls.recv() => {
+                    self.on_control(control, &mut machine, &mut outbound);
                 }
             }
         }
@@ -489,6 +551,23 @@ impl<'a> Call<'a> {
             }
             Some((_, MediaEvent::Audio(samples))) => media.on_audio(samples, machine),
             None => machine.handle_shutdown(Instant::now()),
+        }
+    }
+
+    /// What the console asks of this call; the answer goes back at once.
+    fn on_control(&mut self, control: Control, machine: &mut CallMachine, outbound: &mut Outbound) {
+        match control {
+            Control::Transfer {
+                secretary,
+                executive,
+                reply,
+            } => {
+                let (asked, news) =
+                    outbound.console_transfer(self.ctx, &secretary, &executive, Instant::now());
+                // The console may have stopped waiting; the transfer goes on regardless.
+                let _ = reply.send(asked);
+                self.tell(machine, outbound, news);
+            }
         }
     }
 

@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod bans;
+mod blocked;
 mod calls;
 mod check;
 mod hash_password;
@@ -26,6 +27,7 @@ mod queue;
 mod secretaries;
 mod serve;
 mod simulate;
+mod token;
 
 #[derive(Parser)]
 #[command(
@@ -62,8 +64,12 @@ enum Command {
     HashPassword(hash_password::Args),
     /// Addresses banned for repeated wrong passwords, newest first.
     Bans(bans::Args),
+    /// The numbers each company blocked (spam): list, add, remove.
+    Blocked(blocked::Args),
     /// List recent calls from the records.
     Calls(calls::Args),
+    /// API tokens with which a script acts as a secretary (create, list, revoke).
+    Token(token::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -77,6 +83,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Queue(args) => queue::run(args),
         Command::HashPassword(args) => hash_password::run(args),
         Command::Bans(args) => bans::run(args),
+        Command::Blocked(args) => blocked::run(args),
         Command::Calls(args) => calls::run(args),
+        Command::Token(args) => token::run(args),
     }
 }

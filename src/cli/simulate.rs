@@ -7,7 +7,9 @@ use anyhow::Context;
 
 use permanence::call::simulate;
 use permanence::config::Config;
-use permanence::dialplan::Caller;
+use permanence::dialplan::{Caller, Company};
+use permanence::line::{LineOverride, LineState, parse_until};
+use permanence::terminal::safe;
 
 /// `simulate`'s flags: the call to imagine.
 #[derive(clap::Args)]
@@ -41,6 +43,19 @@ pub struct Args {
     /// Whether an executive answers a transfer: "answers" or "no-answer".
     #[arg(long, default_value = "answers")]
     executive: String,
+    /// The company's line closed by hand from the call's time until this one (local time
+    /// "YYYY-MM-DD HH:MM", or with an offset), whatever the hours say.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["open_until", "hours_only"])]
+    closed_until: Option<String>,
+    /// The company's line open by hand from the call's time until this one.
+    #[arg(long, value_name = "TIME", conflicts_with = "hours_only")]
+    open_until: Option<String>,
+    /// The reason given with --closed-until or --open-until.
+    #[arg(long, default_value = "simulated")]
+    line_reason: String,
+    /// Let the hours decide alone, leaving out a line switched by hand in the records.
+    #[arg(long)]
+    hours_only: bool,
 }
 
 /// Prints the simulated call, one line per decision.
@@ -54,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             config.paths.dialplans.display()
         )
     })?;
-    let at = match args.at {
+    let at = match &args.at {
         Some(text) => {
             let civil: jiff::civil::DateTime = text
                 .trim()
@@ -65,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => jiff::Timestamp::now(),
     };
+    let line = line(&args, &config, company, at)?;
     let dialled = match args.dialled {
         Some(d) => Some(
             permanence::number::E164::parse(&d)
@@ -89,8 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         executive == "answers" || executive == "no-answer",
         "--executive: expected answers or no-answer"
     );
+    let caller = Caller::from_user(Some(&args.from), None, company.country);
+    let block = block_of(&config, &company.id.0, &caller)?;
     let scenario = simulate::Scenario {
-        caller: Caller::from_user(Some(&args.from), None, company.country),
+        block,
+        caller,
         dialled,
         at,
         digits: keys(&args.digits)?,
@@ -98,11 +117,90 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         executive_answers: executive == "answers",
         sound_lengths: snapshot.sounds.lengths(),
         no_speech: config.media.no_speech(),
+        line,
     };
     for line in simulate::simulate(company, &scenario) {
         out!("{line}");
     }
     Ok(())
+}
+
+/// The company's block of the caller's number, as the records hold it now (none when the
+/// server never ran here: no records, nothing blocked).
+fn block_of(
+    config: &Config,
+    company: &str,
+    caller: &Caller,
+) -> anyhow::Result<Option<permanence::blocklist::BlockEntry>> {
+    let db = config.database_path();
+    let Caller::Number(number) = caller else {
+        return Ok(None);
+    };
+    if !db.exists() {
+        return Ok(None);
+    }
+    let row = permanence::store::blocked_numbers(&db, Some(company), false)?
+        .into_iter()
+        .find(|row| row.number == number.as_str());
+    Ok(row.map(|row| permanence::blocklist::BlockEntry {
+        id: row.id,
+        company: row.company,
+        number: number.clone(),
+        reason: row.reason,
+        added_by: row.added_by,
+        added_at: row.added_at,
+    }))
+}
+
+/// The company's line as the simulated call finds it: imagined (`--closed-until`,
+/// `--open-until`, from the call's time on), none (`--hours-only`), or else the override in
+/// force now in the records, if any.
+fn line(
+    args: &Args,
+    config: &Config,
+    company: &Company,
+    at: jiff::Timestamp,
+) -> anyhow::Result<Option<LineOverride>> {
+    let imagined = match (&args.closed_until, &args.open_until) {
+        (Some(text), _) => Some(("--closed-until", text, LineState::Closed)),
+        (None, Some(text)) => Some(("--open-until", text, LineState::Open)),
+        (None, None) => None,
+    };
+    if let Some((flag, text, state)) = imagined {
+        let until =
+            parse_until(text, &company.timezone).with_context(|| format!("{flag} `{text}`"))?;
+        return Ok(Some(LineOverride {
+            state,
+            since: at,
+            until,
+            reason: args.line_reason.clone(),
+            set_by: "simulate".to_string(),
+        }));
+    }
+    if args.hours_only {
+        return Ok(None);
+    }
+    let recorded = match permanence::store::current_lines(
+        &config.database_path(),
+        jiff::Timestamp::now(),
+    ) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!(
+                "warning: the records' lines switched by hand cannot be read ({e}): the hours decide"
+            );
+            Vec::new()
+        }
+    };
+    // Text from the records is shown on a terminal: made safe to print.
+    Ok(recorded
+        .into_iter()
+        .find(|(id, _)| *id == company.id)
+        .map(|(_, mut line)| {
+            line.reason = safe(&line.reason).into_owned();
+            line.set_by = safe(&line.set_by).into_owned();
+            line
+        }))
 }
 
 /// `--digits`: the keys of a telephone keypad (RFC 4733 events 0–15); spaces are ignored,

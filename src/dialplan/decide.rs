@@ -1,13 +1,19 @@
 //! Which route a call takes: a pure function of (company plan, call facts, instant).
 //! The server and `permanence simulate` both call [`decide`]; `simulate` also asks for
 //! the reasons, which are computed only when asked so that a decision stays cheap.
+//!
+//! A blocked caller (in the `blocked` list: the plan's entries, the company's block list,
+//! refused telemarketing) takes only a route written for blocked callers
+//! ([`for_blocked`](super::for_blocked)); the plan's last route, the built-in refusal, is
+//! one, so a blocked caller never falls through to a route that could ring a secretary.
 
 use std::cell::OnceCell;
 
 use jiff::civil::DateTime;
 
 use super::contacts::{Caller, Membership};
-use super::{Company, Condition, Route};
+use super::{Company, Condition, Route, for_blocked};
+use crate::line::LineOverride;
 use crate::number::E164;
 use crate::schedule::{self, Openness};
 
@@ -22,6 +28,11 @@ pub struct CallFacts<'a> {
     pub now: jiff::Timestamp,
     /// Whether at least one secretary could take the call.
     pub secretary_available: bool,
+    /// Whether the caller's number is on the company's block list (the shell looks it up).
+    pub on_block_list: bool,
+    /// The company's line switched by hand (closed or open until a time), if any: while
+    /// it applies at `now`, it answers `open` conditions instead of the hours.
+    pub line: Option<&'a LineOverride>,
 }
 
 /// The chosen route.
@@ -33,6 +44,9 @@ pub struct Decision<'a> {
     pub index: Option<usize>,
     /// The contact's name, if the caller is a named contact.
     pub contact_name: Option<String>,
+    /// Whether the line's override answered an `open` condition on the way to this
+    /// route (the call's timeline says so).
+    pub by_line: bool,
 }
 
 /// Why a route matched or not, for `simulate`.
@@ -50,24 +64,46 @@ struct Context<'a> {
     company: &'a Company,
     facts: &'a CallFacts<'a>,
     membership: Membership,
+    /// Whether the caller is blocked: only routes for blocked callers may take them.
+    blocked: bool,
     local: DateTime,
     openness: OnceCell<Openness>,
 }
 
 impl<'a> Context<'a> {
     fn new(company: &'a Company, facts: &'a CallFacts<'a>) -> Self {
+        let membership = company.membership(facts.caller, facts.on_block_list);
         Context {
             company,
             facts,
-            membership: company.contacts.membership(facts.caller),
+            blocked: company.is_blocked(&membership),
+            membership,
             local: schedule::local_time(facts.now, &company.timezone),
             openness: OnceCell::new(),
         }
     }
 
+    /// Whether a route may take this caller at all: any route for a caller who is not
+    /// blocked; for a blocked one, only routes written for blocked callers.
+    fn admits(&self, route: &Route) -> bool {
+        !self.blocked || for_blocked(&route.when, self.company.lists.blocked)
+    }
+
     fn openness(&self) -> &Openness {
-        self.openness
-            .get_or_init(|| self.company.hours.at(self.local))
+        self.openness.get_or_init(|| match self.line() {
+            Some(line) => line.openness(&self.company.timezone),
+            None => self.company.hours.at(self.local),
+        })
+    }
+
+    /// The line's override, when it applies now.
+    fn line(&self) -> Option<&LineOverride> {
+        self.facts.line.filter(|l| l.applies_at(self.facts.now))
+    }
+
+    /// Whether an `open` condition was answered by the line's override.
+    fn by_line(&self) -> bool {
+        self.openness.get().is_some() && self.line().is_some()
     }
 
     fn eval(&self, condition: &Condition) -> bool {
@@ -165,11 +201,12 @@ pub fn decide<'a>(company: &'a Company, facts: &CallFacts) -> Decision<'a> {
         .routes
         .iter()
         .enumerate()
-        .find(|(_, r)| ctx.eval(&r.when));
+        .find(|(_, r)| ctx.admits(r) && ctx.eval(&r.when));
     Decision {
         route: found.map(|(_, r)| r),
         index: found.map(|(i, _)| i),
         contact_name: ctx.membership.name.clone(),
+        by_line: ctx.by_line(),
     }
 }
 
@@ -178,6 +215,17 @@ pub fn explain(company: &Company, facts: &CallFacts) -> (Vec<RouteVerdict>, Stri
     let ctx = Context::new(company, facts);
     let mut verdicts = Vec::new();
     for route in &company.routes {
+        if !ctx.admits(route) {
+            verdicts.push(RouteVerdict {
+                route: route.name.clone(),
+                matched: false,
+                why: format!(
+                    "the caller is blocked and this route is not for blocked callers (caller = \"{}\")",
+                    super::BLOCKED
+                ),
+            });
+            continue;
+        }
         let matched = ctx.eval(&route.when);
         verdicts.push(RouteVerdict {
             route: route.name.clone(),
@@ -253,6 +301,8 @@ steps = [{ hangup = {} }]
             dialled: Some(&dialled),
             now,
             secretary_available: secretary,
+            on_block_list: false,
+            line: None,
         };
         let d = decide(&company, &facts);
         let (verdicts, _) = explain(&company, &facts);
@@ -362,6 +412,8 @@ steps = [{ hangup = {} }]
                 dialled: Some(&dialled),
                 now: s.parse().unwrap(),
                 secretary_available: false,
+                on_block_list: false,
+                line: None,
             };
             decide(&company, &facts)
                 .route
@@ -400,10 +452,246 @@ steps = [{ hangup = {} }]
             dialled: None,
             now: jiff::Timestamp::UNIX_EPOCH,
             secretary_available: false,
+            on_block_list: false,
+            line: None,
         };
         assert_eq!(
             decide(&company, &facts).contact_name.as_deref(),
             Some("Jean Dupont")
         );
+    }
+
+    const GUARDED: &str = r#"
+[company]
+id = "guarded"
+name = "Guarded"
+numbers = ["+33180000001"]
+timezone = "Europe/Paris"
+telemarketing = "TM"
+
+[contacts]
+vip = ["+33622222222"]
+
+[hours]
+open = ["mon-fri 09:00-18:00"]
+
+[[route]]
+name = "vip"
+when = { caller = "vip" }
+steps = [{ hangup = {} }]
+
+[[route]]
+name = "cold callers"
+when = { caller = "telemarketing" }
+steps = [{ voicemail = {} }]
+
+[[route]]
+name = "blocked, closed"
+when = { all = [{ caller = "blocked" }, { open = false }] }
+steps = [{ voicemail = {} }]
+
+[[route]]
+name = "everyone"
+steps = [{ hangup = {} }]
+"#;
+
+    /// The route taken, and what `explain` said of each route (both must agree).
+    fn guarded(
+        policy: &str,
+        caller: Caller,
+        at: &str,
+        on_block_list: bool,
+    ) -> (String, Vec<RouteVerdict>) {
+        let company = parse_str(&GUARDED.replace("TM", policy)).unwrap();
+        let civil: jiff::civil::DateTime = at.parse().unwrap();
+        let facts = CallFacts {
+            caller: &caller,
+            dialled: None,
+            now: company.timezone.to_timestamp(civil).unwrap(),
+            secretary_available: true,
+            on_block_list,
+            line: None,
+        };
+        let name = decide(&company, &facts)
+            .route
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let (verdicts, _) = explain(&company, &facts);
+        assert_eq!(
+            verdicts.last().map(|v| v.route.as_str()),
+            Some(name.as_str())
+        );
+        (name, verdicts)
+    }
+
+    #[test]
+    fn a_blocked_caller_takes_only_a_route_for_blocked_callers_or_the_built_in_refusal() {
+        let vip = || n("+33622222222");
+        // Closed: the plan's route for blocked callers, although the VIP route comes first.
+        let (route, verdicts) = guarded("label", vip(), SATURDAY_10, true);
+        assert_eq!(route, "blocked, closed");
+        assert!(!verdicts[0].matched);
+        assert!(
+            verdicts[0].why.contains("the caller is blocked"),
+            "{verdicts:?}"
+        );
+        // Open: no route of the plan is for them now: the built-in refusal, never "everyone".
+        let (route, _) = guarded("label", vip(), MONDAY_10, true);
+        assert_eq!(route, crate::dialplan::BUILT_IN_ROUTE);
+        let (route, _) = guarded("label", n("+33611111111"), MONDAY_10, true);
+        assert_eq!(route, crate::dialplan::BUILT_IN_ROUTE);
+        // Not blocked: the plan as written; the built-in route never takes them.
+        assert_eq!(guarded("label", vip(), MONDAY_10, false).0, "vip");
+        assert_eq!(
+            guarded("label", n("+33611111111"), MONDAY_10, false).0,
+            "everyone"
+        );
+        let company = parse_str(&GUARDED.replace("TM", "label")).unwrap();
+        let last = company.routes.last().unwrap();
+        assert_eq!(
+            last.steps,
+            vec![crate::dialplan::Step::Reject { code: 603 }]
+        );
+        assert_eq!(last.category, crate::dialplan::Category::Spam);
+    }
+
+    #[test]
+    fn telemarketing_ranges_are_labelled_refused_or_accepted_as_the_plan_says() {
+        let cold = || n("+33162000000");
+        // label and accept: routed as anyone (here, by the plan's own telemarketing route).
+        assert_eq!(guarded("label", cold(), MONDAY_10, false).0, "cold callers");
+        assert_eq!(
+            guarded("accept", cold(), MONDAY_10, false).0,
+            "cold callers"
+        );
+        // refuse: blocked; closed, the plan's route for blocked callers; open, the refusal.
+        assert_eq!(
+            guarded("refuse", cold(), SATURDAY_10, false).0,
+            "blocked, closed"
+        );
+        assert_eq!(
+            guarded("refuse", cold(), MONDAY_10, false).0,
+            crate::dialplan::BUILT_IN_ROUTE
+        );
+        // A number next to the ranges is nobody's concern.
+        assert_eq!(
+            guarded("refuse", n("+33161000000"), MONDAY_10, false).0,
+            "everyone"
+        );
+        let labels = |policy: &str| {
+            parse_str(&GUARDED.replace("TM", policy))
+                .unwrap()
+                .labels_telemarketing(&cold())
+        };
+        assert_eq!(
+            (labels("label"), labels("refuse"), labels("accept")),
+            (true, true, false)
+        );
+    }
+
+    #[test]
+    fn a_caller_no_route_takes_is_still_refused_for_want_of_a_route() {
+        let company = parse_str(&PLAN.replace(
+            "[[route]]\nname = \"closed\"\nsteps = [{ hangup = {} }]\n",
+            "",
+        ))
+        .unwrap();
+        let caller = n("+33611111111");
+        let civil: jiff::civil::DateTime = SATURDAY_10.parse().unwrap();
+        let facts = CallFacts {
+            caller: &caller,
+            dialled: None,
+            now: company.timezone.to_timestamp(civil).unwrap(),
+            secretary_available: false,
+            on_block_list: false,
+            line: None,
+        };
+        assert!(decide(&company, &facts).route.is_none());
+    }
+
+    #[test]
+    fn the_lines_override_answers_open_conditions_until_it_ends() {
+        use crate::line::{LineOverride, LineState};
+        let company = parse_str(PLAN).unwrap();
+        let caller = n("+33611111111");
+        let dialled = E164::parse("+33180000001").unwrap();
+        let at = |s: &str| -> jiff::Timestamp { s.parse().unwrap() };
+        let decide_at = |now: &str, line: Option<&LineOverride>| {
+            let facts = CallFacts {
+                caller: &caller,
+                dialled: Some(&dialled),
+                now: at(now),
+                secretary_available: false,
+                on_block_list: false,
+                line,
+            };
+            let d = decide(&company, &facts);
+            let (verdicts, _) = explain(&company, &facts);
+            let name = d.route.map(|r| r.name.clone()).unwrap_or_default();
+            (name, d.by_line, verdicts.last().map(|v| v.why.clone()))
+        };
+        // Monday 30 November 2026, 10:00 in Paris: open by the hours.
+        let closed = LineOverride::new(
+            LineState::Closed,
+            at("2026-11-30T10:00:00Z"),
+            "inondation",
+            "alice",
+            at("2026-11-30T08:30:00Z"),
+        )
+        .unwrap();
+        let (route, by_line, _) = decide_at("2026-11-30T09:00:00Z", Some(&closed));
+        assert_eq!(route, "closed");
+        assert!(by_line);
+        let (verdicts, _) = explain(
+            &company,
+            &CallFacts {
+                caller: &caller,
+                dialled: Some(&dialled),
+                now: at("2026-11-30T09:00:00Z"),
+                secretary_available: false,
+                on_block_list: false,
+                line: Some(&closed),
+            },
+        );
+        assert!(
+            verdicts.iter().any(|v| v
+                .why
+                .contains("closed: line switched by hand until 2026-11-30 11:00 (inondation)")),
+            "{verdicts:?}"
+        );
+        // At its end the hours decide again, by themselves.
+        let (route, by_line, _) = decide_at("2026-11-30T10:00:00Z", Some(&closed));
+        assert_eq!(
+            (route.as_str(), by_line),
+            ("open or a secretary is there", false)
+        );
+        // Open until 22:00 on a Saturday evening, closed by the hours.
+        let open = LineOverride::new(
+            LineState::Open,
+            at("2026-11-28T21:00:00Z"),
+            "inventaire",
+            "alice",
+            at("2026-11-28T17:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(decide_at("2026-11-28T19:00:00Z", None).0, "closed");
+        let (route, by_line, _) = decide_at("2026-11-28T19:00:00Z", Some(&open));
+        assert_eq!(
+            (route.as_str(), by_line),
+            ("open or a secretary is there", true)
+        );
+        // A route decided before any `open` condition is not the override's doing.
+        let vip = n("+33622222222");
+        let facts = CallFacts {
+            caller: &vip,
+            dialled: Some(&dialled),
+            now: at("2026-11-30T09:00:00Z"),
+            secretary_available: false,
+            on_block_list: false,
+            line: Some(&closed),
+        };
+        let d = decide(&company, &facts);
+        assert_eq!(d.route.map(|r| r.name.as_str()), Some("vip"));
+        assert!(!d.by_line);
     }
 }

@@ -11,6 +11,7 @@ use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
 use toml::Spanned;
 
 use super::contacts::{Contacts, Pattern};
+use super::spam::{self, BLOCKED, BuiltInLists, TELEMARKETING, Telemarketing};
 use super::{
     Card, CardField, Category, Company, CompanyId, Condition, Executive, ExecutiveId, Menu, Plans,
     QueueSettings, ReachEntry, ReachMode, Route, SoundName, Step, StepListName, Strategy,
@@ -120,6 +121,9 @@ struct RawCompany {
     /// Played between the music, every `queue_announce_every` seconds.
     queue_announcement: Option<Spanned<String>>,
     queue_announce_every: Option<Spanned<u32>>,
+    /// What to do with callers from ARCEP's telemarketing ranges.
+    #[serde(default)]
+    telemarketing: Telemarketing,
 }
 
 fn default_country() -> Spanned<String> {
@@ -714,6 +718,13 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
     // Contacts.
     let mut contacts = Contacts::default();
     for (list, entries) in &raw.contacts {
+        if list == TELEMARKETING {
+            ck.error(
+                entries.span(),
+                format!("`{TELEMARKETING}` is a built-in list (ARCEP's telemarketing ranges; see `telemarketing` in [company]); expected another name for this list"),
+            );
+            continue;
+        }
         let id = contacts.list(list);
         for entry in entries.get_ref() {
             let e = entry.get_ref();
@@ -729,6 +740,12 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
             }
         }
     }
+
+    // The built-in lists, after the plan's own: `blocked` adds to a plan's list of that name.
+    let lists = BuiltInLists {
+        blocked: contacts.list(BLOCKED),
+        telemarketing: contacts.list(TELEMARKETING),
+    };
 
     // Hours.
     let hours = match &raw.hours {
@@ -837,6 +854,12 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
                 format!("priority {priority} is out of range; expected 0 (the default) to {MAX_PRIORITY}, higher answered first"),
             );
         }
+        if spam::for_blocked(&when, lists.blocked) && rings_secretaries(&steps, &steplists) {
+            ck.error(
+                span.clone(),
+                format!("route `{}` takes blocked callers (caller = \"{BLOCKED}\") but can ring a secretary; expected steps that never reach one (reject, voicemail, hangup): a blocked caller must not reach a secretary", r.name),
+            );
+        }
         routes.push(Route {
             name: r.name.clone(),
             when,
@@ -845,6 +868,8 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
             priority,
         });
     }
+    // A blocked caller for whom no route of the plan holds is refused.
+    routes.push(spam::built_in_route(lists.blocked));
 
     // Loops: a step list that can only end by going back to itself never ends the call.
     let goto_of = |steps: &[Step]| -> Option<StepListName> {
@@ -914,6 +939,8 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         notes: c.notes,
         executives,
         contacts,
+        lists,
+        telemarketing: c.telemarketing,
         hours,
         routes,
         steplists,
@@ -1047,6 +1074,31 @@ fn queue_settings(ck: &mut Checker, c: &RawCompany) -> QueueSettings {
     }
 }
 
+/// Whether these steps can ring a secretary: a `secretary` step among them, or in a step
+/// list they can go on to (goto, menu choices).
+fn rings_secretaries(steps: &[Step], steplists: &BTreeMap<StepListName, Vec<Step>>) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&[Step]> = vec![steps];
+    while let Some(steps) = todo.pop() {
+        for step in steps {
+            let next: Vec<&StepListName> = match step {
+                Step::Secretary { .. } => return true,
+                Step::Goto(target) => vec![target],
+                Step::Menu(menu) => menu.choices.values().collect(),
+                _ => Vec::new(),
+            };
+            for target in next {
+                if seen.insert(target.clone())
+                    && let Some(list) = steplists.get(target)
+                {
+                    todo.push(list);
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Whether following gotos from `start` comes back to the list `home`.
 fn leads_back(
     steplists: &BTreeMap<StepListName, Vec<Step>>,
@@ -1134,11 +1186,17 @@ fn condition(ck: &mut Checker, scope: &Scope, when: &Spanned<RawWhen>) -> Condit
         } else if let Some(id) = scope.contacts.id(list.get_ref()) {
             all.push(Condition::CallerIn(id));
         } else {
-            let known: Vec<&str> = scope.contacts.names().iter().map(String::as_str).collect();
+            let known: Vec<&str> = scope
+                .contacts
+                .names()
+                .iter()
+                .map(String::as_str)
+                .filter(|n| *n != BLOCKED && *n != TELEMARKETING)
+                .collect();
             ck.error(
                 list.span(),
                 format!(
-                    "unknown contact list `{}`; expected one of [contacts]: {} (or \"anonymous\"; use caller_matches for a number)",
+                    "unknown contact list `{}`; expected one of [contacts]: {} (or \"anonymous\", \"{BLOCKED}\", \"{TELEMARKETING}\"; use caller_matches for a number)",
                     list.get_ref(),
                     list_or_none(&known)
                 ),
@@ -1642,6 +1700,96 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         assert!(
             text.contains(&format!("{}:5:", plans.join("acme.toml").display())),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn blocked_and_telemarketing_are_built_in_and_their_mistakes_are_located() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        let errors = |text: &str| -> Vec<String> {
+            write(&plans, "acme.toml", text);
+            match load_dir(&plans, &sounds) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        // `caller = "blocked"` and `caller = "telemarketing"` need no [contacts]; the
+        // built-in refusal comes after the plan's routes.
+        let guarded = GOOD.replace(
+            "[[route]]",
+            "[[route]]\nname = \"spam\"\nwhen = { any = [{ caller = \"blocked\" }, { caller = \"telemarketing\" }] }\nsteps = [{ reject = { code = 486 } }]\n\n[[route]]",
+        );
+        write(&plans, "acme.toml", &guarded);
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        let acme = loaded.company("acme").unwrap();
+        assert_eq!(acme.telemarketing, Telemarketing::Label, "the default");
+        let names: Vec<&str> = acme.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["spam", "all", spam::BUILT_IN_ROUTE]);
+
+        let refuse = GOOD.replace(
+            "name = \"ACME\"",
+            "name = \"ACME\"\ntelemarketing = \"refuse\"",
+        );
+        write(&plans, "acme.toml", &refuse);
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        assert_eq!(
+            loaded.company("acme").unwrap().telemarketing,
+            Telemarketing::Refuse
+        );
+
+        let wrong = errors(&GOOD.replace(
+            "name = \"ACME\"",
+            "name = \"ACME\"\ntelemarketing = \"block\"",
+        ));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(wrong[0].contains("acme.toml:5:17:"), "{wrong:?}");
+        assert!(
+            wrong[0].contains("expected one of `label`, `refuse`, `accept`"),
+            "{wrong:?}"
+        );
+
+        let own = errors(&GOOD.replace(
+            "[[route]]",
+            "[contacts]\ntelemarketing = [\"+33612345678\"]\n\n[[route]]",
+        ));
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert!(own[0].contains("acme.toml:8:17:"), "{own:?}");
+        assert!(
+            own[0].contains("`telemarketing` is a built-in list"),
+            "{own:?}"
+        );
+
+        // A route for blocked callers that could ring a secretary, directly or by a goto.
+        let ringing = GOOD.replace(
+            "[[route]]",
+            "[steplists]\nhelp = [{ secretary = { timeout = 10 } }]\n\n\
+             [[route]]\nname = \"blocked, closed\"\nwhen = { caller = \"blocked\", open = false }\nsteps = [{ goto = \"help\" }]\n\n\
+             [[route]]\nname = \"not blocked\"\nwhen = { not = { caller = \"blocked\" } }\nsteps = [{ secretary = { timeout = 10 } }]\n\n[[route]]",
+        );
+        let ringing = errors(&ringing);
+        assert_eq!(
+            ringing.len(),
+            1,
+            "only the route for blocked callers: {ringing:?}"
+        );
+        assert!(ringing[0].contains("acme.toml:10:1:"), "{ringing:?}");
+        assert!(
+            ringing[0].contains("route `blocked, closed` takes blocked callers"),
+            "{ringing:?}"
+        );
+
+        let unknown = errors(&GOOD.replace(
+            "name = \"all\"",
+            "name = \"all\"\nwhen = { caller = \"friends\" }",
+        ));
+        assert!(
+            unknown[0].contains("(or \"anonymous\", \"blocked\", \"telemarketing\";"),
+            "{unknown:?}"
+        );
+        assert!(
+            unknown[0].contains("[contacts]: (none defined)"),
+            "{unknown:?}"
         );
     }
 }

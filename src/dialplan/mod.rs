@@ -9,13 +9,18 @@ mod contacts;
 mod decide;
 mod load;
 mod reach;
+mod spam;
 
-pub use contacts::{Caller, Contacts, ListId};
+pub use contacts::{Caller, Contacts, ListId, Membership};
 pub use decide::{CallFacts, Decision, RouteVerdict, decide, explain};
 #[cfg(test)]
 pub(crate) use load::parse_str;
 pub use load::{PlanError, load_dir, load_files};
-pub use reach::{ReachEntry, allowed_refer, direct_address};
+pub use reach::{ReachEntry, allowed_refer, direct_address, screens_transfers_to};
+pub use spam::{
+    ARCEP_RANGES, BLOCKED, BUILT_IN_ROUTE, BUILT_IN_STATUS, BuiltInLists, TELEMARKETING,
+    Telemarketing, for_blocked, in_telemarketing_range,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -308,9 +313,14 @@ pub struct Company {
     pub executives: BTreeMap<ExecutiveId, Executive>,
     /// Contact lists.
     pub contacts: Contacts,
+    /// The built-in lists among them (`blocked`, `telemarketing`).
+    pub lists: BuiltInLists,
+    /// What it does with callers from the telemarketing ranges.
+    pub telemarketing: Telemarketing,
     /// Opening hours.
     pub hours: Hours,
-    /// Routes in order; the first that matches wins.
+    /// Routes in order; the first that matches wins. The last is always the built-in
+    /// refusal of blocked callers ([`BUILT_IN_ROUTE`]).
     pub routes: Vec<Route>,
     /// Named step lists.
     pub steplists: BTreeMap<StepListName, Vec<Step>>,

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Company, Step, TransferTarget};
+use super::{Company, ExecutiveId, Step, TransferTarget};
 
 /// One entry of an executive's `reach` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +98,25 @@ pub fn allowed_refer(company: &Company, uri: &str) -> Option<TransferTarget> {
     named_in_plan.then(|| TransferTarget::Uri(bare.to_string()))
 }
 
+/// Whether a transfer to this executive that a secretary asks for from the console is
+/// screened: when one of the plan's `transfer` steps to them screens, the company wants
+/// its executive asked before a caller is put through, whoever sends the caller.
+pub fn screens_transfers_to(company: &Company, executive: &ExecutiveId) -> bool {
+    company
+        .routes
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .chain(company.steplists.values().flatten())
+        .any(|s| {
+            matches!(s, Step::Transfer { to: TransferTarget::Executive(id), screening: true, .. }
+                if id == executive)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialplan::{ExecutiveId, parse_str};
+    use crate::dialplan::parse_str;
 
     #[test]
     fn entries_read_as_written_and_print_back() {
@@ -163,5 +178,35 @@ steps = [{ transfer = { to = "sip:desk@192.0.2.9" } }]
             None
         );
         assert_eq!(allowed_refer(&company, "sip:@192.0.2.66"), None);
+    }
+
+    #[test]
+    fn a_console_transfer_is_screened_only_when_the_plans_transfer_to_them_is() {
+        let company = parse_str(
+            r#"
+[company]
+id = "acme"
+name = "ACME"
+numbers = ["+33180000001"]
+[executives.marie]
+name = "Marie"
+reach = ["user:marie"]
+[executives.paul]
+name = "Paul"
+reach = ["user:paul"]
+[steplists]
+urgent = [{ transfer = { to = "marie", screening = true } }]
+[[route]]
+name = "r"
+steps = [{ transfer = { to = "paul" } }]
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(screens_transfers_to(&company, &ExecutiveId("marie".into())));
+        assert!(!screens_transfers_to(&company, &ExecutiveId("paul".into())));
+        assert!(!screens_transfers_to(
+            &company,
+            &ExecutiveId("nobody".into())
+        ));
     }
 }

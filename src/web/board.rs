@@ -19,7 +19,6 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/board", get(board))
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
-        .route("/api/live", get(live))
 }
 
 impl Web {
@@ -71,7 +70,9 @@ impl Web {
             })
             .collect();
         let card = mine.and_then(|call| self.card(call));
-        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card })
+        let lines = self.lines_of(me);
+        json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card,
+                "lines": lines })
     }
 
     /// The card of a call: whom it is for and what to say, the caller and their history
@@ -89,7 +90,10 @@ impl Web {
         let executives: Vec<serde_json::Value> = company
             .executives
             .iter()
-            .map(|(id, e)| json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local) }))
+            .map(|(id, e)| {
+                json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local),
+                        "transferable": self.transferable(e) })
+            })
             .collect();
         let fields: Vec<serde_json::Value> = company
             .card
@@ -100,7 +104,8 @@ impl Web {
         let calls_again = history.len() >= 2;
         // Who the caller is, for this company: its contact lists (name, and the lists).
         let caller = crate::dialplan::Caller::from_user(Some(&row.caller), None, company.country);
-        let membership = company.contacts.membership(&caller);
+        let spam = self.spam_flags(&company, &caller);
+        let membership = company.membership(&caller, !spam["blocked"].is_null());
         let lists: Vec<&str> = membership
             .lists
             .iter()
@@ -115,6 +120,9 @@ impl Web {
             "fields": fields,
             "history": history,
             "calls_again": calls_again,
+            "transfer": self.transfer_on_card(call),
+            "spam": spam,
+            "line": self.line(&company, jiff::Timestamp::now()),
         }))
     }
 }
@@ -170,51 +178,4 @@ async fn resume(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Respo
     web.desk.resume(&me.username, crate::clock::unix_ms());
     tracing::info!(username = %me.username, "console: back from pause");
     Ok(json_response(StatusCode::OK, &web.board(&me.username)))
-}
-
-/// The board, pushed again whenever the desk or the records change (server-sent events;
-/// a burst of changes gives one push).
-async fn live(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, Refused> {
-    let me = logged_in(&web, &headers)?;
-    let desk = web.desk.subscribe();
-    let records = web.store.subscribe();
-    let state = (web, me.username, desk, records, true);
-    let stream = futures_util::stream::unfold(
-        state,
-        |(web, me, mut desk, mut records, first)| async move {
-            if !first {
-                use tokio::sync::broadcast::error::RecvError;
-                let heard = tokio::select! {
-                    r = desk.recv() => r.map(drop),
-                    r = records.recv() => r.map(drop),
-                };
-                // Lagging is fine (the board is rebuilt whole); a closed channel ends it.
-                if let Err(RecvError::Closed) = heard {
-                    return None;
-                }
-                // Let the rest of a burst arrive, then show it all at once.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while desk.try_recv().is_ok() || records.try_recv().is_ok() {}
-            }
-            web.who_is_live(&me)?;
-            let event = Event::default()
-                .event("board")
-                .data(web.board(&me).to_string());
-            Some((
-                Ok::<_, std::convert::Infallible>(event),
-                (web, me, desk, records, false),
-            ))
-        },
-    );
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
-}
-
-impl Web {
-    /// Whether `username` still has a live session (a live stream ends after logout).
-    fn who_is_live(&self, username: &str) -> Option<()> {
-        let now = now_s();
-        self.sessions().any_live(username, now).then_some(())
-    }
 }

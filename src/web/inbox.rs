@@ -57,7 +57,7 @@ async fn script() -> Response {
 
 impl Web {
     /// The companies a secretary serves, as the config lists them.
-    pub(super) fn serves(&self, username: &str) -> Vec<String> {
+    pub(super) fn companies_served(&self, username: &str) -> Vec<String> {
         self.secretaries
             .iter()
             .find(|s| s.username == username)
@@ -244,7 +244,7 @@ async fn list(
 ) -> Result<Response, Refused> {
     let me = logged_in(&web, &headers)?;
     let params = list_params(uri.query())?;
-    let serves = web.serves(&me.username);
+    let serves = web.companies_served(&me.username);
     let companies = match params.company {
         Some(c) if serves.contains(&c) => vec![c],
         Some(_) => {
@@ -327,7 +327,9 @@ fn not_found() -> Refused {
 /// exist or is of a company she does not serve.
 async fn detail(web: &Web, username: &str, call: i64) -> Result<serde_json::Value, Refused> {
     let found = read(web, move |db| store::inbox::message(db, call)).await?;
-    let Some(detail) = found.filter(|d| web.serves(username).contains(&d.message.company)) else {
+    let Some(detail) =
+        found.filter(|d| web.companies_served(username).contains(&d.message.company))
+    else {
         return Err(not_found());
     };
     let company = web.company(&detail.message.company);
@@ -398,7 +400,7 @@ async fn set_status(
     let company = read(&web, move |db| store::inbox::recording(db, call))
         .await?
         .map(|(company, _)| company);
-    if !company.is_some_and(|c| web.serves(&me.username).contains(&c)) {
+    if !company.is_some_and(|c| web.companies_served(&me.username).contains(&c)) {
         return Err(not_found());
     }
     web.store.write(Record::MessageStatus {
@@ -457,7 +459,7 @@ async fn recording(
     let Some((company, stored)) = found else {
         return Err(not_found());
     };
-    if !web.serves(&me.username).contains(&company) {
+    if !web.companies_served(&me.username).contains(&company) {
         return Err(not_found());
     }
     let no_recording = || refused(StatusCode::NOT_FOUND, "no recording", None);

@@ -31,7 +31,7 @@ struct Login {
 /// answer; an address that keeps failing waits longer for each answer.
 async fn login(
     State(web): State<Arc<Web>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     body: Bytes,
 ) -> Result<Response, Refused> {
     let login: Login = parse(&body)?;
@@ -78,7 +78,7 @@ async fn login(
         at: store::now_text(),
     });
     tracing::info!(username = %secretary.username, source = %ip, "console: logged in");
-    let cookie = session::set_cookie(&id, web.session_seconds as u64, false);
+    let cookie = session::set_cookie(&id, web.session_seconds as u64, web.secure);
     let mut response = json_response(
         StatusCode::OK,
         &json!({ "username": secretary.username, "name": secretary.name }),

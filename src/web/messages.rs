@@ -138,7 +138,7 @@ async fn write_message(
     let serves = owner
         .company
         .as_ref()
-        .is_some_and(|c| web.serves(&me.username).contains(c));
+        .is_some_and(|c| web.companies_served(&me.username).contains(c));
     if current != Some(call) && !took_it && !serves {
         return Err(refused(StatusCode::FORBIDDEN, "not a call of yours", None));
     }

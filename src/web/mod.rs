@@ -11,7 +11,7 @@
 //! `textContent`, never as HTML.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -32,13 +31,21 @@ use crate::dialplan::{Category, Company};
 use crate::event::CallEvent;
 use crate::registrar::Secretary;
 use crate::session::{self, Session, Sessions, Throttle};
-use crate::store::Writer;
+use crate::store::{self, Writer};
 
+mod blocked;
 mod board;
 mod inbox;
+mod line;
+mod live;
 mod login;
 mod messages;
 mod range;
+mod tls;
+mod transfer;
+
+pub use tls::Peer;
+use tls::TlsListener;
 
 /// The page, its script and its style (no CDN, no build step).
 const PAGE: &str = include_str!("console.html");
@@ -59,6 +66,8 @@ pub struct Web {
     secretaries: Vec<Secretary>,
     realm: String,
     session_seconds: i64,
+    /// Served over TLS: the cookie is `Secure`.
+    secure: bool,
     sessions: Mutex<Sessions>,
     throttle: Mutex<Throttle>,
 }
@@ -72,6 +81,7 @@ impl Web {
         secretaries: Vec<Secretary>,
         realm: String,
         session_hours: u32,
+        secure: bool,
         restored: Vec<(String, String, i64)>,
     ) -> Web {
         let mut sessions = Sessions::default();
@@ -92,6 +102,7 @@ impl Web {
             secretaries,
             realm,
             session_seconds: i64::from(session_hours.max(1)) * 3600,
+            secure,
             sessions: Mutex::new(sessions),
             throttle: Mutex::new(Throttle::default()),
         }
@@ -106,10 +117,35 @@ impl Web {
     }
 
     /// The logged-in secretary of this request, if its session cookie is live.
+    /// A script's `Authorization: Bearer` token counts as a session of its secretary while
+    /// the token is live and she is still a secretary in the config.
     fn who(&self, headers: &HeaderMap) -> Option<Session> {
+        if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+            let token = session::bearer_token(authorization.to_str().ok()?)?;
+            return self.token_session(token);
+        }
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
         let id = session::from_cookie_header(cookie)?;
         self.sessions().get(id, now_s())
+    }
+
+    fn token_session(&self, token: &str) -> Option<Session> {
+        let now = now_s();
+        let username = match store::token_user(&self.db, &session::hash_id(token), now) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(error = %e, "console: API token not checked");
+                return None;
+            }
+        };
+        self.secretaries
+            .iter()
+            .any(|s| s.username == username)
+            .then(|| Session {
+                username,
+                // Checked again at each request: the token may be revoked at any time.
+                expires_at: now + 1,
+            })
     }
 
     fn company(&self, id: &str) -> Option<Arc<Company>> {
@@ -124,6 +160,7 @@ fn now_s() -> i64 {
 /// Serves the console until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     web: Arc<Web>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -134,16 +171,32 @@ pub async fn serve(
         .merge(login::routes())
         .merge(board::routes())
         .merge(messages::routes())
+        .merge(line::routes())
+        .merge(live::routes())
+        .merge(transfer::routes())
+        .merge(blocked::routes())
         .merge(inbox::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let service = app.into_make_service_with_connect_info::<Peer>();
+    let served = match tls {
+        Some(acceptor) => match TlsListener::new(listener, acceptor) {
+            Ok(listener) => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "console listener failed");
     }
 }
@@ -153,28 +206,31 @@ pub async fn serve(
 /// this server. Reads (GET) go through: they change nothing, and the session cookie is
 /// `SameSite=Strict` anyway.
 async fn same_site_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let headers = request.headers();
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if changes && !same_origin(request.headers()) {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "console: cross-site request refused");
+        return refused(StatusCode::FORBIDDEN, "cross-site request refused", None).into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether a browser's request comes from this server's own pages: no `Sec-Fetch-Site`
+/// other than same-origin/none, and no `Origin` naming another host. A request that says
+/// neither (a script, curl) is not a browser tricked by another site.
+fn same_origin(headers: &HeaderMap) -> bool {
     let foreign_fetch = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|site| site != "same-origin" && site != "none");
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let foreign_origin = headers
-        .get(header::ORIGIN)
-        .map(|origin| {
-            let origin = origin.to_str().unwrap_or_default();
-            let authority = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            authority.is_none() || authority != host
-        })
-        .unwrap_or(false);
-    if changes && (foreign_fetch || foreign_origin) {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "console: cross-site request refused");
-        return refused(StatusCode::FORBIDDEN, "cross-site request refused", None).into_response();
-    }
-    next.run(request).await
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+        let origin = origin.to_str().unwrap_or_default();
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        authority.is_none() || authority != host
+    });
+    !foreign_fetch && !foreign_origin
 }
 
 /// A request refused: its status and the JSON body naming what was wrong.

@@ -97,3 +97,84 @@ pub fn login(web: SocketAddr, user: &str, password: &str) -> (u16, Option<String
     let cookie = header(&headers, "set-cookie").map(|c| c.to_string());
     (status, cookie, body)
 }
+
+/// The console's live board as the page gets it: a WebSocket to `/api/ws`, spoken here
+/// (the handshake, then the server's unmasked frames).
+pub struct Live {
+    stream: TcpStream,
+}
+
+impl Live {
+    /// Opens the socket with this cookie and `Origin`; the HTTP status when refused.
+    pub fn open(web: SocketAddr, cookie: &str, origin: &str) -> Result<Live, u16> {
+        let mut stream = TcpStream::connect(web).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /api/ws HTTP/1.1\r\nHost: {web}\r\nCookie: {cookie}\r\nOrigin: {origin}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status != 101 {
+            return Err(status);
+        }
+        assert!(
+            head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "wrong Sec-WebSocket-Accept: {head}"
+        );
+        Ok(Live { stream })
+    }
+
+    /// The next message the server sends, as JSON; None when it closes the socket.
+    pub fn next(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).ok()?;
+            let opcode = head[0] & 0x0f;
+            let length = match head[1] & 0x7f {
+                126 => {
+                    let mut n = [0u8; 2];
+                    self.stream.read_exact(&mut n).ok()?;
+                    u64::from(u16::from_be_bytes(n))
+                }
+                127 => {
+                    let mut n = [0u8; 8];
+                    self.stream.read_exact(&mut n).ok()?;
+                    u64::from_be_bytes(n)
+                }
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; length as usize];
+            self.stream.read_exact(&mut payload).ok()?;
+            match opcode {
+                0x1 => return serde_json::from_slice(&payload).ok(),
+                0x8 => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next board the server pushes.
+    pub fn next_board(&mut self) -> serde_json::Value {
+        let message = self.next().expect("the live socket closed");
+        assert_eq!(message["type"], "board", "{message}");
+        message["board"].clone()
+    }
+}

@@ -1,7 +1,7 @@
 //! The outbound side's decisions, without I/O: whom to ring for a `secretary` step and
 //! when to give up, which of an executive's reach entries to call in turn, what the
-//! screened executive's key means, whether a secretary's REFER is allowed, and when a
-//! leg's end ends the call. It takes what happened (a claim's result, a leg's answer or
+//! screened executive's key means, whether a secretary's REFER (or her console's transfer
+//! button) is allowed, and when a leg's end ends the call. It takes what happened (a claim's result, a leg's answer or
 //! failure, a key, a BYE, a timer) and gives [`Output`]s for the shell to carry out, in
 //! order. Like [`crate::call::machine`], it never reads a clock: every input brings [`Now`].
 
@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::Now;
-use crate::dialplan::{Company, ReachEntry, ReachMode, Strategy, TransferTarget, allowed_refer};
+use crate::dialplan::{
+    Company, Executive, ExecutiveId, ReachEntry, ReachMode, Strategy, TransferTarget,
+    allowed_refer, screens_transfers_to,
+};
 use crate::distribution::{Candidate, DECLINE_BACKOFF, Hunt, Next};
 use crate::event::{CallEvent, Role};
 use crate::queue::Waiting;
@@ -19,7 +22,7 @@ use crate::sip::{Peer, Transport};
 
 /// How long an executive has to press 1 or 2 after the announcement starts.
 pub const SCREENING_WAIT: Duration = Duration::from_secs(20);
-/// How long a REFER's target may ring.
+/// How long a REFER's target may ring (each reach entry: the console's transfer too).
 pub const REFER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One outbound INVITE and the dialog it makes, numbered in the order they were sent.
@@ -73,6 +76,39 @@ pub enum News {
     HungUp,
     /// A secretary's REFER connected the caller to an executive.
     Transferred,
+}
+
+/// Why the console's transfer was refused; the web layer gives each its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefused {
+    /// She never had this call.
+    #[error("not a call of yours")]
+    NotHers,
+    /// She had it, but the caller no longer talks to her.
+    #[error("you are no longer on this call")]
+    NotConnected,
+    /// She already sent the caller to an executive, who has not answered yet.
+    #[error("a transfer of this call is already under way")]
+    InProgress,
+    /// Not one of the company's executives.
+    #[error("not one of the company's executives")]
+    UnknownExecutive,
+    /// None of the executive's reach entries rings anywhere now.
+    #[error("this executive cannot be reached now")]
+    Unreachable,
+}
+
+impl TransferRefused {
+    /// As the timeline records it.
+    pub fn code(self) -> &'static str {
+        match self {
+            TransferRefused::NotHers => "not-hers",
+            TransferRefused::NotConnected => "not-connected",
+            TransferRefused::InProgress => "in-progress",
+            TransferRefused::UnknownExecutive => "unknown-executive",
+            TransferRefused::Unreachable => "unreachable",
+        }
+    }
 }
 
 /// A `secretary` step as the plan gives it.
@@ -233,10 +269,13 @@ struct Transfer {
     timeout: Duration,
     deadline: Option<Instant>,
     screening: bool,
-    /// The secretary who asked for it (REFER).
+    /// The secretary who asked for it (REFER or console).
     referred_by: Option<String>,
     /// That secretary's leg, while they are still on the line.
     secretary: Option<Connected>,
+    /// Whether her phone asked by REFER and is told how it goes (NOTIFY, RFC 3515); a
+    /// transfer from the console has no subscription to notify.
+    notify: bool,
 }
 
 /// An executive who answered and hears the announcement.
@@ -596,6 +635,7 @@ impl OutboundMachine {
             timeout,
             deadline: None,
             screening,
+            notify: referred_by.is_some(),
             referred_by,
             secretary,
         }
@@ -632,33 +672,8 @@ impl OutboundMachine {
         }
     }
 
-    /// Where a reach entry rings: the phones an account registered, a SIP URI with an IP
-    /// address (sent there), or a number or other URI (through the trunk).
     fn resolve(&self, roster: &dyn Roster, entry: &ReachEntry, now: Now) -> Vec<Target> {
-        let udp = |addr| Peer {
-            transport: Transport::Udp,
-            addr,
-        };
-        match entry {
-            ReachEntry::Account(user) => roster.phones(user, now.unix_ms),
-            ReachEntry::Number(number) => self
-                .trunk
-                .iter()
-                .map(|t| Target {
-                    uri: format!("sip:{number}@{}", t.domain),
-                    peer: udp(t.proxy),
-                })
-                .collect(),
-            ReachEntry::Uri(uri) => entry
-                .direct_address()
-                .or(self.trunk.as_ref().map(|t| t.proxy))
-                .map(|addr| Target {
-                    uri: uri.clone(),
-                    peer: udp(addr),
-                })
-                .into_iter()
-                .collect(),
-        }
+        resolve(roster, self.trunk.as_ref(), entry, now.unix_ms)
     }
 
     /// The transfer found nobody (or was refused): the plan's next step, or for a REFER,
@@ -681,11 +696,13 @@ impl OutboundMachine {
         match t.secretary {
             Some(secretary) => {
                 // The secretary is still there: the caller stays with them.
-                self.push(Output::Notify {
-                    leg: secretary.leg,
-                    sipfrag,
-                    last: true,
-                });
+                if t.notify {
+                    self.push(Output::Notify {
+                        leg: secretary.leg,
+                        sipfrag,
+                        last: true,
+                    });
+                }
                 self.stage = Stage::Talking(secretary);
             }
             None => self.news(News::HungUp),
@@ -730,11 +747,13 @@ impl OutboundMachine {
     fn connect_executive(&mut self, mut t: Transfer, leg: LegId) {
         let referred = t.referred_by.is_some();
         if let Some(secretary) = t.secretary.take() {
-            self.push(Output::Notify {
-                leg: secretary.leg,
-                sipfrag: "SIP/2.0 200 OK",
-                last: true,
-            });
+            if t.notify {
+                self.push(Output::Notify {
+                    leg: secretary.leg,
+                    sipfrag: "SIP/2.0 200 OK",
+                    last: true,
+                });
+            }
             self.end_connected(secretary, true);
         }
         self.push(Output::Bridge { leg });
@@ -798,15 +817,103 @@ impl OutboundMachine {
             sipfrag: "SIP/2.0 100 Trying",
             last: false,
         });
+        // Screened as the plan's own transfer to that executive would be, like the console's
+        // button: how she hands the call over does not change what the executive hears.
+        let screening = match &to {
+            TransferTarget::Executive(id) => screens_transfers_to(&self.company, id),
+            TransferTarget::Uri(_) => false,
+        };
         let t = self.new_transfer(
             &to,
             REFER_TIMEOUT,
-            false,
+            screening,
             ReachMode::Sequential,
             Some(secretary),
         );
         self.next_attempt(roster, t, now);
         202
+    }
+
+    /// A secretary asks from the console to put the caller through to one of the
+    /// company's executives. Allowed as her REFER would be (she talks to the caller, the
+    /// executive is the company's) and only when one of their reach entries rings
+    /// somewhere now; screened when the plan's transfer to them is. It then runs as her
+    /// REFER does, without the NOTIFYs: the page reads how it goes from the timeline.
+    pub fn on_console_transfer(
+        &mut self,
+        roster: &dyn Roster,
+        secretary: &str,
+        executive: &str,
+        now: Now,
+    ) -> Result<(), TransferRefused> {
+        let asked = self.console_transfer(roster, secretary, executive, now);
+        if let Err(why) = asked {
+            tracing::warn!(by = %secretary, to = %crate::terminal::safe(executive), why = why.code(), "console transfer refused");
+            self.event(CallEvent::ConsoleTransferRefused {
+                by: secretary.to_string(),
+                to: executive.to_string(),
+                why: why.code().to_string(),
+            });
+        }
+        asked
+    }
+
+    fn console_transfer(
+        &mut self,
+        roster: &dyn Roster,
+        secretary: &str,
+        executive: &str,
+        now: Now,
+    ) -> Result<(), TransferRefused> {
+        let talking = self.on_the_line(secretary)?;
+        let id = ExecutiveId(executive.to_string());
+        let exec = self
+            .company
+            .executives
+            .get(&id)
+            .ok_or(TransferRefused::UnknownExecutive)?;
+        if !reachable(roster, self.trunk.as_ref(), exec, now.unix_ms) {
+            return Err(TransferRefused::Unreachable);
+        }
+        self.event(CallEvent::ConsoleTransfer {
+            by: secretary.to_string(),
+            to: id.0.clone(),
+        });
+        let screening = screens_transfers_to(&self.company, &id);
+        let mut t = self.new_transfer(
+            &TransferTarget::Executive(id),
+            REFER_TIMEOUT,
+            screening,
+            ReachMode::Sequential,
+            Some(talking),
+        );
+        // Her phone subscribed to nothing: the page follows the timeline instead.
+        t.notify = false;
+        self.next_attempt(roster, t, now);
+        Ok(())
+    }
+
+    /// The secretary's leg when the caller talks to her; else why she cannot transfer.
+    fn on_the_line(&self, secretary: &str) -> Result<Connected, TransferRefused> {
+        let hers = |c: &Connected| c.role == Role::Secretary && c.who == secretary;
+        match &self.stage {
+            Stage::Talking(c) if hers(c) && self.leg_state(c.leg) == Some(LegState::Answered) => {
+                Ok(c.clone())
+            }
+            Stage::Transferring(t) | Stage::Screening(t, _)
+                if t.secretary.as_ref().is_some_and(hers) =>
+            {
+                Err(TransferRefused::InProgress)
+            }
+            _ if self
+                .legs
+                .iter()
+                .any(|l| l.role == Role::Secretary && l.who == secretary) =>
+            {
+                Err(TransferRefused::NotConnected)
+            }
+            _ => Err(TransferRefused::NotHers),
+        }
     }
 
     // ------------------------------------------------------------------ legs
@@ -1122,6 +1229,53 @@ impl OutboundMachine {
             _ => {}
         }
     }
+}
+
+/// Where a reach entry rings now: the phones an account registered, a SIP URI with an IP
+/// address (sent there), or a number or other URI (through the trunk, when there is one).
+pub fn resolve(
+    roster: &dyn Roster,
+    trunk: Option<&TrunkRoute>,
+    entry: &ReachEntry,
+    now_ms: u64,
+) -> Vec<Target> {
+    let udp = |addr| Peer {
+        transport: Transport::Udp,
+        addr,
+    };
+    match entry {
+        ReachEntry::Account(user) => roster.phones(user, now_ms),
+        ReachEntry::Number(number) => trunk
+            .iter()
+            .map(|t| Target {
+                uri: format!("sip:{number}@{}", t.domain),
+                peer: udp(t.proxy),
+            })
+            .collect(),
+        ReachEntry::Uri(uri) => entry
+            .direct_address()
+            .or(trunk.map(|t| t.proxy))
+            .map(|addr| Target {
+                uri: uri.clone(),
+                peer: udp(addr),
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Whether one of an executive's reach entries rings somewhere now (the console offers
+/// to transfer only to them).
+pub fn reachable(
+    roster: &dyn Roster,
+    trunk: Option<&TrunkRoute>,
+    executive: &Executive,
+    now_ms: u64,
+) -> bool {
+    executive
+        .reach
+        .iter()
+        .any(|entry| !resolve(roster, trunk, entry, now_ms).is_empty())
 }
 
 #[cfg(test)]

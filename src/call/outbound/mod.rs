@@ -13,10 +13,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-pub use self::machine::News;
-use self::machine::{
-    LegId, OutboundMachine, Output, QueueChange, Roster, SecretaryStep, Target, TrunkRoute,
-};
+use self::machine::{LegId, OutboundMachine, Output, QueueChange, Roster, SecretaryStep, Target};
+pub use self::machine::{News, TransferRefused};
 use super::context::CallContext;
 use super::leg::{Invitation, Leg, Role};
 use crate::clock::Now;
@@ -124,15 +122,11 @@ impl Outbound {
         owner: CallId,
         events: mpsc::UnboundedSender<(StreamId, MediaEvent)>,
     ) -> Outbound {
-        let trunk = ctx.trunk.as_ref().map(|t| TrunkRoute {
-            proxy: t.proxy,
-            domain: t.domain.clone().unwrap_or_else(|| t.proxy.to_string()),
-        });
         let machine = OutboundMachine::new(
             Arc::clone(&caller.company),
             caller.row,
             ctx.local_sip.ip(),
-            trunk,
+            ctx.trunk_route(),
         );
         Outbound {
             caller,
@@ -233,6 +227,21 @@ impl Outbound {
         self.machine
             .transfer(ctx.desk.as_ref(), to, timeout, screening, mode, clock(now));
         self.run(ctx, now)
+    }
+
+    /// The secretary asks from the console to put the caller through to an executive:
+    /// whether it started (or why not), and what came of it for the call's machine.
+    pub fn console_transfer(
+        &mut self,
+        ctx: &CallContext,
+        secretary: &str,
+        executive: &str,
+        now: Instant,
+    ) -> (Result<(), TransferRefused>, News) {
+        let asked =
+            self.machine
+                .on_console_transfer(ctx.desk.as_ref(), secretary, executive, clock(now));
+        (asked, self.run(ctx, now))
     }
 
     /// A keypress from one of the other legs (the executive being screened).

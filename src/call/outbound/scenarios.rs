@@ -13,7 +13,8 @@ use crate::dialplan::{ExecutiveId, parse_str};
 use crate::distribution::State;
 
 /// One company: Marie at two URIs, Paul at an account, a number and a URI, Jean at a
-/// number (through the trunk) and a URI. The route names a URI a REFER may go to.
+/// number (through the trunk) and a URI, Luc at an account and a number. The route names
+/// a URI a REFER may go to.
 const PLAN: &str = r#"
 [company]
 id = "acme"
@@ -31,6 +32,10 @@ reach = ["user:paul", "tel:+33622222222", "sip:paul@192.0.2.3"]
 [executives.jean]
 name = "Jean"
 reach = ["tel:+33611111111", "sip:jean@192.0.2.4"]
+
+[executives.luc]
+name = "Luc"
+reach = ["user:luc", "tel:+33633333333"]
 
 [[route]]
 name = "r"
@@ -127,7 +132,7 @@ struct Scenario {
 
 impl Scenario {
     fn new(desk: FakeDesk) -> Scenario {
-        Scenario::build(desk, None)
+        Scenario::build(PLAN, desk, None)
     }
 
     fn with_trunk(desk: FakeDesk) -> Scenario {
@@ -136,11 +141,11 @@ impl Scenario {
             proxy,
             domain: proxy.ip().to_string(),
         };
-        Scenario::build(desk, Some(trunk))
+        Scenario::build(PLAN, desk, Some(trunk))
     }
 
-    fn build(desk: FakeDesk, trunk: Option<TrunkRoute>) -> Scenario {
-        let company = parse_str(PLAN).unwrap_or_else(|e| panic!("{e:?}"));
+    fn build(plan: &str, desk: FakeDesk, trunk: Option<TrunkRoute>) -> Scenario {
+        let company = parse_str(plan).unwrap_or_else(|e| panic!("{e:?}"));
         let start = Now {
             instant: Instant::now(),
             unix_ms: 1_000_000,
@@ -259,6 +264,18 @@ impl Scenario {
         (status, self.outputs())
     }
 
+    /// `secretary` presses the console's transfer button for `executive`.
+    fn console(
+        &mut self,
+        secretary: &str,
+        executive: &str,
+    ) -> (Result<(), TransferRefused>, Vec<Output>) {
+        let asked = self
+            .machine
+            .on_console_transfer(&self.desk, secretary, executive, self.now);
+        (asked, self.outputs())
+    }
+
     /// Moves the clock to `d` after the start and fires the machine's timer.
     fn desk_changed(&mut self, d: Duration) -> Vec<Output> {
         self.now = self.start.later(d);
@@ -279,7 +296,16 @@ impl Scenario {
 
     /// Alice (alone at the desk) has answered the caller on leg 0.
     fn talking_to_alice() -> Scenario {
-        let mut s = Scenario::new(FakeDesk::default().secretary("alice", true, 100));
+        Scenario::talking_to_alice_with(PLAN)
+    }
+
+    /// The same, for a company with this plan.
+    fn talking_to_alice_with(plan: &str) -> Scenario {
+        let mut s = Scenario::build(
+            plan,
+            FakeDesk::default().secretary("alice", true, 100),
+            None,
+        );
         s.offer(ring_all(30));
         let out = s.answered(0);
         assert!(out.contains(&Output::News(News::Answered)));
@@ -1082,6 +1108,197 @@ fn a_refer_nobody_answers_leaves_the_caller_with_the_secretary() {
     );
 }
 
+// ---------------------------------------------------------------------- the console's button
+
+#[test]
+fn a_console_transfer_rings_the_executive_then_hands_the_caller_over_without_notify() {
+    let mut s = Scenario::talking_to_alice();
+    let (asked, out) = s.console("alice", "marie");
+    assert_eq!(asked, Ok(()));
+    assert_eq!(
+        actions(&out),
+        ["invite 1 marie at sip:marie@192.0.2.1"],
+        "no NOTIFY: her phone subscribed to nothing"
+    );
+    assert_eq!(
+        events(&out),
+        ["console-transfer", "transfer", "executive-offered"]
+    );
+    assert!(recorded(
+        &out,
+        CallEvent::Transfer {
+            to: "marie".into(),
+            screening: false,
+            by: Some("alice".into())
+        }
+    ));
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+    assert_eq!(s.machine.poll_timeout(), Some(s.at(REFER_TIMEOUT)));
+
+    let out = s.answered(1);
+    assert_eq!(
+        actions(&out),
+        [
+            "open 1",
+            "bye 0",
+            "close 0",
+            "desk-finished alice",
+            "bridge 1",
+            "handled marie (transfer)",
+            "news Transferred",
+        ]
+    );
+    assert!(recorded(
+        &out,
+        CallEvent::Transferred {
+            to: "marie".into(),
+            by: Some("alice".into())
+        }
+    ));
+    assert_eq!(s.machine.connected_to(), Some("marie"));
+    // The caller is Marie's now: Alice's button does nothing more.
+    let (asked, out) = s.console("alice", "jean");
+    assert_eq!(asked, Err(TransferRefused::NotConnected));
+    assert!(actions(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_console_transfer_for_a_call_that_is_not_hers_rings_nobody() {
+    let mut s = Scenario::talking_to_alice();
+    let (asked, out) = s.console("bea", "marie");
+    assert_eq!(asked, Err(TransferRefused::NotHers));
+    assert!(actions(&out).is_empty(), "nobody rings: {out:?}");
+    assert!(recorded(
+        &out,
+        CallEvent::ConsoleTransferRefused {
+            by: "bea".into(),
+            to: "marie".into(),
+            why: "not-hers".into()
+        }
+    ));
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+}
+
+#[test]
+fn a_console_transfer_to_an_unknown_or_unreachable_executive_rings_nobody() {
+    let mut s = Scenario::talking_to_alice();
+    for (executive, why) in [
+        ("nobody", TransferRefused::UnknownExecutive),
+        (
+            "sip:+33999999999@evil.example",
+            TransferRefused::UnknownExecutive,
+        ),
+        // An account with no phone registered, a number with no trunk.
+        ("luc", TransferRefused::Unreachable),
+    ] {
+        let (asked, out) = s.console("alice", executive);
+        assert_eq!(asked, Err(why), "{executive}");
+        assert!(actions(&out).is_empty(), "nobody rings: {out:?}");
+        assert_eq!(events(&out), ["console-transfer-refused"]);
+    }
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+
+    // Once Luc's phone registers, he can be reached.
+    s.desk = std::mem::take(&mut s.desk).phone("luc", "192.0.2.77");
+    let (asked, out) = s.console("alice", "luc");
+    assert_eq!(asked, Ok(()));
+    assert_eq!(actions(&out), ["invite 1 luc at sip:luc@192.0.2.77"]);
+}
+
+#[test]
+fn a_console_transfer_needs_her_to_be_talking_to_the_caller_and_no_transfer_under_way() {
+    let mut s = Scenario::talking_to_alice();
+    assert_eq!(s.console("alice", "marie").0, Ok(()));
+    let (asked, out) = s.console("alice", "jean");
+    assert_eq!(asked, Err(TransferRefused::InProgress));
+    assert!(actions(&out).is_empty(), "{out:?}");
+    assert_eq!(s.machine.leg_state(LegId(2)), None, "nothing else rang");
+
+    // She hangs up while Marie's phone rings (blind): the caller is no longer hers.
+    s.bye(0);
+    assert_eq!(
+        s.console("alice", "jean").0,
+        Err(TransferRefused::NotConnected)
+    );
+
+    // The call is over.
+    let mut s = Scenario::talking_to_alice();
+    s.end();
+    let (asked, out) = s.console("alice", "marie");
+    assert_eq!(asked, Err(TransferRefused::NotConnected));
+    assert!(actions(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_console_transfer_nobody_answers_leaves_the_caller_with_her_without_notify() {
+    let mut s = Scenario::talking_to_alice();
+    assert_eq!(s.console("alice", "marie").0, Ok(()));
+    // Marie's reach list in turn, each entry for the REFER's time.
+    let out = s.timeout_at(REFER_TIMEOUT);
+    assert_eq!(
+        actions(&out),
+        ["cancel 1", "invite 2 marie at sip:marie-mobile@192.0.2.2"]
+    );
+    let out = s.failed(2, 486);
+    assert!(actions(&out).is_empty(), "no NOTIFY, no news: {out:?}");
+    assert!(recorded(&out, transfer_failed("marie", "unanswered")));
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+    assert_eq!(s.console("alice", "jean").0, Ok(()), "she may try again");
+}
+
+/// The company's plan screens its transfers to Marie: so does the console's.
+const SCREENED_MARIE: &str = r#"[{ transfer = { to = "marie", screening = true } }]"#;
+
+#[test]
+fn a_console_transfer_is_screened_when_the_plans_transfer_to_that_executive_is() {
+    let plan = PLAN.replace(
+        r#"[{ transfer = { to = "sip:desk@192.0.2.9" } }]"#,
+        SCREENED_MARIE,
+    );
+    let mut s = Scenario::talking_to_alice_with(&plan);
+    let (asked, out) = s.console("alice", "marie");
+    assert_eq!(asked, Ok(()));
+    assert!(recorded(
+        &out,
+        CallEvent::Transfer {
+            to: "marie".into(),
+            screening: true,
+            by: Some("alice".into())
+        }
+    ));
+    let out = s.answered(1);
+    assert_eq!(
+        actions(&out),
+        ["open 1", "announce 1"],
+        "Alice keeps the caller while Marie is asked"
+    );
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+
+    // Marie says no: the caller stays with Alice.
+    let out = s.digit(1, '2');
+    assert_eq!(actions(&out), ["bye 1", "close 1"]);
+    assert!(recorded(&out, transfer_failed("marie", "refused")));
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+
+    // Asked again, Marie says yes: Alice's leg ends and the caller is Marie's.
+    assert_eq!(s.console("alice", "marie").0, Ok(()));
+    s.answered(2);
+    let out = s.digit(2, '1');
+    assert_eq!(
+        actions(&out),
+        [
+            "stop-announcement 2",
+            "bye 0",
+            "close 0",
+            "desk-finished alice",
+            "bridge 2",
+            "handled marie (transfer)",
+            "news Transferred",
+        ]
+    );
+    assert_eq!(s.machine.connected_to(), Some("marie"));
+}
+
 // ---------------------------------------------------------------------- the end
 
 #[test]
@@ -1352,4 +1569,30 @@ fn a_secretary_who_declines_is_not_offered_the_caller_again_for_a_while() {
         ["claim bea", "invite 1 bea at sip:bea@192.0.2.12"],
         "alice is free again but declined: bea rings"
     );
+}
+
+#[test]
+fn a_refer_is_screened_when_the_plans_transfer_to_that_executive_is() {
+    let plan = PLAN.replace(
+        r#"[{ transfer = { to = "sip:desk@192.0.2.9" } }]"#,
+        SCREENED_MARIE,
+    );
+    let mut s = Scenario::talking_to_alice_with(&plan);
+    let (status, out) = s.refer(0, Some("sip:marie@192.0.2.1"));
+    assert_eq!(status, 202);
+    assert!(recorded(
+        &out,
+        CallEvent::Transfer {
+            to: "marie".into(),
+            screening: true,
+            by: Some("alice".into())
+        }
+    ));
+    let out = s.answered(1);
+    assert_eq!(
+        actions(&out),
+        ["open 1", "announce 1"],
+        "Marie is asked first, as when the plan transfers to her"
+    );
+    assert_eq!(s.machine.connected_to(), Some("alice"));
 }
