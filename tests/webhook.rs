@@ -461,7 +461,7 @@ async fn bad_urls_and_secrets_never_reach_the_network() {
     assert!(receiver.seen().is_empty());
 }
 
-/// A TLS server side from the test's self-signed certificate for 127.0.0.1.
+/// A TLS server side with the test CA's certificate for 127.0.0.1.
 fn acceptor(cert: &Path, key: &Path) -> TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -483,14 +483,14 @@ fn acceptor(cert: &Path, key: &Path) -> TlsAcceptor {
 #[tokio::test]
 async fn https_with_a_trusted_ca_and_refused_without() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = common::make_certificate(dir.path());
+    let (ca, cert, key) = common::make_ca_and_certificate(dir.path());
     let secret = webhook::new_secret().unwrap();
     let answers = [Answer::Status(503, ""), Answer::Status(200, "")];
     let receiver = receiver(&secret, Some(acceptor(&cert, &key)), &answers).await;
     let hook = hook(&receiver.url, &secret);
 
-    // Mozilla's roots alone do not trust a self-signed certificate: no request is made,
-    // and a certificate fixed later may succeed, so it is worth retrying.
+    // Mozilla's roots alone do not trust the test's CA: no request is made, and a
+    // certificate fixed later may succeed, so it is worth retrying.
     let error = webhook::send(&hook, "msg_9", BODY, jiff::Timestamp::now())
         .await
         .unwrap_err();
@@ -498,7 +498,7 @@ async fn https_with_a_trusted_ca_and_refused_without() {
     assert!(error.retryable());
     assert!(receiver.seen().is_empty());
 
-    let trusting = Sender::with_extra_roots(&cert).unwrap();
+    let trusting = Sender::with_extra_roots(&ca).unwrap();
     let results = deliver(&trusting, &hook, "msg_9", 5).await;
     assert_eq!(results.len(), 2, "{results:?}");
     assert!(results[1].is_ok());
@@ -512,4 +512,92 @@ async fn https_with_a_trusted_ca_and_refused_without() {
     let missing = Sender::with_extra_roots(&dir.path().join("none.pem")).unwrap_err();
     assert!(matches!(missing, WebhookError::Roots(_)), "{missing}");
     assert!(Sender::with_extra_roots(&key).is_err(), "a key is not a CA");
+}
+
+/// The Python `verify` that docs/API.md shows a receiver, run by python3 on requests our
+/// signer made: a doc example that does not work is a bug.
+#[test]
+fn the_documented_python_verification_agrees() {
+    use base64::Engine as _;
+    let api = std::fs::read_to_string(common::repo().join("docs/API.md")).unwrap();
+    let function = api
+        .split("```python")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|code| code.contains("def verify("))
+        .expect("docs/API.md shows a Python verify");
+
+    let secret = webhook::new_secret().unwrap();
+    let other = webhook::new_secret().unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let case = |secret: &str, signed_at: i64, signature: String, body: &[u8]| {
+        serde_json::json!({
+            "secret": secret,
+            "headers": {
+                "webhook-id": "msg_42",
+                "webhook-timestamp": signed_at.to_string(),
+                "webhook-signature": signature,
+            },
+            "body": base64::engine::general_purpose::STANDARD.encode(body),
+        })
+    };
+    let ours = |at: i64| webhook::sign(&secret, "msg_42", at, BODY).unwrap();
+    let cases = [
+        (case(&secret, now, ours(now), BODY), true),
+        // Padding left off the secret, as the reference libraries allow.
+        (
+            case(secret.trim_end_matches('='), now, ours(now), BODY),
+            true,
+        ),
+        // A rotation: another key's signature first, ours second.
+        (
+            case(
+                &secret,
+                now,
+                format!(
+                    "v1a,AAAA {} {}",
+                    webhook::sign(&other, "msg_42", now, BODY).unwrap(),
+                    ours(now)
+                ),
+                BODY,
+            ),
+            true,
+        ),
+        (case(&secret, now, ours(now), b"{}"), false),
+        (case(&other, now, ours(now), BODY), false),
+        (case(&secret, now - 600, ours(now - 600), BODY), false),
+    ];
+    let input = serde_json::Value::Array(cases.iter().map(|(c, _)| c.clone()).collect());
+    let program = format!(
+        "{function}\nimport json, sys\nfor c in json.load(sys.stdin):\n    \
+         print(verify(c['secret'], c['headers'], base64.b64decode(c['body'])))\n"
+    );
+    let mut python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&program)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is installed (Debian package python3)");
+    use std::io::Write as _;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: Vec<bool> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l == "True")
+        .collect();
+    let expected: Vec<bool> = cases.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(said, expected);
 }

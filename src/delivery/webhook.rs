@@ -448,8 +448,9 @@ impl Sender {
         Sender::with_roots(Vec::new()).expect("Mozilla's roots and the ring provider are valid")
     }
 
-    /// Trusts Mozilla's CA list and the certificates in the PEM file `ca` (a private CA, or
-    /// a test's self-signed certificate).
+    /// Trusts Mozilla's CA list and the CA certificates in the PEM file `ca` (a private CA,
+    /// a test's). A server's own self-signed certificate works only without `CA:TRUE`,
+    /// which `openssl req -x509` adds: webpki refuses a CA certificate as a server's.
     pub fn with_extra_roots(ca: &Path) -> Result<Sender, WebhookError> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
