@@ -20,7 +20,9 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::board::CardCache;
 use super::*;
+use crate::store::Committed;
 
 /// The largest message the page may send.
 const MAX_MESSAGE: usize = 4 * 1024;
@@ -63,6 +65,7 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
     let mut records = web.store.subscribe();
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut card = CardCache::default();
     let mut changed = true;
     let mut last_sent = tokio::time::Instant::now();
     loop {
@@ -71,7 +74,8 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             return;
         }
         if changed {
-            let text = json!({ "type": "board", "board": web.board(&me) }).to_string();
+            let board = web.board_with(&me, &mut card);
+            let text = json!({ "type": "board", "board": board }).to_string();
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
@@ -80,8 +84,20 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
         }
         tokio::select! {
             heard = desk.recv() => changed = still_open(heard),
-            heard = records.recv() => changed = still_open(heard),
-            _ = check.tick() => continue,
+            heard = records.recv() => match heard {
+                // Most records are about other calls: her board does not change.
+                Ok(committed) if !concerns(&committed, card.call()) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    card.forget();
+                    changed = true;
+                }
+                Err(RecvError::Closed) => changed = false,
+            },
+            _ = check.tick() => {
+                // Executives' hours and the like move with the clock.
+                card.forget();
+                continue;
+            }
             from_page = socket.recv() => match from_page {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 // Pings are answered by the library; the page says nothing else yet.
@@ -97,7 +113,40 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
         // card must be there with the ring); changes closer together than BURST are shown
         // together, at most one message per BURST.
         tokio::time::sleep_until(last_sent + BURST).await;
-        while desk.try_recv().is_ok() || records.try_recv().is_ok() {}
+        drain(&mut desk, &mut records, &mut card);
+    }
+}
+
+/// Takes what arrived during the wait (it is all shown by the next board), forgetting the
+/// card if any of it was about the card's call.
+fn drain(
+    desk: &mut tokio::sync::broadcast::Receiver<crate::desk::DeskChange>,
+    records: &mut tokio::sync::broadcast::Receiver<Committed>,
+    card: &mut CardCache,
+) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    while desk.try_recv().is_ok() {}
+    loop {
+        match records.try_recv() {
+            Ok(committed) if concerns(&committed, card.call()) => card.forget(),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => card.forget(),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+        }
+    }
+}
+
+/// Whether a committed record changes a board whose card is about `call`: a record of
+/// that call, or a company's line (every board shows the lines of her companies).
+fn concerns(committed: &Committed, call: Option<i64>) -> bool {
+    match committed {
+        Committed::CallStarted { id, .. }
+        | Committed::CallAnswered { id }
+        | Committed::Handled { id, .. }
+        | Committed::Event { id, .. }
+        | Committed::MessageChanged { id }
+        | Committed::CallEnded { id, .. } => Some(*id) == call,
+        Committed::LineChanged { .. } => true,
     }
 }
 
@@ -111,5 +160,25 @@ impl Web {
     /// Whether `username` still has a live session (a live socket ends after logout).
     fn who_is_live(&self, username: &str) -> Option<()> {
         self.sessions().any_live(username, now_s()).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_records_about_the_cards_call_or_a_line_change_a_board() {
+        let ended = |id| Committed::CallEnded {
+            id,
+            outcome: crate::store::Outcome::Completed,
+        };
+        assert!(concerns(&ended(7), Some(7)));
+        assert!(!concerns(&ended(8), Some(7)));
+        assert!(!concerns(&ended(8), None));
+        let line = Committed::LineChanged {
+            company: "acme".into(),
+        };
+        assert!(concerns(&line, None));
     }
 }
