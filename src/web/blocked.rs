@@ -24,9 +24,6 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/blocked/{id}", delete(remove))
 }
 
-/// How long a change waits for its commit before the answer says it failed.
-const COMMIT_WAIT: Duration = Duration::from_secs(2);
-
 /// A block as the API shows it.
 fn entry_json(e: &BlockEntry) -> serde_json::Value {
     json!({ "id": e.id, "company": e.company, "number": e.number.as_str(), "reason": e.reason,
@@ -64,9 +61,8 @@ impl Web {
                 None,
             )
         };
-        match tokio::time::timeout(COMMIT_WAIT, self.store.committed()).await {
-            Ok(Ok(())) => {}
-            _ => return Err(unavailable()),
+        if !self.on_disk().await {
+            return Err(unavailable());
         }
         let live = Arc::clone(&self.calls.blocked);
         match tokio::task::spawn_blocking(move || live.reload()).await {

@@ -202,6 +202,8 @@ async fn pause(
         ));
     }
     tracing::info!(username = %me.username, reason = %crate::terminal::safe(reason), "console: on pause");
+    // `permanence secretaries` reads the records: answer once they show it.
+    web.on_disk().await;
     Ok(json_response(StatusCode::OK, &web.board(&me.username)))
 }
 
@@ -209,5 +211,6 @@ async fn resume(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Respo
     let me = logged_in(&web, &headers)?;
     web.desk.resume(&me.username, crate::clock::unix_ms());
     tracing::info!(username = %me.username, "console: back from pause");
+    web.on_disk().await;
     Ok(json_response(StatusCode::OK, &web.board(&me.username)))
 }

@@ -36,9 +36,6 @@ const MAX_LIMIT: usize = 200;
 const MAX_SEARCH: usize = 100;
 /// The longest query string read.
 const MAX_QUERY: usize = 2048;
-/// How long a change waits to be on disk before it is answered anyway (it is kept and
-/// written when the disk allows).
-const COMMIT_WAIT: Duration = Duration::from_secs(2);
 /// The size of each piece of a recording sent.
 const CHUNK: usize = 64 * 1024;
 
@@ -409,23 +406,12 @@ async fn set_status(
         by: me.username.clone(),
         at: store::now_text(),
     });
-    on_disk(&web).await;
+    web.on_disk().await;
     tracing::info!(username = %me.username, call, status = status.as_str(), "console: message status");
     Ok(json_response(
         StatusCode::OK,
         &detail(&web, &me.username, call).await?,
     ))
-}
-
-/// Waits (a little) until what was written is committed, so that the answer and the next
-/// read show it.
-pub(super) async fn on_disk(web: &Web) {
-    if tokio::time::timeout(COMMIT_WAIT, web.store.committed())
-        .await
-        .is_err()
-    {
-        tracing::warn!("console: a change is not on disk yet; it is kept and will be written");
-    }
 }
 
 /// A stored recording path as a file under `data/recordings/`: relative, first component

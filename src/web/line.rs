@@ -24,9 +24,6 @@ pub(super) fn routes() -> Router<Arc<Web>> {
     )
 }
 
-/// How long a change waits for the records before the answer says they are not written.
-const COMMIT_WAIT: Duration = Duration::from_secs(2);
-
 /// A switch as the console sends it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,17 +102,15 @@ impl Web {
 
     /// Waits until the records hold what was just written; the answer to give otherwise.
     async fn recorded(&self) -> Result<(), Refused> {
-        match tokio::time::timeout(COMMIT_WAIT, self.store.committed()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => {
-                tracing::error!("console: a line's change is in force but not yet recorded");
-                Err(refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the records are not being written: the change is in force and will be recorded once they are",
-                    None,
-                ))
-            }
+        if self.on_disk().await {
+            return Ok(());
         }
+        tracing::error!("console: a line's change is in force but not yet recorded");
+        Err(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the records are not being written: the change is in force and will be recorded once they are",
+            None,
+        ))
     }
 }
 

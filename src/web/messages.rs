@@ -164,7 +164,7 @@ async fn write_message(
     });
     let freed = web.desk.end_wrap_up(&me.username, call, now_ms);
     // Answered once on disk: the inbox read right after shows the change.
-    super::inbox::on_disk(&web).await;
+    web.on_disk().await;
     tracing::info!(username = %me.username, call, wrap_up_ended = freed, "console: message written");
     Ok(json_response(StatusCode::OK, &web.board(&me.username)))
 }

@@ -52,6 +52,9 @@ const PAGE: &str = include_str!("console.html");
 const SCRIPT: &str = include_str!("console.js");
 const STYLE: &str = include_str!("console.css");
 
+/// How long a change waits for the records before the answer says they lag.
+const COMMIT_WAIT: Duration = Duration::from_secs(2);
+
 /// The largest request body accepted.
 const MAX_BODY: usize = 4 * 1024;
 
@@ -146,6 +149,20 @@ impl Web {
                 // Checked again at each request: the token may be revoked at any time.
                 expires_at: now + 1,
             })
+    }
+
+    /// Whether what this request wrote is on disk within [`COMMIT_WAIT`]: then its answer,
+    /// and the page's next read, show it. Not in time (a full disk): the record stays queued
+    /// and will be written; the caller says so.
+    async fn on_disk(&self) -> bool {
+        let done = matches!(
+            tokio::time::timeout(COMMIT_WAIT, self.store.committed()).await,
+            Ok(Ok(()))
+        );
+        if !done {
+            tracing::warn!("console: a change is not on disk yet; it is kept and will be written");
+        }
+        done
     }
 
     fn company(&self, id: &str) -> Option<Arc<Company>> {
