@@ -137,7 +137,7 @@ impl IntoResponse for Refusal {
 impl Web {
     /// The executive whose link this is, if it is ours, unaltered, not expired, not
     /// revoked, and they are still an executive in the plans in force.
-    fn reader(&self, token: &str, now: Timestamp) -> Result<Reader, Refusal> {
+    async fn reader(&self, token: &str, now: Timestamp) -> Result<Reader, Refusal> {
         let key = self.link_key.as_deref().ok_or(Refusal::Forbidden)?;
         let link = executive_link::verify(key, token, now).map_err(|e| {
             // The token itself is a credential: never logged.
@@ -147,10 +147,10 @@ impl Web {
             }
             Refusal::Forbidden
         })?;
-        let revoked = store::links_revoked_at(&self.db, &link.executive).map_err(|e| {
-            tracing::warn!(error = %e, "executive page: revocations not read");
-            Refusal::Unavailable
-        })?;
+        let executive = link.executive.clone();
+        let revoked = self
+            .read(move |db| store::links_revoked_at(db, &executive))
+            .await?;
         let who = crate::terminal::safe(&link.executive);
         if link.revoked_by(revoked) {
             tracing::info!(executive = %who, "executive page: revoked link refused");
@@ -182,18 +182,36 @@ impl Web {
     }
 
     /// One of the reader's messages with its timeline, or 404.
-    fn message_of(
+    async fn message_of(
         &self,
         reader: &Reader,
         call: &str,
     ) -> Result<(PageMessage, Vec<store::EventRow>), Refusal> {
         let call: i64 = call.parse().map_err(|_| Refusal::NotFound)?;
-        store::executive_message(&self.db, &reader.company_ids(), &reader.id, call)
-            .map_err(|e| {
-                tracing::warn!(error = %e, call, "executive page: message not read");
-                Refusal::Unavailable
-            })?
+        let (companies, executive) = (reader.company_ids(), reader.id.clone());
+        self.read(move |db| store::executive_message(db, &companies, &executive, call))
+            .await?
             .ok_or(Refusal::NotFound)
+    }
+
+    /// Reads the records off the signalling thread (a page is fetched from outside: a
+    /// burst of them must not hold up calls).
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&FilePath) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || read(&db)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "executive page: records not read");
+                Err(Refusal::Unavailable)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "executive page: a read of the records failed");
+                Err(Refusal::Unavailable)
+            }
+        }
     }
 
     /// Waits until what was just written is on disk; the page to show otherwise.
@@ -215,12 +233,11 @@ async fn style() -> Response {
 /// `GET /x/{token}`: do-not-disturb, then the messages, to handle first.
 async fn list(State(web): State<Arc<Web>>, Path(token): Path<String>) -> Result<Response, Refusal> {
     let now = Timestamp::now();
-    let reader = web.reader(&token, now)?;
-    let messages = store::executive_messages(&web.db, &reader.company_ids(), &reader.id, LISTED)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "executive page: messages not read");
-            Refusal::Unavailable
-        })?;
+    let reader = web.reader(&token, now).await?;
+    let (companies, executive) = (reader.company_ids(), reader.id.clone());
+    let messages = web
+        .read(move |db| store::executive_messages(db, &companies, &executive, LISTED))
+        .await?;
     let dnd = web.calls.dnd.current(&reader.id, now);
     let companies: Vec<&str> = reader.companies.iter().map(|c| c.name.as_str()).collect();
     let mut body = format!(
@@ -309,8 +326,8 @@ async fn message(
     State(web): State<Arc<Web>>,
     Path((token, call)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let reader = web.reader(&token, Timestamp::now())?;
-    let (m, timeline) = web.message_of(&reader, &call)?;
+    let reader = web.reader(&token, Timestamp::now()).await?;
+    let (m, timeline) = web.message_of(&reader, &call).await?;
     let company = reader.company(&m.company);
     let tz = company.map_or(jiff::tz::TimeZone::UTC, |c| c.timezone.clone());
     let mut body = format!(
@@ -447,8 +464,8 @@ async fn handled(
     State(web): State<Arc<Web>>,
     Path((token, call)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let reader = web.reader(&token, Timestamp::now())?;
-    let (m, _) = web.message_of(&reader, &call)?;
+    let reader = web.reader(&token, Timestamp::now()).await?;
+    let (m, _) = web.message_of(&reader, &call).await?;
     web.store.write(Record::MessageStatus {
         id: m.call,
         status: crate::inbox::Status::Done,
@@ -514,7 +531,7 @@ async fn dnd(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let now = Timestamp::now();
-    let reader = web.reader(&token, now)?;
+    let reader = web.reader(&token, now).await?;
     let ask = dnd_ask(&body)
         .ok_or_else(|| Refusal::Invalid("Choisissez une durée ou une heure de fin.".to_string()))?;
     let dnd = dnd_of(&ask, &reader, now).map_err(|e| {
@@ -564,8 +581,8 @@ async fn recording(
     Path((token, call)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let reader = web.reader(&token, Timestamp::now())?;
-    let (m, _) = web.message_of(&reader, &call)?;
+    let reader = web.reader(&token, Timestamp::now()).await?;
+    let (m, _) = web.message_of(&reader, &call).await?;
     let stored = m.recording.ok_or(Refusal::NotFound)?;
     let Some(path) = confined(&web.calls.data, &stored) else {
         tracing::warn!(call = m.call, path = %crate::terminal::safe(&stored), "executive page: a recording outside data/recordings refused");
