@@ -1,7 +1,8 @@
 //! What the records keep for the executives' page: when each executive's links were last
 //! revoked (`executive_link_revocations`: links made until then open nothing), their
 //! do-not-disturb (`executive_dnd`: each one set, with who and when, and who ended it
-//! early), and the messages their page shows.
+//! early), and the messages their page shows. "Handled" is the inbox's
+//! `Record::MessageStatus`, kept in the message's history like a secretary's change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,6 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{CallRowId, EventRow, Record, StoreError, open_connection, time_text};
 use crate::dnd::Dnd;
-use crate::event::CallEvent;
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite {
@@ -40,31 +40,6 @@ pub(super) fn apply_dnd(tx: &rusqlite::Transaction, record: &Record) -> rusqlite
             "INSERT INTO executive_dnd (executive, until, set_by, set_at) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![executive, until, by, at])?;
-    }
-    Ok(())
-}
-
-/// Sets a message's status (the executive marked it handled), with an entry in the
-/// call's timeline; nothing when it already has that status.
-pub(super) fn apply_status(
-    tx: &rusqlite::Transaction,
-    call: CallRowId,
-    status: crate::inbox::Status,
-    by: &str,
-    at: &str,
-) -> rusqlite::Result<()> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status != ?2",
-        )?
-        .execute(params![call, status.as_str(), at])?;
-    if changed > 0 {
-        let event = CallEvent::MessageStatus {
-            by: by.to_string(),
-            status: status.as_str().to_string(),
-        };
-        tx.prepare_cached("INSERT INTO events (call_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![call, at, event.kind(), event.data()])?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! same-origin` keeps the link out of other sites' logs and lets the browser name our
 //! origin on those POSTs (with `no-referrer` it would send `Origin: null`).
 
-use std::path::{Component, Path as FilePath, PathBuf};
+use std::path::Path as FilePath;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,7 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jiff::Timestamp;
 
-use super::range::{Ranged, byte_range};
+use super::inbox;
+use super::range::byte_range;
 use super::*;
 use crate::dnd::{Dnd, DndError};
 use crate::executive_link::{self, LinkError};
@@ -47,8 +48,6 @@ const STYLE: &str = include_str!("executive.css");
 const LISTED: usize = 100;
 /// How long a change waits for the records before the page says they are not written.
 const COMMIT_WAIT: Duration = Duration::from_secs(2);
-/// The largest recording served (a plan's voicemail is at most 10 minutes, under 10 MB).
-const MAX_RECORDING: u64 = 64 * 1024 * 1024;
 /// The page's quick do-not-disturb choices: minutes and label.
 const QUICK: [(u32, &str); 4] = [(30, "30 min"), (60, "1 h"), (120, "2 h"), (240, "4 h")];
 /// The longest do-not-disturb asked in minutes (the limit itself is `dnd::MAX_AHEAD`).
@@ -575,7 +574,8 @@ fn dnd_error_text(e: DndError) -> &'static str {
 }
 
 /// `GET /x/{token}/messages/{call}/recording`: the voicemail, whole or the byte range
-/// asked for (a player seeks with `Range`).
+/// asked for (a player seeks with `Range`), served as the console's inbox serves it: only
+/// from under `data/recordings/`.
 async fn recording(
     State(web): State<Arc<Web>>,
     Path((token, call)): Path<(String, String)>,
@@ -584,90 +584,20 @@ async fn recording(
     let reader = web.reader(&token, Timestamp::now()).await?;
     let (m, _) = web.message_of(&reader, &call).await?;
     let stored = m.recording.ok_or(Refusal::NotFound)?;
-    let Some(path) = confined(&web.calls.data, &stored) else {
+    let Some(path) = inbox::confined(&web.calls.data, &stored) else {
         tracing::warn!(call = m.call, path = %crate::terminal::safe(&stored), "executive page: a recording outside data/recordings refused");
         return Err(Refusal::NotFound);
     };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    read_range(&web.calls.data, &path, range)
+    let (file, len) = inbox::open_confined(&web.calls.data, &path)
         .await
         .map_err(|e| {
             tracing::warn!(call = m.call, error = %e, "executive page: recording not served");
             Refusal::NotFound
-        })
-}
-
-/// A stored recording path as a file under `data/recordings/`: relative, first component
-/// `recordings`, then plain names only (no `..`, no root).
-fn confined(data: &FilePath, stored: &str) -> Option<PathBuf> {
-    let relative = FilePath::new(stored);
-    let mut parts = relative.components();
-    if parts.next() != Some(Component::Normal("recordings".as_ref())) {
-        return None;
-    }
-    let rest: Vec<Component> = parts.collect();
-    let plain = !rest.is_empty()
-        && rest.iter().all(|p| matches!(p, Component::Normal(_)))
-        && !stored.contains('\\');
-    plain.then(|| data.join(relative))
-}
-
-/// The answer for a recording: 200 whole, 206 the part asked for, 416 nothing; the file
-/// must still be under `data/recordings/` once links are resolved.
-async fn read_range(
-    data: &FilePath,
-    path: &FilePath,
-    range: Option<&str>,
-) -> std::io::Result<Response> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let root = tokio::fs::canonicalize(data.join("recordings")).await?;
-    let real = tokio::fs::canonicalize(path).await?;
-    let refuse = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string());
-    if !real.starts_with(&root) {
-        return Err(refuse("a link out of data/recordings"));
-    }
-    let mut file = tokio::fs::File::open(&real).await?;
-    let meta = file.metadata().await?;
-    if !meta.is_file() || meta.len() > MAX_RECORDING {
-        return Err(refuse("not a file, or too large"));
-    }
-    let len = meta.len();
-    let (status, start, count) = match byte_range(range, len) {
-        Ranged::Whole => (StatusCode::OK, 0, len),
-        Ranged::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        Ranged::Unsatisfiable => {
-            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return Ok(response);
-        }
-    };
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut body = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    file.take(count).read_to_end(&mut body).await?;
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
-    Ok(response)
+        })?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    inbox::send_file(file, len, byte_range(range, len), m.call)
+        .await
+        .map_err(|_| Refusal::NotFound)
 }
 
 // ---------------------------------------------------------------------- writing pages
@@ -883,27 +813,6 @@ mod tests {
             "by: alice, screening: false"
         );
         assert_eq!(details("not json"), "");
-    }
-
-    #[test]
-    fn a_recording_is_served_only_from_under_data_recordings() {
-        let data = FilePath::new("/srv/data");
-        assert_eq!(
-            confined(data, "recordings/acme/2026-11-30/call-7.wav"),
-            Some(PathBuf::from(
-                "/srv/data/recordings/acme/2026-11-30/call-7.wav"
-            ))
-        );
-        for bad in [
-            "recordings/../permanence.db",
-            "/etc/passwd",
-            "../data/recordings/x.wav",
-            "recordings",
-            "executive-links.key",
-            "recordings\\..\\x",
-        ] {
-            assert_eq!(confined(data, bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::store::{self, Writer};
 mod blocked;
 mod board;
 mod executive;
+mod inbox;
 mod line;
 mod live;
 mod login;
@@ -185,6 +186,7 @@ pub async fn serve(
         .merge(transfer::routes())
         .merge(blocked::routes())
         .merge(executive::routes())
+        .merge(inbox::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
