@@ -1,6 +1,6 @@
 //! The live board over one WebSocket per page: the board is sent at once, then again
-//! whenever the desk or the records change (at once after a quiet spell, then at most one
-//! message per 50 ms while changes keep coming). The page's browser phone will speak on the
+//! whenever the desk or the records change (at once after a quiet spell or when her own
+//! seat changes, else at most one message per 50 ms while changes keep coming). The page's browser phone will speak on the
 //! same socket.
 //!
 //! The upgrade is refused unless the session is live and, when the browser names an
@@ -82,8 +82,12 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             last_sent = tokio::time::Instant::now();
             changed = false;
         }
+        let mut hers = false;
         tokio::select! {
-            heard = desk.recv() => changed = still_open(heard),
+            heard = desk.recv() => {
+                hers = matches!(&heard, Ok(change) if change.username == me);
+                changed = still_open(heard);
+            }
             heard = records.recv() => match heard {
                 // Most records are about other calls: her board does not change.
                 Ok(committed) if !concerns(&committed, card.call()) => continue,
@@ -109,11 +113,30 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
-        // The first change after a quiet spell goes out at once (a call ringing her: the
-        // card must be there with the ring); changes closer together than BURST are shown
-        // together, at most one message per BURST.
-        tokio::time::sleep_until(last_sent + BURST).await;
+        // Changes closer together than BURST are shown together, at most one message per
+        // BURST; but a change of her own seat (a call ringing her: the card must be there
+        // with the ring) goes out at once, and so does the first after a quiet spell.
+        if !hers {
+            tokio::select! {
+                _ = tokio::time::sleep_until(last_sent + BURST) => {}
+                _ = her_own_change(&mut desk, &me) => {}
+            }
+        }
         drain(&mut desk, &mut records, &mut card);
+    }
+}
+
+/// Returns at the next change of `me`'s seat (or when the desk's channel fails: the board
+/// is rebuilt whole anyway); other changes are taken on the way.
+async fn her_own_change(
+    desk: &mut tokio::sync::broadcast::Receiver<crate::desk::DeskChange>,
+    me: &str,
+) {
+    loop {
+        match desk.recv().await {
+            Ok(change) if change.username != me => continue,
+            _ => return,
+        }
     }
 }
 
