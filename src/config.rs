@@ -171,6 +171,10 @@ pub struct WebConfig {
     pub tls_certificate: Option<PathBuf>,
     /// The private key of `tls_certificate`, PEM.
     pub tls_key: Option<PathBuf>,
+    /// The console's address as executives reach it (`https://permanence.example.com`,
+    /// behind a proxy or not): the links to their page in e-mails start with it. Default:
+    /// `http(s)://` and `listen`, which only works on the server's own network.
+    pub public_url: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -180,8 +184,41 @@ impl Default for WebConfig {
             session_hours: 12,
             tls_certificate: None,
             tls_key: None,
+            public_url: None,
         }
     }
+}
+
+impl WebConfig {
+    /// Where links to the executives' page start: `public_url` without its trailing `/`,
+    /// else this server's own `listen` address; None when the console is not served.
+    pub fn public_base(&self) -> Option<String> {
+        if let Some(url) = &self.public_url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let scheme = if self.tls_certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.listen.map(|addr| format!("{scheme}://{addr}"))
+    }
+}
+
+/// Whether `url` can start the links in e-mails: `http://` or `https://` and a host, no
+/// query, fragment, credentials, spaces or control characters (it goes into mails as is).
+fn valid_public_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && url.len() <= 200
+        && !url.contains(['?', '#', '@', '"', '<', '>', '\\', '`'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `[inbox]`: which calls leave a message that needs attention (`inbox`).
@@ -471,6 +508,16 @@ impl Config {
                 message: "web: tls_certificate and tls_key go together (PEM files)".into(),
             });
         }
+        if let Some(url) = &config.web.public_url
+            && !valid_public_url(url)
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: 0,
+                column: 0,
+                message: "web.public_url: expected the console's address as executives reach it, e.g. \"https://permanence.example.com\" (http or https, no query)".into(),
+            });
+        }
         if config.registrar.algorithms.is_empty()
             || config
                 .registrar
@@ -513,6 +560,52 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_url_is_an_address_and_nothing_else() {
+        for good in [
+            "https://permanence.example.com",
+            "https://permanence.example.com/",
+            "http://192.0.2.1:8080",
+            "https://example.com/secretariat",
+        ] {
+            assert!(valid_public_url(good), "{good}");
+        }
+        for bad in [
+            "",
+            "permanence.example.com",
+            "ftp://example.com",
+            "https://",
+            "https://example.com/?a=1",
+            "https://user@example.com",
+            "https://exa mple.com",
+            "https://example.com/\r\nBcc: x",
+            "javascript:alert(1)",
+        ] {
+            assert!(!valid_public_url(bad), "{bad}");
+        }
+        let web = |public_url: Option<&str>, tls: bool| WebConfig {
+            listen: Some("127.0.0.1:8080".parse().unwrap()),
+            public_url: public_url.map(str::to_string),
+            tls_certificate: tls.then(|| "c.pem".into()),
+            ..WebConfig::default()
+        };
+        assert_eq!(
+            web(Some("https://p.example/"), false)
+                .public_base()
+                .as_deref(),
+            Some("https://p.example")
+        );
+        assert_eq!(
+            web(None, false).public_base().as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            web(None, true).public_base().as_deref(),
+            Some("https://127.0.0.1:8080")
+        );
+        assert_eq!(WebConfig::default().public_base(), None);
+    }
 
     #[test]
     fn the_rtp_range_bounds_the_calls_two_ports_each() {

@@ -68,6 +68,9 @@ pub enum CallEvent {
     Goto { list: String },
     /// A transfer step skipped: the executive is outside their hours (company time).
     ExecutiveOffHours { executive: String, local: String },
+    /// An executive not called: they set do-not-disturb from their page, until this time
+    /// (RFC 3339 UTC). A plan's transfer step goes on with the next step.
+    ExecutiveDnd { executive: String, until: String },
     /// The voicemail prompt plays; recording follows.
     Voicemail { prompt: String, max_seconds: u32 },
     /// The plan refuses the call with this status.
@@ -202,7 +205,7 @@ pub enum CallEvent {
     /// A secretary asked from the console to put the caller through to an executive.
     ConsoleTransfer { by: String, to: String },
     /// The console's transfer was refused, and why (`not-hers`, `not-connected`,
-    /// `in-progress`, `unknown-executive`, `unreachable`).
+    /// `in-progress`, `unknown-executive`, `unreachable`, `dnd`).
     ConsoleTransferRefused { by: String, to: String, why: String },
 }
 
@@ -229,6 +232,7 @@ impl CallEvent {
             E::MenuFailed {} => "menu-failed",
             E::Goto { .. } => "goto",
             E::ExecutiveOffHours { .. } => "executive-off-hours",
+            E::ExecutiveDnd { .. } => "executive-dnd",
             E::Voicemail { .. } => "voicemail",
             E::Reject { .. } => "reject",
             E::Goodbye { .. } => "goodbye",

@@ -30,6 +30,9 @@ pub enum ServerError {
     /// SIP over TLS is asked for but its certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The key that signs the executives' links cannot be used.
+    #[error(transparent)]
+    LinkKey(#[from] crate::executive_link::LinkKeyError),
     /// A socket cannot be opened.
     #[error("{what}: {source}")]
     Io {
@@ -64,6 +67,8 @@ struct Shared {
     endpoint: mpsc::UnboundedSender<Input>,
     /// The numbers each company blocked, in force.
     blocked: Arc<crate::blocklist::live::Live>,
+    /// Signs the links to the executives' page (the page checks them; e-mails carry them).
+    link_key: Arc<crate::executive_link::LinkKey>,
 }
 
 /// The SIP sockets the configuration asks for, bound before any task uses them.
@@ -105,6 +110,10 @@ struct Running {
 async fn start(config: &Config) -> Result<Running, ServerError> {
     let snapshot = crate::snapshot::load(config)?;
     let store = open_store(config)?;
+    // Made at first start; refused (the server stops) when others may read it.
+    let link_key = Arc::new(crate::executive_link::LinkKey::load_or_create(
+        &config.paths.data,
+    )?);
     let blocked = Arc::new(crate::blocklist::live::Live::load(&config.database_path())?);
     let media = MediaHandle::start(
         config.media_address(),
@@ -128,6 +137,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         live: Arc::new(AtomicUsize::new(0)),
         endpoint: endpoint_tx,
         blocked,
+        link_key,
     };
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(
@@ -157,7 +167,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
     serve_streams(config, sockets.tcp, sockets.tls, &shared.endpoint);
     let http = serve_metrics(metrics_listener, &shared)
         .into_iter()
-        .chain(serve_console(web_listener, web_tls, config, &ctx))
+        .chain(serve_console(web_listener, web_tls, config, &ctx, &shared))
         .collect();
     let workers = start_workers(config, &ctx);
     let companies = ctx
@@ -257,7 +267,25 @@ fn call_context(
         controls: Default::default(),
         blocked: Arc::clone(&shared.blocked),
         lines: Arc::new(crate::line::Lines::new(current_lines(config))),
+        dnd: Arc::new(crate::dnd::InForce::new(current_dnd(config))),
     })
+}
+
+/// The executives' do-not-disturb still in force in the records: a restart keeps them
+/// (none, with a warning, if the records cannot be read).
+fn current_dnd(config: &Config) -> Vec<(String, crate::dnd::Dnd)> {
+    match crate::store::current_dnd(&config.database_path(), jiff::Timestamp::now()) {
+        Ok(dnd) => {
+            if !dnd.is_empty() {
+                tracing::info!(executives = dnd.len(), "do-not-disturb still in force");
+            }
+            dnd
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "do-not-disturb not restored: every executive is called");
+            Vec::new()
+        }
+    }
 }
 
 /// The companies' lines switched by hand that are still in force in the records: a
@@ -457,6 +485,7 @@ fn serve_console(
     tls: Option<tokio_rustls::TlsAcceptor>,
     config: &Config,
     ctx: &Arc<CallContext>,
+    shared: &Shared,
 ) -> Option<oneshot::Sender<()>> {
     let listener = listener?;
     let restored = crate::store::live_sessions(
@@ -475,7 +504,8 @@ fn serve_console(
         config.web.session_hours,
         config.web.tls_certificate.is_some(),
         restored,
-    );
+    )
+    .with_executive_pages(Arc::clone(&shared.link_key));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(crate::web::serve(
         listener,

@@ -20,6 +20,11 @@ pub mod inbox;
 mod line;
 pub use line::{current_lines, time_text};
 
+mod executive;
+pub use executive::{
+    PageMessage, current_dnd, executive_message, executive_messages, links_revoked_at, revoke_links,
+};
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -251,7 +256,7 @@ pub enum Record {
         /// When.
         at: String,
     },
-    /// Someone changed a message's status in the inbox.
+    /// Someone changed a message's status (in the inbox, or the executive on their page).
     MessageStatus {
         /// The call.
         id: CallRowId,
@@ -282,6 +287,27 @@ pub enum Record {
     LineEnded {
         /// The company.
         company: String,
+        /// Who ended it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// An executive set do-not-disturb from their page, until a time. The one in force
+    /// before is ended by it.
+    DndSet {
+        /// The executive's id.
+        executive: String,
+        /// When it ends by itself (stored time).
+        until: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// An executive's do-not-disturb ended early, by hand.
+    DndEnded {
+        /// The executive's id.
+        executive: String,
         /// Who ended it.
         by: String,
         /// When.
@@ -405,6 +431,11 @@ pub enum Committed {
         /// The company.
         company: String,
     },
+    /// An executive set do-not-disturb, or ended it early.
+    DndChanged {
+        /// The executive's id.
+        executive: String,
+    },
 }
 
 impl Committed {
@@ -446,6 +477,11 @@ impl Committed {
             Record::LineSet { company, .. } | Record::LineEnded { company, .. } => {
                 Committed::LineChanged {
                     company: company.clone(),
+                }
+            }
+            Record::DndSet { executive, .. } | Record::DndEnded { executive, .. } => {
+                Committed::DndChanged {
+                    executive: executive.clone(),
                 }
             }
             _ => return None,
@@ -773,6 +809,23 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,
         revoked_at TEXT
     );",
+    // 17: the executives' page. When each executive's links were last revoked (links made
+    // until then open nothing); do-not-disturb set from the page, with who set each and
+    // who ended it early (the current one is the latest neither over nor ended).
+    "CREATE TABLE executive_link_revocations (
+        executive TEXT PRIMARY KEY,
+        revoked_at TEXT NOT NULL
+     );
+     CREATE TABLE executive_dnd (
+        id INTEGER PRIMARY KEY,
+        executive TEXT NOT NULL,
+        until TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL,
+        ended_at TEXT,
+        ended_by TEXT
+     );
+     CREATE INDEX executive_dnd_executive ON executive_dnd(executive, id);",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1201,6 +1254,7 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             apply_server(tx, record)
         }
         Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
+        Record::DndSet { .. } | Record::DndEnded { .. } => executive::apply_dnd(tx, record),
     }
 }
 

@@ -418,6 +418,23 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "the lifted block is kept: {list}"
             );
         }
+        "cargo run --release -- executive-links create --executive marie" => {
+            // Without [web] public_url, the demo's link starts with the console's address.
+            let (_, out) = demo.run(c);
+            assert!(out.trim().starts_with("http://127.0.0.1:8080/x/"), "{out}");
+        }
+        _ if c.contains("executive-links create --executive marie)\"") => {
+            // The link opens marie's page on the running demo.
+            let (_, out) = demo.run(c);
+            assert_eq!(out.trim(), "<h1>Marie Durand</h1>");
+        }
+        "cargo run --release -- executive-links revoke --executive marie" => {
+            let (_, out) = demo.run(c);
+            assert_eq!(
+                out.trim(),
+                "links to marie's page made until now no longer open it"
+            );
+        }
         _ => panic!(
             "{}: `{c}` has no check in tests/docs.rs: say there what it must do",
             doc.file

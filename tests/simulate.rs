@@ -381,3 +381,27 @@ fn with_everyone_busy_the_caller_queues_until_one_frees_up_or_the_wait_runs_out(
         "{unserved}"
     );
 }
+
+#[test]
+fn an_executive_under_do_not_disturb_is_skipped_and_the_plan_goes_on() {
+    let out = simulate(&[
+        "--company",
+        "acme",
+        "--from",
+        "+33622222222",
+        "--at",
+        "2026-11-30 20:00",
+        "--executive",
+        "dnd",
+    ]);
+    // 20:00 in Paris is 19:00 UTC; imagined for a day.
+    assert!(
+        out.contains(
+            "transfer to marie skipped: do not disturb (executive-dnd {\"executive\":\"marie\",\"until\":\"2026-12-01T19:00:00.000Z\"})"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("transfer to executive marie"), "{out}");
+    assert!(out.contains("offer to the company's secretaries"), "{out}");
+    assert!(out.trim_end().ends_with("outcome: secretary"), "{out}");
+}

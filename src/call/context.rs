@@ -54,6 +54,8 @@ pub struct CallContext {
     pub blocked: Arc<crate::blocklist::live::Live>,
     /// Companies' lines switched by hand (closed or open until a time), for routing.
     pub lines: Arc<crate::line::Lines>,
+    /// Executives who asked not to be disturbed (from their page), until when.
+    pub dnd: Arc<crate::dnd::InForce>,
 }
 
 impl CallContext {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::machine::{CallMachine, Capabilities, Command};
 use crate::dialplan::{self, CallFacts, Caller, Company, SoundName, TransferTarget};
+use crate::dnd::Dnd;
 use crate::line::LineOverride;
 use crate::number::E164;
 
@@ -33,6 +34,9 @@ pub struct Scenario {
     /// The company's line switched by hand (from the records, or imagined), if any; it
     /// decides `open` conditions only while it applies at `at`.
     pub line: Option<LineOverride>,
+    /// Executives who asked not to be disturbed (from the records, or imagined), by id: a
+    /// transfer to one skips them while it applies, as the server's does.
+    pub dnd: Vec<(String, Dnd)>,
 }
 
 /// The secretaries as the simulated call finds them.
@@ -196,6 +200,17 @@ impl<'a> Run<'a> {
         (self.now - self.start).as_secs()
     }
 
+    /// The executive's do-not-disturb in force at this point of the call, if any.
+    fn dnd_now(&self, executive: &str) -> Option<Dnd> {
+        let elapsed = jiff::SignedDuration::from_secs(i64::try_from(self.elapsed()).ok()?);
+        let now = self.scenario.at.checked_add(elapsed).ok()?;
+        self.scenario
+            .dnd
+            .iter()
+            .find(|(id, d)| id == executive && d.applies_at(now))
+            .map(|(_, d)| d.clone())
+    }
+
     /// Runs the call to its end, printing each command, and returns the transcript.
     fn drive(mut self) -> Vec<String> {
         self.machine.start(self.now);
@@ -235,6 +250,20 @@ impl<'a> Run<'a> {
                 screening,
                 ..
             } => {
+                if let TransferTarget::Executive(id) = &to
+                    && let Some(dnd) = self.dnd_now(&id.0)
+                {
+                    // The outbound side calls nobody and the plan goes on at once.
+                    let event = dnd.event(&id.0);
+                    self.lines.push(format!(
+                        "  {t:>4}s  transfer to {} skipped: do not disturb ({} {})",
+                        id.0,
+                        event.kind(),
+                        event.data()
+                    ));
+                    self.machine.handle_leg_result(false, self.now);
+                    return false;
+                }
                 let to = describe_target(self.company, to);
                 let screening = if screening { ", screened" } else { "" };
                 self.lines.push(format!(

@@ -21,6 +21,7 @@ mod bans;
 mod blocked;
 mod calls;
 mod check;
+mod executive_links;
 mod hash_password;
 mod messages;
 mod queue;
@@ -70,6 +71,8 @@ enum Command {
     Calls(calls::Args),
     /// API tokens with which a script acts as a secretary (create, list, revoke).
     Token(token::Args),
+    /// Links to an executive's page (what their e-mails carry): create one, revoke them.
+    ExecutiveLinks(executive_links::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -86,5 +89,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Blocked(args) => blocked::run(args),
         Command::Calls(args) => calls::run(args),
         Command::Token(args) => token::run(args),
+        Command::ExecutiveLinks(args) => executive_links::run(args),
     }
 }

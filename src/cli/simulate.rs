@@ -8,6 +8,7 @@ use anyhow::Context;
 use permanence::call::simulate;
 use permanence::config::Config;
 use permanence::dialplan::{Caller, Company};
+use permanence::dnd::Dnd;
 use permanence::line::{LineOverride, LineState, parse_until};
 use permanence::terminal::safe;
 
@@ -40,7 +41,9 @@ pub struct Args {
     /// the step's time, so the wait runs out).
     #[arg(long)]
     free_after: Option<u64>,
-    /// Whether an executive answers a transfer: "answers" or "no-answer".
+    /// Whether an executive answers a transfer: "answers", "no-answer", or "dnd" (every
+    /// executive asked not to be disturbed). Without "dnd", the do-not-disturb in force in
+    /// the records applies.
     #[arg(long, default_value = "answers")]
     executive: String,
     /// The company's line closed by hand from the call's time until this one (local time
@@ -102,9 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (other, _) => anyhow::bail!("--secretaries `{other}`: expected available, none or busy"),
     };
     anyhow::ensure!(
-        executive == "answers" || executive == "no-answer",
-        "--executive: expected answers or no-answer"
+        ["answers", "no-answer", "dnd"].contains(&executive.as_str()),
+        "--executive: expected answers, no-answer or dnd"
     );
+    let dnd = dnd(&config, company, at, executive == "dnd");
     let caller = Caller::from_user(Some(&args.from), None, company.country);
     let block = block_of(&config, &company.id.0, &caller)?;
     let scenario = simulate::Scenario {
@@ -118,6 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sound_lengths: snapshot.sounds.lengths(),
         no_speech: config.media.no_speech(),
         line,
+        dnd,
     };
     for line in simulate::simulate(company, &scenario) {
         out!("{line}");
@@ -201,6 +206,39 @@ fn line(
             line.set_by = safe(&line.set_by).into_owned();
             line
         }))
+}
+
+/// The executives' do-not-disturb as the simulated call finds it: imagined for each of the
+/// company's executives (`--executive dnd`, a day from the call's time), else what the
+/// records hold in force now (none, with a warning, if they cannot be read).
+fn dnd(
+    config: &Config,
+    company: &Company,
+    at: jiff::Timestamp,
+    imagined: bool,
+) -> Vec<(String, Dnd)> {
+    if imagined {
+        let until = at + jiff::SignedDuration::from_hours(24);
+        return company
+            .executives
+            .keys()
+            .map(|id| {
+                let dnd = Dnd {
+                    since: at,
+                    until,
+                    set_by: "simulate".to_string(),
+                };
+                (id.0.clone(), dnd)
+            })
+            .collect();
+    }
+    permanence::store::current_dnd(&config.database_path(), jiff::Timestamp::now())
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "warning: the records' do-not-disturb cannot be read ({e}): every executive is called"
+            );
+            Vec::new()
+        })
 }
 
 /// `--digits`: the keys of a telephone keypad (RFC 4733 events 0–15); spaces are ignored,

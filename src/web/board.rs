@@ -118,13 +118,21 @@ impl Web {
             }
         };
         let company = self.company(row.company.as_deref()?)?;
-        let local = crate::schedule::local_time(jiff::Timestamp::now(), &company.timezone);
+        let now = jiff::Timestamp::now();
+        let local = crate::schedule::local_time(now, &company.timezone);
         let executives: Vec<serde_json::Value> = company
             .executives
             .iter()
             .map(|(id, e)| {
+                let dnd = self.calls.dnd.current(&id.0, now);
                 json!({ "id": id.0, "name": e.name, "reachable_now": e.accepts_at(local),
-                        "transferable": self.transferable(e) })
+                        "transferable": self.transferable(id, e),
+                        "dnd": dnd.map(|d| json!({
+                            "until": store::time_text(d.until),
+                            "until_local": crate::schedule::local_time(d.until, &company.timezone)
+                                .strftime("%Y-%m-%d %H:%M").to_string(),
+                            "until_ms": d.until.as_millisecond(),
+                        })) })
             })
             .collect();
         let fields: Vec<serde_json::Value> = company

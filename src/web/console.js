@@ -81,9 +81,28 @@ function item(list, text) {
 }
 
 // The call's card: filled once per call (the form keeps what she types).
+// Each executive: asked not to be disturbed (until when), else reachable now by their
+// hours or not. Drawn at every render: a do-not-disturb may start or end during the call.
+let dndRefreshedFor = null;
+function renderExecutives(card) {
+  const executives = $("card-executives");
+  executives.replaceChildren();
+  for (const e of card.executives) {
+    const state = e.dnd ? " : ne pas déranger jusqu'au " + e.dnd.until_local
+      : e.reachable_now ? " : joignable" : " : pas maintenant";
+    item(executives, e.name + state);
+    // It ends by itself: read the board again once its time is over.
+    if (e.dnd && e.dnd.until_ms <= Date.now() && dndRefreshedFor !== e.dnd.until_ms) {
+      dndRefreshedFor = e.dnd.until_ms;
+      start();
+    }
+  }
+}
+
 function renderCard() {
   const card = board.card;
   $("call-card").hidden = !card;
+  if (card) renderExecutives(card);
   if (!card || card.call.id === cardCall) return;
   cardCall = card.call.id;
   $("card-company").textContent = card.company.name;
@@ -94,11 +113,6 @@ function renderCard() {
   const lists = card.contact.lists.length ? " (" + card.contact.lists.join(", ") + ")" : "";
   $("card-caller").textContent = (name ? name + " — " : "inconnu — ") + card.call.caller + lists;
   $("card-again").hidden = !card.calls_again;
-  const executives = $("card-executives");
-  executives.replaceChildren();
-  for (const e of card.executives) {
-    item(executives, e.name + (e.reachable_now ? " : joignable" : " : pas maintenant"));
-  }
   const history = $("card-history");
   history.replaceChildren();
   for (const h of card.history) {

@@ -417,7 +417,7 @@ async fn set_status(
 /// A stored recording path as a file under `data/recordings/`: relative, first component
 /// `recordings`, and nothing but plain names after it (no `..`, no root; a `.` inside is
 /// dropped by `components`, and harmless).
-fn confined(data: &Path, stored: &str) -> Option<PathBuf> {
+pub(super) fn confined(data: &Path, stored: &str) -> Option<PathBuf> {
     let relative = Path::new(stored);
     let mut parts = relative.components();
     if parts.next() != Some(Component::Normal("recordings".as_ref())) {
@@ -465,7 +465,10 @@ async fn recording(
 
 /// Opens a recording once its real path (links resolved) is still under
 /// `data/recordings/`, and is a file: the file and its length.
-async fn open_confined(data: &Path, path: &Path) -> std::io::Result<(tokio::fs::File, u64)> {
+pub(super) async fn open_confined(
+    data: &Path,
+    path: &Path,
+) -> std::io::Result<(tokio::fs::File, u64)> {
     let root = tokio::fs::canonicalize(data.join("recordings")).await?;
     let real = tokio::fs::canonicalize(path).await?;
     if !real.starts_with(&root) {
@@ -487,7 +490,7 @@ async fn open_confined(data: &Path, path: &Path) -> std::io::Result<(tokio::fs::
 
 /// The answer for a recording: 200 whole, 206 a part, 416 nothing; the body read from the
 /// file as it is sent.
-async fn send_file(
+pub(super) async fn send_file(
     mut file: tokio::fs::File,
     len: u64,
     range: Ranged,

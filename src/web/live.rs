@@ -160,7 +160,8 @@ fn drain(
 }
 
 /// Whether a committed record changes a board whose card is about `call`: a record of
-/// that call, or a company's line (every board shows the lines of her companies).
+/// that call, a company's line (every board shows the lines of her companies), or an
+/// executive's do-not-disturb while she has a card (it shows the company's executives).
 fn concerns(committed: &Committed, call: Option<i64>) -> bool {
     match committed {
         Committed::CallStarted { id, .. }
@@ -170,6 +171,7 @@ fn concerns(committed: &Committed, call: Option<i64>) -> bool {
         | Committed::MessageChanged { id }
         | Committed::CallEnded { id, .. } => Some(*id) == call,
         Committed::LineChanged { .. } => true,
+        Committed::DndChanged { .. } => call.is_some(),
     }
 }
 
@@ -203,5 +205,10 @@ mod tests {
             company: "acme".into(),
         };
         assert!(concerns(&line, None));
+        let dnd = Committed::DndChanged {
+            executive: "marie".into(),
+        };
+        assert!(concerns(&dnd, Some(7)), "the card lists executives");
+        assert!(!concerns(&dnd, None), "no card, no executives shown");
     }
 }

@@ -35,6 +35,7 @@ use crate::store::{self, Writer};
 
 mod blocked;
 mod board;
+mod executive;
 mod inbox;
 mod line;
 mod live;
@@ -73,6 +74,8 @@ pub struct Web {
     secure: bool,
     sessions: Mutex<Sessions>,
     throttle: Mutex<Throttle>,
+    /// Checks the links to the executives' page; without it, every link is refused.
+    link_key: Option<Arc<crate::executive_link::LinkKey>>,
 }
 
 impl Web {
@@ -108,7 +111,14 @@ impl Web {
             secure,
             sessions: Mutex::new(sessions),
             throttle: Mutex::new(Throttle::default()),
+            link_key: None,
         }
+    }
+
+    /// Serves the executives' page too (`/x/{token}`), with links signed by this key.
+    pub fn with_executive_pages(mut self, key: Arc<crate::executive_link::LinkKey>) -> Web {
+        self.link_key = Some(key);
+        self
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -192,6 +202,7 @@ pub async fn serve(
         .merge(live::routes())
         .merge(transfer::routes())
         .merge(blocked::routes())
+        .merge(executive::routes())
         .merge(inbox::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.

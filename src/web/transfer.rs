@@ -17,9 +17,10 @@ use serde_json::json;
 
 use super::*;
 use crate::call::control::ControlError;
+use crate::call::outbound::machine::Roster as _;
 use crate::call::outbound::machine::TransferRefused;
 use crate::call::outbound::machine::reachable;
-use crate::dialplan::Executive;
+use crate::dialplan::{Executive, ExecutiveId};
 use crate::store;
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -80,13 +81,15 @@ async fn transfer(
 fn refusal(e: ControlError) -> Refused {
     let message = e.to_string();
     match e {
-        ControlError::Refused(TransferRefused::UnknownExecutive | TransferRefused::Unreachable) => {
-            refused(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &message,
-                Some("executive"),
-            )
-        }
+        ControlError::Refused(
+            TransferRefused::UnknownExecutive
+            | TransferRefused::Unreachable
+            | TransferRefused::DoNotDisturb,
+        ) => refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &message,
+            Some("executive"),
+        ),
         ControlError::Refused(TransferRefused::NotHers) => {
             refused(StatusCode::FORBIDDEN, &message, None)
         }
@@ -127,15 +130,18 @@ impl Web {
         })
     }
 
-    /// Whether the card offers the button for this executive: one of their reach entries
-    /// rings somewhere now (the call decides again when she presses it).
-    pub(super) fn transferable(&self, executive: &Executive) -> bool {
-        reachable(
-            self.desk.as_ref(),
-            self.calls.trunk_route().as_ref(),
-            executive,
-            crate::clock::unix_ms(),
-        )
+    /// Whether the card offers the button for this executive: they have not asked not to
+    /// be disturbed and one of their reach entries rings somewhere now (the call decides
+    /// again when she presses it).
+    pub(super) fn transferable(&self, id: &ExecutiveId, executive: &Executive) -> bool {
+        let now_ms = crate::clock::unix_ms();
+        self.calls.do_not_disturb(&id.0, now_ms).is_none()
+            && reachable(
+                self.calls.as_ref(),
+                self.calls.trunk_route().as_ref(),
+                executive,
+                now_ms,
+            )
     }
 
     /// How the last transfer a secretary asked for on this call goes, for its card.

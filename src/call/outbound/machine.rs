@@ -16,6 +16,7 @@ use crate::dialplan::{
     allowed_refer, screens_transfers_to,
 };
 use crate::distribution::{Candidate, DECLINE_BACKOFF, Hunt, Next};
+use crate::dnd::Dnd;
 use crate::event::{CallEvent, Role};
 use crate::queue::Waiting;
 use crate::sip::{Peer, Transport};
@@ -38,9 +39,9 @@ pub struct Target {
     pub peer: Peer,
 }
 
-/// What the machine may read of the desk: who could take a call, and where an account's
-/// phones are registered. Claims go out as [`Output::Claim`], because another call may
-/// have taken the secretary meanwhile.
+/// What the machine may read of the desk: who could take a call, where an account's
+/// phones are registered, and which executives asked not to be disturbed. Claims go out as
+/// [`Output::Claim`], because another call may have taken the secretary meanwhile.
 pub trait Roster {
     /// Every secretary as distribution sees them for a step of `company`.
     fn candidates(
@@ -52,6 +53,8 @@ pub trait Roster {
     ) -> Vec<Candidate>;
     /// The live registered phones of an account (`user:NAME` reach entries).
     fn phones(&self, account: &str, now_ms: u64) -> Vec<Target>;
+    /// The executive's do-not-disturb in force (set from their page), if any.
+    fn do_not_disturb(&self, executive: &str, now_ms: u64) -> Option<Dnd>;
 }
 
 /// The SIP trunk numbers go through.
@@ -96,6 +99,9 @@ pub enum TransferRefused {
     /// None of the executive's reach entries rings anywhere now.
     #[error("this executive cannot be reached now")]
     Unreachable,
+    /// The executive asked not to be disturbed (from their page), until a time.
+    #[error("this executive asked not to be disturbed")]
+    DoNotDisturb,
 }
 
 impl TransferRefused {
@@ -107,6 +113,7 @@ impl TransferRefused {
             TransferRefused::InProgress => "in-progress",
             TransferRefused::UnknownExecutive => "unknown-executive",
             TransferRefused::Unreachable => "unreachable",
+            TransferRefused::DoNotDisturb => "dnd",
         }
     }
 }
@@ -580,7 +587,8 @@ impl OutboundMachine {
     // ------------------------------------------------------------------ executives
 
     /// Starts a `transfer` step (the executive's hours were checked by the call's machine,
-    /// so that `simulate` decides the same way).
+    /// so that `simulate` decides the same way). An executive under do-not-disturb is not
+    /// called: the plan goes on with its next step.
     pub fn transfer(
         &mut self,
         roster: &dyn Roster,
@@ -590,6 +598,9 @@ impl OutboundMachine {
         mode: ReachMode,
         now: Now,
     ) {
+        if self.under_dnd(roster, to, now) {
+            return self.news(News::GaveUp);
+        }
         let timeout = Duration::from_secs(u64::from(timeout));
         let t = self.new_transfer(to, timeout, screening, mode, None);
         self.next_attempt(roster, t, now);
@@ -670,6 +681,20 @@ impl OutboundMachine {
                 return;
             }
         }
+    }
+
+    /// Whether `to` is an executive who set do-not-disturb; the timeline says so (with
+    /// its end) when they did.
+    fn under_dnd(&mut self, roster: &dyn Roster, to: &TransferTarget, now: Now) -> bool {
+        let TransferTarget::Executive(id) = to else {
+            return false;
+        };
+        let Some(dnd) = roster.do_not_disturb(&id.0, now.unix_ms) else {
+            return false;
+        };
+        tracing::info!(executive = %id.0, until = %dnd.until, "executive not called: do not disturb");
+        self.event(dnd.event(&id.0));
+        true
     }
 
     fn resolve(&self, roster: &dyn Roster, entry: &ReachEntry, now: Now) -> Vec<Target> {
@@ -779,7 +804,8 @@ impl OutboundMachine {
     }
 
     /// A secretary asks (REFER, RFC 3515) to send the caller elsewhere. Returns the status
-    /// to answer the REFER with, which goes out before this call's outputs.
+    /// to answer the REFER with, which goes out before this call's outputs. An executive
+    /// under do-not-disturb is not called: the NOTIFY says 480 and the caller stays.
     pub fn on_refer(
         &mut self,
         roster: &dyn Roster,
@@ -817,6 +843,15 @@ impl OutboundMachine {
             sipfrag: "SIP/2.0 100 Trying",
             last: false,
         });
+        if self.under_dnd(roster, &to, now) {
+            // As if nobody answered: the caller stays with her, her phone is told.
+            self.push(Output::Notify {
+                leg,
+                sipfrag: "SIP/2.0 480 Temporarily Unavailable",
+                last: true,
+            });
+            return 202;
+        }
         // Screened as the plan's own transfer to that executive would be, like the console's
         // button: how she hands the call over does not change what the executive hears.
         let screening = match &to {
@@ -836,8 +871,9 @@ impl OutboundMachine {
 
     /// A secretary asks from the console to put the caller through to one of the
     /// company's executives. Allowed as her REFER would be (she talks to the caller, the
-    /// executive is the company's) and only when one of their reach entries rings
-    /// somewhere now; screened when the plan's transfer to them is. It then runs as her
+    /// executive is the company's) and only when they have not asked not to be disturbed
+    /// and one of their reach entries rings somewhere now; screened when the plan's
+    /// transfer to them is. It then runs as her
     /// REFER does, without the NOTIFYs: the page reads how it goes from the timeline.
     pub fn on_console_transfer(
         &mut self,
@@ -872,6 +908,9 @@ impl OutboundMachine {
             .executives
             .get(&id)
             .ok_or(TransferRefused::UnknownExecutive)?;
+        if roster.do_not_disturb(&id.0, now.unix_ms).is_some() {
+            return Err(TransferRefused::DoNotDisturb);
+        }
         if !reachable(roster, self.trunk.as_ref(), exec, now.unix_ms) {
             return Err(TransferRefused::Unreachable);
         }

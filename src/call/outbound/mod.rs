@@ -21,6 +21,7 @@ use crate::clock::Now;
 use crate::desk::Desk;
 use crate::dialplan::{Company, ReachMode, SoundName, Strategy, TransferTarget};
 use crate::distribution::Candidate;
+use crate::dnd::Dnd;
 use crate::media::engine::StreamSpec;
 use crate::media::{MediaEvent, StreamId};
 use crate::sdp::{self, Codec, LocalMedia, Negotiated};
@@ -63,7 +64,9 @@ struct LegMedia {
     negotiated: Negotiated,
 }
 
-impl Roster for Desk {
+/// The machine reads the desk (secretaries, registered phones) and the executives'
+/// do-not-disturb through the call's context.
+impl Roster for CallContext {
     fn candidates(
         &self,
         company: &str,
@@ -71,11 +74,16 @@ impl Roster for Desk {
         group: Option<&str>,
         now_ms: u64,
     ) -> Vec<Candidate> {
-        Desk::candidates(self, company, who, group, now_ms)
+        Desk::candidates(&self.desk, company, who, group, now_ms)
     }
 
     fn phones(&self, account: &str, now_ms: u64) -> Vec<Target> {
-        targets(self.bindings(account, now_ms))
+        targets(self.desk.bindings(account, now_ms))
+    }
+
+    fn do_not_disturb(&self, executive: &str, now_ms: u64) -> Option<Dnd> {
+        let now = jiff::Timestamp::from_millisecond(i64::try_from(now_ms).ok()?).ok()?;
+        self.dnd.current(executive, now)
     }
 }
 
@@ -209,8 +217,7 @@ impl Outbound {
                 .as_ref()
                 .map(|(_, e)| *e),
         };
-        self.machine
-            .offer_secretaries(ctx.desk.as_ref(), step, clock(now));
+        self.machine.offer_secretaries(ctx, step, clock(now));
         self.run(ctx, now)
     }
 
@@ -225,7 +232,7 @@ impl Outbound {
         now: Instant,
     ) -> News {
         self.machine
-            .transfer(ctx.desk.as_ref(), to, timeout, screening, mode, clock(now));
+            .transfer(ctx, to, timeout, screening, mode, clock(now));
         self.run(ctx, now)
     }
 
@@ -238,9 +245,9 @@ impl Outbound {
         executive: &str,
         now: Instant,
     ) -> (Result<(), TransferRefused>, News) {
-        let asked =
-            self.machine
-                .on_console_transfer(ctx.desk.as_ref(), secretary, executive, clock(now));
+        let asked = self
+            .machine
+            .on_console_transfer(ctx, secretary, executive, clock(now));
         (asked, self.run(ctx, now))
     }
 
@@ -254,7 +261,7 @@ impl Outbound {
 
     /// A step's overflow or end, an attempt's end, or an executive who said nothing.
     pub fn on_timeout(&mut self, ctx: &CallContext, now: Instant) -> News {
-        self.machine.on_timeout(ctx.desk.as_ref(), clock(now));
+        self.machine.on_timeout(ctx, clock(now));
         self.run(ctx, now)
     }
 
@@ -268,7 +275,7 @@ impl Outbound {
 
     /// The desk changed: a caller waiting for a secretary tries again.
     pub fn on_desk_changed(&mut self, ctx: &CallContext, now: Instant) -> News {
-        self.machine.on_desk_changed(ctx.desk.as_ref(), clock(now));
+        self.machine.on_desk_changed(ctx, clock(now));
         self.run(ctx, now)
     }
 
@@ -303,7 +310,7 @@ impl Outbound {
                 if let Some(leg) = self.leg_of_call_id(&call_id) {
                     let challenged = self.prepare_credentials(ctx, leg, challenge);
                     self.machine
-                        .on_failed(ctx.desk.as_ref(), leg, status, challenged, clock(now));
+                        .on_failed(ctx, leg, status, challenged, clock(now));
                 }
             }
         }
@@ -328,8 +335,7 @@ impl Outbound {
             }
             _ => false,
         };
-        self.machine
-            .on_answered(ctx.desk.as_ref(), leg, usable, clock(now));
+        self.machine.on_answered(ctx, leg, usable, clock(now));
     }
 
     /// When the provider challenged the INVITE and we have credentials for it: the
@@ -414,12 +420,9 @@ impl Outbound {
                 self.machine.on_bye(leg);
             }
             Method::Refer if connected => {
-                let status = self.machine.on_refer(
-                    ctx.desk.as_ref(),
-                    leg,
-                    request.refer_to.as_deref(),
-                    clock(now),
-                );
+                let status =
+                    self.machine
+                        .on_refer(ctx, leg, request.refer_to.as_deref(), clock(now));
                 reply(status, &[], None);
             }
             Method::Invite if connected => self.reinvite(ctx, leg, request, peer, &reply),
@@ -476,8 +479,7 @@ impl Outbound {
                         .claim(&secretary, self.caller.row, crate::clock::unix_ms())
                         .map(targets)
                         .unwrap_or_default();
-                    self.machine
-                        .on_claimed(ctx.desk.as_ref(), &secretary, phones, clock(now));
+                    self.machine.on_claimed(ctx, &secretary, phones, clock(now));
                 }
                 Output::Release { secretary } => {
                     ctx.desk.release(&secretary, crate::clock::unix_ms())
@@ -498,8 +500,7 @@ impl Outbound {
                     target,
                 } => {
                     if !self.invite(ctx, leg, role, &who, &to_uri, &target) {
-                        self.machine
-                            .on_failed(ctx.desk.as_ref(), leg, 503, false, clock(now));
+                        self.machine.on_failed(ctx, leg, 503, false, clock(now));
                     }
                 }
                 Output::Event(event) => self.record(

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use super::*;
 use crate::dialplan::{ExecutiveId, parse_str};
 use crate::distribution::State;
+use crate::dnd::Dnd;
 
 /// One company: Marie at two URIs, Paul at an account, a number and a URI, Jean at a
 /// number (through the trunk) and a URI, Luc at an account and a number. The route names
@@ -58,6 +59,8 @@ const TRUNK: &str = "192.0.2.50:5060";
 struct FakeDesk {
     team: Vec<Candidate>,
     phones: HashMap<String, Vec<Target>>,
+    /// Executives under do-not-disturb, until when (unix ms).
+    dnd: HashMap<String, u64>,
 }
 
 impl FakeDesk {
@@ -115,6 +118,17 @@ impl Roster for FakeDesk {
 
     fn phones(&self, account: &str, _now_ms: u64) -> Vec<Target> {
         self.phones.get(account).cloned().unwrap_or_default()
+    }
+
+    fn do_not_disturb(&self, executive: &str, now_ms: u64) -> Option<Dnd> {
+        let ms = |ms: u64| jiff::Timestamp::from_millisecond(ms as i64).unwrap();
+        let until = *self.dnd.get(executive)?;
+        let dnd = Dnd {
+            since: ms(0),
+            until: ms(until),
+            set_by: executive.to_string(),
+        };
+        dnd.applies_at(ms(now_ms)).then_some(dnd)
     }
 }
 
@@ -1595,4 +1609,86 @@ fn a_refer_is_screened_when_the_plans_transfer_to_that_executive_is() {
         "Marie is asked first, as when the plan transfers to her"
     );
     assert_eq!(s.machine.connected_to(), Some("alice"));
+}
+
+// ---------------------------------------------------------------------- do not disturb
+
+/// Marie asked not to be disturbed until 10 minutes after the scenario's start.
+fn marie_dnd(desk: &mut FakeDesk, start: Now) {
+    desk.dnd.insert("marie".into(), start.unix_ms + 600_000);
+}
+
+fn marie_dnd_event(start: Now) -> CallEvent {
+    let until = jiff::Timestamp::from_millisecond(start.unix_ms as i64 + 600_000).unwrap();
+    CallEvent::ExecutiveDnd {
+        executive: "marie".into(),
+        until: format!("{until:.3}"),
+    }
+}
+
+#[test]
+fn a_plans_transfer_to_an_executive_under_dnd_rings_nobody_and_goes_on() {
+    let mut s = Scenario::new(FakeDesk::default());
+    marie_dnd(&mut s.desk, s.start);
+    let out = s.transfer("marie", true, ReachMode::Sequential);
+    assert_eq!(actions(&out), ["news GaveUp"], "nobody rings: {out:?}");
+    assert_eq!(events(&out), ["executive-dnd"], "no transfer begun");
+    assert!(recorded(&out, marie_dnd_event(s.start)));
+    assert_eq!(s.machine.poll_timeout(), None);
+
+    // Another executive is called as usual.
+    let out = s.transfer("jean", false, ReachMode::Sequential);
+    assert_eq!(
+        actions(&out),
+        ["invite 0 jean at sip:jean@192.0.2.4"],
+        "others are called as usual"
+    );
+}
+
+#[test]
+fn once_dnd_is_over_the_executive_is_called_again() {
+    let mut s = Scenario::new(FakeDesk::default());
+    marie_dnd(&mut s.desk, s.start);
+    s.now = s.start.later(secs(600));
+    let out = s.transfer("marie", false, ReachMode::Sequential);
+    assert_eq!(actions(&out), ["invite 0 marie at sip:marie@192.0.2.1"]);
+    assert_eq!(events(&out), ["transfer", "executive-offered"]);
+}
+
+#[test]
+fn the_console_cannot_transfer_to_an_executive_under_dnd() {
+    let mut s = Scenario::talking_to_alice();
+    marie_dnd(&mut s.desk, s.start);
+    let (asked, out) = s.console("alice", "marie");
+    assert_eq!(asked, Err(TransferRefused::DoNotDisturb));
+    assert!(actions(&out).is_empty(), "nobody rings: {out:?}");
+    assert!(recorded(
+        &out,
+        CallEvent::ConsoleTransferRefused {
+            by: "alice".into(),
+            to: "marie".into(),
+            why: "dnd".into()
+        }
+    ));
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+}
+
+#[test]
+fn a_refer_to_an_executive_under_dnd_is_told_480_and_the_caller_stays() {
+    let mut s = Scenario::talking_to_alice();
+    marie_dnd(&mut s.desk, s.start);
+    let (status, out) = s.refer(0, Some("sip:marie@192.0.2.1"));
+    assert_eq!(status, 202);
+    assert_eq!(
+        actions(&out),
+        [
+            "notify 0 SIP/2.0 100 Trying",
+            "notify 0 SIP/2.0 480 Temporarily Unavailable (last)"
+        ]
+    );
+    assert_eq!(events(&out), ["refer", "executive-dnd"]);
+    assert_eq!(s.machine.connected_to(), Some("alice"));
+    assert_eq!(s.machine.poll_timeout(), None);
+    // She may still send the caller to someone the plan allows.
+    assert_eq!(s.refer(0, Some("sip:desk@192.0.2.9")).0, 202);
 }
