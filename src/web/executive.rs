@@ -46,8 +46,6 @@ const STYLE: &str = include_str!("executive.css");
 
 /// The most messages the list shows (newest first).
 const LISTED: usize = 100;
-/// How long a change waits for the records before the page says they are not written.
-const COMMIT_WAIT: Duration = Duration::from_secs(2);
 /// The page's quick do-not-disturb choices: minutes and label.
 const QUICK: [(u32, &str); 4] = [(30, "30 min"), (60, "1 h"), (120, "2 h"), (240, "4 h")];
 /// The longest do-not-disturb asked in minutes (the limit itself is `dnd::MAX_AHEAD`).
@@ -214,13 +212,11 @@ impl Web {
     }
 
     /// Waits until what was just written is on disk; the page to show otherwise.
-    async fn on_disk(&self) -> Result<(), Refusal> {
-        match tokio::time::timeout(COMMIT_WAIT, self.store.committed()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => {
-                tracing::error!("executive page: a change is not yet recorded");
-                Err(Refusal::Unavailable)
-            }
+    async fn page_recorded(&self) -> Result<(), Refusal> {
+        if self.on_disk().await {
+            Ok(())
+        } else {
+            Err(Refusal::Unavailable)
         }
     }
 }
@@ -471,7 +467,7 @@ async fn handled(
         by: reader.id.clone(),
         at: store::now_text(),
     });
-    web.on_disk().await?;
+    web.page_recorded().await?;
     tracing::info!(executive = %crate::terminal::safe(&reader.id), call = m.call, "executive page: message handled");
     Ok(see_other(&format!("../{}", m.call)))
 }
@@ -560,7 +556,7 @@ async fn dnd(
             None => {}
         }
     });
-    web.on_disk().await?;
+    web.page_recorded().await?;
     tracing::info!(executive = %who, set, "executive page: do not disturb");
     Ok(see_other(&format!("../{}", reader.token)))
 }
