@@ -10,6 +10,7 @@ pub mod blocklist;
 pub mod call;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod desk;
 pub mod dialplan;
 pub mod distribution;

@@ -85,6 +85,8 @@ struct Workers {
     /// Re-reads the block list when another process (the CLI) changes it; dropping it
     /// stops it.
     _blocklist: Option<crate::blocklist::live::Watcher>,
+    /// Sends the outbox's deliveries (e-mail, webhooks, daily summaries).
+    delivery: Option<crate::delivery::worker::Worker>,
 }
 
 /// The server once started: what each shutdown stage needs.
@@ -257,6 +259,7 @@ fn call_context(
         controls: Default::default(),
         blocked: Arc::clone(&shared.blocked),
         lines: Arc::new(crate::line::Lines::new(current_lines(config))),
+        webhooks: config.webhooks.clone().into(),
     })
 }
 
@@ -516,11 +519,18 @@ fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     )
     .map_err(|e| tracing::error!(error = %e, "block list: no watcher thread; changes from the CLI need a restart"))
     .ok();
+    let delivery = crate::delivery::worker::Worker::start(
+        crate::delivery::worker::Settings::from_config(config),
+        ctx.store.clone(),
+    )
+    .map_err(|e| tracing::error!(error = %e, "deliveries: no worker thread; messages wait in the outbox until a restart"))
+    .ok();
     Workers {
         _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
         _reload: reload_tx,
         desk_clock: tokio::spawn(Arc::clone(&ctx.desk).run_clock()),
         _blocklist: blocklist,
+        delivery,
     }
 }
 
@@ -532,7 +542,8 @@ impl Running {
     /// 2. [`end_live_calls`](Self::end_live_calls): up to the grace for them to end,
     ///    then the endpoint stops;
     /// 3. [`stop_http`](Self::stop_http): the HTTP listeners (`GET /metrics` today);
-    /// 4. [`stop_workers`](Self::stop_workers): file watching for reloads;
+    /// 4. [`stop_workers`](Self::stop_workers): file watching for reloads, the outbox
+    ///    worker (sends under way finish, at most 5 s, and their results are queued);
     /// 5. [`flush_store`](Self::flush_store): every record queued so far reaches the disk.
     ///
     /// HTTP stops after the calls, not first: that is the order the server has always had,
@@ -598,8 +609,11 @@ impl Running {
     /// call reads a new snapshot. The watcher used to go when `run` returned, just after the
     /// flush; the two orders cannot be told apart, since dropping it only signals its
     /// thread and no task runs between this stage and the flush.
-    fn stop_workers(workers: Workers) {
+    fn stop_workers(mut workers: Workers) {
         workers.desk_clock.abort();
+        if let Some(delivery) = workers.delivery.take() {
+            delivery.stop();
+        }
         drop(workers);
     }
 

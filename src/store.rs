@@ -19,6 +19,12 @@ use tokio::sync::broadcast;
 mod line;
 pub use line::{current_lines, time_text};
 
+mod outbox;
+pub use outbox::{
+    Delivery, MessageRecord, SummaryRow, Tried, deliveries, due_deliveries, held_due,
+    message_payload, message_record, retry_delivery, summary_messages,
+};
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -249,6 +255,25 @@ pub enum Record {
         by: String,
         /// When.
         at: String,
+        /// The company's delivery rules: the deliveries the message makes are written
+        /// with it (none: no delivery).
+        deliver: Option<crate::delivery::Rules>,
+    },
+    /// A delivery of the outbox was tried (or put off).
+    DeliveryTried {
+        /// Its row.
+        id: i64,
+        /// What came of it.
+        result: Tried,
+        /// When.
+        at: String,
+    },
+    /// A daily summary was made from the lines held for it.
+    SummaryMade {
+        /// The summary and the held rows it folds.
+        summary: Box<SummaryRow>,
+        /// When.
+        at: String,
     },
     /// A company's line switched by hand: closed or open until a time. The override in
     /// force before is ended by it.
@@ -312,6 +337,9 @@ pub enum Record {
         status: Option<&'static str>,
         /// When.
         at: String,
+        /// The company's delivery rules: a message left without a secretary (voicemail,
+        /// missed call, urgent transfer: status `new`) makes its deliveries with the end.
+        deliver: Option<crate::delivery::Rules>,
     },
 }
 
@@ -713,6 +741,31 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,
         revoked_at TEXT
     );",
+    // 16: the outbox: one row per delivery of a message (e-mail, webhook, a line held for
+    // the daily summary) or per summary, written in the same transaction as the message
+    // change that caused it; the same event never enqueues the same delivery twice.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook', 'digest')),
+        target TEXT NOT NULL,
+        company TEXT NOT NULL,
+        executive TEXT,
+        message_id INTEGER REFERENCES messages(id),
+        payload TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('held', 'pending', 'sent', 'failed', 'digested', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT NOT NULL,
+        retry_since TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        digest_id INTEGER REFERENCES outbox(id),
+        UNIQUE (event, channel, target)
+     );
+     CREATE INDEX outbox_due ON outbox(status, next_attempt);
+     CREATE INDEX outbox_message ON outbox(message_id);
+     CREATE INDEX outbox_digest ON outbox(digest_id);",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1127,6 +1180,7 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             message,
             by,
             at,
+            deliver,
         } => {
             let fields = serde_json::to_string(&message.fields).unwrap_or_else(|_| "{}".into());
             tx.prepare_cached(
@@ -1147,8 +1201,12 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
                 by,
                 at
             ])?;
+            if let Some(rules) = deliver {
+                outbox::enqueue(tx, *id, rules, outbox::Trigger::Written, at)?;
+            }
             Ok(())
         }
+        Record::DeliveryTried { .. } | Record::SummaryMade { .. } => outbox::apply(tx, record),
         Record::SessionClosed { hash } => {
             tx.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
                 .execute(params![hash])?;
@@ -1215,6 +1273,7 @@ fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<(
             outcome,
             status,
             at,
+            deliver,
         } => {
             tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
                 .execute(params![id, at, outcome.as_str()])?;
@@ -1223,6 +1282,9 @@ fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<(
                     "UPDATE messages SET status = ?2, updated_at = ?3 WHERE call_id = ?1 AND status = 'new'",
                 )?
                 .execute(params![id, status, at])?;
+            }
+            if let Some(rules) = deliver {
+                outbox::enqueue(tx, *id, rules, outbox::Trigger::CallEnded, at)?;
             }
         }
         // `apply` sends only the records above here.
@@ -1528,6 +1590,7 @@ mod tests {
             outcome: Outcome::Rejected,
             status: None,
             at: now_text(),
+            deliver: None,
         });
         let first = watch.blocking_recv().unwrap();
         assert_eq!(
@@ -1587,6 +1650,7 @@ mod tests {
             outcome: Outcome::Completed,
             status: Some("filed"),
             at: now_text(),
+            deliver: None,
         });
         drop(w);
         store.close();

@@ -54,6 +54,8 @@ pub struct CallContext {
     pub blocked: Arc<crate::blocklist::live::Live>,
     /// Companies' lines switched by hand (closed or open until a time), for routing.
     pub lines: Arc<crate::line::Lines>,
+    /// The webhooks messages are POSTed to (`[[webhooks]]`), for the delivery rules.
+    pub webhooks: Arc<[crate::config::WebhookConfig]>,
 }
 
 impl CallContext {

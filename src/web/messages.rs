@@ -153,6 +153,10 @@ async fn write_message(
         message: Box::new(message),
         by: me.username.clone(),
         at,
+        deliver: Some(crate::delivery::Rules {
+            company: Arc::clone(&company),
+            webhooks: Arc::clone(&web.calls.webhooks),
+        }),
     });
     let freed = web.desk.end_wrap_up(&me.username, call, now_ms);
     tracing::info!(username = %me.username, call, wrap_up_ended = freed, "console: message written");
