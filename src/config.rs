@@ -827,6 +827,73 @@ fn webhook_companies(text: &str) -> Vec<(String, usize, usize)> {
 mod tests {
     use super::*;
 
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+            .map_err(|e| e.to_string().replace(&path.display().to_string(), "p.toml"))
+    }
+
+    #[test]
+    fn smtp_and_webhooks_are_checked_where_they_are_written() {
+        let ok = load(
+            "[smtp]\nserver = \"smtp.example.com\"\nusername = \"u\"\npassword = \"p\"\nfrom = \"Permanence <p@secretariat.example>\"\n\
+             [[webhooks]]\nurl = \"https://hooks.example/p\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\ncompany = \"acme\"\n",
+        )
+        .unwrap();
+        let smtp = ok.smtp.as_ref().unwrap();
+        assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::Starttls));
+        let unknown = ok.unknown_webhook_companies(Path::new("p.toml"), |c| c == "globex");
+        assert_eq!(
+            unknown.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "p.toml:9:11: webhooks: unknown company `acme`; expected the id of a company in the dial plans, or no company for all of them"
+            ]
+        );
+        let cases = [
+            (
+                "[smtp]\nserver = \"smtp.example.com\"\nsecurity = \"none\"\nfrom = \"p@s.example\"\n",
+                "p.toml:1:1: smtp: security = \"none\" sends passwords",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nsecurity = \"ssl\"\nfrom = \"p@s.example\"\n",
+                "p.toml:3:12: unknown variant `ssl`, expected one of",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nfrom = \"p@s\"\n",
+                "p.toml:3:8: smtp.from: `p@s` is not usable; expected an e-mail address",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nfrom = \"p@s.example\"\npassword_env = \"PERMANENCE_TEST_UNSET_VARIABLE\"\nusername = \"u\"\n",
+                "p.toml:1:1: smtp.password_env: the environment variable `PERMANENCE_TEST_UNSET_VARIABLE` is not set",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://hooks.example/p\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+                "p.toml:2:7: webhook url: expected https://",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://127.0.0.1:9000/p\"\nsecret = \"s3cret\"\n",
+                "p.toml:3:10: webhook secret: expected whsec_",
+            ),
+            (
+                "[delivery]\nretry_first_seconds = 0\n",
+                "p.toml: delivery: expected retry_first_seconds of at least 1",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = load(text).unwrap_err();
+            assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+        }
+        assert!(
+            load("[smtp]\nserver = \"::1\"\nsecurity = \"none\"\nfrom = \"p@s.example\"\n")
+                .unwrap()
+                .smtp
+                .is_some_and(|s| s.port == 25),
+            "none towards loopback"
+        );
+    }
+
     #[test]
     fn the_rtp_range_bounds_the_calls_two_ports_each() {
         let media = |min, max| MediaConfig {

@@ -140,3 +140,72 @@ impl Mailer {
             .map_err(|e| EmailError::Build(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smtp() -> SmtpConfig {
+        toml::from_str::<crate::config::Config>(
+            "[smtp]\nserver = \"127.0.0.1\"\nsecurity = \"none\"\nfrom = \"Permanence <permanence@secretariat.example>\"\n",
+        )
+        .unwrap()
+        .smtp
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_line_break_in_a_name_or_subject_never_makes_a_header() {
+        let mailer = Mailer::new(&smtp()).unwrap();
+        let email = Email {
+            subject: "[ACME] URGENT – Syndic\r\nBcc: x@evil.example".into(),
+            text: "Bonjour\r\nBcc: y@evil.example\n".into(),
+            html: "<p>x</p>".into(),
+            attachment: Some(("call-1.wav".into(), b"RIFF\0\0\0\0WAVE".to_vec())),
+        };
+        let message = mailer
+            .message(
+                "Marie\r\nCc: z@evil.example",
+                "marie@acme.example",
+                &email,
+                "permanence.1.x",
+            )
+            .unwrap();
+        assert_eq!(
+            message
+                .envelope()
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            ["marie@acme.example"]
+        );
+        let raw = String::from_utf8_lossy(&message.formatted()).into_owned();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        for line in head.lines() {
+            let name = line.split(':').next().unwrap_or("");
+            assert!(
+                !name.eq_ignore_ascii_case("bcc") && !name.eq_ignore_ascii_case("cc"),
+                "{line}\n{head}"
+            );
+        }
+        assert!(
+            head.contains("Message-ID: <permanence.1.x@secretariat.example>"),
+            "{head}"
+        );
+        assert!(raw.contains("multipart/mixed") && raw.contains("multipart/alternative"));
+        assert!(raw.contains("Content-Type: audio/wav"), "{raw}");
+        assert!(raw.contains("filename=\"call-1.wav\""), "{raw}");
+    }
+
+    #[test]
+    fn only_a_refusal_for_good_is_not_retried() {
+        assert!(!EmailError::Build("x".into()).retryable());
+        let smtp = |permanent| EmailError::Smtp {
+            message: "x".into(),
+            permanent,
+        };
+        assert!(!smtp(true).retryable());
+        assert!(smtp(false).retryable());
+    }
+}

@@ -555,3 +555,80 @@ fn tried(row: &Delivery, attempt: Attempt, now: Timestamp, policy: &Policy) -> T
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(attempts: u32, since: &str) -> Delivery {
+        Delivery {
+            id: 1,
+            event: "message:1:urgent:marie".into(),
+            channel: "email".into(),
+            target: "marie@acme.example".into(),
+            company: "acme".into(),
+            executive: Some("marie".into()),
+            message_id: Some(1),
+            payload: "{}".into(),
+            status: "pending".into(),
+            attempts,
+            next_attempt: since.into(),
+            retry_since: since.into(),
+            last_error: None,
+            created_at: since.into(),
+            sent_at: None,
+            digest_id: None,
+        }
+    }
+
+    #[test]
+    fn a_failure_is_retried_later_until_the_window_closes() {
+        let policy = Policy::from_config(&crate::config::DeliveryConfig::default());
+        let now: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+        let failed = |retryable| Attempt::Done(Err(("connection refused".into(), retryable)));
+        assert_eq!(
+            tried(
+                &row(2, "2026-11-27T09:59:00.000Z"),
+                failed(true),
+                now,
+                &policy
+            ),
+            Tried::Retry {
+                attempts: 3,
+                next: "2026-11-27T10:02:00.000Z".into(),
+                error: "connection refused".into()
+            }
+        );
+        assert_eq!(
+            tried(
+                &row(30, "2026-11-26T10:00:00.000Z"),
+                failed(true),
+                now,
+                &policy
+            ),
+            Tried::Failed {
+                attempts: 31,
+                error: "connection refused".into()
+            },
+            "a day after it was queued"
+        );
+        assert!(matches!(
+            tried(
+                &row(0, "2026-11-27T09:59:00.000Z"),
+                failed(false),
+                now,
+                &policy
+            ),
+            Tried::Failed { attempts: 1, .. }
+        ));
+        assert_eq!(
+            tried(
+                &row(0, "2026-11-27T09:59:00.000Z"),
+                Attempt::Done(Ok(())),
+                now,
+                &policy
+            ),
+            Tried::Sent
+        );
+    }
+}

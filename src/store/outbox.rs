@@ -481,3 +481,309 @@ pub fn message_payload(conn: &Connection, row: i64) -> rusqlite::Result<Option<S
         .query_row(params![row], |r| r.get(0))
         .optional()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::WebhookConfig;
+    use crate::store::{Outcome, Store, WrittenMessage, now_text};
+
+    const PLAN: &str = r#"[company]
+id = "acme"
+name = "ACME Plomberie"
+numbers = ["+33180000001"]
+
+[executives.marie]
+name = "Marie Durand"
+reach = ["sip:marie@192.0.2.1"]
+email = "marie@acme.example"
+deliver = [
+  { category = "urgent", to = ["email", "webhook"], when = "now" },
+  { category = "normal", to = ["email"], when = "digest 18:30" },
+  { category = "spam", to = [], when = "never" },
+]
+
+[[route]]
+name = "r"
+steps = [{ hangup = {} }]
+"#;
+
+    fn rules() -> Rules {
+        Rules {
+            company: Arc::new(crate::dialplan::parse_str(PLAN).unwrap()),
+            webhooks: vec![WebhookConfig {
+                url: "https://hooks.example/p".into(),
+                secret: "whsec_x".into(),
+                company: None,
+            }]
+            .into(),
+        }
+    }
+
+    fn call(store: &Store, category: &'static str) -> i64 {
+        let id = store.ids().next();
+        store.writer().write(Record::CallStarted {
+            id,
+            company: Some("acme".into()),
+            dialled: "+33180000001".into(),
+            caller: "+33622222222".into(),
+            caller_name: None,
+            route: Some("r".into()),
+            category,
+            sip_call_id: format!("c{id}"),
+            at: now_text(),
+        });
+        id
+    }
+
+    fn ended(store: &Store, id: i64, status: &'static str) {
+        store.writer().write(Record::CallEnded {
+            id,
+            outcome: Outcome::Voicemail,
+            status: Some(status),
+            at: now_text(),
+            deliver: Some(rules()),
+        });
+    }
+
+    fn written(store: &Store, id: i64, category: &str) {
+        store.writer().write(Record::MessageWritten {
+            id,
+            message: Box::new(WrittenMessage {
+                caller_name: "Syndic Martin".into(),
+                caller_company: String::new(),
+                callback: "+33622222222".into(),
+                about: "fuite".into(),
+                for_executive: None,
+                category: category.into(),
+                fields: Default::default(),
+            }),
+            by: "alice".into(),
+            at: now_text(),
+            deliver: Some(rules()),
+        });
+    }
+
+    /// (channel, status, event) of every row, in order.
+    fn rows(db: &Path) -> Vec<(String, String, String)> {
+        deliveries(db, false, 100)
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|d| (d.channel, d.status, d.event))
+            .collect()
+    }
+
+    fn row(channel: &str, status: &str, event: &str) -> (String, String, String) {
+        (channel.into(), status.into(), event.into())
+    }
+
+    #[test]
+    fn a_message_left_at_the_end_of_a_call_is_queued_once_with_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        let urgent = call(&store, "urgent");
+        ended(&store, urgent, "new");
+        // A call filed at its end (a greeting heard, spam): nothing to deliver.
+        let filed = call(&store, "urgent");
+        ended(&store, filed, "filed");
+        store.flush();
+        let m = format!("message:{}:urgent:marie", message_of(&db, urgent));
+        assert_eq!(
+            rows(&db),
+            [row("email", "pending", &m), row("webhook", "pending", &m)]
+        );
+        let conn = crate::store::open_connection(&db).unwrap();
+        let due = due_deliveries(&conn, Timestamp::now(), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].target, "marie@acme.example");
+        let payload: Payload = serde_json::from_str(&due[0].payload).unwrap();
+        assert_eq!(payload.executive_name, "Marie Durand");
+
+        // Sent; a later result for the same row never undoes it.
+        let w = store.writer();
+        w.write(Record::DeliveryTried {
+            id: due[0].id,
+            result: Tried::Sent,
+            at: now_text(),
+        });
+        w.write(Record::DeliveryTried {
+            id: due[0].id,
+            result: Tried::Failed {
+                attempts: 9,
+                error: "late".into(),
+            },
+            at: now_text(),
+        });
+        w.write(Record::DeliveryTried {
+            id: due[1].id,
+            result: Tried::Retry {
+                attempts: 1,
+                next: "2999-01-01T00:00:00.000Z".into(),
+                error: "down".into(),
+            },
+            at: now_text(),
+        });
+        drop(w);
+        store.flush();
+        let due = due_deliveries(&conn, Timestamp::now(), 10).unwrap();
+        assert!(
+            due.is_empty(),
+            "one sent, one waiting for its retry: {due:?}"
+        );
+        let all = deliveries(&db, false, 10).unwrap();
+        assert_eq!(
+            (
+                all[1].status.as_str(),
+                all[1].attempts,
+                all[1].last_error.as_deref()
+            ),
+            ("sent", 1, None)
+        );
+        assert_eq!(
+            (all[0].attempts, all[0].last_error.as_deref()),
+            (1, Some("down"))
+        );
+        store.close();
+    }
+
+    fn message_of(db: &Path, call: i64) -> i64 {
+        crate::store::open_connection(db)
+            .unwrap()
+            .query_row("SELECT id FROM messages WHERE call_id = ?1", [call], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn an_edit_delivers_again_only_when_the_category_changes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        let id = call(&store, "normal");
+        // She writes it during the call as normal: a line for the summary.
+        written(&store, id, "normal");
+        // Saved again, same category: nothing new. The call's end adds nothing either
+        // (she wrote it).
+        written(&store, id, "normal");
+        ended(&store, id, "new");
+        store.flush();
+        let m = message_of(&db, id);
+        let normal = format!("message:{m}:normal:marie");
+        assert_eq!(rows(&db), [row("digest", "held", &normal)]);
+
+        // Re-filed as urgent: delivered now, and the summary line goes.
+        written(&store, id, "urgent");
+        // Saved again as urgent: nothing new.
+        written(&store, id, "urgent");
+        store.flush();
+        let urgent = format!("message:{m}:urgent:marie");
+        assert_eq!(
+            rows(&db),
+            [
+                row("digest", "cancelled", &normal),
+                row("email", "pending", &urgent),
+                row("webhook", "pending", &urgent),
+            ]
+        );
+        // As spam (rule: never): nothing.
+        written(&store, id, "spam");
+        store.flush();
+        assert_eq!(rows(&db).len(), 3);
+        store.close();
+    }
+
+    #[test]
+    fn held_lines_make_one_summary_once() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        for _ in 0..2 {
+            let id = call(&store, "normal");
+            written(&store, id, "normal");
+        }
+        store.flush();
+        let conn = crate::store::open_connection(&db).unwrap();
+        assert!(
+            held_due(&conn, Timestamp::now()).unwrap().is_empty(),
+            "not before 18:30"
+        );
+        let later = Timestamp::now() + jiff::SignedDuration::from_hours(25);
+        let held = held_due(&conn, later).unwrap();
+        let summaries = crate::delivery::digest::summaries(&held);
+        assert_eq!(summaries.len(), 1);
+        let s = &summaries[0];
+        let made = || Record::SummaryMade {
+            summary: Box::new(SummaryRow {
+                event: s.event.clone(),
+                company: s.company.clone(),
+                executive: s.executive.clone(),
+                target: s.target.clone(),
+                payload: "{}".into(),
+                rows: s.rows.clone(),
+            }),
+            at: now_text(),
+        };
+        store.writer().write(made());
+        store.writer().write(made());
+        store.flush();
+        let all = deliveries(&db, false, 10).unwrap();
+        assert_eq!(all.len(), 3, "one summary: {all:?}");
+        let summary = &all[0];
+        assert_eq!(
+            (summary.channel.as_str(), summary.status.as_str()),
+            ("email", "pending")
+        );
+        assert!(
+            all[1..]
+                .iter()
+                .all(|d| d.status == "digested" && d.digest_id == Some(summary.id))
+        );
+        assert_eq!(summary_messages(&conn, summary.id).unwrap().len(), 2);
+        assert!(held_due(&conn, later).unwrap().is_empty());
+        store.close();
+    }
+
+    #[test]
+    fn a_failed_delivery_is_retried_by_hand_with_a_fresh_window() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("p.db");
+        let (store, _) = Store::open(&db).unwrap();
+        let id = call(&store, "urgent");
+        ended(&store, id, "new");
+        store.flush();
+        let first = deliveries(&db, false, 10).unwrap().pop().unwrap();
+        assert_eq!(
+            retry_delivery(&db, first.id, Timestamp::now()).unwrap(),
+            None,
+            "not failed"
+        );
+        store.writer().write(Record::DeliveryTried {
+            id: first.id,
+            result: Tried::Failed {
+                attempts: 30,
+                error: "550 no such user".into(),
+            },
+            at: now_text(),
+        });
+        store.flush();
+        assert_eq!(deliveries(&db, true, 10).unwrap().len(), 1);
+        let later: Timestamp = "2999-01-01T00:00:00Z".parse().unwrap();
+        let again = retry_delivery(&db, first.id, later).unwrap().unwrap();
+        assert_eq!(
+            (
+                again.status.as_str(),
+                again.attempts,
+                again.retry_since.as_str()
+            ),
+            ("pending", 0, "2999-01-01T00:00:00.000Z")
+        );
+        assert_eq!(again.last_error.as_deref(), Some("550 no such user"));
+        assert!(deliveries(&db, true, 10).unwrap().is_empty());
+        store.close();
+    }
+}
