@@ -485,9 +485,8 @@ deliver = [
         let d = deliveries(&acme, &[], &urgent(Some("gone")));
         assert_eq!(d[0].target, "marie@acme.example");
 
-        let with_default = two.replace("[executives.marie]", "[executives.marie]");
         let plan = format!(
-            "[company]\nid = \"acme\"\nname = \"A\"\nnumbers = [\"+33180000001\"]\ndefault_executive = \"bob\"\n\n{with_default}\n[[route]]\nname = \"r\"\nsteps = [{{ hangup = {{}} }}]\n"
+            "[company]\nid = \"acme\"\nname = \"A\"\nnumbers = [\"+33180000001\"]\ndefault_executive = \"bob\"\n\n{two}\n[[route]]\nname = \"r\"\nsteps = [{{ hangup = {{}} }}]\n"
         );
         let acme = parse_str(&plan).unwrap();
         assert_eq!(

@@ -437,10 +437,12 @@ impl Run {
                 .filter(|(name, _)| !payload.fields.iter().any(|(n, _)| n == *name))
                 .map(|(name, value)| (name.clone(), value.clone())),
         );
-        let voicemail = voicemail.unwrap_or_else(|| match (&m.recording, m.recording_ms) {
+        // Not attached (a summary, a webhook): named, when there is one.
+        let named = match (&m.recording, m.recording_ms) {
             (Some(_), Some(ms)) if ms > 0 => Voicemail::OnConsole { ms },
             _ => Voicemail::None,
-        });
+        };
+        let voicemail = voicemail.unwrap_or(named);
         MessageView {
             message_id: m.id,
             call_id: m.call_id,

@@ -75,6 +75,16 @@ pub struct SummaryRow {
     pub rows: Vec<i64>,
 }
 
+/// What the rules look at in a message's row.
+struct MessageState {
+    id: i64,
+    category: String,
+    for_executive: Option<String>,
+    status: String,
+    /// A secretary wrote it.
+    written: bool,
+}
+
 /// Writes the deliveries a message makes under `rules`, when `trigger` calls for them.
 pub(super) fn enqueue(
     tx: &rusqlite::Transaction,
@@ -83,23 +93,30 @@ pub(super) fn enqueue(
     trigger: Trigger,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let row: Option<(i64, String, Option<String>, String, Option<String>)> = tx
+    let Some(m) = tx
         .prepare_cached(
             "SELECT id, category, for_executive, status, written_by FROM messages WHERE call_id = ?1",
         )?
         .query_row(params![call], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(MessageState {
+                id: r.get(0)?,
+                category: r.get(1)?,
+                for_executive: r.get(2)?,
+                status: r.get(3)?,
+                written: r.get::<_, Option<String>>(4)?.is_some(),
+            })
         })
-        .optional()?;
-    let Some((message, category, for_executive, status, written_by)) = row else {
+        .optional()?
+    else {
         return Ok(());
     };
-    if trigger == Trigger::CallEnded && (status != "new" || written_by.is_some()) {
+    if trigger == Trigger::CallEnded && (m.status != "new" || m.written) {
         return Ok(());
     }
-    let Some(category) = Category::parse(&category) else {
+    let Some(category) = Category::parse(&m.category) else {
         return Ok(());
     };
+    let (message, for_executive) = (m.id, m.for_executive);
     let now: Timestamp = at.parse().unwrap_or_else(|_| Timestamp::now());
     let facts = MessageFacts {
         id: message,
