@@ -358,7 +358,9 @@ impl Run {
         };
         let queued: Timestamp = row.created_at.parse().unwrap_or(now);
         if m.recording.is_some() && m.recording_ms.is_none() && now < queued + RECORDING_WAIT {
-            return Err(Attempt::Later(now + jiff::SignedDuration::from_secs(1)));
+            // Due again at once: the commit of the recording's length wakes the worker
+            // (a message changed), or the next poll finds it.
+            return Err(Attempt::Later(now));
         }
         match row.channel.as_str() {
             "email" => {
