@@ -152,12 +152,13 @@ cpu_after_seed=$(awk '{print $14 + $15}' "/proc/$server/stat")
 /usr/bin/python3 - "$tmp/tone.pcap" <<'PY'
 import math, struct, sys
 # 3 s of a 1 kHz tone as PCMU RTP in a pcap (what SIPp's play_pcap_audio sends).
-def ulaw(s):
-    s = max(-32635, min(32635, s)); sign = 0x80 if s < 0 else 0; s = abs(s) + 0x84
-    exp = 7
-    for e in range(7, -1, -1):
-        if s & (0x4000 >> (7 - e)) or e == 0: exp = e; break
-    return ~(sign | (exp << 4) | ((s >> (exp + 3)) & 0x0F)) & 0xFF
+def ulaw(sample):  # G.711 mu-law
+    sign = 0x80 if sample < 0 else 0
+    sample = min(abs(sample), 32635) + 0x84
+    exponent, mask = 7, 0x4000
+    while exponent > 0 and not sample & mask:
+        exponent, mask = exponent - 1, mask >> 1
+    return ~(sign | (exponent << 4) | ((sample >> (exponent + 3)) & 0x0F)) & 0xFF
 out = open(sys.argv[1], "wb")
 out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
 for k in range(150):
@@ -172,7 +173,7 @@ PY
 sipp -sf "$root/tests/scenarios/voicemail_hangup.xml" -s +33180000009 \
     -key caller +33612345678 -key rtp_port 9 -key offer "0 101" -key audio_pcap "$tmp/tone.pcap" \
     -i 127.0.0.1 -p "$caller_port" -mp "$caller_media" -m "$calls" -r "$rate" -l 200 \
-    -timeout $((calls / rate + 60))s -timeout_error -nostdin -bg_stat 0 "127.0.0.1:$sip_port" \
+    -timeout $((calls / rate + 60))s -timeout_error -nostdin "127.0.0.1:$sip_port" \
     >"$tmp/sipp.log" 2>&1 || die "SIPp failed: $(tail -5 "$tmp/sipp.log")"
 wait_mail $((seed + calls)) 60
 
@@ -189,11 +190,11 @@ for path in glob.glob(os.path.join(tmp, "mail/*.eml")):
         mid = email.message_from_binary_file(f)["Message-ID"]
     accepted[int(mid.strip("<>").split(".")[1])] = meta["accepted"]
 seeded, delays = [], []
-for row, call, ended in db.execute(
-        "SELECT o.id, m.call_id, c.ended_at FROM outbox o JOIN messages m ON m.id = o.message_id "
+for row, sip, ended in db.execute(
+        "SELECT o.id, c.sip_call_id, c.ended_at FROM outbox o JOIN messages m ON m.id = o.message_id "
         "JOIN calls c ON c.id = m.call_id"):
     if row not in accepted: continue
-    if call > 1000000: seeded.append(accepted[row])
+    if sip.startswith("seed-"): seeded.append(accepted[row])
     else: delays.append(accepted[row] - at(ended))
 seeded.sort(); delays.sort()
 span = seeded[-1] - seeded[0]

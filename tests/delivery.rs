@@ -323,8 +323,12 @@ fn a_normal_message_waits_for_the_daily_summary() {
     let _smtp = Smtp::start(smtp_port, &inbox);
     let server = setup.start();
 
-    voicemail(&setup, OTHER);
-    voicemail(&setup, "+33655555555");
+    std::thread::scope(|s| {
+        for caller in [OTHER, "+33655555555"] {
+            let setup = &setup;
+            s.spawn(move || voicemail(setup, caller));
+        }
+    });
     let held = || {
         outbox(&setup)
             .iter()

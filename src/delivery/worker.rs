@@ -40,7 +40,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// Rows read at once; more are read as soon as these are done.
 const BATCH: usize = 64;
 /// Sends at once (SMTP connections from the pool, webhook POSTs).
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = super::email::CONNECTIONS as usize;
 /// At shutdown, how long sends under way may take to finish (their results recorded).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long an e-mail waits for its voicemail to be closed (its length recorded) after its
