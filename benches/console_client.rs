@@ -35,6 +35,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        // `cargo bench` passes --bench (no value) to every bench target.
+        if flag == "--bench" {
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--web" => a.web = value.parse().expect("--web address"),
@@ -43,8 +47,6 @@ fn args() -> Args {
             "--password" => a.password = value,
             "--phone-port" => a.phone_port = value.parse().expect("--phone-port number"),
             "--seconds" => a.seconds = value.parse().expect("--seconds number"),
-            // `cargo bench` passes --bench to every bench target.
-            "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
     }

@@ -2,7 +2,8 @@
 # delivery.sh - messages reaching executives by e-mail: deliveries per second through the
 # outbox to a local SMTP server, and the delay from "message saved" to "e-mail accepted".
 #
-# Usage: benches/delivery.sh [--seed 2000] [--calls 100] [--rate 10] [--bin PATH] [--keep]
+# Usage: benches/delivery.sh [--seed 2000] [--calls 100] [--rate 10] [--hooks 1000]
+#                            [--bin PATH] [--keep]
 #
 # What it does, all on 127.0.0.1 and bounded in time:
 #   1. a temp config with [smtp] on a loopback port and a plan whose executive gets every
@@ -15,7 +16,10 @@
 #   3. delay: SIPp leaves --calls urgent voicemails at --rate calls/s (3 s of tone each);
 #      for each e-mail, the SMTP server's acceptance time minus the call's `ended_at`
 #      (when the message was saved) gives the delay, p50/p99/max;
-#   4. prints both and a `RESULT {json}` line.
+#   4. webhooks: --hooks messages with a webhook POST pending each, written into SQLite
+#      while the server runs, to a receiver on loopback (Python's http.server answering
+#      204 and noting each arrival): POSTs per second between the first and the last;
+#   5. prints all three and a `RESULT {json}` line.
 #
 # Needs: sipp, sqlite3, /usr/bin/python3 with aiosmtpd (Debian python3-aiosmtpd).
 set -euo pipefail
@@ -27,6 +31,7 @@ die() { echo "delivery.sh: $*" >&2; exit 1; }
 seed=2000
 calls=100
 rate=10
+hooks=1000
 bin="$root/target/release/permanence"
 keep=0
 while [[ $# -gt 0 ]]; do
@@ -34,22 +39,25 @@ while [[ $# -gt 0 ]]; do
         --seed) seed="$2"; shift 2 ;;
         --calls) calls="$2"; shift 2 ;;
         --rate) rate="$2"; shift 2 ;;
+        --hooks) hooks="$2"; shift 2 ;;
         --bin) bin="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
-for v in seed calls rate; do
+for v in seed calls rate hooks; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$v must be a positive integer"
 done
-((seed <= 100000 && calls <= 2000 && rate <= 50)) || die "at most --seed 100000, --calls 2000, --rate 50"
+((seed <= 100000 && calls <= 2000 && rate <= 50 && hooks <= 100000)) ||
+    die "at most --seed 100000, --calls 2000, --rate 50, --hooks 100000"
 [[ -x $bin ]] || die "no server binary at $bin (run: cargo build --release)"
 for tool in sipp sqlite3; do command -v "$tool" >/dev/null || die "missing tool: $tool"; done
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || die "missing Debian's python3-aiosmtpd"
 
 sip_port=15380
 smtp_port=15325
+hook_port=15326
 caller_port=15383
 caller_media=16300
 
@@ -83,6 +91,9 @@ server = "127.0.0.1"
 port = $smtp_port
 security = "none"
 from = "Permanence <permanence@bench.example>"
+[[webhooks]]
+url = "http://127.0.0.1:$hook_port/hook"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CONFIG
 cat >"$tmp/dialplans/bench.toml" <<'PLAN'
 [company]
@@ -177,6 +188,39 @@ sipp -sf "$root/tests/scenarios/voicemail_hangup.xml" -s +33180000009 \
     >"$tmp/sipp.log" 2>&1 || die "SIPp failed: $(tail -5 "$tmp/sipp.log")"
 wait_mail $((seed + calls)) 60
 
+# 4. Webhooks: a receiver that notes each POST, then --hooks deliveries queued at once.
+/usr/bin/python3 - "$hook_port" "$tmp/hooks.log" <<'PY' &
+import sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+log = open(sys.argv[2], "a", buffering=1)
+class Hook(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        log.write("%f %s\n" % (time.time(), self.headers.get("webhook-id")))
+        self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+pids+=("$!")
+for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$hook_port") 2>/dev/null && break; sleep 0.1; done
+sqlite3 "$tmp/data/permanence.db" <<SQL
+PRAGMA busy_timeout = 5000;
+BEGIN;
+INSERT INTO outbox (event, channel, target, company, executive, message_id, payload, status,
+                    next_attempt, retry_since, created_at)
+  SELECT 'message:' || id || ':urgent:boss', 'webhook', 'http://127.0.0.1:$hook_port/hook',
+         'bench', 'boss', id,
+         '{"company_name":"Bench & Co","language":"fr","timezone":"Europe/Paris","executive_name":"Boss","fields":[]}',
+         'pending', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+         strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  FROM messages ORDER BY id LIMIT $hooks;
+COMMIT;
+SQL
+deadline=$((SECONDS + hooks / 5 + 60))
+while (($(wc -l <"$tmp/hooks.log" 2>/dev/null || echo 0) < hooks && SECONDS < deadline)); do sleep 0.2; done
+(($(wc -l <"$tmp/hooks.log") >= hooks)) || die "only $(wc -l <"$tmp/hooks.log") of $hooks webhooks arrived"
+
 /usr/bin/python3 - "$tmp" "$seed" "$cpu_after_seed" <<'PY'
 import email, glob, json, os, sqlite3, sys
 from datetime import datetime
@@ -209,5 +253,10 @@ print(f"throughput: {len(seeded)} e-mails in {span:.2f} s: {rate:.1f} e-mails/s 
       f"({result['server_cpu_ms_per_email']} ms server CPU each)")
 print(f"delay from message saved to e-mail accepted ({len(delays)} voicemails): "
       f"p50 {result['delay_p50_ms']} ms, p99 {result['delay_p99_ms']} ms, max {result['delay_max_ms']} ms")
+hooks = sorted(float(l.split()[0]) for l in open(os.path.join(tmp, "hooks.log")))
+hook_span = hooks[-1] - hooks[0]
+result["webhooks"] = len(hooks)
+result["webhooks_per_second"] = round((len(hooks) - 1) / hook_span, 1) if hook_span > 0 else None
+print(f"webhooks: {len(hooks)} POSTs in {hook_span:.2f} s: {result['webhooks_per_second']} per second")
 print("RESULT " + json.dumps(result))
 PY

@@ -252,14 +252,15 @@ fn sender<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 }
 
 /// `[[webhooks]]`: an HTTPS (or loopback HTTP) endpoint that receives messages as signed
-/// JSON (Standard Webhooks).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// JSON (Standard Webhooks; `delivery::webhook` sends them).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where to POST.
     #[serde(deserialize_with = "webhook_url")]
     pub url: String,
-    /// The signing secret (`whsec_` and base64, as Standard Webhooks writes it).
+    /// The signing secret (`whsec_` and base64 of 24 to 64 bytes, as Standard Webhooks
+    /// writes it).
     #[serde(deserialize_with = "webhook_secret")]
     pub secret: String,
     /// Only this company's messages; none: every company's.
@@ -267,45 +268,45 @@ pub struct WebhookConfig {
     pub company: Option<String>,
 }
 
-/// A webhook URL: `https://…`, or `http://` to this machine only; one line, bounded.
-fn webhook_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let url = String::deserialize(d)?;
-    let rest = url
-        .strip_prefix("https://")
-        .map(|r| (r, true))
-        .or_else(|| url.strip_prefix("http://").map(|r| (r, false)));
-    let ok = url.len() <= 2000
-        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
-        && rest.is_some_and(|(rest, tls)| {
-            let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = match host_port.rsplit_once(':') {
-                Some((h, port)) if !h.ends_with(':') && port.parse::<u16>().is_ok() => h,
-                _ => host_port,
-            };
-            !host.is_empty() && !host.contains('@') && (tls || is_loopback_host(host))
-        });
-    if ok {
-        Ok(url)
-    } else {
-        Err(serde::de::Error::custom(
-            "webhook url: expected https://host/path (or http:// to a loopback address)",
-        ))
+// By hand so that the secret never reaches a log line.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"whsec_…")
+            .field("company", &self.company)
+            .finish()
     }
+}
+
+/// A webhook URL as `delivery::webhook` sends to (http or https, a host, no credentials),
+/// and `http://` only to this machine: a message's content never crosses a network in
+/// clear (as for `[smtp] security = "none"`).
+fn webhook_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    let expected =
+        "expected https://host/path (or http:// to a loopback address), without user or password";
+    crate::delivery::webhook::check_url(&text)
+        .map_err(|e| serde::de::Error::custom(format!("webhook url: {e}; {expected}")))?;
+    let clear_to_elsewhere = url::Url::parse(&text)
+        .is_ok_and(|u| u.scheme() == "http" && !u.host_str().is_some_and(is_loopback_host));
+    if clear_to_elsewhere {
+        return Err(serde::de::Error::custom(format!(
+            "webhook url: http:// beyond this machine would send messages in clear; {expected}"
+        )));
+    }
+    Ok(text)
 }
 
 /// A Standard Webhooks secret: `whsec_` then base64 of 24 to 64 random bytes.
 fn webhook_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    use base64::Engine as _;
     let secret = String::deserialize(d)?;
-    let key = secret
-        .strip_prefix("whsec_")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-    match key {
-        Some(key) if (24..=64).contains(&key.len()) => Ok(secret),
-        _ => Err(serde::de::Error::custom(
-            "webhook secret: expected whsec_ followed by base64 of 24 to 64 random bytes (e.g. `whsec_$(head -c 32 /dev/urandom | base64)`)",
-        )),
-    }
+    crate::delivery::webhook::check_secret(&secret).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{e}; expected whsec_ followed by base64 of 24 to 64 random bytes (e.g. `whsec_$(head -c 32 /dev/urandom | base64)`)"
+        ))
+    })?;
+    Ok(secret)
 }
 
 /// `[delivery]`: how the outbox retries and what an e-mail may carry.
@@ -870,11 +871,11 @@ mod tests {
             ),
             (
                 "[[webhooks]]\nurl = \"http://hooks.example/p\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
-                "p.toml:2:7: webhook url: expected https://",
+                "p.toml:2:7: webhook url: http:// beyond this machine",
             ),
             (
                 "[[webhooks]]\nurl = \"http://127.0.0.1:9000/p\"\nsecret = \"s3cret\"\n",
-                "p.toml:3:10: webhook secret: expected whsec_",
+                "p.toml:3:10: webhook secret: must start with `whsec_`; expected whsec_",
             ),
             (
                 "[delivery]\nretry_first_seconds = 0\n",

@@ -189,6 +189,8 @@ pub enum CallEvent {
     Transferred { to: String, by: Option<String> },
     /// A secretary wrote (or edited) the call's message in the console.
     MessageWritten { by: String, category: String },
+    /// Someone changed the message's status in the inbox (`done`, back to `new`…).
+    MessageStatus { by: String, status: String },
     /// A secretary's REFER was accepted.
     Refer { by: String, to: String },
     /// A secretary's REFER was refused.
@@ -270,6 +272,7 @@ impl CallEvent {
             E::ExecutiveRefused { .. } => "executive-refused",
             E::Transferred { .. } => "transferred",
             E::MessageWritten { .. } => "message-written",
+            E::MessageStatus { .. } => "message-status",
             E::Refer { .. } => "refer",
             E::ReferRefused { .. } => "refer-refused",
             E::ConsoleTransfer { .. } => "console-transfer",

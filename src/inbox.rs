@@ -5,6 +5,14 @@
 //! caller's voice, a message a secretary wrote, an urgent transfer, a missed call from a
 //! real number (someone rang and gave up: to call back). The rest is `filed`: kept, counted,
 //! searchable, but not put in front of anyone.
+//!
+//! Also what the console's inbox decides without the records: what a status becomes when
+//! a secretary writes the message, and the instants a day filter means in a company's own
+//! time zone.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
 
 use crate::dialplan::Category;
 use crate::store::Outcome;
@@ -87,6 +95,66 @@ pub fn status_at_end(call: &Ended, missed_call_seconds: u64) -> Status {
     }
 }
 
+/// The status a message takes when a secretary saves it (`current` is its status then).
+///
+/// Writing a message is what puts a call she took in front of people (`filed` becomes
+/// `new`), unless she files it as spam; a message already read or done stays so (an edit
+/// is not new news).
+pub fn status_after_writing(current: Status, category: Category) -> Status {
+    match (category, current) {
+        (Category::Spam, _) => Status::Filed,
+        (_, Status::Filed) => Status::New,
+        (_, status) => status,
+    }
+}
+
+/// One end of a time filter: a day (as the company lives it) or an exact instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// A calendar day, `2026-11-27`: read in each company's own time zone.
+    Day(Date),
+    /// An instant, RFC 3339 with its offset (`2026-11-27T09:00:00+01:00`).
+    Instant(Timestamp),
+}
+
+impl When {
+    /// Reads a date or an RFC 3339 instant.
+    pub fn parse(text: &str) -> Option<When> {
+        // jiff reads a date out of a longer datetime too: a day is exactly `YYYY-MM-DD`.
+        let shaped_as_day = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if shaped_as_day {
+            return text.parse::<Date>().ok().map(When::Day);
+        }
+        text.parse::<Timestamp>().ok().map(When::Instant)
+    }
+
+    /// The first instant it covers in `tz`: a day's local midnight (or the first instant
+    /// after it, when midnight falls in a DST gap).
+    pub fn start(self, tz: &TimeZone) -> Option<Timestamp> {
+        match self {
+            When::Day(day) => tz.to_timestamp(day.into()).ok(),
+            When::Instant(t) => Some(t),
+        }
+    }
+
+    /// The first instant after it in `tz` (an exclusive bound): the next day's local
+    /// midnight, so that `to = 2026-11-27` includes that whole day; an instant is its own
+    /// end.
+    pub fn end(self, tz: &TimeZone) -> Option<Timestamp> {
+        match self {
+            When::Day(day) => When::Day(day.tomorrow().ok()?).start(tz),
+            When::Instant(t) => Some(t),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +233,65 @@ mod tests {
         assert_eq!(status_at_end(&call, 5), Status::Filed);
         call.outcome = Outcome::Voicemail;
         assert_eq!(status_at_end(&call, 5), Status::New);
+    }
+
+    #[test]
+    fn writing_a_message_puts_it_in_front_of_people_unless_it_is_spam() {
+        use Category::*;
+        assert_eq!(status_after_writing(Status::Filed, Normal), Status::New);
+        assert_eq!(status_after_writing(Status::New, Urgent), Status::New);
+        assert_eq!(
+            status_after_writing(Status::Done, Low),
+            Status::Done,
+            "an edit of a message dealt with does not reopen it"
+        );
+        assert_eq!(status_after_writing(Status::Read, Normal), Status::Read);
+        assert_eq!(status_after_writing(Status::New, Spam), Status::Filed);
+        assert_eq!(status_after_writing(Status::Done, Spam), Status::Filed);
+    }
+
+    #[test]
+    fn a_day_is_read_in_the_companys_time_zone() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let day = When::parse("2026-11-27").unwrap();
+        assert_eq!(
+            day.start(&paris).unwrap().to_string(),
+            "2026-11-26T23:00:00Z",
+            "midnight in Paris is 23:00 UTC the day before in winter"
+        );
+        assert_eq!(day.end(&paris).unwrap().to_string(), "2026-11-27T23:00:00Z");
+        assert_eq!(
+            day.start(&TimeZone::UTC).unwrap().to_string(),
+            "2026-11-27T00:00:00Z"
+        );
+        // The day the clocks go forward has 23 hours.
+        let spring = When::parse("2026-03-29").unwrap();
+        let seconds =
+            spring.end(&paris).unwrap().as_second() - spring.start(&paris).unwrap().as_second();
+        assert_eq!(seconds, 23 * 3600);
+    }
+
+    #[test]
+    fn an_instant_is_exact_and_anything_else_is_refused() {
+        let t = When::parse("2026-11-27T09:30:00+01:00").unwrap();
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        assert_eq!(t.start(&paris), t.end(&TimeZone::UTC));
+        assert_eq!(t.start(&paris).unwrap().to_string(), "2026-11-27T08:30:00Z");
+        for bad in [
+            "",
+            "27/11/2026",
+            "2026-13-01",
+            "2026-11-27T09:30",
+            "yesterday",
+            "9999-12-31x",
+        ] {
+            assert_eq!(When::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            When::parse("9999-12-31").unwrap().end(&TimeZone::UTC),
+            None,
+            "no day after the last one"
+        );
     }
 
     #[test]

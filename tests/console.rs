@@ -392,3 +392,151 @@ fn marking_a_caller_spam_on_the_card_sends_their_next_call_down_the_blocked_rout
         .unwrap();
     assert_eq!(lifted, ("alice".into(), Some("alice".into())));
 }
+
+/// The inbox in the browser: a voicemail from a phone whose display name is shaped like
+/// markup, and a note written from the message's page holding `</script><b>x</b>`, are
+/// shown literally in the list and on the page (no element made of them); the recording
+/// loads in the page's player (with her session, by ranges); she marks it done there.
+#[test]
+fn the_inbox_shows_hostile_text_as_text_plays_the_voicemail_and_marks_it_done() {
+    if !inside_loopback_only_namespace(
+        "the_inbox_shows_hostile_text_as_text_plays_the_voicemail_and_marks_it_done",
+    ) {
+        return;
+    }
+    let steps = r#"[{ voicemail = { prompt = "tone/short.wav", max_seconds = 60 } }]"#;
+    let setup = Setup::new(&[("acme.toml", &plan("acme", "+33180000001", steps))]);
+    write_tone(&setup.dir.path().join("sounds/tone/short.wav"), 600.0, 0.5);
+    let tone = setup.dir.path().join("tone.pcap");
+    write_tone_pcap(&tone, 1000.0, 2.0);
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let alice = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "alice",
+        "permanence",
+        "alice",
+    );
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[web]\nlisten = \"{web}\"\n[registrar]\nkeepalive_seconds = 0\n\
+         [[secretaries]]\nname = \"Alice\"\nusername = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let _server = setup.start();
+
+    let display = "<img src=x onerror=alert(1)>";
+    assert_sipp_ok(&sipp_call(
+        "voicemail_named.xml",
+        setup.addr(),
+        "+33180000001",
+        "9",
+        "0 101",
+        &[
+            "-key",
+            "audio_pcap",
+            &tone.display().to_string(),
+            "-key",
+            "caller_display",
+            display,
+        ],
+    ));
+    let call = setup.wait_calls(|c| c.len() == 1 && c[0].ended)[0].id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while message_of(&setup, call).2.is_none() {
+        assert!(Instant::now() < deadline, "the recording never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.go(&format!("http://{web}/"));
+    browser.wait_for(
+        "the login form",
+        "return !document.getElementById('login').hidden",
+    );
+    browser.type_into("#username", "alice");
+    browser.type_into("#password", "alice");
+    browser.click("#login button");
+    browser.wait_for(
+        "the voicemail in the inbox",
+        "return document.querySelectorAll('#inbox-list tr').length === 1",
+    );
+    assert_eq!(
+        browser.text("#inbox-list .who"),
+        display,
+        "the phone's name, as text"
+    );
+    assert_eq!(browser.text("#inbox-list .status"), "nouveau");
+    let no_markup = "return document.querySelectorAll('img, b').length";
+    assert_eq!(browser.eval(no_markup), json!(0));
+
+    browser.click("#inbox-list a.who");
+    browser.wait_for(
+        "the message's page",
+        "return !document.getElementById('message-view').hidden",
+    );
+    assert_eq!(browser.text("#mv-caller-display"), display);
+    browser.wait_for(
+        "the recording in the player",
+        "return document.getElementById('mv-audio').duration > 1",
+    );
+
+    let note = "</script><b>x</b>";
+    browser.click("#mv-edit-box summary");
+    browser.type_into("#e-about", note);
+    browser.click("#mv-edit button");
+    browser.wait_for(
+        "the saved note",
+        &format!(
+            "return document.getElementById('mv-about').textContent === {}",
+            serde_json::to_string(note).unwrap()
+        ),
+    );
+    assert_eq!(
+        browser.eval(no_markup),
+        json!(0),
+        "no element made of the note"
+    );
+    assert!(browser.text("#mv-history").contains("alice"));
+
+    browser.click("#mv-done");
+    browser.wait_for(
+        "done",
+        "return document.getElementById('mv-status').textContent === 'traité'",
+    );
+    browser.screenshot(&repo().join("target/artefacts/console-message.png"));
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let status: String = conn
+        .query_row(
+            "SELECT status FROM messages WHERE call_id = ?1",
+            [call],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "done");
+    let changes: Vec<String> = conn
+        .prepare("SELECT changed_by FROM message_changes WHERE call_id = ?1 ORDER BY id")
+        .unwrap()
+        .query_map([call], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        changes,
+        ["alice", "alice"],
+        "the edit and the status, each kept"
+    );
+
+    browser.click("#mv-back");
+    browser.wait_for(
+        "the list again, with the note",
+        &format!(
+            "return !document.getElementById('inbox').hidden && \
+             document.querySelector('#inbox-list .about')?.textContent === {}",
+            serde_json::to_string(note).unwrap()
+        ),
+    );
+    assert_eq!(browser.text("#inbox-list .status"), "traité");
+    assert_eq!(browser.text("#inbox-list .who"), display);
+    assert_eq!(browser.eval(no_markup), json!(0));
+    browser.screenshot(&repo().join("target/artefacts/console-inbox.png"));
+}

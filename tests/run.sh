@@ -20,6 +20,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# Webhooks (tests/webhook.rs): the receiver's verification that docs/API.md shows.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # A real SMTP server for e-mail deliveries (tests/delivery.rs starts it on loopback).
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -33,7 +33,12 @@ fn a_secretary_logs_in_with_her_sip_password_and_nobody_else_does() {
         .collect();
     assert!(refusals.iter().all(|r| r == &refusals[0]), "{refusals:?}");
     assert_eq!(refusals[0].0, 401);
-    assert!(server.log().contains("console: login refused"));
+    // The log is written by another process: wait for the line rather than race it.
+    assert!(
+        server
+            .wait_for_log_line("console: login refused", Duration::from_secs(5))
+            .contains("console: login refused")
+    );
 
     let (status, cookie, body) = login(web, "alice", "alice");
     assert_eq!(status, 200, "{body}");
@@ -441,15 +446,16 @@ fn the_card_shows_whom_the_call_is_for_and_the_message_lands_on_the_calls_row() 
     assert_eq!(row.6, "alice");
     assert!(setup.events(call).iter().any(|e| e == "message-written"));
 
-    // Someone else's call is not hers to write.
-    let (status, _, _) = http(
+    // The earlier call, which nobody took, is hers to complete too: she serves acme (a
+    // secretary of another company gets 403, tests/inbox_web.rs).
+    let (status, _, body) = http(
         web,
         "POST",
         "/api/messages/1",
         &[JSON, ("Cookie", &session)],
         &form("{\"address\":\"x\"}"),
     );
-    assert_eq!(status, 403);
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A script acts as alice with a token made by `permanence token create`, shown once; the

@@ -141,11 +141,10 @@ fn show(db: &Path, id: i64, json: bool) -> anyhow::Result<()> {
 
 /// Sets one message's status, once it is known to be one of the four.
 fn mark(db: &Path, id: i64, status: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        permanence::inbox::Status::parse(status).is_some(),
-        "status: expected read, done, new or filed"
-    );
-    anyhow::ensure!(store::mark_message(db, id, status)?, "no message {id}");
+    let Some(parsed) = permanence::inbox::Status::parse(status) else {
+        anyhow::bail!("status: expected read, done, new or filed");
+    };
+    anyhow::ensure!(store::mark_message(db, id, parsed)?, "no message {id}");
     out!("message {id}: {status}");
     Ok(())
 }

@@ -129,10 +129,30 @@ enum Job {
 
 /// What came of a row, before it is recorded.
 enum Attempt {
-    /// Sent, or failed with (error, retryable).
-    Done(Result<(), (String, bool)>),
+    /// Sent, or failed.
+    Done(Result<(), Failure>),
     /// Not now: look again then.
     Later(Timestamp),
+}
+
+/// Why an attempt failed, and what that says about the next one.
+struct Failure {
+    /// On one line.
+    error: String,
+    /// Whether trying again may help.
+    retryable: bool,
+    /// The receiver asked to wait at least this long (a webhook's `Retry-After`).
+    not_before: Option<Duration>,
+}
+
+impl Failure {
+    fn new(error: impl Into<String>, retryable: bool) -> Failure {
+        Failure {
+            error: error.into(),
+            retryable,
+            not_before: None,
+        }
+    }
 }
 
 async fn run(settings: Settings, writer: Writer, mut stopped: watch::Receiver<bool>) {
@@ -310,10 +330,12 @@ impl Run {
     /// Reads what a row sends and composes it; or says why not now (its voicemail is still
     /// being written) or never (its message is gone, its webhook no longer configured).
     fn prepare(&self, row: &Delivery, now: Timestamp) -> Result<Job, Attempt> {
-        let payload: Payload = serde_json::from_str(&row.payload)
-            .map_err(|_| Attempt::Done(Err(("its payload does not read back".into(), false))))?;
-        let gone = |what: &str| Attempt::Done(Err((what.to_string(), false)));
-        let read = |e: rusqlite::Error| Attempt::Done(Err((format!("records: {e}"), true)));
+        let payload: Payload = serde_json::from_str(&row.payload).map_err(|_| {
+            Attempt::Done(Err(Failure::new("its payload does not read back", false)))
+        })?;
+        let gone = |what: &str| Attempt::Done(Err(Failure::new(what, false)));
+        let read =
+            |e: rusqlite::Error| Attempt::Done(Err(Failure::new(format!("records: {e}"), true)));
         let message_id = format!(
             "permanence.{}.{}",
             row.id,
@@ -380,7 +402,7 @@ impl Run {
                 let view = self.view(&m, &payload, row, None);
                 Ok(Job::Webhook {
                     hook: hook.clone(),
-                    id: row.event.clone(),
+                    id: webhook_id(&row.event),
                     body: compose::webhook_body(&row.event, &view),
                 })
             }
@@ -504,6 +526,22 @@ impl Run {
     }
 }
 
+/// A delivery's event as a `webhook-id`: letters, digits, `_`, `-` and `:` (an executive's
+/// id in a plan may hold others), at most 128 characters.
+fn webhook_id(event: &str) -> String {
+    event
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect()
+}
+
 /// The company as the composer names it, from what the row kept.
 fn company_view(row: &Delivery, payload: &Payload) -> CompanyView {
     CompanyView {
@@ -514,8 +552,9 @@ fn company_view(row: &Delivery, payload: &Payload) -> CompanyView {
     }
 }
 
-/// Sends one job; the error on one line, and whether to retry.
-async fn execute(job: Job, mailer: Option<&Mailer>) -> Result<(), (String, bool)> {
+/// Sends one job; the error on one line, whether to retry, and how long the receiver asked
+/// us to wait.
+async fn execute(job: Job, mailer: Option<&Mailer>) -> Result<(), Failure> {
     match job {
         Job::Email {
             to_name,
@@ -524,16 +563,20 @@ async fn execute(job: Job, mailer: Option<&Mailer>) -> Result<(), (String, bool)
             message_id,
         } => {
             let Some(mailer) = mailer else {
-                return Err(("no usable [smtp] in the config".into(), true));
+                return Err(Failure::new("no usable [smtp] in the config", true));
             };
             mailer
                 .send(&to_name, &to, &email, &message_id)
                 .await
-                .map_err(|e| (one_line(&e.to_string(), 300), e.retryable()))
+                .map_err(|e| Failure::new(one_line(&e.to_string(), 300), e.retryable()))
         }
         Job::Webhook { hook, id, body } => webhook::send(&hook, &id, &body, Timestamp::now())
             .await
-            .map_err(|e| (one_line(&e.to_string(), 300), e.retryable())),
+            .map_err(|e| Failure {
+                error: one_line(&e.to_string(), 300),
+                retryable: e.retryable(),
+                not_before: e.retry_after(),
+            }),
     }
 }
 
@@ -544,16 +587,27 @@ fn tried(row: &Delivery, attempt: Attempt, now: Timestamp, policy: &Policy) -> T
             next: time_text(at),
         },
         Attempt::Done(Ok(())) => Tried::Sent,
-        Attempt::Done(Err((error, retryable))) => {
+        Attempt::Done(Err(Failure {
+            error,
+            retryable,
+            not_before,
+        })) => {
             let attempts = row.attempts.saturating_add(1);
             let since: Timestamp = row.retry_since.parse().unwrap_or(now);
-            match backoff::after_failure(policy, attempts, now, policy.give_up_at(since), retryable)
-            {
-                Next::RetryAt(at) => Tried::Retry {
-                    attempts,
-                    next: time_text(at),
-                    error,
-                },
+            let give_up = policy.give_up_at(since);
+            match backoff::after_failure(policy, attempts, now, give_up, retryable) {
+                Next::RetryAt(at) => {
+                    // Not sooner than the receiver asked (its `Retry-After`), nor past the window.
+                    let asked = not_before
+                        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+                        .and_then(|d| now.checked_add(d).ok())
+                        .unwrap_or(at);
+                    Tried::Retry {
+                        attempts,
+                        next: time_text(at.max(asked).min(give_up)),
+                        error,
+                    }
+                }
                 Next::GiveUp => Tried::Failed { attempts, error },
             }
         }
@@ -589,7 +643,7 @@ mod tests {
     fn a_failure_is_retried_later_until_the_window_closes() {
         let policy = Policy::from_config(&crate::config::DeliveryConfig::default());
         let now: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
-        let failed = |retryable| Attempt::Done(Err(("connection refused".into(), retryable)));
+        let failed = |retryable| Attempt::Done(Err(Failure::new("connection refused", retryable)));
         assert_eq!(
             tried(
                 &row(2, "2026-11-27T09:59:00.000Z"),
@@ -633,6 +687,19 @@ mod tests {
                 &policy
             ),
             Tried::Sent
+        );
+        // A receiver's Retry-After beyond the back-off is waited for.
+        let busy = Attempt::Done(Err(Failure {
+            not_before: Some(Duration::from_secs(600)),
+            ..Failure::new("answered 503", true)
+        }));
+        assert!(matches!(
+            tried(&row(0, "2026-11-27T09:59:00.000Z"), busy, now, &policy),
+            Tried::Retry { next, .. } if next == "2026-11-27T10:10:00.000Z"
+        ));
+        assert_eq!(
+            webhook_id("message:7:urgent:marie.d@x"),
+            "message:7:urgent:marie-d-x"
         );
     }
 }

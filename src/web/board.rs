@@ -21,9 +21,35 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/resume", post(resume))
 }
 
+/// A page's card, built once per call and kept until [`CardCache::forget`].
+#[derive(Default)]
+pub(super) struct CardCache {
+    call: Option<i64>,
+    card: Option<serde_json::Value>,
+}
+
+impl CardCache {
+    /// The call the kept card is about.
+    pub(super) fn call(&self) -> Option<i64> {
+        self.call
+    }
+
+    /// Something about the call changed: the next board reads the card again.
+    pub(super) fn forget(&mut self) {
+        self.card = None;
+    }
+}
+
 impl Web {
     /// The board as the page shows it.
     pub(super) fn board(&self, me: &str) -> serde_json::Value {
+        self.board_with(me, &mut CardCache::default())
+    }
+
+    /// The board, the card taken from `cache` while it is still about her call (a live
+    /// page rebuilds its board at every change on the desk; the card's reads from the
+    /// records are needed only when its call changes or a record about it is committed).
+    pub(super) fn board_with(&self, me: &str, cache: &mut CardCache) -> serde_json::Value {
         let now_ms = crate::clock::unix_ms();
         let view = self.desk.view(now_ms);
         // The call her seat is about (ringing, on it, writing it up) has its card.
@@ -69,7 +95,13 @@ impl Web {
                 json!({ "company": line.company, "callers": callers, "longest_ms": longest })
             })
             .collect();
-        let card = mine.and_then(|call| self.card(call));
+        let card = mine.and_then(|call| {
+            if cache.call != Some(call) || cache.card.is_none() {
+                cache.call = Some(call);
+                cache.card = self.card(call);
+            }
+            cache.card.clone()
+        });
         let lines = self.lines_of(me);
         json!({ "me": me, "now_ms": now_ms, "seats": seats, "queue": queue, "card": card,
                 "lines": lines })

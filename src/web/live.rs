@@ -1,6 +1,7 @@
 //! The live board over one WebSocket per page: the board is sent at once, then again
-//! whenever the desk or the records change (a burst of changes gives one message). The
-//! page's browser phone will speak on the same socket.
+//! whenever the desk or the records change (at once after a quiet spell or when her own
+//! seat changes, else at most one message per 50 ms while changes keep coming). The page's browser phone will speak on the
+//! same socket.
 //!
 //! The upgrade is refused unless the session is live and, when the browser names an
 //! `Origin` (browsers always do on a WebSocket), it is this server: a page on another site
@@ -19,7 +20,9 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::board::CardCache;
 use super::*;
+use crate::store::Committed;
 
 /// The largest message the page may send.
 const MAX_MESSAGE: usize = 4 * 1024;
@@ -28,7 +31,7 @@ const MAX_MESSAGE: usize = 4 * 1024;
 /// closes the socket within this).
 const SESSION_CHECK: Duration = Duration::from_secs(5);
 
-/// Changes arriving within this of each other are shown in one message.
+/// At most one board per this: changes arriving closer together are shown in one message.
 const BURST: Duration = Duration::from_millis(50);
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -62,23 +65,43 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
     let mut records = web.store.subscribe();
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut card = CardCache::default();
     let mut changed = true;
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         if web.who_is_live(&me).is_none() {
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
         if changed {
-            let text = json!({ "type": "board", "board": web.board(&me) }).to_string();
+            let board = web.board_with(&me, &mut card);
+            let text = json!({ "type": "board", "board": board }).to_string();
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
+            last_sent = tokio::time::Instant::now();
             changed = false;
         }
+        let mut hers = false;
         tokio::select! {
-            heard = desk.recv() => changed = still_open(heard),
-            heard = records.recv() => changed = still_open(heard),
-            _ = check.tick() => continue,
+            heard = desk.recv() => {
+                hers = matches!(&heard, Ok(change) if change.username == me);
+                changed = still_open(heard);
+            }
+            heard = records.recv() => match heard {
+                // Most records are about other calls: her board does not change.
+                Ok(committed) if !concerns(&committed, card.call()) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    card.forget();
+                    changed = true;
+                }
+                Err(RecvError::Closed) => changed = false,
+            },
+            _ = check.tick() => {
+                // Executives' hours and the like move with the clock.
+                card.forget();
+                continue;
+            }
             from_page = socket.recv() => match from_page {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 // Pings are answered by the library; the page says nothing else yet.
@@ -90,9 +113,63 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
-        // Let the rest of a burst arrive, then show it all at once.
-        tokio::time::sleep(BURST).await;
-        while desk.try_recv().is_ok() || records.try_recv().is_ok() {}
+        // Changes closer together than BURST are shown together, at most one message per
+        // BURST; but a change of her own seat (a call ringing her: the card must be there
+        // with the ring) goes out at once, and so does the first after a quiet spell.
+        if !hers {
+            tokio::select! {
+                _ = tokio::time::sleep_until(last_sent + BURST) => {}
+                _ = her_own_change(&mut desk, &me) => {}
+            }
+        }
+        drain(&mut desk, &mut records, &mut card);
+    }
+}
+
+/// Returns at the next change of `me`'s seat (or when the desk's channel fails: the board
+/// is rebuilt whole anyway); other changes are taken on the way.
+async fn her_own_change(
+    desk: &mut tokio::sync::broadcast::Receiver<crate::desk::DeskChange>,
+    me: &str,
+) {
+    loop {
+        match desk.recv().await {
+            Ok(change) if change.username != me => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Takes what arrived during the wait (it is all shown by the next board), forgetting the
+/// card if any of it was about the card's call.
+fn drain(
+    desk: &mut tokio::sync::broadcast::Receiver<crate::desk::DeskChange>,
+    records: &mut tokio::sync::broadcast::Receiver<Committed>,
+    card: &mut CardCache,
+) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    while desk.try_recv().is_ok() {}
+    loop {
+        match records.try_recv() {
+            Ok(committed) if concerns(&committed, card.call()) => card.forget(),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => card.forget(),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+        }
+    }
+}
+
+/// Whether a committed record changes a board whose card is about `call`: a record of
+/// that call, or a company's line (every board shows the lines of her companies).
+fn concerns(committed: &Committed, call: Option<i64>) -> bool {
+    match committed {
+        Committed::CallStarted { id, .. }
+        | Committed::CallAnswered { id }
+        | Committed::Handled { id, .. }
+        | Committed::Event { id, .. }
+        | Committed::MessageChanged { id }
+        | Committed::CallEnded { id, .. } => Some(*id) == call,
+        Committed::LineChanged { .. } => true,
     }
 }
 
@@ -106,5 +183,25 @@ impl Web {
     /// Whether `username` still has a live session (a live socket ends after logout).
     fn who_is_live(&self, username: &str) -> Option<()> {
         self.sessions().any_live(username, now_s()).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_records_about_the_cards_call_or_a_line_change_a_board() {
+        let ended = |id| Committed::CallEnded {
+            id,
+            outcome: crate::store::Outcome::Completed,
+        };
+        assert!(concerns(&ended(7), Some(7)));
+        assert!(!concerns(&ended(8), Some(7)));
+        assert!(!concerns(&ended(8), None));
+        let line = Committed::LineChanged {
+            company: "acme".into(),
+        };
+        assert!(concerns(&line, None));
     }
 }

@@ -108,9 +108,9 @@ fn check_message(form: MessageForm, company: &Company) -> Result<WrittenMessage,
     })
 }
 
-/// Saves the message of a call she is on (or ringing, or writing up), or one she took:
-/// the call's own `messages` row, a `message-written` event with who, and the end of her
-/// wrap-up for that call.
+/// Saves the message of a call she is on (or ringing, or writing up), or of any call of a
+/// company she serves (an edit later): the call's own `messages` row and the change kept
+/// with who and when, a `message-written` event, and the end of her wrap-up for that call.
 async fn write_message(
     State(web): State<Arc<Web>>,
     axum::extract::Path(call): axum::extract::Path<i64>,
@@ -131,7 +131,15 @@ async fn write_message(
         .ok()
         .flatten()
         .ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such call", None))?;
-    if current != Some(call) && owner.handled_by.as_deref() != Some(me.username.as_str()) {
+    // Besides her own call, any message of a company she serves: a secretariat shares its
+    // messages, and whoever calls back completes what a colleague wrote (every save is
+    // kept with who and when, in `message_changes`).
+    let took_it = owner.handled_by.as_deref() == Some(me.username.as_str());
+    let serves = owner
+        .company
+        .as_ref()
+        .is_some_and(|c| web.companies_served(&me.username).contains(c));
+    if current != Some(call) && !took_it && !serves {
         return Err(refused(StatusCode::FORBIDDEN, "not a call of yours", None));
     }
     let company = owner
@@ -159,6 +167,8 @@ async fn write_message(
         }),
     });
     let freed = web.desk.end_wrap_up(&me.username, call, now_ms);
+    // Answered once on disk: the inbox read right after shows the change.
+    super::inbox::on_disk(&web).await;
     tracing::info!(username = %me.username, call, wrap_up_ended = freed, "console: message written");
     Ok(json_response(StatusCode::OK, &web.board(&me.username)))
 }

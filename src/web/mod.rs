@@ -35,10 +35,12 @@ use crate::store::{self, Writer};
 
 mod blocked;
 mod board;
+mod inbox;
 mod line;
 mod live;
 mod login;
 mod messages;
+mod range;
 mod tls;
 mod transfer;
 
@@ -173,6 +175,7 @@ pub async fn serve(
         .merge(live::routes())
         .merge(transfer::routes())
         .merge(blocked::routes())
+        .merge(inbox::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

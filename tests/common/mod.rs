@@ -1612,6 +1612,93 @@ pub fn make_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     (cert, key)
 }
 
+/// A test CA and a certificate for 127.0.0.1 it signed, with the certificate's key, made
+/// with openssl: (ca, cert, key). For TLS clients that check like a browser (webpki, as
+/// rustls's client does): they refuse `make_certificate`'s self-signed CA certificate as a
+/// server's own ("CaUsedAsEndEntity"), so a test gives them this CA to trust instead.
+pub fn make_ca_and_certificate(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (cert, key, csr) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("cert.csr"),
+    );
+    let extensions = dir.join("cert.ext");
+    std::fs::write(
+        &extensions,
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Permanence test CA",
+        ]
+        .iter()
+        .chain(&p256)
+        .map(Into::into)
+        .chain([
+            "-keyout".into(),
+            ca_key.clone().into(),
+            "-out".into(),
+            ca.clone().into(),
+        ])
+        .collect(),
+        ["req", "-subj", "/CN=127.0.0.1"]
+            .iter()
+            .chain(&p256)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                key.clone().into(),
+                "-out".into(),
+                csr.clone().into(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial"]
+            .iter()
+            .map(Into::into)
+            .chain([
+                "-in".into(),
+                csr.into(),
+                "-CA".into(),
+                ca.clone().into(),
+                "-CAkey".into(),
+                ca_key.into(),
+                "-extfile".into(),
+                extensions.into(),
+                "-out".into(),
+                cert.clone().into(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let made = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl is installed (Debian package openssl)");
+        assert!(
+            made.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    (ca, cert, key)
+}
+
 pub mod browser;
 pub mod web;
 #[allow(unused_imports)]
