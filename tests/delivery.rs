@@ -622,3 +622,127 @@ fn a_delivery_given_up_is_listed_and_retried_by_hand() {
     let (_, list, _) = cli(&[]);
     assert!(list.contains(" sent "), "{list}");
 }
+
+/// One POST a webhook receiver got: its `webhook-id`, whether its signature verified, its
+/// body.
+#[derive(Debug, Clone)]
+struct Posted {
+    id: String,
+    verified: bool,
+    body: serde_json::Value,
+}
+
+/// A webhook receiver on loopback: reads each request, verifies its Standard Webhooks
+/// signature with `secret`, and answers 500 to the first `failures` requests, 200 after.
+fn webhook_receiver(
+    secret: &str,
+    failures: usize,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Posted>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/permanence", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, secret) = (std::sync::Arc::clone(&seen), secret.to_string());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let mut body = vec![0; header("content-length").parse().unwrap_or(0)];
+            reader.read_exact(&mut body).unwrap();
+            let verified = permanence::delivery::webhook::verify(
+                &secret,
+                &header("webhook-id"),
+                &header("webhook-timestamp"),
+                &header("webhook-signature"),
+                &body,
+                jiff::Timestamp::now(),
+            )
+            .is_ok();
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(Posted {
+                    id: header("webhook-id"),
+                    verified,
+                    body: serde_json::from_slice(&body).unwrap_or_default(),
+                });
+                log.len()
+            };
+            let status = if n <= failures {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_webhook_that_fails_twice_is_tried_three_times_and_delivered_once() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (url, seen) = webhook_receiver(secret, 2);
+    let smtp_port = free_port();
+    let setup = setup("digest 18:30", smtp_port);
+    let plan = plan("digest 18:30").replace(
+        r#"{ category = "urgent", to = ["email"], when = "now" }"#,
+        r#"{ category = "urgent", to = ["webhook"], when = "now" }"#,
+    );
+    std::fs::write(setup.dir.path().join("dialplans/acme.toml"), plan).unwrap();
+    std::fs::write(
+        setup.config(),
+        std::fs::read_to_string(setup.config()).unwrap()
+            + &format!(
+                "\n[[webhooks]]\nurl = \"{url}\"\nsecret = \"{secret}\"\ncompany = \"acme\"\n"
+            ),
+    )
+    .unwrap();
+    let server = setup.start();
+
+    voicemail(&setup, VIP);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while outbox(&setup).first().is_none_or(|(_, s, _)| s != "sent") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        outbox(&setup),
+        [("webhook".into(), "sent".into(), 3)],
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "three attempts, then no more: {seen:?}");
+    assert!(
+        seen.iter().all(|p| p.verified),
+        "every attempt signed: {seen:?}"
+    );
+    let id = &seen[0].id;
+    assert!(id.starts_with("message:1:urgent:marie"), "{id}");
+    assert!(seen.iter().all(|p| &p.id == id), "one idempotency key");
+    let body = &seen[2].body;
+    assert_eq!(body["company"]["name"], "ACME Plomberie");
+    assert_eq!(body["message"]["caller_name"], "Syndic Martin");
+    assert_eq!(body["message"]["category"], "urgent");
+    assert_eq!(body["call"]["outcome"], "voicemail");
+}
