@@ -200,7 +200,10 @@ class Hook(BaseHTTPRequestHandler):
         log.write("%f %s\n" % (time.time(), self.headers.get("webhook-id")))
         self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *args): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops SYNs of concurrent senders: 1 s retries
+    daemon_threads = True
+Server(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
 PY
 pids+=("$!")
 for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$hook_port") 2>/dev/null && break; sleep 0.1; done
