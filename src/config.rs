@@ -83,6 +83,258 @@ pub struct Config {
     /// The SIP trunk to the telephone network, if any.
     #[serde(default)]
     pub trunk: Option<TrunkConfig>,
+    /// `[smtp]`: the server that e-mails messages to executives; none: e-mail deliveries
+    /// wait in the outbox (and fail after `[delivery] give_up_hours`).
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// `[[webhooks]]`: where messages are POSTed, for every company or one.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[delivery]`: retries and attachments.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Where each webhook's `company` is written (line, column), for `check`.
+    #[serde(skip)]
+    webhook_company_at: Vec<(String, usize, usize)>,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption at all: only for a server on this machine (loopback).
+    None,
+}
+
+impl SmtpSecurity {
+    /// The usual port for it.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
+}
+
+/// `[smtp]`, checked: every field is usable as it stands (a loopback server for
+/// `security = "none"`, a password from one place, a From address).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawSmtp")]
+pub struct SmtpConfig {
+    /// Host name or IP address of the server.
+    pub server: String,
+    /// Its port. Default: 587 for STARTTLS, 465 for TLS, 25 for none.
+    pub port: u16,
+    /// `starttls` (default), `tls` or `none`.
+    pub security: SmtpSecurity,
+    /// The login, if the server asks for one.
+    pub username: Option<String>,
+    /// The login's password: from `password`, or read from the environment variable
+    /// `password_env` names when the config is loaded.
+    pub password: Option<String>,
+    /// The sender of every e-mail (`Permanence <permanence@secretariat.example>` or a
+    /// bare address).
+    pub from: String,
+    /// Seconds for one e-mail's whole exchange with the server. Default 30.
+    pub timeout_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    server: String,
+    port: Option<u16>,
+    #[serde(default = "default_security")]
+    security: SmtpSecurity,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    #[serde(deserialize_with = "sender")]
+    from: String,
+    #[serde(default = "default_smtp_timeout")]
+    timeout_seconds: u64,
+}
+
+fn default_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
+}
+
+impl TryFrom<RawSmtp> for SmtpConfig {
+    type Error = String;
+
+    fn try_from(raw: RawSmtp) -> Result<SmtpConfig, String> {
+        let server = raw.server.trim().to_string();
+        if server.is_empty()
+            || server.len() > 253
+            || !server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        {
+            return Err(format!(
+                "smtp.server `{}`: expected a host name or an IP address",
+                crate::terminal::safe(&raw.server)
+            ));
+        }
+        if raw.security == SmtpSecurity::None && !is_loopback_host(&server) {
+            return Err(format!(
+                "smtp: security = \"none\" sends passwords and messages in clear, so only to a server on this machine; expected \"starttls\" or \"tls\" for `{server}`, or a loopback server (127.0.0.1, ::1, localhost)"
+            ));
+        }
+        let password = match (raw.password, raw.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "smtp: password and password_env both set; expected one of them".into(),
+                );
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(p) if !p.is_empty() => Some(p),
+                _ => {
+                    return Err(format!(
+                        "smtp.password_env: the environment variable `{}` is not set; expected it to hold the SMTP password",
+                        crate::terminal::safe(&var)
+                    ));
+                }
+            },
+            (None, None) => None,
+        };
+        if password.is_some() && raw.username.is_none() {
+            return Err("smtp: a password without username; expected both".into());
+        }
+        if raw.timeout_seconds == 0 || raw.timeout_seconds > 600 {
+            return Err("smtp.timeout_seconds: expected 1 to 600".into());
+        }
+        Ok(SmtpConfig {
+            port: raw.port.unwrap_or(raw.security.default_port()),
+            server,
+            security: raw.security,
+            username: raw.username,
+            password,
+            from: raw.from,
+            timeout_seconds: raw.timeout_seconds,
+        })
+    }
+}
+
+/// Whether a host names this machine (a message sent there in clear never crosses a network).
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `from`: a bare address or `Name <address>`, on one line.
+fn sender<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    let address = match text.rsplit_once('<') {
+        Some((name, rest)) => {
+            if name.chars().any(|c| c.is_control() || c == '"') {
+                return Err(serde::de::Error::custom(
+                    "the sender's name: expected one line without quotes",
+                ));
+            }
+            rest.strip_suffix('>').unwrap_or("\u{0}")
+        }
+        None => text.as_str(),
+    };
+    crate::delivery::rules::EmailAddress::parse(address.trim())
+        .map_err(|e| serde::de::Error::custom(format!("smtp.from: {e}")))?;
+    Ok(text.trim().to_string())
+}
+
+/// `[[webhooks]]`: an HTTPS (or loopback HTTP) endpoint that receives messages as signed
+/// JSON (Standard Webhooks; `delivery::webhook` sends them).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST.
+    #[serde(deserialize_with = "webhook_url")]
+    pub url: String,
+    /// The signing secret (`whsec_` and base64 of 24 to 64 bytes, as Standard Webhooks
+    /// writes it).
+    #[serde(deserialize_with = "webhook_secret")]
+    pub secret: String,
+    /// Only this company's messages; none: every company's.
+    #[serde(default)]
+    pub company: Option<String>,
+}
+
+// By hand so that the secret never reaches a log line.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"whsec_…")
+            .field("company", &self.company)
+            .finish()
+    }
+}
+
+/// A webhook URL as `delivery::webhook` sends to (http or https, a host, no credentials),
+/// and `http://` only to this machine: a message's content never crosses a network in
+/// clear (as for `[smtp] security = "none"`).
+fn webhook_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    let expected =
+        "expected https://host/path (or http:// to a loopback address), without user or password";
+    crate::delivery::webhook::check_url(&text)
+        .map_err(|e| serde::de::Error::custom(format!("webhook url: {e}; {expected}")))?;
+    let clear_to_elsewhere = url::Url::parse(&text)
+        .is_ok_and(|u| u.scheme() == "http" && !u.host_str().is_some_and(is_loopback_host));
+    if clear_to_elsewhere {
+        return Err(serde::de::Error::custom(format!(
+            "webhook url: http:// beyond this machine would send messages in clear; {expected}"
+        )));
+    }
+    Ok(text)
+}
+
+/// A Standard Webhooks secret: `whsec_` then base64 of 24 to 64 random bytes.
+fn webhook_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let secret = String::deserialize(d)?;
+    crate::delivery::webhook::check_secret(&secret).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{e}; expected whsec_ followed by base64 of 24 to 64 random bytes (e.g. `whsec_$(head -c 32 /dev/urandom | base64)`)"
+        ))
+    })?;
+    Ok(secret)
+}
+
+/// `[delivery]`: how the outbox retries and what an e-mail may carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Seconds before the first retry of a failed delivery; each retry waits twice as
+    /// long as the one before. Default 30.
+    pub retry_first_seconds: u32,
+    /// The longest wait between two retries. Default 3600 (one hour).
+    pub retry_max_seconds: u32,
+    /// Hours after which a delivery that never went through is marked failed (and
+    /// logged); `permanence deliveries retry ID` tries it again. Default 24.
+    pub give_up_hours: u32,
+    /// The largest voicemail attached to an e-mail, in bytes; a longer one is only named
+    /// (it is on the console). Default 5 MiB (about 5 minutes of 8 kHz audio).
+    pub attachment_max_bytes: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry_first_seconds: 30,
+            retry_max_seconds: 3600,
+            give_up_hours: 24,
+            attachment_max_bytes: 5 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[trunk]`: where calls to numbers go, and where calls from the network come from.
@@ -533,6 +785,19 @@ impl Config {
                     .into(),
             });
         }
+        let d = &config.delivery;
+        if d.retry_first_seconds == 0
+            || d.retry_max_seconds < d.retry_first_seconds
+            || d.give_up_hours == 0
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                line: 0,
+                column: 0,
+                message: "delivery: expected retry_first_seconds of at least 1, retry_max_seconds not below it, and give_up_hours of at least 1".into(),
+            });
+        }
+        config.webhook_company_at = webhook_companies(&text);
         if config.media.rtp_port_min > config.media.rtp_port_max || config.media.rtp_port_min < 1024
         {
             return Err(ConfigError::Invalid {
@@ -546,6 +811,28 @@ impl Config {
         Ok(config)
     }
 
+    /// The webhooks whose `company` is none of the plans' companies, as errors at their
+    /// `company` (a webhook for a company that does not exist would never be called).
+    pub fn unknown_webhook_companies(
+        &self,
+        path: &Path,
+        known: impl Fn(&str) -> bool,
+    ) -> Vec<ConfigError> {
+        self.webhook_company_at
+            .iter()
+            .filter(|(company, _, _)| !known(company))
+            .map(|(company, line, column)| ConfigError::Invalid {
+                path: path.into(),
+                line: *line,
+                column: *column,
+                message: format!(
+                    "webhooks: unknown company `{}`; expected the id of a company in the dial plans, or no company for all of them",
+                    crate::terminal::safe(company)
+                ),
+            })
+            .collect()
+    }
+
     /// The address RTP binds to and SDP advertises.
     pub fn media_address(&self) -> IpAddr {
         self.media.address.unwrap_or(self.sip.listen.ip())
@@ -557,9 +844,103 @@ impl Config {
     }
 }
 
+/// Each `[[webhooks]]` company with its line and column (the file parsed already).
+fn webhook_companies(text: &str) -> Vec<(String, usize, usize)> {
+    #[derive(Deserialize)]
+    struct Hooks {
+        #[serde(default)]
+        webhooks: Vec<Hook>,
+    }
+    #[derive(Deserialize)]
+    struct Hook {
+        company: Option<toml::Spanned<String>>,
+    }
+    let Ok(hooks) = toml::from_str::<Hooks>(text) else {
+        return Vec::new();
+    };
+    hooks
+        .webhooks
+        .into_iter()
+        .filter_map(|h| h.company)
+        .map(|c| {
+            let before = &text[..c.span().start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (c.into_inner(), line, column)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+            .map_err(|e| e.to_string().replace(&path.display().to_string(), "p.toml"))
+    }
+
+    #[test]
+    fn smtp_and_webhooks_are_checked_where_they_are_written() {
+        let ok = load(
+            "[smtp]\nserver = \"smtp.example.com\"\nusername = \"u\"\npassword = \"p\"\nfrom = \"Permanence <p@secretariat.example>\"\n\
+             [[webhooks]]\nurl = \"https://hooks.example/p\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\ncompany = \"acme\"\n",
+        )
+        .unwrap();
+        let smtp = ok.smtp.as_ref().unwrap();
+        assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::Starttls));
+        let unknown = ok.unknown_webhook_companies(Path::new("p.toml"), |c| c == "globex");
+        assert_eq!(
+            unknown.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "p.toml:9:11: webhooks: unknown company `acme`; expected the id of a company in the dial plans, or no company for all of them"
+            ]
+        );
+        let cases = [
+            (
+                "[smtp]\nserver = \"smtp.example.com\"\nsecurity = \"none\"\nfrom = \"p@s.example\"\n",
+                "p.toml:1:1: smtp: security = \"none\" sends passwords",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nsecurity = \"ssl\"\nfrom = \"p@s.example\"\n",
+                "p.toml:3:12: unknown variant `ssl`, expected one of",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nfrom = \"p@s\"\n",
+                "p.toml:3:8: smtp.from: `p@s` is not usable; expected an e-mail address",
+            ),
+            (
+                "[smtp]\nserver = \"127.0.0.1\"\nfrom = \"p@s.example\"\npassword_env = \"PERMANENCE_TEST_UNSET_VARIABLE\"\nusername = \"u\"\n",
+                "p.toml:1:1: smtp.password_env: the environment variable `PERMANENCE_TEST_UNSET_VARIABLE` is not set",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://hooks.example/p\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+                "p.toml:2:7: webhook url: http:// beyond this machine",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://127.0.0.1:9000/p\"\nsecret = \"s3cret\"\n",
+                "p.toml:3:10: webhook secret: must start with `whsec_`; expected whsec_",
+            ),
+            (
+                "[delivery]\nretry_first_seconds = 0\n",
+                "p.toml: delivery: expected retry_first_seconds of at least 1",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = load(text).unwrap_err();
+            assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+        }
+        assert!(
+            load("[smtp]\nserver = \"::1\"\nsecurity = \"none\"\nfrom = \"p@s.example\"\n")
+                .unwrap()
+                .smtp
+                .is_some_and(|s| s.port == 25),
+            "none towards loopback"
+        );
+    }
 
     #[test]
     fn the_public_url_is_an_address_and_nothing_else() {

@@ -90,6 +90,8 @@ struct Workers {
     /// Re-reads the block list when another process (the CLI) changes it; dropping it
     /// stops it.
     _blocklist: Option<crate::blocklist::live::Watcher>,
+    /// Sends the outbox's deliveries (e-mail, webhooks, daily summaries).
+    delivery: Option<crate::delivery::worker::Worker>,
 }
 
 /// The server once started: what each shutdown stage needs.
@@ -169,7 +171,7 @@ async fn start(config: &Config) -> Result<Running, ServerError> {
         .into_iter()
         .chain(serve_console(web_listener, web_tls, config, &ctx, &shared))
         .collect();
-    let workers = start_workers(config, &ctx);
+    let workers = start_workers(config, &ctx, &shared.link_key);
     let companies = ctx
         .snapshot
         .read()
@@ -268,6 +270,7 @@ fn call_context(
         blocked: Arc::clone(&shared.blocked),
         lines: Arc::new(crate::line::Lines::new(current_lines(config))),
         dnd: Arc::new(crate::dnd::InForce::new(current_dnd(config))),
+        webhooks: config.webhooks.clone().into(),
     })
 }
 
@@ -520,7 +523,11 @@ fn serve_console(
 
 /// Starts reloading: the file watcher, the task that builds and swaps snapshots, SIGHUP
 /// (on Unix), and the block list's watcher.
-fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
+fn start_workers(
+    config: &Config,
+    ctx: &Arc<CallContext>,
+    link_key: &Arc<crate::executive_link::LinkKey>,
+) -> Workers {
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let watcher = crate::reload::watch(config, reload_tx.clone());
     tokio::spawn(crate::reload::run(
@@ -546,11 +553,23 @@ fn start_workers(config: &Config, ctx: &Arc<CallContext>) -> Workers {
     )
     .map_err(|e| tracing::error!(error = %e, "block list: no watcher thread; changes from the CLI need a restart"))
     .ok();
+    let mut settings = crate::delivery::worker::Settings::from_config(config);
+    settings.links = config
+        .web
+        .public_base()
+        .map(|base| crate::delivery::Links {
+            base,
+            key: Arc::clone(link_key),
+        });
+    let delivery = crate::delivery::worker::Worker::start(settings, ctx.store.clone())
+    .map_err(|e| tracing::error!(error = %e, "deliveries: no worker thread; messages wait in the outbox until a restart"))
+    .ok();
     Workers {
         _watcher: watcher.map(|w| Box::new(w) as Box<dyn Send>),
         _reload: reload_tx,
         desk_clock: tokio::spawn(Arc::clone(&ctx.desk).run_clock()),
         _blocklist: blocklist,
+        delivery,
     }
 }
 
@@ -562,7 +581,8 @@ impl Running {
     /// 2. [`end_live_calls`](Self::end_live_calls): up to the grace for them to end,
     ///    then the endpoint stops;
     /// 3. [`stop_http`](Self::stop_http): the HTTP listeners (`GET /metrics` today);
-    /// 4. [`stop_workers`](Self::stop_workers): file watching for reloads;
+    /// 4. [`stop_workers`](Self::stop_workers): file watching for reloads, the outbox
+    ///    worker (sends under way finish, at most 5 s, and their results are queued);
     /// 5. [`flush_store`](Self::flush_store): every record queued so far reaches the disk.
     ///
     /// HTTP stops after the calls, not first: that is the order the server has always had,
@@ -628,8 +648,11 @@ impl Running {
     /// call reads a new snapshot. The watcher used to go when `run` returned, just after the
     /// flush; the two orders cannot be told apart, since dropping it only signals its
     /// thread and no task runs between this stage and the flush.
-    fn stop_workers(workers: Workers) {
+    fn stop_workers(mut workers: Workers) {
         workers.desk_clock.abort();
+        if let Some(delivery) = workers.delivery.take() {
+            delivery.stop();
+        }
         drop(workers);
     }
 

@@ -24,6 +24,11 @@ mod executive;
 pub use executive::{
     PageMessage, current_dnd, executive_message, executive_messages, links_revoked_at, revoke_links,
 };
+mod outbox;
+pub use outbox::{
+    Delivery, MessageRecord, SummaryRow, Tried, deliveries, due_deliveries, held_due,
+    message_payload, message_record, retry_delivery, summary_messages,
+};
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +260,25 @@ pub enum Record {
         by: String,
         /// When.
         at: String,
+        /// The company's delivery rules: the deliveries the message makes are written
+        /// with it (none: no delivery).
+        deliver: Option<crate::delivery::Rules>,
+    },
+    /// A delivery of the outbox was tried (or put off).
+    DeliveryTried {
+        /// Its row.
+        id: i64,
+        /// What came of it.
+        result: Tried,
+        /// When.
+        at: String,
+    },
+    /// A daily summary was made from the lines held for it.
+    SummaryMade {
+        /// The summary and the held rows it folds.
+        summary: Box<SummaryRow>,
+        /// When.
+        at: String,
     },
     /// Someone changed a message's status (in the inbox, or the executive on their page).
     MessageStatus {
@@ -350,6 +374,9 @@ pub enum Record {
         status: Option<&'static str>,
         /// When.
         at: String,
+        /// The company's delivery rules: a message left without a secretary (voicemail,
+        /// missed call, urgent transfer: status `new`) makes its deliveries with the end.
+        deliver: Option<crate::delivery::Rules>,
     },
 }
 
@@ -809,6 +836,31 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,
         revoked_at TEXT
     );",
+    // 16: the outbox: one row per delivery of a message (e-mail, webhook, a line held for
+    // the daily summary) or per summary, written in the same transaction as the message
+    // change that caused it; the same event never enqueues the same delivery twice.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook', 'digest')),
+        target TEXT NOT NULL,
+        company TEXT NOT NULL,
+        executive TEXT,
+        message_id INTEGER REFERENCES messages(id),
+        payload TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('held', 'pending', 'sent', 'failed', 'digested', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT NOT NULL,
+        retry_since TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        digest_id INTEGER REFERENCES outbox(id),
+        UNIQUE (event, channel, target)
+     );
+     CREATE INDEX outbox_due ON outbox(status, next_attempt);
+     CREATE INDEX outbox_message ON outbox(message_id);
+     CREATE INDEX outbox_digest ON outbox(digest_id);",
     // 17: the executives' page. When each executive's links were last revoked (links made
     // until then open nothing); do-not-disturb set from the page, with who set each and
     // who ended it early (the current one is the latest neither over nor ended).
@@ -1240,10 +1292,18 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
             message,
             by,
             at,
-        } => inbox::apply_written(tx, *id, message, by, at),
+            deliver,
+        } => {
+            inbox::apply_written(tx, *id, message, by, at)?;
+            if let Some(rules) = deliver {
+                outbox::enqueue(tx, *id, rules, outbox::Trigger::Written, at)?;
+            }
+            Ok(())
+        }
         Record::MessageStatus { id, status, by, at } => {
             inbox::apply_status(tx, *id, *status, by, at).map(drop)
         }
+        Record::DeliveryTried { .. } | Record::SummaryMade { .. } => outbox::apply(tx, record),
         Record::SessionClosed { hash } => {
             tx.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
                 .execute(params![hash])?;
@@ -1311,6 +1371,7 @@ fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<(
             outcome,
             status,
             at,
+            deliver,
         } => {
             tx.prepare_cached("UPDATE calls SET ended_at = ?2, outcome = ?3 WHERE id = ?1")?
                 .execute(params![id, at, outcome.as_str()])?;
@@ -1322,6 +1383,9 @@ fn apply_call(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<(
                      WHERE call_id = ?1 AND status = 'new' AND written_by IS NULL",
                 )?
                 .execute(params![id, status, at])?;
+            }
+            if let Some(rules) = deliver {
+                outbox::enqueue(tx, *id, rules, outbox::Trigger::CallEnded, at)?;
             }
         }
         // `apply` sends only the records above here.
@@ -1627,6 +1691,7 @@ mod tests {
             outcome: Outcome::Rejected,
             status: None,
             at: now_text(),
+            deliver: None,
         });
         let first = watch.blocking_recv().unwrap();
         assert_eq!(
@@ -1686,6 +1751,7 @@ mod tests {
             outcome: Outcome::Completed,
             status: Some("filed"),
             at: now_text(),
+            deliver: None,
         });
         drop(w);
         store.close();

@@ -435,6 +435,33 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "links to marie's page made until now no longer open it"
             );
         }
+        "cargo run --release -- deliveries" => {
+            // The outbox as a table (the demo has no [smtp]: whatever the calls above left
+            // waits there).
+            let (_, out) = demo.run(c);
+            let header = out.lines().next().unwrap_or("");
+            for column in ["ID", "STATUS", "CHANNEL", "TO", "LAST ERROR"] {
+                assert!(header.contains(column), "{column} in {out}");
+            }
+        }
+        "cargo run --release -- deliveries --failed --json" => {
+            let (_, out) = demo.run(c);
+            for row in json_lines(&out) {
+                assert_eq!(row["status"], "failed", "{out}");
+            }
+        }
+        "cargo run --release -- deliveries retry 12" => {
+            // The demo has no failed delivery 12: refused, saying what was expected.
+            let out = demo.command(c).stdin(Stdio::null()).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{err}");
+            assert!(
+                err.contains(
+                    "no failed delivery 12; expected an id from `permanence deliveries --failed`"
+                ),
+                "{err}"
+            );
+        }
         _ => panic!(
             "{}: `{c}` has no check in tests/docs.rs: say there what it must do",
             doc.file

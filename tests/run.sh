@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's.
 # Installs what the tests drive when it is missing (SIPp: Debian package sip-tester; the
-# baresip softphone: baresip-core; sqlite3; chromium and chromium-driver for the console),
+# baresip softphone: baresip-core; sqlite3; chromium and chromium-driver for the console;
+# python3-aiosmtpd, a real SMTP server for e-mail deliveries),
 # runs every unit and integration test, and ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # Webhooks (tests/webhook.rs): the receiver's verification that docs/API.md shows.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# A real SMTP server for e-mail deliveries (tests/delivery.rs starts it on loopback).
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""

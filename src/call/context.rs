@@ -56,6 +56,8 @@ pub struct CallContext {
     pub lines: Arc<crate::line::Lines>,
     /// Executives who asked not to be disturbed (from their page), until when.
     pub dnd: Arc<crate::dnd::InForce>,
+    /// The webhooks messages are POSTed to (`[[webhooks]]`), for the delivery rules.
+    pub webhooks: Arc<[crate::config::WebhookConfig]>,
 }
 
 impl CallContext {

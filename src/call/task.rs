@@ -61,6 +61,8 @@ struct Call<'a> {
     /// What the inbox needs at the end: the message's category as it stands, and whether
     /// the caller can be called back. None: no company, so no message.
     message: Option<(Category, bool)>,
+    /// The company's delivery rules, for the message the call may leave.
+    deliver: Option<crate::delivery::Rules>,
     invite: Box<Request>,
     key: TxKey,
     peer: Peer,
@@ -86,6 +88,10 @@ impl<'a> Call<'a> {
             .cloned();
         let dialled_text = dialled_text(&invite, dialled.as_ref(), company.as_deref());
         let mut call = Call::new(ctx, invite, key, peer, company.as_deref());
+        call.deliver = company.as_ref().map(|c| crate::delivery::Rules {
+            company: Arc::clone(c),
+            webhooks: Arc::clone(&ctx.webhooks),
+        });
         let caller = call.caller(company.as_deref());
         let block = call.block(company.as_deref(), caller.as_ref());
         let decision = call.decide(
@@ -148,6 +154,7 @@ impl<'a> Call<'a> {
             started: Instant::now(),
             company: company.map(|c| c.id.0.clone()),
             message: None,
+            deliver: None,
             tag: write::new_tag(),
             invite,
             key,
@@ -907,6 +914,7 @@ impl<'a> Call<'a> {
             outcome,
             status,
             at: store::now_text(),
+            deliver: self.deliver.clone(),
         });
     }
 

@@ -23,6 +23,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let files = plan_files(&config, &args.paths)?;
     match permanence::snapshot::load_from(&config, &files) {
         Ok(snapshot) => {
+            let unknown = config
+                .unknown_webhook_companies(&args.config, |id| snapshot.plans.company(id).is_some());
+            if !unknown.is_empty() {
+                eprintln!("config refused:");
+                for e in unknown {
+                    eprintln!("  {e}");
+                }
+                std::process::exit(1);
+            }
+            let emails = snapshot.plans.companies().iter().any(|c| {
+                c.executives.values().any(|e| {
+                    e.deliver
+                        .iter()
+                        .any(|r| r.to.contains(&permanence::delivery::rules::Channel::Email))
+                })
+            });
+            if emails && config.smtp.is_none() {
+                eprintln!(
+                    "warning: plans e-mail messages but the config has no [smtp]: e-mails wait in the outbox (`permanence deliveries`)"
+                );
+            }
             out!(
                 "ok: {} companies in {} files",
                 snapshot.plans.companies().len(),

@@ -22,6 +22,7 @@ mod blocked;
 mod calls;
 mod check;
 mod executive_links;
+mod deliveries;
 mod hash_password;
 mod messages;
 mod queue;
@@ -69,6 +70,9 @@ enum Command {
     Blocked(blocked::Args),
     /// List recent calls from the records.
     Calls(calls::Args),
+    /// The outbox: e-mails, webhooks and daily summaries to executives (list, or retry a
+    /// failed one).
+    Deliveries(deliveries::Args),
     /// API tokens with which a script acts as a secretary (create, list, revoke).
     Token(token::Args),
     /// Links to an executive's page (what their e-mails carry): create one, revoke them.
@@ -88,6 +92,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bans(args) => bans::run(args),
         Command::Blocked(args) => blocked::run(args),
         Command::Calls(args) => calls::run(args),
+        Command::Deliveries(args) => deliveries::run(args),
         Command::Token(args) => token::run(args),
         Command::ExecutiveLinks(args) => executive_links::run(args),
     }

@@ -31,27 +31,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// Where one endpoint's webhooks go (`[[webhooks]]` in the config).
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookConfig {
-    /// `http://` or `https://` URL the messages are POSTed to.
-    pub url: String,
-    /// `whsec_` followed by the base64 of 24 to 64 random bytes.
-    pub secret: String,
-    /// Only this company's messages; every company's when absent.
-    pub company: Option<String>,
-}
-
-// By hand so that the secret never reaches a log line.
-impl fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookConfig")
-            .field("url", &self.url)
-            .field("secret", &"whsec_…")
-            .field("company", &self.company)
-            .finish()
-    }
-}
+/// Where one endpoint's webhooks go: `[[webhooks]]` in the config, read and checked there
+/// (with [`check_url`] and [`check_secret`]).
+pub use crate::config::WebhookConfig;
 
 /// Why a webhook could not be signed, sent or verified. No variant carries the secret, and
 /// none the URL (its path or query may hold a receiver's token): the host is enough.

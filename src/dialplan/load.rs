@@ -17,6 +17,7 @@ use super::{
     QueueSettings, ReachEntry, ReachMode, Route, SoundName, Step, StepListName, Strategy,
     TransferTarget,
 };
+use crate::delivery::rules::{Channel, DeliveryRule, EmailAddress, When};
 use crate::number::{Country, E164};
 use crate::schedule::{DateRange, HolidayCalendar, Hours, Slot, WeeklyRange};
 
@@ -124,6 +125,8 @@ struct RawCompany {
     /// What to do with callers from ARCEP's telemarketing ranges.
     #[serde(default)]
     telemarketing: Telemarketing,
+    /// Who gets the messages that name no executive.
+    default_executive: Option<Spanned<String>>,
 }
 
 fn default_country() -> Spanned<String> {
@@ -143,6 +146,18 @@ struct RawExecutive {
     reach: Vec<Spanned<String>>,
     #[serde(default)]
     hours: Vec<Spanned<String>>,
+    email: Option<Spanned<String>>,
+    #[serde(default)]
+    deliver: Vec<Spanned<RawRule>>,
+}
+
+/// `{ category = "urgent", to = ["email", "webhook"], when = "now" }`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    category: Category,
+    to: Vec<Spanned<String>>,
+    when: Spanned<String>,
 }
 
 /// `"+33612345678"` or `{ number = "+33612345678", name = "Jean Dupont" }`.
@@ -705,15 +720,19 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
             }
         }
         let hours = weekly(&mut ck, &raw.hours);
+        let (email, deliver) = delivery(&mut ck, eid, raw);
         executives.insert(
             ExecutiveId(eid.clone()),
             Executive {
                 name: raw.name.clone(),
                 reach,
                 hours,
+                email,
+                deliver,
             },
         );
     }
+    let default_executive = default_executive(&mut ck, &c, &raw.executives);
 
     // Contacts.
     let mut contacts = Contacts::default();
@@ -938,6 +957,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         language: c.language,
         notes: c.notes,
         executives,
+        default_executive,
         contacts,
         lists,
         telemarketing: c.telemarketing,
@@ -948,6 +968,121 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         card,
         file: file.to_path_buf(),
     })
+}
+
+/// An executive's `email` and `deliver` rules: a usable address, known channels, a time
+/// for each summary, one rule per category, and an address for every rule that e-mails.
+fn delivery(
+    ck: &mut Checker,
+    eid: &str,
+    raw: &RawExecutive,
+) -> (Option<EmailAddress>, Vec<DeliveryRule>) {
+    let email = raw
+        .email
+        .as_ref()
+        .and_then(|e| match EmailAddress::parse(e.get_ref()) {
+            Ok(address) => Some(address),
+            Err(message) => {
+                ck.error(e.span(), format!("executive `{eid}`: email {message}"));
+                None
+            }
+        });
+    let mut rules: Vec<DeliveryRule> = Vec::new();
+    for rule in &raw.deliver {
+        let (span, r) = (rule.span(), rule.get_ref());
+        let mut to = Vec::new();
+        for channel in &r.to {
+            match Channel::parse(channel.get_ref()) {
+                Some(c) if to.contains(&c) => ck.error(
+                    channel.span(),
+                    format!(
+                        "channel `{}` is listed twice; expected each once",
+                        channel.get_ref()
+                    ),
+                ),
+                Some(c) => to.push(c),
+                None => ck.error(
+                    channel.span(),
+                    format!(
+                        "unknown channel `{}`; expected \"email\" or \"webhook\"",
+                        channel.get_ref().escape_debug()
+                    ),
+                ),
+            }
+        }
+        let when = match When::parse(r.when.get_ref()) {
+            Ok(w) => w,
+            Err(message) => {
+                ck.error(r.when.span(), message);
+                continue;
+            }
+        };
+        match when {
+            When::Never if !r.to.is_empty() => ck.error(
+                r.when.span(),
+                "when = \"never\" with channels; expected to = [] (or another `when`)",
+            ),
+            When::Now | When::Digest(_) if r.to.is_empty() => ck.error(
+                span.clone(),
+                "a rule that delivers to no channel; expected to = [\"email\"] or [\"webhook\"], or when = \"never\"",
+            ),
+            When::Digest(_) if to.contains(&Channel::Webhook) => ck.error(
+                r.when.span(),
+                "a daily summary is an e-mail; expected to = [\"email\"] with \"digest HH:MM\" (webhooks take when = \"now\")",
+            ),
+            _ => {}
+        }
+        if to.contains(&Channel::Email) && raw.email.is_none() {
+            ck.error(
+                span.clone(),
+                format!("executive `{eid}` has rules that e-mail but no `email`; expected email = \"name@company.example\""),
+            );
+        }
+        if rules.iter().any(|x| x.category == r.category) {
+            ck.error(
+                span.clone(),
+                format!(
+                    "a second rule for category `{}`; expected one rule per category",
+                    r.category.as_str()
+                ),
+            );
+            continue;
+        }
+        rules.push(DeliveryRule {
+            category: r.category,
+            to,
+            when,
+        });
+    }
+    (email, rules)
+}
+
+/// `default_executive`, which must be one of the company's; without it, the first
+/// executive in the file.
+fn default_executive(
+    ck: &mut Checker,
+    c: &RawCompany,
+    executives: &BTreeMap<String, Spanned<RawExecutive>>,
+) -> Option<ExecutiveId> {
+    if let Some(named) = &c.default_executive {
+        if executives.contains_key(named.get_ref()) {
+            return Some(ExecutiveId(named.get_ref().clone()));
+        }
+        let known: Vec<&str> = executives.keys().map(String::as_str).collect();
+        ck.error(
+            named.span(),
+            format!(
+                "unknown executive `{}`; expected one of [executives]: {}",
+                named.get_ref(),
+                list_or_none(&known)
+            ),
+        );
+        return None;
+    }
+    executives
+        .iter()
+        .min_by_key(|(_, raw)| raw.span().start)
+        .map(|(id, _)| ExecutiveId(id.clone()))
 }
 
 /// The longest card instructions (characters), and the most extra message fields.

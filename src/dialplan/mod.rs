@@ -279,6 +279,11 @@ pub struct Executive {
     pub reach: Vec<ReachEntry>,
     /// When they accept urgent calls (empty: always).
     pub hours: Vec<WeeklyRange>,
+    /// Where their messages are e-mailed, if anywhere.
+    pub email: Option<crate::delivery::rules::EmailAddress>,
+    /// How their messages reach them, by category (`deliver`); a category without a
+    /// rule stays on the console.
+    pub deliver: Vec<crate::delivery::rules::DeliveryRule>,
 }
 
 impl Executive {
@@ -311,6 +316,9 @@ pub struct Company {
     pub notes: Option<String>,
     /// Executives by id.
     pub executives: BTreeMap<ExecutiveId, Executive>,
+    /// Who gets the messages that name no executive: `default_executive`, else the first
+    /// executive in the file (none when the company has no executive).
+    pub default_executive: Option<ExecutiveId>,
     /// Contact lists.
     pub contacts: Contacts,
     /// The built-in lists among them (`blocked`, `telemarketing`).
@@ -461,6 +469,8 @@ mod tests {
             name: "Marie".into(),
             reach: vec![ReachEntry::Number("+33611111111".into())],
             hours: vec![crate::schedule::WeeklyRange::parse("mon-sat 07:00-21:00").unwrap()],
+            email: None,
+            deliver: Vec::new(),
         };
         // 2026-11-28 is a Saturday.
         assert!(marie.accepts_at(jiff::civil::date(2026, 11, 28).at(20, 59, 0, 0)));

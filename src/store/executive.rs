@@ -314,6 +314,7 @@ mod tests {
             outcome: crate::store::Outcome::Voicemail,
             status: Some("new"),
             at: now_text(),
+            deliver: None,
         });
         id
     }
@@ -332,6 +333,7 @@ mod tests {
             }),
             by: "alice".into(),
             at: now_text(),
+            deliver: None,
         });
     }
 

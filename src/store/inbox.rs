@@ -681,18 +681,21 @@ mod tests {
             outcome: crate::store::Outcome::Secretary,
             status: Some("filed"),
             at: now_text(),
+            deliver: None,
         });
         store.writer().write(Record::MessageWritten {
             id: a,
             message: Box::new(written("Fuite")),
             by: "alice".into(),
             at: now_text(),
+            deliver: None,
         });
         store.writer().write(Record::MessageWritten {
             id: a,
             message: Box::new(written("Fuite au 3e")),
             by: "bob".into(),
             at: now_text(),
+            deliver: None,
         });
         store.flush();
         let mut conn = open_connection(&db).unwrap();
@@ -756,6 +759,7 @@ mod tests {
             message: Box::new(written("Fuite")),
             by: "alice".into(),
             at: now_text(),
+            deliver: None,
         });
         store.flush();
         let calls = |q: &InboxQuery| -> Vec<CallRowId> {

@@ -161,6 +161,10 @@ async fn write_message(
         message: Box::new(message),
         by: me.username.clone(),
         at,
+        deliver: Some(crate::delivery::Rules {
+            company: Arc::clone(&company),
+            webhooks: Arc::clone(&web.calls.webhooks),
+        }),
     });
     let freed = web.desk.end_wrap_up(&me.username, call, now_ms);
     // Answered once on disk: the inbox read right after shows the change.
