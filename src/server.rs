@@ -554,13 +554,10 @@ fn start_workers(
     .map_err(|e| tracing::error!(error = %e, "block list: no watcher thread; changes from the CLI need a restart"))
     .ok();
     let mut settings = crate::delivery::worker::Settings::from_config(config);
-    settings.links = config
-        .web
-        .public_base()
-        .map(|base| crate::delivery::Links {
-            base,
-            key: Arc::clone(link_key),
-        });
+    settings.links = config.web.public_base().map(|base| crate::delivery::Links {
+        base,
+        key: Arc::clone(link_key),
+    });
     let delivery = crate::delivery::worker::Worker::start(settings, ctx.store.clone())
     .map_err(|e| tracing::error!(error = %e, "deliveries: no worker thread; messages wait in the outbox until a restart"))
     .ok();
