@@ -37,7 +37,12 @@ fn secretary(setup: &Setup, user: &str, talk_ms: u32) -> Child {
         .arg("-sf")
         .arg(repo().join("tests/scenarios/queue_secretary.xml"))
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &free_port().to_string(), "-d", &talk])
+        .args([
+            "-mp",
+            &free_media_ports_on(std::net::Ipv4Addr::LOCALHOST.into()).to_string(),
+            "-d",
+            &talk,
+        ])
         .args(["-key", "username", user, "-key", "rtp_port", &rtp_port])
         .args(["-key", "offer", "0", "-nostdin"])
         .stdout(Stdio::null())
@@ -57,7 +62,12 @@ fn callers(setup: &Setup, count: u32, every_ms: u32) -> Child {
         .args(["-m", &count.to_string(), "-l", &count.to_string()])
         .args(["-r", "1", "-rp", &every_ms.to_string()])
         .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-        .args(["-mp", &free_port().to_string(), "-s", "+33180000001"])
+        .args([
+            "-mp",
+            &free_media_ports_on(std::net::Ipv4Addr::LOCALHOST.into()).to_string(),
+            "-s",
+            "+33180000001",
+        ])
         .args([
             "-key",
             "caller",

@@ -129,6 +129,9 @@ pub fn watch(live: Arc<Live>, every: Duration) -> std::io::Result<Watcher> {
                 }
             };
             let mut seen = data_version(&conn).ok();
+            // Whatever was written between the list's load and this connection's first
+            // look would otherwise wait for the next write.
+            check(&live, &mut conn);
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let now = data_version(&conn).ok();
                 if now == seen {

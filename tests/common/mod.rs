@@ -23,6 +23,21 @@ pub fn free_port() -> u16 {
     free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// A SIPp media port on `ip`: SIPp binds it for audio and the port two above for video, so
+/// the four from it are checked free over UDP.
+pub fn free_media_ports_on(ip: IpAddr) -> u16 {
+    loop {
+        let port = free_port_on(ip);
+        let rest_free = (1..=3).all(|k| {
+            port.checked_add(k)
+                .is_some_and(|p| UdpSocket::bind((ip, p)).is_ok())
+        });
+        if rest_free {
+            return port;
+        }
+    }
+}
+
 /// A free port on `ip` for both UDP and TCP (checked by binding both).
 pub fn free_port_on(ip: IpAddr) -> u16 {
     loop {
@@ -360,7 +375,7 @@ pub fn sipp(scenario: &str, addr: SocketAddr, args: &[&str]) -> Output {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     };
     let local = free_port_on(ip).to_string();
-    let media = free_port_on(ip).to_string();
+    let media = free_media_ports_on(ip).to_string();
     Command::new("sipp")
         .arg("-sf")
         .arg(repo().join("tests/scenarios").join(scenario))
@@ -611,7 +626,7 @@ pub fn register_from(server: SocketAddr, port: u16, user: &str, password: &str) 
 
 /// Starts SIPp as a phone (UAS) on 127.0.0.1:`port`, for one call, in the background.
 pub fn sipp_phone(scenario: &str, port: u16, args: &[&str]) -> Child {
-    let media = free_port().to_string();
+    let media = free_media_ports_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
     Command::new("sipp")
         .arg("-sf")
         .arg(repo().join("tests/scenarios").join(scenario))
