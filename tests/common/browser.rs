@@ -161,9 +161,20 @@ impl Browser {
         );
     }
 
+    /// Clicks the element `css` finds. The live board re-renders parts of the page at any
+    /// moment: an element replaced between finding and clicking is found again.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.command("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for _ in 0..5 {
+            let id = self.element(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let answer = call(self.addr, "POST", &path, Some(&json!({})));
+            match answer["value"]["error"].as_str() {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(_) => panic!("POST {path}: {answer}"),
+            }
+        }
+        panic!("{css} kept being replaced before it could be clicked");
     }
 
     /// Waits (10 s at most) until `script` returns true.
