@@ -30,6 +30,14 @@ pub use outbox::{
     message_payload, message_record, retry_delivery, summary_messages,
 };
 
+/// Turns SQLite's error into ours, naming the database file (for `map_err`).
+fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
+    }
+}
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

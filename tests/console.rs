@@ -156,14 +156,7 @@ fn the_card_is_on_screen_when_the_call_rings_and_the_message_is_saved_from_it() 
     ));
 
     let browser = Browser::start(&setup.dir.path().join("chromium"));
-    browser.go(&format!("http://{web}/"));
-    browser.wait_for(
-        "the login form",
-        "return !document.getElementById('login').hidden",
-    );
-    browser.type_into("#username", "alice");
-    browser.type_into("#password", "alice");
-    browser.click("#login button");
+    browser.log_in(web, "alice", "alice");
     browser.wait_for(
         "the board",
         "return !document.getElementById('board').hidden",
@@ -288,14 +281,7 @@ fn marking_a_caller_spam_on_the_card_sends_their_next_call_down_the_blocked_rout
     let _server = setup.start();
 
     let browser = Browser::start(&setup.dir.path().join("chromium"));
-    browser.go(&format!("http://{web}/"));
-    browser.wait_for(
-        "the login form",
-        "return !document.getElementById('login').hidden",
-    );
-    browser.type_into("#username", "alice");
-    browser.type_into("#password", "alice");
-    browser.click("#login button");
+    browser.log_in(web, "alice", "alice");
     browser.wait_for(
         "the block list, empty",
         "return document.getElementById('blocked-rows').textContent === 'aucun numéro bloqué'",
@@ -448,14 +434,7 @@ fn the_inbox_shows_hostile_text_as_text_plays_the_voicemail_and_marks_it_done() 
     }
 
     let browser = Browser::start(&setup.dir.path().join("chromium"));
-    browser.go(&format!("http://{web}/"));
-    browser.wait_for(
-        "the login form",
-        "return !document.getElementById('login').hidden",
-    );
-    browser.type_into("#username", "alice");
-    browser.type_into("#password", "alice");
-    browser.click("#login button");
+    browser.log_in(web, "alice", "alice");
     browser.wait_for(
         "the voicemail in the inbox",
         "return document.querySelectorAll('#inbox-list tr').length === 1",

@@ -358,14 +358,7 @@ fn she_switches_a_line_from_the_console_in_chromium() {
     let (setup, web) = line_setup();
     let _server = setup.start();
     let browser = Browser::start(&setup.dir.path().join("chromium"));
-    browser.go(&format!("http://{web}/"));
-    browser.wait_for(
-        "the login form",
-        "return !document.getElementById('login').hidden",
-    );
-    browser.type_into("#username", "alice");
-    browser.type_into("#password", "alice");
-    browser.click("#login button");
+    browser.log_in(web, "alice", "alice");
     let acme = "#line-list li[data-company=acme]";
     browser.wait_for(
         "her companies' lines",

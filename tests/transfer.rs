@@ -257,14 +257,7 @@ fn the_transfer_button_in_chromium_shows_that_the_call_connected() {
     let (setup, web) = setup_transfer();
     let _server = setup.start();
     let browser = Browser::start(&setup.dir.path().join("chromium"));
-    browser.go(&format!("http://{web}/"));
-    browser.wait_for(
-        "the login form",
-        "return !document.getElementById('login').hidden",
-    );
-    browser.type_into("#username", "alice");
-    browser.type_into("#password", "alice");
-    browser.click("#login button");
+    browser.log_in(web, "alice", "alice");
     browser.wait_for(
         "the board",
         "return !document.getElementById('board').hidden",

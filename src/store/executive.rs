@@ -9,15 +9,8 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{CallRowId, EventRow, Record, StoreError, open_connection, time_text};
+use super::{CallRowId, EventRow, Record, StoreError, open_connection, sqlite, time_text};
 use crate::dnd::Dnd;
-
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.into(),
-        source,
-    }
-}
 
 /// Writes a do-not-disturb's change: the one in force (if any) is ended at `at` by
 /// whoever acts, and a new one is inserted when one is set.

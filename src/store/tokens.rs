@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{StoreError, now_text, open_connection};
+use super::{StoreError, now_text, open_connection, sqlite};
 
 /// A token as `permanence token list` shows it (never the token itself).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -23,13 +23,6 @@ pub struct TokenRow {
     pub expires_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
-}
-
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.into(),
-        source,
-    }
 }
 
 /// Stores a new token's hash; its number.

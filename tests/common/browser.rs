@@ -161,6 +161,19 @@ impl Browser {
         );
     }
 
+    /// Opens the console at `web` and submits its login form (what follows it, the board
+    /// or a refusal, is for the caller to wait for).
+    pub fn log_in(&self, web: SocketAddr, username: &str, password: &str) {
+        self.go(&format!("http://{web}/"));
+        self.wait_for(
+            "the login form",
+            "return !document.getElementById('login').hidden",
+        );
+        self.type_into("#username", username);
+        self.type_into("#password", password);
+        self.click("#login button");
+    }
+
     /// Clicks the element `css` finds. The live board re-renders parts of the page at any
     /// moment: an element replaced between finding and clicking is found again.
     pub fn click(&self, css: &str) {
