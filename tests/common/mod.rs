@@ -79,8 +79,10 @@ impl Setup {
     pub fn new(plans: &[(&str, &str)]) -> Setup {
         let dir = tempfile::TempDir::new().unwrap();
         let port = free_port();
-        let block = RTP_BLOCK.fetch_add(1, Ordering::Relaxed);
-        let rtp_min = 30000 + block * 400;
+        // Below the kernel's ephemeral range (32768 on): a server's RTP port must never be
+        // one that `free_port` just handed to a SIPp in a parallel test.
+        let block = RTP_BLOCK.fetch_add(1, Ordering::Relaxed) % 50;
+        let rtp_min = 10000 + block * 400;
         std::fs::write(
             dir.path().join("permanence.toml"),
             format!(
@@ -943,7 +945,11 @@ pub fn wait_sipp_phone_ready(phone: &mut Child, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !udp_port_is_bound(port) {
         if let Some(status) = phone.try_wait().unwrap() {
-            panic!("SIPp phone on port {port} exited before binding it: {status}");
+            let mut stderr = String::new();
+            if let Some(mut pipe) = phone.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("SIPp phone on port {port} exited before binding it: {status}\n{stderr}");
         }
         assert!(
             Instant::now() < deadline,
