@@ -24,6 +24,12 @@ mod executive;
 pub use executive::{
     PageMessage, current_dnd, executive_message, executive_messages, links_revoked_at, revoke_links,
 };
+mod report;
+pub use report::report;
+mod tasks;
+pub use tasks::{
+    AttemptRow, TaskChange, TaskIds, TaskRow, attempt, company_tasks, created, summary_tasks, task,
+};
 mod outbox;
 pub use outbox::{
     Delivery, MessageRecord, SummaryRow, Tried, deliveries, due_deliveries, held_due,
@@ -372,6 +378,47 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// Follow-up tasks created together (by hand: one; an import: every row, all or
+    /// nothing), with the ids chosen for them.
+    TasksCreated {
+        /// The company.
+        company: String,
+        /// Each task with its id.
+        tasks: Vec<(i64, crate::followup::NewTask)>,
+        /// The call whose message it follows up.
+        call: Option<CallRowId>,
+        /// Who.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// A task's status, outcome or assignee changed.
+    TaskChanged {
+        /// The task.
+        id: i64,
+        /// What changed.
+        change: TaskChange,
+        /// Who.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// An attempt at a task (a call, an e-mail…): an open task is then in progress.
+    TaskAttempt {
+        /// The task.
+        task: i64,
+        /// What came of it.
+        result: crate::followup::AttemptResult,
+        /// Her note.
+        note: String,
+        /// The call placed for it, if any.
+        call: Option<CallRowId>,
+        /// Who.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// The call ended.
     CallEnded {
         /// The call.
         id: CallRowId,
@@ -886,6 +933,47 @@ const MIGRATIONS: &[&str] = &[
         ended_by TEXT
      );
      CREATE INDEX executive_dnd_executive ON executive_dnd(executive, id);",
+    // 18: follow-ups. Each company's tasks (callbacks, invoice chases, quotes), amounts in
+    // integer cents, due days as `YYYY-MM-DD`, the message's call they came from; every
+    // attempt with its time and result. Calls get a direction: `outbound` for a call
+    // placed for a company from one of its tasks.
+    "CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        company TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('callback', 'invoice', 'quote', 'other')),
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'in_progress', 'done', 'abandoned')),
+        customer TEXT NOT NULL DEFAULT '',
+        phone TEXT,
+        email TEXT,
+        amount_cents INTEGER CHECK (amount_cents IS NULL OR amount_cents >= 0),
+        invoice TEXT,
+        due TEXT,
+        assignee TEXT,
+        notes TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT '',
+        call_id INTEGER REFERENCES calls(id),
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        done_at TEXT
+     );
+     CREATE INDEX tasks_company ON tasks(company, status, due);
+     CREATE INDEX tasks_done ON tasks(company, done_at);
+     CREATE TABLE task_attempts (
+        id INTEGER PRIMARY KEY,
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        at TEXT NOT NULL,
+        by TEXT NOT NULL,
+        result TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        call_id INTEGER REFERENCES calls(id)
+     );
+     CREATE INDEX task_attempts_task ON task_attempts(task_id, id);
+     ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'
+        CHECK (direction IN ('inbound', 'outbound'));
+     ALTER TABLE calls ADD COLUMN task_id INTEGER REFERENCES tasks(id);",
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1323,6 +1411,9 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         }
         Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
         Record::DndSet { .. } | Record::DndEnded { .. } => executive::apply_dnd(tx, record),
+        Record::TasksCreated { .. } | Record::TaskChanged { .. } | Record::TaskAttempt { .. } => {
+            tasks::apply(tx, record)
+        }
     }
 }
 

@@ -26,6 +26,7 @@ mod executive_links;
 mod hash_password;
 mod messages;
 mod queue;
+mod report;
 mod secretaries;
 mod serve;
 mod simulate;
@@ -77,6 +78,9 @@ enum Command {
     Token(token::Args),
     /// Links to an executive's page (what their e-mails carry): create one, revoke them.
     ExecutiveLinks(executive_links::Args),
+    /// A company's month for invoicing: calls answered by outcome and category, minutes
+    /// handled by secretaries, messages, appointments, tasks done.
+    Report(report::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -95,5 +99,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Deliveries(args) => deliveries::run(args),
         Command::Token(args) => token::run(args),
         Command::ExecutiveLinks(args) => executive_links::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

@@ -135,6 +135,12 @@ struct Words {
     spam_count: fn(usize) -> String,
     messages: fn(usize) -> String,
     message_number: &'static str,
+    tasks_open: &'static str,
+    tasks_finished: &'static str,
+    overdue: &'static str,
+    due: &'static str,
+    task_kind: fn(&str) -> &'static str,
+    task_status: fn(&str) -> &'static str,
 }
 
 const FRENCH: Words = Words {
@@ -181,6 +187,22 @@ const FRENCH: Words = Words {
     spam_count: |n| format!("{n} appel(s) indésirable(s) écarté(s)."),
     messages: |n| format!("{n} message(s)"),
     message_number: "message",
+    tasks_open: "Suivis en cours",
+    tasks_finished: "Suivis terminés depuis le dernier résumé",
+    overdue: "EN RETARD",
+    due: "échéance",
+    task_kind: |k| match k {
+        "callback" => "Rappel",
+        "invoice" => "Relance facture",
+        "quote" => "Suivi de devis",
+        _ => "Autre",
+    },
+    task_status: |s| match s {
+        "open" => "à faire",
+        "in_progress" => "en cours",
+        "done" => "fait",
+        _ => "abandonné",
+    },
 };
 
 const ENGLISH: Words = Words {
@@ -227,6 +249,22 @@ const ENGLISH: Words = Words {
     spam_count: |n| format!("{n} unwanted call(s) set aside."),
     messages: |n| format!("{n} message(s)"),
     message_number: "message",
+    tasks_open: "Open follow-ups",
+    tasks_finished: "Follow-ups finished since the last summary",
+    overdue: "OVERDUE",
+    due: "due",
+    task_kind: |k| match k {
+        "callback" => "Callback",
+        "invoice" => "Invoice chase",
+        "quote" => "Quote follow-up",
+        _ => "Other",
+    },
+    task_status: |s| match s {
+        "open" => "to do",
+        "in_progress" => "in progress",
+        "done" => "done",
+        _ => "abandoned",
+    },
 };
 
 fn words(language: &str) -> &'static Words {
@@ -481,6 +519,75 @@ pub struct DigestView {
     pub messages: Vec<MessageView>,
     /// The executive page's link, when there is one.
     pub link: Option<String>,
+    /// The company's follow-ups: open ones, and those finished since the last summary.
+    pub tasks: Vec<TaskLine>,
+}
+
+/// A follow-up task as a summary lists it (texts as stored: they are escaped here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLine {
+    /// `callback`, `invoice`, `quote`, `other`.
+    pub kind: String,
+    /// `open`, `in_progress`, `done`, `abandoned`.
+    pub status: String,
+    /// The customer's name.
+    pub customer: String,
+    /// Their number.
+    pub phone: Option<String>,
+    /// The invoice and its amount (`F-101 1200.00`).
+    pub invoice: Option<String>,
+    /// Due day (`YYYY-MM-DD`).
+    pub due: Option<String>,
+    /// Whether it is overdue.
+    pub overdue: bool,
+    /// What came of it.
+    pub outcome: String,
+}
+
+/// The summary's follow-ups section: open tasks, then finished ones with their outcome.
+fn task_section(tasks: &[TaskLine], w: &Words, text: &mut String, page: &mut String) {
+    let open: Vec<&TaskLine> = tasks
+        .iter()
+        .filter(|t| matches!(t.status.as_str(), "open" | "in_progress"))
+        .collect();
+    let finished: Vec<&TaskLine> = tasks
+        .iter()
+        .filter(|t| !matches!(t.status.as_str(), "open" | "in_progress"))
+        .collect();
+    for (heading, these) in [(w.tasks_open, open), (w.tasks_finished, finished)] {
+        if these.is_empty() {
+            continue;
+        }
+        let heading = format!("{heading} ({})", these.len());
+        text.push_str(&format!("\n{heading}\n"));
+        page.push_str(&format!("<h3>{}</h3>\n<ul>\n", html(&heading)));
+        for t in these {
+            let mut line = format!(
+                "{} – {}",
+                (w.task_kind)(&t.kind),
+                one_line(&t.customer, 120)
+            );
+            if let Some(phone) = &t.phone {
+                line.push_str(&format!(" ({})", readable_number(phone)));
+            }
+            if let Some(invoice) = &t.invoice {
+                line.push_str(&format!(" – {}", one_line(invoice, 160)));
+            }
+            if let Some(due) = &t.due {
+                line.push_str(&format!(" – {} {}", w.due, one_line(due, 10)));
+            }
+            line.push_str(&format!(" [{}]", (w.task_status)(&t.status)));
+            if t.overdue {
+                line.push_str(&format!(" {}", w.overdue));
+            }
+            if !t.outcome.trim().is_empty() {
+                line.push_str(&format!(" – {}", one_line(&t.outcome, 300)));
+            }
+            text.push_str(&format!("  - {line}\n"));
+            page.push_str(&format!("<li>{}</li>\n", html(&line)));
+        }
+        page.push_str("</ul>\n");
+    }
 }
 
 /// The summary's e-mail: the messages grouped by category, urgent first, each with its
@@ -573,6 +680,7 @@ pub fn digest_email(d: &DigestView) -> Email {
             html(&(w.spam_count)(spam))
         ));
     }
+    task_section(&d.tasks, w, &mut text, &mut page);
     text.push('\n');
     match &d.link {
         Some(link) => {
@@ -835,6 +943,7 @@ mod tests {
                 at(12, 0, Category::Spam, "Spammeur 2"),
             ],
             link: None,
+            tasks: Vec::new(),
         };
         let e = digest_email(&d);
         assert_eq!(
@@ -853,6 +962,47 @@ mod tests {
         );
         assert!(!e.text.contains("Spammeur"), "spam only as a count");
         assert!(e.html.contains("<h3>URGENT (1)</h3>"));
+        assert!(!e.text.contains("Suivis"), "no tasks, no section");
+    }
+
+    #[test]
+    fn the_summary_lists_open_tasks_then_finished_ones_with_their_outcome() {
+        let task = |kind: &str, status: &str, customer: &str, outcome: &str| TaskLine {
+            kind: kind.into(),
+            status: status.into(),
+            customer: customer.into(),
+            phone: Some("+33612345678".into()),
+            invoice: None,
+            due: Some("2026-11-20".into()),
+            overdue: status == "open",
+            outcome: outcome.into(),
+        };
+        let d = DigestView {
+            company: view().company,
+            executive: "Marie Durand".into(),
+            due: "2026-11-27T17:30:00Z".parse().unwrap(),
+            messages: Vec::new(),
+            link: None,
+            tasks: vec![
+                task("invoice", "open", "Dupont <b>SA</b>", ""),
+                task(
+                    "callback",
+                    "done",
+                    "Mme Lefèvre",
+                    "Rappelée, RDV pris\nmardi",
+                ),
+            ],
+        };
+        let e = digest_email(&d);
+        let open = e.text.find("Suivis en cours (1)").unwrap();
+        let done = e
+            .text
+            .find("Suivis terminés depuis le dernier résumé (1)")
+            .unwrap();
+        assert!(open < done, "{}", e.text);
+        assert!(e.text.contains("Relance facture – Dupont <b>SA</b> (+33 6 12 34 56 78) – échéance 2026-11-20 [à faire] EN RETARD"), "{}", e.text);
+        assert!(e.text.contains("Rappel – Mme Lefèvre (+33 6 12 34 56 78) – échéance 2026-11-20 [fait] – Rappelée, RDV pris mardi"), "{}", e.text);
+        assert!(e.html.contains("Dupont &lt;b&gt;SA&lt;/b&gt;") && !e.html.contains("<b>SA"));
     }
 
     #[test]

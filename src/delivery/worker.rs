@@ -30,6 +30,7 @@ use super::rules::Payload;
 use super::webhook;
 use crate::config::{SmtpConfig, WebhookConfig};
 use crate::dialplan::Category;
+use crate::followup::{self, Status};
 use crate::store::{
     self, Committed, Delivery, MessageRecord, Record, SummaryRow, Tried, Writer, time_text,
 };
@@ -330,6 +331,39 @@ impl Run {
         }
     }
 
+    /// The company's follow-ups for a summary due at `due`: the open ones, and those
+    /// finished in the day before it.
+    fn summary_tasks(
+        &self,
+        row: &Delivery,
+        payload: &Payload,
+        due: Timestamp,
+    ) -> rusqlite::Result<Vec<compose::TaskLine>> {
+        let since = due - jiff::SignedDuration::from_hours(24);
+        let tasks = store::summary_tasks(&self.conn, &row.company, &time_text(since))?;
+        let today = company_view(row, payload).timezone.to_datetime(due).date();
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
+                let status = Status::parse(&t.status).unwrap_or(Status::Open);
+                let due_day = t.due.as_deref().and_then(|d| followup::date(d).ok());
+                compose::TaskLine {
+                    overdue: followup::overdue(status, due_day, today),
+                    invoice: t.invoice.map(|i| match t.amount_cents {
+                        Some(c) => format!("{i} {}", followup::amount_text(c)),
+                        None => i,
+                    }),
+                    kind: t.kind,
+                    status: t.status,
+                    customer: t.customer,
+                    phone: t.phone,
+                    due: t.due,
+                    outcome: t.outcome,
+                }
+            })
+            .collect())
+    }
+
     /// Reads what a row sends and composes it; or says why not now (its voicemail is still
     /// being written) or never (its message is gone, its webhook no longer configured).
     fn prepare(&self, row: &Delivery, now: Timestamp) -> Result<Job, Attempt> {
@@ -357,12 +391,14 @@ impl Run {
                 .as_deref()
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(now);
+            let tasks = self.summary_tasks(row, &payload, due).map_err(read)?;
             let email = compose::digest_email(&DigestView {
                 company: company_view(row, &payload),
                 executive: payload.executive_name.clone(),
                 due,
                 messages: views,
                 link: self.link(row, None),
+                tasks,
             });
             return Ok(Job::Email {
                 to_name: payload.executive_name,

@@ -127,6 +127,8 @@ struct RawCompany {
     telemarketing: Telemarketing,
     /// Who gets the messages that name no executive.
     default_executive: Option<Spanned<String>>,
+    /// The number presented on calls placed for the company (one of `numbers`).
+    caller_id: Option<Spanned<String>>,
 }
 
 fn default_country() -> Spanned<String> {
@@ -941,6 +943,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         }
     }
 
+    let caller_id = caller_id(&mut ck, &c, &numbers);
     let queue = queue_settings(&mut ck, &c);
     let card = card(&mut ck, raw.card.as_ref());
     if !ck.errors.is_empty() {
@@ -961,6 +964,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         contacts,
         lists,
         telemarketing: c.telemarketing,
+        caller_id,
         hours,
         routes,
         steplists,
@@ -1055,6 +1059,27 @@ fn delivery(
         });
     }
     (email, rules)
+}
+
+/// `caller_id`, which must be one of the company's own numbers: a secretariat presents
+/// only what its client owns (presenting another's number is spoofing).
+fn caller_id(ck: &mut Checker, c: &RawCompany, numbers: &[E164]) -> Option<E164> {
+    let named = c.caller_id.as_ref()?;
+    match E164::parse(named.get_ref()) {
+        Some(n) if numbers.contains(&n) => Some(n),
+        _ => {
+            let known: Vec<&str> = numbers.iter().map(E164::as_str).collect();
+            ck.error(
+                named.span(),
+                format!(
+                    "caller_id `{}` is not one of this company's numbers; expected one of `numbers`: {}",
+                    named.get_ref(),
+                    list_or_none(&known)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `default_executive`, which must be one of the company's; without it, the first
@@ -1835,6 +1860,49 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         assert!(
             text.contains(&format!("{}:5:", plans.join("acme.toml").display())),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn caller_id_must_be_one_of_the_company_numbers() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        write(
+            &plans,
+            "acme.toml",
+            &GOOD.replace(
+                "name = \"ACME\"",
+                "name = \"ACME\"\ncaller_id = \"+33180000001\"",
+            ),
+        );
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        assert_eq!(
+            loaded
+                .company("acme")
+                .unwrap()
+                .caller_id
+                .as_ref()
+                .map(E164::as_str),
+            Some("+33180000001")
+        );
+        write(
+            &plans,
+            "acme.toml",
+            &GOOD.replace(
+                "name = \"ACME\"",
+                "name = \"ACME\"\ncaller_id = \"+33199999999\"",
+            ),
+        );
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&format!("{}:5:13", plans.join("acme.toml").display()))
+                && errors[0].contains("not one of this company's numbers"),
+            "{errors:?}"
         );
     }
 

@@ -336,6 +336,9 @@ pub struct Company {
     pub queue: QueueSettings,
     /// What the secretary's console shows and asks (`[card]`).
     pub card: Card,
+    /// The number presented on calls placed for the company (`[company] caller_id`, one
+    /// of its `numbers`); None: it places no calls.
+    pub caller_id: Option<E164>,
     /// The file it came from.
     pub file: PathBuf,
 }

@@ -207,7 +207,7 @@ fn window(
 }
 
 /// Runs a read of the records on the blocking pool.
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     web: &Web,
     f: impl FnOnce(&Path) -> Result<T, store::StoreError> + Send + 'static,
 ) -> Result<T, Refused> {

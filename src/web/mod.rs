@@ -42,6 +42,8 @@ mod live;
 mod login;
 mod messages;
 mod range;
+mod report;
+mod tasks;
 mod tls;
 mod transfer;
 
@@ -76,6 +78,8 @@ pub struct Web {
     throttle: Mutex<Throttle>,
     /// Checks the links to the executives' page; without it, every link is refused.
     link_key: Option<Arc<crate::executive_link::LinkKey>>,
+    /// Follow-up tasks' ids, read from the records when first needed.
+    task_ids: Mutex<Option<store::TaskIds>>,
 }
 
 impl Web {
@@ -112,6 +116,7 @@ impl Web {
             sessions: Mutex::new(sessions),
             throttle: Mutex::new(Throttle::default()),
             link_key: None,
+            task_ids: Mutex::new(None),
         }
     }
 
@@ -204,6 +209,8 @@ pub async fn serve(
         .merge(blocked::routes())
         .merge(executive::routes())
         .merge(inbox::routes())
+        .merge(tasks::routes())
+        .merge(report::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
