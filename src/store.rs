@@ -418,6 +418,18 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A call placed for a company from one of its tasks (its row is `CallStarted`'s):
+    /// the company, `direction = outbound` and the task.
+    CallPlaced {
+        /// The call.
+        id: CallRowId,
+        /// The company it was placed for.
+        company: String,
+        /// The task.
+        task: i64,
+        /// When.
+        at: String,
+    },
     /// The call ended.
     CallEnded {
         /// The call.
@@ -1411,9 +1423,10 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         }
         Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
         Record::DndSet { .. } | Record::DndEnded { .. } => executive::apply_dnd(tx, record),
-        Record::TasksCreated { .. } | Record::TaskChanged { .. } | Record::TaskAttempt { .. } => {
-            tasks::apply(tx, record)
-        }
+        Record::TasksCreated { .. }
+        | Record::TaskChanged { .. }
+        | Record::TaskAttempt { .. }
+        | Record::CallPlaced { .. } => tasks::apply(tx, record),
     }
 }
 

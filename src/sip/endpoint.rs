@@ -132,6 +132,14 @@ pub enum Input {
         /// What the transaction needs to ACK a refusal itself.
         ack: super::transaction::InviteAck,
     },
+    /// A call the server places itself (for a task): its requests and its legs' news
+    /// go to `calls`, as an inbound call's do; [`Input::CallEnded`] forgets it.
+    Attach {
+        /// The call's own key (no dialog has it: it owns only outbound legs).
+        call_id: CallId,
+        /// Where its news goes.
+        calls: mpsc::UnboundedSender<ToCall>,
+    },
     /// Send bytes outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4).
     Send {
         /// Where to.
@@ -569,6 +577,13 @@ impl Endpoint {
                     .send_invite(&branch, leg, peer, bytes, ack, Instant::now());
             }
             Input::Send { peer, bytes } => self.send(peer, bytes),
+            Input::Attach { call_id, calls } => {
+                if self.draining {
+                    let _ = calls.send(ToCall::Shutdown);
+                }
+                self.calls.insert(call_id, calls);
+                self.live.store(self.calls.len(), Ordering::Relaxed);
+            }
             Input::CallEnded(call_id) => {
                 self.calls.remove(&call_id);
                 if !self.legs.is_empty() {

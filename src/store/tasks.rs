@@ -126,6 +126,15 @@ pub(super) fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Re
             .execute(params![task, by, at])?;
             Ok(())
         }
+        Record::CallPlaced {
+            id, company, task, ..
+        } => {
+            tx.prepare_cached(
+                "UPDATE calls SET company = ?2, direction = 'outbound', task_id = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, company, task])?;
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

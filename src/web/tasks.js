@@ -155,6 +155,13 @@ $("tv-save").addEventListener("click", async () => {
   if (r.status === 200) { taskRender(r.body); $("tv-result").textContent = "Enregistré."; taskLoad(); }
   else { $("tv-result").textContent = taskError(r); }
 });
+// "Call": the server rings her phone, then the customer, presenting the company's number.
+$("tv-call").addEventListener("click", async () => {
+  if (taskOpen === null) return;
+  const r = await api("/api/tasks/" + taskOpen + "/call", {});
+  $("tv-result").textContent = r.status === 202
+    ? "Votre téléphone sonne : décrochez, le client est appelé ensuite." : taskError(r);
+});
 $("tv-attempt").addEventListener("submit", async (e) => {
   e.preventDefault();
   if (taskOpen === null) return;

@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         )
         .route("/api/tasks/{id}", get(one).post(change))
         .route("/api/tasks/{id}/attempts", post(add_attempt))
+        .route("/api/tasks/{id}/call", post(call))
 }
 
 async fn script() -> Response {
@@ -470,5 +471,92 @@ async fn add_attempt(
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "task": task_json(&task, today), "attempts": attempts }),
+    ))
+}
+
+/// What "call" may name: the task's number (the only one it may dial), or nothing.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CallForm {
+    #[serde(default)]
+    number: Option<String>,
+}
+
+/// `POST /api/tasks/{id}/call`: rings her own phones, then, when she answers, dials the
+/// task's customer through the trunk presenting the company's `caller_id`. 202 with the
+/// call's row; 403 for a number that is not the task's, 409 when the company has no
+/// `caller_id`, the task is finished, or she is not free with a registered phone; 503
+/// without a trunk. Nothing else makes the server dial out.
+async fn call(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refused> {
+    let me = logged_in(&web, &headers)?;
+    let form: CallForm = if body.is_empty() {
+        CallForm::default()
+    } else {
+        parse(&body)?
+    };
+    let (task, _) = web.served_task(&me.username, &id).await?;
+    let company = web.served_company(&me.username, &task.company)?;
+    let conflict = |message: &str| refused(StatusCode::CONFLICT, message, None);
+    let Some(caller_id) = company.caller_id.clone() else {
+        return Err(conflict(
+            "the company's plan has no caller_id: no call can be placed for it",
+        ));
+    };
+    let number = task
+        .phone
+        .as_deref()
+        .and_then(crate::number::E164::parse)
+        .ok_or_else(|| conflict("the task has no number to call"))?;
+    if let Some(asked) = form.number.as_deref() {
+        let asked = followup::phone(asked, company.country).map_err(invalid)?;
+        if asked != number {
+            tracing::warn!(username = %me.username, task = task.id, "console: call to a number not in the task refused");
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "only the task's number can be called",
+                Some("number"),
+            ));
+        }
+    }
+    if !Status::parse(&task.status).is_some_and(Status::is_open) {
+        return Err(conflict("the task is finished"));
+    }
+    let Some(trunk) = web.calls.trunk_route() else {
+        return Err(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no trunk is configured to call numbers",
+            None,
+        ));
+    };
+    let row = web.calls.ids.next();
+    let phones = web
+        .desk
+        .claim(&me.username, row, crate::clock::unix_ms())
+        .ok_or_else(|| {
+            conflict("you are not available, or no phone of yours is registered")
+        })?;
+    tracing::info!(username = %me.username, company = %company.id, task = task.id, call = row, "console: calling out for a task");
+    crate::call::callout::start(
+        Arc::clone(&web.calls),
+        crate::call::callout::Plan {
+            row,
+            task: task.id,
+            company: Arc::clone(&company),
+            secretary: me.username.clone(),
+            phones,
+            number,
+            customer: task.customer.clone(),
+            caller_id,
+            trunk,
+        },
+    );
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "call": row, "task": task.id }),
     ))
 }
