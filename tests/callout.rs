@@ -1,0 +1,216 @@
+//! Calling out for a company from a task: the console's "call" rings the secretary's own
+//! phone (SIPp, registered as alice), and once she answers the server dials the task's
+//! customer through the trunk (a stand-in played by hand over UDP, so that every header it
+//! receives can be read), presenting the company's number. The customer hears her; the
+//! call is recorded as outbound, linked to the task, with the task's attempt. A number
+//! that is not the task's, a company without `caller_id`, and another company's task are
+//! refused, and the trunk sees nothing of them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::web::{JSON, http, login};
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// acme presents +33180000002 (one of its two numbers); `plain` has no caller_id; alice
+/// serves both, not `other`. The trunk is at `trunk`.
+fn setup(trunk: SocketAddr) -> (Setup, SocketAddr) {
+    let acme = "[company]\nid = \"acme\"\nname = \"ACME Plomberie\"\n\
+                numbers = [\"+33180000001\", \"+33180000002\"]\ncaller_id = \"+33180000002\"\n\n\
+                [[route]]\nname = \"main\"\nsteps = [{ hangup = {} }]\n";
+    let setup = Setup::new(&[
+        ("acme.toml", acme),
+        ("plain.toml", &plan("plain", "+33180000003", "[{ hangup = {} }]")),
+        ("other.toml", &plan("other", "+33180000009", "[{ hangup = {} }]").replace(
+            "numbers = [\"+33180000009\"]",
+            "numbers = [\"+33180000009\"]\ncaller_id = \"+33180000009\"",
+        )),
+    ]);
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let alice = permanence::auth::ha1(
+        permanence::auth::Algorithm::Md5,
+        "alice",
+        "permanence",
+        "alice",
+    );
+    setup.add_config_lines(
+        "registrar",
+        &format!(
+            "keepalive_seconds = 0\n\n[web]\nlisten = \"{web}\"\n\n[trunk]\nproxy = \"{trunk}\"\n\
+             domain = \"sip.provider.example\"\n\n[[secretaries]]\nname = \"Alice\"\n\
+             username = \"alice\"\nha1_md5 = \"{alice}\"\nha1_sha256 = \"\"\n\
+             companies = [\"acme\", \"plain\"]"
+        ),
+    );
+    (setup, web)
+}
+
+fn post(web: SocketAddr, cookie: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = http(web, "POST", path, &[("Cookie", cookie), JSON], body);
+    (status, json(&body))
+}
+
+fn new_task(web: SocketAddr, cookie: &str, company: &str, phone: &str) -> i64 {
+    let (status, body) = post(
+        web,
+        cookie,
+        "/api/tasks",
+        &format!(
+            r#"{{"company":"{company}","kind":"callback","customer":"Mme Lefèvre","phone":"{phone}"}}"#
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["task"]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
+    let mut trunk = RawSipPhone::bind("127.0.0.1:9".parse().unwrap());
+    let (setup, web) = setup(trunk.addr());
+    let server = setup.start();
+    trunk.server = setup.addr();
+    let (status, cookie, body) = login(web, "alice", "alice");
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.unwrap();
+
+    let task = new_task(web, &cookie, "acme", "06 11 22 33 44");
+    let plain = new_task(web, &cookie, "plain", "06 11 22 33 44");
+    // `other` is not hers: a task of its (as its own secretariat would write it).
+    {
+        let conn = rusqlite::Connection::open(setup.db()).unwrap();
+        conn.execute(
+            "INSERT INTO tasks (id, company, kind, customer, phone, created_by, created_at, updated_by, updated_at)
+             VALUES (900, 'other', 'callback', 'X', '+33611223344', 'bob', 'x', 'bob', 'x')",
+            [],
+        )
+        .unwrap();
+    }
+
+    // Refusals first, before any phone of hers is registered: none reaches the trunk.
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), r#"{"number":"+33899123456"}"#);
+    assert_eq!((status, body["field"].as_str()), (403, Some("number")), "{body}");
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{plain}/call"), "{}");
+    assert_eq!(status, 409, "no caller_id: {body}");
+    let (status, _) = post(web, &cookie, "/api/tasks/900/call", "{}");
+    assert_eq!(status, 404, "another company's task");
+    let (status, _, _) = http(web, "POST", &format!("/api/tasks/{task}/call"), &[JSON], "{}");
+    assert_eq!(status, 401, "not logged in");
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), "{}");
+    assert_eq!(status, 409, "no phone of hers is registered: {body}");
+    trunk.listen(Duration::from_millis(300));
+    assert!(trunk.received.is_empty(), "the trunk was reached: {:?}", trunk.received);
+
+    // Her phone: answers, speaks 600 Hz, and hangs up 3 s after the ACK.
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let voice = setup.dir.path().join("voice.pcap");
+    write_tone_pcap(&voice, 600.0, 2.5);
+    let (_her_rtp, her_rtp_port) = rtp_socket();
+    let mut alice = sipp_phone(
+        "secretary.xml",
+        port,
+        &[
+            "-key", "username", "alice", "-key", "rtp_port", &her_rtp_port, "-key", "offer", "0",
+            "-key", "audio_pcap", voice.to_str().unwrap(),
+        ],
+    );
+    wait_sipp_phone_ready(&mut alice, port);
+
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), r#"{"number":"0611223344"}"#);
+    assert_eq!(status, 202, "{body}");
+    let call = body["call"].as_i64().unwrap();
+
+    // Once she answered, the customer's number is dialled through the trunk, presenting
+    // the company's number (From and P-Asserted-Identity), never hers or the customer's.
+    let invite = trunk
+        .wait_request("INVITE", WAIT)
+        .unwrap_or_else(|| panic!("no INVITE reached the trunk\n{}", server.log()));
+    assert!(
+        invite.first_line().starts_with("INVITE sip:+33611223344@sip.provider.example SIP/2.0"),
+        "{}",
+        invite.text
+    );
+    let from = invite.header("From").unwrap();
+    assert!(from.contains("sip:+33180000002@"), "From: {from}");
+    assert!(from.contains("ACME Plomberie"), "From: {from}");
+    let asserted = invite.header("P-Asserted-Identity").unwrap_or_else(|| panic!("{}", invite.text));
+    assert_eq!(asserted, "<sip:+33180000002@sip.provider.example>");
+
+    // The customer answers; they hear her.
+    let (customer_rtp, customer_rtp_port) = rtp_socket();
+    let answer = format!(
+        "v=0\r\no=customer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {customer_rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    trunk.respond(&invite, 200, Some("cust1"), &[], Some(&answer));
+    trunk
+        .wait_request("ACK", WAIT)
+        .unwrap_or_else(|| panic!("the customer's 200 was not ACKed\n{}", server.log()));
+    let (packets, audio) = hear(&customer_rtp, Duration::from_secs(4));
+    assert!(packets > 20, "the customer heard {packets} packets\n{}", server.log());
+    let hz = tone_frequency(&audio);
+    assert!((hz - 600.0).abs() < 30.0, "the customer heard {hz} Hz, not her voice");
+
+    // She hangs up: the customer's leg is ended.
+    let bye = trunk
+        .wait_request("BYE", WAIT)
+        .unwrap_or_else(|| panic!("no BYE for the customer\n{}", server.log()));
+    trunk.respond(&bye, 200, None, &[], None);
+    assert_sipp_ok(&finish(alice));
+
+    // The records: an outbound call of acme's for the task, handled by her, and the
+    // task's attempt.
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let row = loop {
+        let row: (Option<String>, String, Option<i64>, Option<String>, Option<String>, String, String) = conn
+            .query_row(
+                "SELECT company, direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
+                [call],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .unwrap();
+        if row.4.is_some() || std::time::Instant::now() > deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        row,
+        (
+            Some("acme".into()),
+            "outbound".into(),
+            Some(task),
+            Some("alice".into()),
+            Some("secretary".into()),
+            "+33611223344".into(),
+            "+33180000002".into()
+        )
+    );
+    let attempt: (String, Option<i64>, String) = conn
+        .query_row(
+            "SELECT result, call_id, by FROM task_attempts WHERE task_id = ?1",
+            [task],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(attempt, ("reached".into(), Some(call), "alice".into()));
+    let status: String = conn
+        .query_row("SELECT status FROM tasks WHERE id = ?1", [task], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "in_progress");
+    let messages: i64 = conn
+        .query_row("SELECT count(*) FROM messages WHERE call_id = ?1", [call], |r| r.get(0))
+        .unwrap();
+    assert_eq!(messages, 0, "no message in the inbox for a call she placed");
+    let invites = trunk.received.iter().filter(|m| m.method() == Some("INVITE")).count();
+    assert_eq!(invites, 1, "only the allowed call reached the trunk");
+}
