@@ -29,11 +29,17 @@ fn setup(trunk: SocketAddr) -> (Setup, SocketAddr) {
                 [[route]]\nname = \"main\"\nsteps = [{ hangup = {} }]\n";
     let setup = Setup::new(&[
         ("acme.toml", acme),
-        ("plain.toml", &plan("plain", "+33180000003", "[{ hangup = {} }]")),
-        ("other.toml", &plan("other", "+33180000009", "[{ hangup = {} }]").replace(
-            "numbers = [\"+33180000009\"]",
-            "numbers = [\"+33180000009\"]\ncaller_id = \"+33180000009\"",
-        )),
+        (
+            "plain.toml",
+            &plan("plain", "+33180000003", "[{ hangup = {} }]"),
+        ),
+        (
+            "other.toml",
+            &plan("other", "+33180000009", "[{ hangup = {} }]").replace(
+                "numbers = [\"+33180000009\"]",
+                "numbers = [\"+33180000009\"]\ncaller_id = \"+33180000009\"",
+            ),
+        ),
     ]);
     let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let alice = permanence::auth::ha1(
@@ -96,18 +102,37 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
     }
 
     // Refusals first, before any phone of hers is registered: none reaches the trunk.
-    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), r#"{"number":"+33899123456"}"#);
-    assert_eq!((status, body["field"].as_str()), (403, Some("number")), "{body}");
+    let (status, body) = post(
+        web,
+        &cookie,
+        &format!("/api/tasks/{task}/call"),
+        r#"{"number":"+33899123456"}"#,
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (403, Some("number")),
+        "{body}"
+    );
     let (status, body) = post(web, &cookie, &format!("/api/tasks/{plain}/call"), "{}");
     assert_eq!(status, 409, "no caller_id: {body}");
     let (status, _) = post(web, &cookie, "/api/tasks/900/call", "{}");
     assert_eq!(status, 404, "another company's task");
-    let (status, _, _) = http(web, "POST", &format!("/api/tasks/{task}/call"), &[JSON], "{}");
+    let (status, _, _) = http(
+        web,
+        "POST",
+        &format!("/api/tasks/{task}/call"),
+        &[JSON],
+        "{}",
+    );
     assert_eq!(status, 401, "not logged in");
     let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), "{}");
     assert_eq!(status, 409, "no phone of hers is registered: {body}");
     trunk.listen(Duration::from_millis(300));
-    assert!(trunk.received.is_empty(), "the trunk was reached: {:?}", trunk.received);
+    assert!(
+        trunk.received.is_empty(),
+        "the trunk was reached: {:?}",
+        trunk.received
+    );
 
     // Her phone: answers, speaks 600 Hz, and hangs up 3 s after the ACK.
     let port = register_phone_port(setup.addr(), "alice", "alice");
@@ -118,13 +143,28 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         "secretary.xml",
         port,
         &[
-            "-key", "username", "alice", "-key", "rtp_port", &her_rtp_port, "-key", "offer", "0",
-            "-key", "audio_pcap", voice.to_str().unwrap(),
+            "-key",
+            "username",
+            "alice",
+            "-key",
+            "rtp_port",
+            &her_rtp_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            voice.to_str().unwrap(),
         ],
     );
     wait_sipp_phone_ready(&mut alice, port);
 
-    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), r#"{"number":"0611223344"}"#);
+    let (status, body) = post(
+        web,
+        &cookie,
+        &format!("/api/tasks/{task}/call"),
+        r#"{"number":"0611223344"}"#,
+    );
     assert_eq!(status, 202, "{body}");
     let call = body["call"].as_i64().unwrap();
 
@@ -134,14 +174,18 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         .wait_request("INVITE", WAIT)
         .unwrap_or_else(|| panic!("no INVITE reached the trunk\n{}", server.log()));
     assert!(
-        invite.first_line().starts_with("INVITE sip:+33611223344@sip.provider.example SIP/2.0"),
+        invite
+            .first_line()
+            .starts_with("INVITE sip:+33611223344@sip.provider.example SIP/2.0"),
         "{}",
         invite.text
     );
     let from = invite.header("From").unwrap();
     assert!(from.contains("sip:+33180000002@"), "From: {from}");
     assert!(from.contains("ACME Plomberie"), "From: {from}");
-    let asserted = invite.header("P-Asserted-Identity").unwrap_or_else(|| panic!("{}", invite.text));
+    let asserted = invite
+        .header("P-Asserted-Identity")
+        .unwrap_or_else(|| panic!("{}", invite.text));
     assert_eq!(asserted, "<sip:+33180000002@sip.provider.example>");
 
     // The customer answers; they hear her.
@@ -155,9 +199,16 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         .wait_request("ACK", WAIT)
         .unwrap_or_else(|| panic!("the customer's 200 was not ACKed\n{}", server.log()));
     let (packets, audio) = hear(&customer_rtp, Duration::from_secs(4));
-    assert!(packets > 20, "the customer heard {packets} packets\n{}", server.log());
+    assert!(
+        packets > 20,
+        "the customer heard {packets} packets\n{}",
+        server.log()
+    );
     let hz = tone_frequency(&audio);
-    assert!((hz - 600.0).abs() < 30.0, "the customer heard {hz} Hz, not her voice");
+    assert!(
+        (hz - 600.0).abs() < 30.0,
+        "the customer heard {hz} Hz, not her voice"
+    );
 
     // She hangs up: the customer's leg is ended.
     let bye = trunk
@@ -204,13 +255,23 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         .unwrap();
     assert_eq!(attempt, ("reached".into(), Some(call), "alice".into()));
     let status: String = conn
-        .query_row("SELECT status FROM tasks WHERE id = ?1", [task], |r| r.get(0))
+        .query_row("SELECT status FROM tasks WHERE id = ?1", [task], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(status, "in_progress");
     let messages: i64 = conn
-        .query_row("SELECT count(*) FROM messages WHERE call_id = ?1", [call], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM messages WHERE call_id = ?1",
+            [call],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(messages, 0, "no message in the inbox for a call she placed");
-    let invites = trunk.received.iter().filter(|m| m.method() == Some("INVITE")).count();
+    let invites = trunk
+        .received
+        .iter()
+        .filter(|m| m.method() == Some("INVITE"))
+        .count();
     assert_eq!(invites, 1, "only the allowed call reached the trunk");
 }

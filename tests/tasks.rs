@@ -31,12 +31,26 @@ fn json(body: &str) -> Value {
 
 fn get(web: SocketAddr, cookie: &str, path: &str) -> (u16, Value) {
     let (status, _, body) = http(web, "GET", path, &[("Cookie", cookie)], "");
-    (status, if body.is_empty() { Value::Null } else { json(&body) })
+    (
+        status,
+        if body.is_empty() {
+            Value::Null
+        } else {
+            json(&body)
+        },
+    )
 }
 
 fn post(web: SocketAddr, cookie: &str, path: &str, body: &str) -> (u16, Value) {
     let (status, _, body) = http(web, "POST", path, &[("Cookie", cookie), JSON], body);
-    (status, if body.is_empty() { Value::Null } else { json(&body) })
+    (
+        status,
+        if body.is_empty() {
+            Value::Null
+        } else {
+            json(&body)
+        },
+    )
 }
 
 fn task_rows(setup: &Setup) -> i64 {
@@ -72,7 +86,10 @@ fn a_csv_with_one_bad_row_reports_its_line_and_imports_nothing() {
     assert_eq!(problems[0]["line"], 4, "{body}");
     assert_eq!(problems[0]["field"], "phone", "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("nothing was imported"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was imported"),
         "{body}"
     );
     assert_eq!(task_rows(&setup), 0, "nothing half-imported");
@@ -93,7 +110,10 @@ fn a_csv_with_one_bad_row_reports_its_line_and_imports_nothing() {
     assert_eq!(tasks[0]["amount"], "1200.00");
     assert_eq!(tasks[0]["phone"], "+33123456789");
     assert_eq!(tasks[0]["kind"], "invoice");
-    let order: Vec<&str> = tasks.iter().map(|t| t["invoice"].as_str().unwrap()).collect();
+    let order: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["invoice"].as_str().unwrap())
+        .collect();
     assert_eq!(order, ["F-101", "F-102", "F-103", "F-104"], "by due date");
 
     // Not for a company she does not serve, and not without a session.
@@ -151,13 +171,34 @@ fn a_task_is_made_worked_on_and_finished_through_the_api() {
 
     // Checked fields, each refusal naming its field; nothing written.
     for (form, field) in [
-        (r#"{"company":"acme","kind":"callback","customer":"X","phone":"not a number"}"#, "phone"),
-        (r#"{"company":"acme","kind":"invoice","customer":"X","amount":"-3","invoice":"F"}"#, "amount"),
-        (r#"{"company":"acme","kind":"other","customer":"X","due":"31/02/2026"}"#, "due"),
-        (r#"{"company":"acme","kind":"other","customer":"X","email":"x@y.z\r\nBcc: a@b.c"}"#, "email"),
-        (r#"{"company":"acme","kind":"other","customer":"X","assignee":"mallory"}"#, "assignee"),
-        (r#"{"company":"acme","kind":"other","customer":"\u001b[2J"}"#, "customer"),
-        (r#"{"company":"acme","kind":"other","customer":"X","admin":true}"#, ""),
+        (
+            r#"{"company":"acme","kind":"callback","customer":"X","phone":"not a number"}"#,
+            "phone",
+        ),
+        (
+            r#"{"company":"acme","kind":"invoice","customer":"X","amount":"-3","invoice":"F"}"#,
+            "amount",
+        ),
+        (
+            r#"{"company":"acme","kind":"other","customer":"X","due":"31/02/2026"}"#,
+            "due",
+        ),
+        (
+            r#"{"company":"acme","kind":"other","customer":"X","email":"x@y.z\r\nBcc: a@b.c"}"#,
+            "email",
+        ),
+        (
+            r#"{"company":"acme","kind":"other","customer":"X","assignee":"mallory"}"#,
+            "assignee",
+        ),
+        (
+            r#"{"company":"acme","kind":"other","customer":"\u001b[2J"}"#,
+            "customer",
+        ),
+        (
+            r#"{"company":"acme","kind":"other","customer":"X","admin":true}"#,
+            "",
+        ),
     ] {
         let (status, body) = post(web, &cookie, "/api/tasks", form);
         assert_eq!(status, 422, "{form}: {body}");
@@ -166,10 +207,24 @@ fn a_task_is_made_worked_on_and_finished_through_the_api() {
         }
     }
     // Another company's: its plan exists, she does not serve it; its message is not hers.
-    let (status, _) = post(web, &cookie, "/api/tasks", r#"{"company":"other","kind":"other","customer":"X"}"#);
+    let (status, _) = post(
+        web,
+        &cookie,
+        "/api/tasks",
+        r#"{"company":"other","kind":"other","customer":"X"}"#,
+    );
     assert_eq!(status, 403);
-    let (status, body) = post(web, &cookie, "/api/tasks", r#"{"company":"acme","call":501,"kind":"callback","phone":"0622222222"}"#);
-    assert_eq!((status, body["field"].as_str()), (404, Some("call")), "{body}");
+    let (status, body) = post(
+        web,
+        &cookie,
+        "/api/tasks",
+        r#"{"company":"acme","call":501,"kind":"callback","phone":"0622222222"}"#,
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (404, Some("call")),
+        "{body}"
+    );
     assert_eq!(task_rows(&setup), 1);
 
     // She tries: nobody answers. The task is in progress, the attempt logged.
@@ -185,7 +240,12 @@ fn a_task_is_made_worked_on_and_finished_through_the_api() {
     assert_eq!(body["attempts"][0]["result"], "no_answer");
     assert_eq!(body["attempts"][0]["by"], "alice");
     assert_eq!(body["attempts"][0]["note"], "rappeler après 14 h");
-    let (status, _) = post(web, &cookie, &format!("/api/tasks/{id}/attempts"), r#"{"result":"maybe"}"#);
+    let (status, _) = post(
+        web,
+        &cookie,
+        &format!("/api/tasks/{id}/attempts"),
+        r#"{"result":"maybe"}"#,
+    );
     assert_eq!(status, 422);
 
     // Done, with its outcome; the open list no longer has it, the full one does.
@@ -203,7 +263,12 @@ fn a_task_is_made_worked_on_and_finished_through_the_api() {
     assert_eq!(open["tasks"].as_array().unwrap().len(), 0, "{open}");
     let (_, all) = get(web, &cookie, "/api/tasks?company=acme&all=1");
     assert_eq!(all["tasks"][0]["id"], id, "{all}");
-    let (status, body) = post(web, &cookie, &format!("/api/tasks/{id}"), r#"{"status":"finished"}"#);
+    let (status, body) = post(
+        web,
+        &cookie,
+        &format!("/api/tasks/{id}"),
+        r#"{"status":"finished"}"#,
+    );
     assert_eq!((status, body["field"].as_str()), (422, Some("status")));
 
     // Another company's task (written by its own secretariat) is as good as absent.

@@ -58,7 +58,11 @@ pub struct Plan {
 
 /// Writes the call's first records and starts its task.
 pub fn start(ctx: Arc<CallContext>, plan: Plan) {
-    let owner = CallId(format!("callout-{}-{}@permanence", plan.row, write::new_tag()));
+    let owner = CallId(format!(
+        "callout-{}-{}@permanence",
+        plan.row,
+        write::new_tag()
+    ));
     let at = store::now_text();
     ctx.store.write(Record::CallStarted {
         id: plan.row,
@@ -177,7 +181,10 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
     {
         shell.ctx.media.close(audio.stream);
     }
-    let _ = shell.ctx.endpoint.send(Input::CallEnded(shell.owner.clone()));
+    let _ = shell
+        .ctx
+        .endpoint
+        .send(Input::CallEnded(shell.owner.clone()));
 }
 
 impl Shell {
@@ -477,7 +484,11 @@ impl Shell {
         } else {
             self.ctx.desk.release(&self.plan.secretary, now);
         }
-        tracing::info!(outcome = outcome.as_str(), attempt = attempt.map(|a| a.as_str()), "call placed for a task ended");
+        tracing::info!(
+            outcome = outcome.as_str(),
+            attempt = attempt.map(|a| a.as_str()),
+            "call placed for a task ended"
+        );
     }
 
     fn her_phone(&self, call_id: &CallId) -> Option<usize> {
@@ -487,7 +498,9 @@ impl Shell {
     }
 
     fn is_customer(&self, call_id: &CallId) -> bool {
-        self.customer.as_ref().is_some_and(|l| &l.call_id == call_id)
+        self.customer
+            .as_ref()
+            .is_some_and(|l| &l.call_id == call_id)
     }
 
     fn on_leg_event(&mut self, machine: &mut CallOut, event: LegEvent) {
