@@ -462,6 +462,26 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "{err}"
             );
         }
+        _ if c.starts_with("cargo run --release -- report --company acme --month") => {
+            // This month's figures for ACME as CSV: the demo's calls so far are in it (the
+            // SIPp caller above left a missed call).
+            let (_, out) = demo.run(c);
+            let mut lines = out.lines();
+            assert_eq!(lines.next(), Some("company,month,item,value"), "{out}");
+            let value = |item: &str| -> u64 {
+                out.lines()
+                    .find_map(|l| {
+                        let mut f = l.split(',');
+                        (f.next() == Some("acme") && f.nth(1) == Some(item))
+                            .then(|| f.next().and_then(|v| v.parse().ok()))
+                            .flatten()
+                    })
+                    .unwrap_or_else(|| panic!("no {item}: {out}"))
+            };
+            assert!(value("calls") >= 1, "{out}");
+            assert!(value("outcome:no-message") >= 1, "{out}");
+            assert!(out.contains(",appointments,"), "{out}");
+        }
         _ => panic!(
             "{}: `{c}` has no check in tests/docs.rs: say there what it must do",
             doc.file

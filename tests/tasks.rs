@@ -116,6 +116,25 @@ fn a_csv_with_one_bad_row_reports_its_line_and_imports_nothing() {
         .collect();
     assert_eq!(order, ["F-101", "F-102", "F-103", "F-104"], "by due date");
 
+    // A long file (about 60 KiB, beyond the console's usual 4 KiB bodies) is taken whole.
+    let mut long = String::from("customer,phone,invoice,amount,due\n");
+    for i in 0..1500 {
+        long.push_str(&format!(
+            "Client numéro {i},01 23 45 {:02} {:02},F-{i:05},{i}.{:02},2099-01-01\n",
+            i / 100,
+            i % 100,
+            i % 100
+        ));
+    }
+    assert!(long.len() > 50_000);
+    let (status, body) = import(&long);
+    assert_eq!(
+        (status, &body["imported"]),
+        (201, &Value::from(1500)),
+        "{body}"
+    );
+    assert_eq!(task_rows(&setup), 1504);
+
     // Not for a company she does not serve, and not without a session.
     let (status, _, body) = http(
         web,
@@ -133,7 +152,7 @@ fn a_csv_with_one_bad_row_reports_its_line_and_imports_nothing() {
         "customer,invoice,amount\nX,F-1,1\n",
     );
     assert_eq!(status, 401);
-    assert_eq!(task_rows(&setup), 4);
+    assert_eq!(task_rows(&setup), 1504);
 }
 
 #[test]
@@ -301,4 +320,88 @@ fn a_task_is_made_worked_on_and_finished_through_the_api() {
     assert_eq!(status, 403);
     let (_, after) = get(web, &cookie, &format!("/api/tasks/{id}"));
     assert_eq!(after["task"]["status"], "done");
+}
+
+/// In Chromium: the task list shows the overdue task first and a customer's name shaped
+/// like markup as text; a task made with the form appears; opening one and logging an
+/// attempt puts it in progress.
+#[test]
+fn the_task_list_in_chromium() {
+    if !inside_loopback_only_namespace("the_task_list_in_chromium") {
+        return;
+    }
+    let (setup, web, _server, cookie) = start();
+    let markup = "<img src=x onerror=\"document.title='pwned'\">";
+    for form in [
+        r#"{"company":"acme","kind":"quote","customer":"Later","due":"2099-06-01"}"#.to_string(),
+        format!(
+            r#"{{"company":"acme","kind":"invoice","customer":{},"amount":"120","invoice":"F-9","due":"2020-01-01"}}"#,
+            serde_json::to_string(markup).unwrap()
+        ),
+    ] {
+        let (status, body) = post(web, &cookie, "/api/tasks", &form);
+        assert_eq!(status, 201, "{body}");
+    }
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.log_in(web, "alice", "alice");
+    browser.wait_for(
+        "the task list",
+        "return document.querySelectorAll('#t-list tr').length === 2",
+    );
+    assert_eq!(browser.text("#t-list tr:first-child td.customer"), markup);
+    assert_eq!(
+        browser.eval(
+            "return document.querySelector('#t-list tr:first-child').classList.contains('overdue')"
+        ),
+        Value::Bool(true)
+    );
+    assert!(
+        browser
+            .text("#t-list tr:first-child td.status")
+            .contains("en retard")
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('img').length"),
+        Value::from(0)
+    );
+
+    // A callback made with the form.
+    browser.eval("document.querySelector('#task-new').closest('details').open = true");
+    browser.type_into("#tn-customer", "Mme Lefèvre");
+    browser.type_into("#tn-phone", "06 12 34 56 78");
+    browser.click("#task-new button[type=submit]");
+    browser.wait_for(
+        "the new task",
+        "return document.querySelectorAll('#t-list tr').length === 3",
+    );
+    assert_eq!(browser.text("#tn-result"), "Tâche créée.");
+
+    // Opened, an attempt logged: in progress.
+    browser.eval(
+        "location.hash = document.querySelector('#t-list tr:last-child td.customer a').getAttribute('href')",
+    );
+    browser.wait_for(
+        "the task's page",
+        "return !document.getElementById('task-view').hidden",
+    );
+    browser.eval("document.getElementById('ta-result').value = 'no_answer'");
+    browser.type_into("#ta-note", "messagerie pleine");
+    browser.click("#tv-attempt button[type=submit]");
+    browser.wait_for(
+        "the attempt",
+        "return document.querySelectorAll('#tv-attempts li').length === 1",
+    );
+    assert!(
+        browser
+            .text("#tv-attempts li")
+            .ends_with("alice : pas de réponse — messagerie pleine"),
+        "{}",
+        browser.text("#tv-attempts li")
+    );
+    assert_eq!(
+        browser.eval("return document.getElementById('tv-status').value"),
+        Value::from("in_progress")
+    );
+    assert_ne!(browser.eval("return document.title"), Value::from("pwned"));
+    browser.screenshot(&repo().join("target/artefacts/console-tasks.png"));
 }
