@@ -17,6 +17,17 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A `calls` row as checked: company, direction, task, handled_by, outcome, dialled, caller.
+type OutboundRow = (
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -222,7 +233,7 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
     let conn = rusqlite::Connection::open(setup.db()).unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     let row = loop {
-        let row: (Option<String>, String, Option<i64>, Option<String>, Option<String>, String, String) = conn
+        let row: OutboundRow = conn
             .query_row(
                 "SELECT company, direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
                 [call],

@@ -645,7 +645,7 @@ mod tests {
     #[test]
     fn overdue_tasks_come_first() {
         let today = d(2026, 11, 15);
-        let mut tasks = vec![
+        let mut tasks = [
             (Status::Done, Some(d(2026, 11, 1)), 1),
             (Status::Open, None, 2),
             (Status::Open, Some(d(2026, 11, 20)), 3),

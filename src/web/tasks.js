@@ -92,7 +92,9 @@ function taskRender(d) {
   attempts.replaceChildren();
   for (const a of d.attempts) {
     const li = document.createElement("li");
-    li.textContent = a.at.slice(0, 16).replace("T", " ") + " — " + a.by + " : "
+    const when = new Date(a.at);
+    li.textContent = (isNaN(when) ? a.at : when.toLocaleString("fr-FR", { dateStyle: "short", timeStyle: "short" }))
+      + " — " + a.by + " : "
       + (taskResults[a.result] || a.result) + (a.note ? " — " + a.note : "");
     attempts.appendChild(li);
   }
