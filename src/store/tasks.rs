@@ -344,3 +344,115 @@ pub fn attempt(
         at,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::followup::{Draft, Kind};
+    use crate::number::Country;
+
+    fn new_task(customer: &str, due: &str) -> NewTask {
+        Draft {
+            kind: Kind::Other.as_str().into(),
+            customer: customer.into(),
+            due: due.into(),
+            ..Draft::default()
+        }
+        .check(Country::from_code("FR").unwrap(), &[])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_summary_has_the_open_tasks_and_those_finished_since() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = dir.path().join("t.db");
+        let mut conn = open_connection(&db).unwrap();
+        let records = [
+            created(
+                "acme",
+                vec![
+                    (1, new_task("Open later", "2099-01-01")),
+                    (2, new_task("Open overdue", "2020-01-01")),
+                    (3, new_task("Done today", "")),
+                    (4, new_task("Done long ago", "")),
+                ],
+                None,
+                "alice",
+                "2026-11-01T08:00:00.000Z".into(),
+            ),
+            created(
+                "globex",
+                vec![(5, new_task("Not acme's", ""))],
+                None,
+                "bob",
+                "2026-11-01T08:00:00.000Z".into(),
+            ),
+            Record::TaskChanged {
+                id: 4,
+                change: TaskChange {
+                    status: Some(Status::Done),
+                    outcome: Some("long ago".into()),
+                    assignee: None,
+                },
+                by: "alice".into(),
+                at: "2026-11-02T08:00:00.000Z".into(),
+            },
+            Record::TaskChanged {
+                id: 3,
+                change: TaskChange {
+                    status: Some(Status::Done),
+                    outcome: Some("Payé".into()),
+                    assignee: None,
+                },
+                by: "alice".into(),
+                at: "2026-11-27T09:00:00.000Z".into(),
+            },
+            attempt(
+                2,
+                AttemptResult::Busy,
+                String::new(),
+                None,
+                "alice",
+                "2026-11-27T10:00:00.000Z".into(),
+            ),
+        ];
+        let tx = conn.transaction().unwrap();
+        for r in &records {
+            apply(&tx, r).unwrap();
+        }
+        tx.commit().unwrap();
+        let rows = summary_tasks(&conn, "acme", "2026-11-26T17:30:00.000Z").unwrap();
+        let seen: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|t| (t.customer.as_str(), t.status.as_str(), t.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("Open overdue", "in_progress", ""),
+                ("Open later", "open", ""),
+                ("Done today", "done", "Payé")
+            ]
+        );
+        assert_eq!(rows[2].done_at.as_deref(), Some("2026-11-27T09:00:00.000Z"));
+        assert_eq!(rows[0].attempts, 1);
+        // Reopened: no longer finished.
+        let tx = conn.transaction().unwrap();
+        apply(
+            &tx,
+            &Record::TaskChanged {
+                id: 3,
+                change: TaskChange {
+                    status: Some(Status::Open),
+                    ..TaskChange::default()
+                },
+                by: "alice".into(),
+                at: "2026-11-27T11:00:00.000Z".into(),
+            },
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let (row, _) = task(&db, 3).unwrap().unwrap();
+        assert_eq!((row.status.as_str(), row.done_at), ("open", None));
+    }
+}
