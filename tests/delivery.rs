@@ -322,6 +322,25 @@ fn a_normal_message_waits_for_the_daily_summary() {
     let inbox = setup.dir.path().join("smtp");
     let _smtp = Smtp::start(smtp_port, &inbox);
     let server = setup.start();
+    // ACME's follow-ups, as the console leaves them: an invoice still to chase, overdue,
+    // and a callback done an hour ago with its outcome.
+    {
+        let conn = rusqlite::Connection::open(setup.db()).unwrap();
+        let hour_ago = format!(
+            "{:.3}",
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)
+        );
+        conn.execute(
+            "INSERT INTO tasks (id, company, kind, status, customer, amount_cents, invoice, due, outcome,
+                created_by, created_at, updated_by, updated_at, done_at)
+             VALUES (1, 'acme', 'invoice', 'open', 'Dupont SA', 120000, 'F-101', '2020-01-31', '',
+                     'alice', ?1, 'alice', ?1, NULL),
+                    (2, 'acme', 'callback', 'done', 'Mme Lefèvre', NULL, NULL, NULL, 'Rappelée : RDV mardi',
+                     'alice', ?1, 'alice', ?1, ?1)",
+            [hour_ago],
+        )
+        .unwrap();
+    }
 
     // One after the other (SIPp processes started together can pick the same ports).
     for caller in [OTHER, "+33655555555"] {
@@ -369,6 +388,17 @@ fn a_normal_message_waits_for_the_daily_summary() {
             .as_str()
             .unwrap()
             .contains("<h3>Message (2)</h3>")
+    );
+    // The company's follow-ups: what is open (overdue marked), what was finished since.
+    assert!(
+        text.contains("Suivis en cours (1)")
+            && text.contains("Relance facture – Dupont SA – F-101 1200.00 – échéance 2020-01-31 [à faire] EN RETARD"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Suivis terminés depuis le dernier résumé (1)")
+            && text.contains("Rappel – Mme Lefèvre [fait] – Rappelée : RDV mardi"),
+        "{text}"
     );
     let rows = outbox(&setup);
     assert_eq!(
