@@ -286,3 +286,58 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         .count();
     assert_eq!(invites, 1, "only the allowed call reached the trunk");
 }
+
+/// The customer's line is busy: her phone (waiting for our BYE) is hung up, and the task's
+/// attempt says busy.
+#[test]
+fn a_busy_customer_hangs_her_phone_up_and_the_attempt_says_busy() {
+    let mut trunk = RawSipPhone::bind("127.0.0.1:9".parse().unwrap());
+    let (setup, web) = setup(trunk.addr());
+    let server = setup.start();
+    trunk.server = setup.addr();
+    let (_, cookie, _) = login(web, "alice", "alice");
+    let cookie = cookie.unwrap();
+    let task = new_task(web, &cookie, "acme", "+33611223344");
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let (mut alice, _heard) = listening_phone(&setup, port, "alice");
+    wait_sipp_phone_ready(&mut alice, port);
+
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{task}/call"), "{}");
+    assert_eq!(status, 202, "{body}");
+    let call = body["call"].as_i64().unwrap();
+    let invite = trunk
+        .wait_request("INVITE", WAIT)
+        .unwrap_or_else(|| panic!("no INVITE reached the trunk\n{}", server.log()));
+    trunk.respond(&invite, 486, Some("busy1"), &[], None);
+    assert_sipp_ok(&finish(alice));
+
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let attempt = loop {
+        let found: Option<(String, Option<i64>)> = conn
+            .query_row(
+                "SELECT result, call_id FROM task_attempts WHERE task_id = ?1",
+                [task],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        if found.is_some() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        attempt,
+        Some(("busy".into(), Some(call))),
+        "{}",
+        server.log()
+    );
+    let (outcome, handled_by): (Option<String>, Option<String>) = conn
+        .query_row(
+            "SELECT outcome, handled_by FROM calls WHERE id = ?1",
+            [call],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((outcome.as_deref(), handled_by), (Some("failed"), None));
+}
