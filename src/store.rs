@@ -2192,6 +2192,8 @@ pub struct CardCall {
     pub note: Option<String>,
     /// Who wrote it.
     pub written_by: Option<String>,
+    /// Placed by a secretary from a task (`direction = outbound`): not a caller's call.
+    pub outbound: bool,
 }
 
 fn card_call(r: &rusqlite::Row) -> rusqlite::Result<CardCall> {
@@ -2206,12 +2208,13 @@ fn card_call(r: &rusqlite::Row) -> rusqlite::Result<CardCall> {
         category: r.get(7)?,
         note: r.get(8)?,
         written_by: r.get(9)?,
+        outbound: r.get(10)?,
     })
 }
 
 const CARD_CALL: &str =
     "SELECT c.id, c.company, c.caller, c.caller_name, c.route, c.started_at, c.outcome,
-        m.category, m.note, m.written_by
+        m.category, m.note, m.written_by, c.direction = 'outbound'
      FROM calls c LEFT JOIN messages m ON m.call_id = c.id";
 
 /// A call and the caller's earlier calls to the same company (newest first, `limit`).

@@ -117,6 +117,10 @@ impl Web {
                 return None;
             }
         };
+        if row.outbound {
+            // She placed it from a task (its page is open): no caller's card, no message.
+            return None;
+        }
         let company = self.company(row.company.as_deref()?)?;
         let now = jiff::Timestamp::now();
         let local = crate::schedule::local_time(now, &company.timezone);
