@@ -24,6 +24,7 @@ mod executive;
 pub use executive::{
     PageMessage, current_dnd, executive_message, executive_messages, links_revoked_at, revoke_links,
 };
+pub mod agenda;
 mod outbox;
 pub use outbox::{
     Delivery, MessageRecord, SummaryRow, Tried, deliveries, due_deliveries, held_due,
@@ -372,6 +373,20 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A secretary booked an appointment (inserted only if its time is still free).
+    AppointmentBooked(Box<agenda::Booking>),
+    /// An appointment was confirmed, cancelled, moved or marked done (only from a status
+    /// that allows it; a move only to a free time).
+    AppointmentChanged {
+        /// The appointment's uid.
+        uid: String,
+        /// What changes.
+        change: agenda::Change,
+        /// Who (a secretary's username, or `executive:ID`).
+        by: String,
+        /// When.
+        at: String,
+    },
     CallEnded {
         /// The call.
         id: CallRowId,
@@ -471,6 +486,14 @@ pub enum Committed {
         /// The executive's id.
         executive: String,
     },
+    /// An appointment was booked or changed (or the attempt found its time taken: read it
+    /// back to know).
+    Appointment {
+        /// Its uid.
+        uid: String,
+        /// Who acted.
+        by: String,
+    },
 }
 
 impl Committed {
@@ -519,6 +542,14 @@ impl Committed {
                     executive: executive.clone(),
                 }
             }
+            Record::AppointmentBooked(b) => Committed::Appointment {
+                uid: b.uid.clone(),
+                by: b.by.clone(),
+            },
+            Record::AppointmentChanged { uid, by, .. } => Committed::Appointment {
+                uid: uid.clone(),
+                by: by.clone(),
+            },
             _ => return None,
         })
     }
@@ -886,6 +917,8 @@ const MIGRATIONS: &[&str] = &[
         ended_by TEXT
      );
      CREATE INDEX executive_dnd_executive ON executive_dnd(executive, id);",
+    // 18: executives' appointments and every change to them (store::agenda).
+    agenda::MIGRATION,
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1323,6 +1356,9 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         }
         Record::LineSet { .. } | Record::LineEnded { .. } => line::apply(tx, record),
         Record::DndSet { .. } | Record::DndEnded { .. } => executive::apply_dnd(tx, record),
+        Record::AppointmentBooked(_) | Record::AppointmentChanged { .. } => {
+            agenda::apply(tx, record)
+        }
     }
 }
 

@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+mod agenda;
 mod bans;
 mod blocked;
 mod calls;
@@ -77,6 +78,9 @@ enum Command {
     Token(token::Args),
     /// Links to an executive's page (what their e-mails carry): create one, revoke them.
     ExecutiveLinks(executive_links::Args),
+    /// One day of the executives' agendas: appointments and free slots (or, with --feed,
+    /// an executive's calendar feed address).
+    Agenda(agenda::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -95,5 +99,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Deliveries(args) => deliveries::run(args),
         Command::Token(args) => token::run(args),
         Command::ExecutiveLinks(args) => executive_links::run(args),
+        Command::Agenda(args) => agenda::run(args),
     }
 }

@@ -32,7 +32,7 @@ fn entry_json(e: &BlockEntry) -> serde_json::Value {
 
 impl Web {
     /// The companies this secretary serves.
-    fn serves(&self, username: &str, company: &str) -> bool {
+    pub(super) fn serves(&self, username: &str, company: &str) -> bool {
         self.secretaries
             .iter()
             .any(|s| s.username == username && s.companies.iter().any(|c| c == company))

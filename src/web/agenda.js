@@ -1,0 +1,1 @@
+// The agenda view (filled below).
