@@ -85,14 +85,13 @@ impl Status {
     }
 
     /// Whether a change to `to` may follow: what is cancelled or done stays so; a
-    /// confirmed appointment is not proposed again.
+    /// confirmed appointment is not proposed again (a move re-proposes it, which is not a
+    /// status change of its own); only a confirmed one can be done.
     pub fn may_become(self, to: Status) -> bool {
         matches!(
             (self, to),
-            (
-                Status::Proposed,
-                Status::Confirmed | Status::Cancelled | Status::Done
-            ) | (Status::Confirmed, Status::Cancelled | Status::Done)
+            (Status::Proposed, Status::Confirmed | Status::Cancelled)
+                | (Status::Confirmed, Status::Cancelled | Status::Done)
         )
     }
 }
@@ -551,6 +550,7 @@ mod tests {
         assert!(!Confirmed.may_become(Confirmed));
         assert!(!Cancelled.may_become(Confirmed));
         assert!(!Done.may_become(Cancelled));
+        assert!(!Proposed.may_become(Done));
         for s in [Proposed, Confirmed, Cancelled, Done] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }

@@ -1,0 +1,589 @@
+//! The executive's agenda (issue 15) over real HTTP, with the real server and SQLite
+//! file: two secretaries booking the same slot at the same moment (one 201, one 409);
+//! the Confirm and Cancel links (GET shows, POST changes, a second POST says it is already
+//! done, a tampered or expired link gets 403) and the secretary who booked told on her
+//! live board; the calendar feed read back with the `icalendar` crate's parser, its STATUS
+//! and SEQUENCE following each change; `permanence agenda` printing a day safely; and the
+//! bookings that must be refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::*;
+use icalendar::{Component, EventStatus};
+use permanence::agenda::link::{self, Action};
+use permanence::executive_link::LinkKey;
+use serde_json::{Value, json};
+
+const ACME: &str = "+33180000001";
+
+/// acme: marie has an agenda every day 08:00-20:00 (30 minutes, 10 apart); paul has none.
+/// globex (not served by alice or bob): its own marie-less executive with an agenda.
+/// alice and bob serve acme.
+fn agenda_setup() -> (Setup, SocketAddr) {
+    let (setup, web) = web::setup("[{ hangup = {} }]");
+    let acme = format!(
+        "[company]\nid = \"acme\"\nname = \"ACME Plomberie\"\nnumbers = [\"{ACME}\"]\ntimezone = \"Europe/Paris\"\n\n\
+         [executives.marie]\nname = \"Marie Durand\"\nreach = [\"user:marie\"]\n\
+         agenda = {{ slots = [\"mon-sun 08:00-20:00\"], length = 30, buffer = 10 }}\n\n\
+         [executives.paul]\nname = \"Paul\"\nreach = [\"user:paul\"]\n\n\
+         [[route]]\nname = \"main\"\nsteps = [{{ hangup = {{}} }}]\n"
+    );
+    let globex = "[company]\nid = \"globex\"\nname = \"Globex\"\nnumbers = [\"+33180000002\"]\n\n\
+         [executives.hank]\nname = \"Hank\"\nreach = [\"user:hank\"]\n\
+         agenda = { slots = [\"mon-sun 08:00-20:00\"], length = 30 }\n\n\
+         [[route]]\nname = \"main\"\nsteps = [{ hangup = {} }]\n";
+    let dir = setup.dir.path();
+    std::fs::write(dir.join("dialplans/acme.toml"), acme).unwrap();
+    std::fs::write(dir.join("dialplans/globex.toml"), globex).unwrap();
+    let bob = permanence::auth::ha1(permanence::auth::Algorithm::Md5, "bob", "permanence", "bob");
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "[[secretaries]]\nname = \"Bob\"\nusername = \"bob\"\nha1_md5 = \"{bob}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    (setup, web)
+}
+
+fn session(web: SocketAddr, user: &str) -> String {
+    let (status, cookie, body) = web::login(web, user, user);
+    assert_eq!(status, 200, "{body}");
+    cookie.unwrap().split(';').next().unwrap().to_string()
+}
+
+fn api(web: SocketAddr, cookie: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, answer) = web::http(web, method, path, &[web::JSON, ("Cookie", cookie)], body);
+    let value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    (status, value)
+}
+
+/// The day after tomorrow in Paris (always ahead of now, whatever the hour).
+fn day() -> String {
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let today = paris.to_datetime(jiff::Timestamp::now()).date();
+    today.tomorrow().unwrap().tomorrow().unwrap().to_string()
+}
+
+/// marie's free slots on `day`: their starts.
+fn free(web: SocketAddr, cookie: &str, day: &str) -> Vec<String> {
+    let (status, body) = api(
+        web,
+        cookie,
+        "GET",
+        &format!("/api/agenda?company=acme&executive=marie&day={day}"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    body["free"]["marie"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["starts"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn booking(starts: &str, name: &str, email: &str) -> String {
+    json!({ "company": "acme", "executive": "marie", "starts": starts,
+            "client": { "name": name, "phone": "+33 6 12 34 56 78", "email": email,
+                        "address": "3 rue des Lilas\nParis", "reason": "fuite, devis" } })
+    .to_string()
+}
+
+fn book(web: SocketAddr, cookie: &str, starts: &str, name: &str) -> String {
+    let (status, body) = api(
+        web,
+        cookie,
+        "POST",
+        "/api/agenda",
+        &booking(starts, name, ""),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["appointment"]["status"], "proposed");
+    body["appointment"]["uid"].as_str().unwrap().to_string()
+}
+
+fn row(setup: &Setup, uid: &str) -> (String, i64, Option<String>, Option<String>) {
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    conn.query_row(
+        "SELECT status, sequence, cancelled_by, cancel_reason FROM appointments WHERE uid = ?1",
+        [uid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .unwrap()
+}
+
+fn changes(setup: &Setup, uid: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT c.what || ' by ' || c.changed_by FROM appointment_changes c JOIN appointments a ON a.id = c.appointment_id WHERE a.uid = ?1 ORDER BY c.id")
+        .unwrap();
+    stmt.query_map([uid], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn key(setup: &Setup) -> LinkKey {
+    LinkKey::load_or_create(&setup.dir.path().join("data")).unwrap()
+}
+
+fn post_form(web: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let origin = format!("http://{web}");
+    let (status, _, page) = web::http(
+        web,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", &origin),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        body,
+    );
+    (status, page)
+}
+
+#[test]
+fn two_secretaries_booking_one_slot_at_the_same_moment_one_wins_one_is_refused() {
+    let (setup, web) = agenda_setup();
+    let _server = setup.start();
+    let cookies = [session(web, "alice"), session(web, "bob")];
+    let day = day();
+    let slots = free(web, &cookies[0], &day);
+    assert!(slots.len() >= 6, "{slots:?}");
+    for starts in &slots[..6] {
+        let barrier = Arc::new(Barrier::new(2));
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let handles: Vec<_> = cookies
+                .iter()
+                .enumerate()
+                .map(|(i, cookie)| {
+                    let barrier = Arc::clone(&barrier);
+                    let body = booking(starts, &format!("Client {i}"), "");
+                    s.spawn(move || {
+                        barrier.wait();
+                        api(web, cookie, "POST", "/api/agenda", &body)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "{answers:?}");
+        let refused = &answers.iter().find(|(s, _)| *s == 409).unwrap().1;
+        assert!(
+            refused["error"].as_str().unwrap().contains("taken"),
+            "a clear refusal: {refused}"
+        );
+    }
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let live: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM appointments WHERE status IN ('proposed', 'confirmed')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(live, 6, "one appointment per slot");
+    // The slots taken are no longer offered.
+    let after = free(web, &cookies[1], &day);
+    assert!(slots[..6].iter().all(|s| !after.contains(s)), "{after:?}");
+}
+
+#[test]
+fn the_confirm_and_cancel_links_show_on_get_change_on_post_once_and_refuse_tampering() {
+    let (setup, web) = agenda_setup();
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let slots = free(web, &alice, &day());
+    let uid = book(web, &alice, &slots[0], "Jean <b>Dupont</b>");
+    let key = key(&setup);
+    let in_a_day = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let confirm = format!(
+        "/a/{}",
+        link::sign_action(&key, &uid, Action::Confirm, in_a_day)
+    );
+
+    // Alice's board is open: she will be told when Marie confirms.
+    let mut live = web::Live::open(web, &alice, &format!("http://{web}")).unwrap();
+    live.next_board();
+
+    // A mail scanner's GET shows the page and changes nothing.
+    let (status, _, page) = web::http(web, "GET", &confirm, &[], "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Jean &lt;b&gt;Dupont&lt;/b&gt;"), "{page}");
+    assert!(page.contains("<form method=\"post\""), "{page}");
+    assert_eq!(row(&setup, &uid).0, "proposed");
+
+    // A POST from another site is refused.
+    let (status, _, _) = web::http(
+        web,
+        "POST",
+        &confirm,
+        &[("Sec-Fetch-Site", "cross-site")],
+        "",
+    );
+    assert_eq!(status, 403);
+    assert_eq!(row(&setup, &uid).0, "proposed");
+
+    let (status, page) = post_form(web, &confirm, "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Rendez-vous confirmé"), "{page}");
+    assert_eq!(row(&setup, &uid).0, "confirmed");
+    assert_eq!(row(&setup, &uid).1, 1, "SEQUENCE raised");
+
+    // The secretary who booked it sees it on her board.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no notice on alice's board");
+        let message = live.next().expect("the live socket closed");
+        if message["type"] == "appointment" {
+            assert_eq!(message["appointment"]["uid"], uid.as_str());
+            assert_eq!(message["appointment"]["status"], "confirmed");
+            break;
+        }
+    }
+
+    // Again: already confirmed, nothing more recorded.
+    let (status, page) = post_form(web, &confirm, "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("déjà confirmé"), "{page}");
+    assert_eq!(
+        changes(&setup, &uid),
+        ["booked by alice", "confirmed by executive:marie"]
+    );
+
+    // Tampered (one character changed), expired, or signed by another key: 403.
+    let mut tampered = confirm.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let expired = format!(
+        "/a/{}",
+        link::sign_action(
+            &key,
+            &uid,
+            Action::Cancel,
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)
+        )
+    );
+    let foreign = format!(
+        "/a/{}",
+        link::sign_action(
+            &LinkKey::from_bytes([7; 32]),
+            &uid,
+            Action::Cancel,
+            in_a_day
+        )
+    );
+    for bad in [&tampered, &expired, &foreign] {
+        let (status, _, _) = web::http(web, "GET", bad, &[], "");
+        assert_eq!(status, 403, "{bad}");
+        let (status, _) = post_form(web, bad, "why=x");
+        assert_eq!(status, 403, "{bad}");
+    }
+    assert_eq!(row(&setup, &uid).0, "confirmed");
+
+    // The Cancel link, with a reason.
+    let cancel = format!(
+        "/a/{}",
+        link::sign_action(&key, &uid, Action::Cancel, in_a_day)
+    );
+    let (status, _, page) = web::http(web, "GET", &cancel, &[], "");
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"why\""), "{page}");
+    let (status, page) = post_form(web, &cancel, "why=Malade%2C+d%C3%A9sol%C3%A9e");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Rendez-vous annulé"), "{page}");
+    let (status, sequence, by, why) = row(&setup, &uid);
+    assert_eq!(
+        (status.as_str(), sequence, by.as_deref(), why.as_deref()),
+        (
+            "cancelled",
+            2,
+            Some("executive:marie"),
+            Some("Malade, désolée")
+        )
+    );
+    let (_, page) = post_form(web, &cancel, "");
+    assert!(page.contains("déjà annulé"), "{page}");
+    // A cancelled appointment cannot be confirmed any more.
+    let (_, page) = post_form(web, &confirm, "");
+    assert!(page.contains("a été annulé"), "{page}");
+    assert_eq!(row(&setup, &uid).0, "cancelled");
+}
+
+/// The feed's one event with this uid: STATUS and SEQUENCE.
+fn feed_event(web: SocketAddr, path: &str, uid: &str) -> (EventStatus, String) {
+    let (status, headers, text) = web::http(web, "GET", path, &[], "");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        web::header(&headers, "content-type")
+            .unwrap()
+            .starts_with("text/calendar"),
+        "{headers:?}"
+    );
+    let calendar: icalendar::Calendar = text.parse().unwrap_or_else(|e| panic!("{e}: {text}"));
+    let event = calendar
+        .events()
+        .find(|e| e.get_uid() == Some(uid))
+        .unwrap_or_else(|| panic!("no event {uid}: {text}"));
+    (
+        event.get_status().expect("a STATUS"),
+        event.property_value("SEQUENCE").unwrap().to_string(),
+    )
+}
+
+#[test]
+fn the_calendar_feed_parses_and_carries_each_new_status() {
+    let (setup, web) = agenda_setup();
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let slots = free(web, &alice, &day());
+    let uid = book(web, &alice, &slots[1], "Jean; Dupont, \"SARL\"");
+
+    // The operator prints the feed's address.
+    let out = Command::new(BIN)
+        .args(["agenda", "--executive", "marie", "--feed", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    let path = url
+        .trim()
+        .strip_prefix(&format!("http://{web}"))
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string();
+    assert!(path.starts_with("/ics/"), "{path}");
+
+    assert_eq!(
+        feed_event(web, &path, &uid),
+        (EventStatus::Tentative, "0".to_string())
+    );
+    let confirm = format!(
+        "/a/{}",
+        link::sign_action(
+            &key(&setup),
+            &uid,
+            Action::Confirm,
+            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)
+        )
+    );
+    assert_eq!(post_form(web, &confirm, "").0, 200);
+    assert_eq!(
+        feed_event(web, &path, &uid),
+        (EventStatus::Confirmed, "1".to_string())
+    );
+    let (status, body) = api(
+        web,
+        &alice,
+        "POST",
+        &format!("/api/agenda/{uid}/cancel"),
+        "{\"why\":\"client empêché\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        feed_event(web, &path, &uid),
+        (EventStatus::Cancelled, "2".to_string())
+    );
+
+    // Another's token, a tampered one, or one of the executive's page: 403.
+    let tampered = format!("{}x", path);
+    let (status, _, _) = web::http(web, "GET", &tampered, &[], "");
+    assert_eq!(status, 403);
+    let page_token = permanence::executive_link::sign(
+        &key(&setup),
+        "marie",
+        jiff::Timestamp::now(),
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+    );
+    let (status, _, _) = web::http(web, "GET", &format!("/ics/{page_token}"), &[], "");
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn bad_bookings_moves_and_cancellations_are_refused_with_the_reason() {
+    let (setup, web) = agenda_setup();
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let day = day();
+    let slots = free(web, &alice, &day);
+    let post = |body: &str| api(web, &alice, "POST", "/api/agenda", body);
+
+    let (status, _, body) = web::http(
+        web,
+        "POST",
+        "/api/agenda",
+        &[web::JSON],
+        &booking(&slots[0], "Jean", ""),
+    );
+    assert_eq!(status, 401, "{body}");
+    let past = "2020-01-06T08:00:00Z";
+    let (status, body) = post(&booking(past, "Jean", ""));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("starts")),
+        "{body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("past"), "{body}");
+    let off_grid = slots[0]
+        .replace(":00:00Z", ":05:00Z")
+        .replace(":40:00Z", ":45:00Z")
+        .replace(":20:00Z", ":25:00Z");
+    let (status, body) = post(&booking(&off_grid, "Jean", ""));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = post(&booking(
+        &slots[0],
+        "Jean",
+        "jean@x\r\nBcc: all@example.com",
+    ));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("client.email")),
+        "{body}"
+    );
+    let (status, body) = post(&booking(&slots[0], "Jean\u{1b}[2J", ""));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("client.name")),
+        "{body}"
+    );
+    let other = booking(&slots[0], "Jean", "")
+        .replace("\"acme\"", "\"globex\"")
+        .replace("\"marie\"", "\"hank\"");
+    let (status, body) = post(&other);
+    assert_eq!(status, 403, "{body}");
+    let paul = booking(&slots[0], "Jean", "").replace("\"marie\"", "\"paul\"");
+    let (status, body) = post(&paul);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("executive")),
+        "{body}"
+    );
+    let (status, body) = post(
+        "{\"company\":\"acme\",\"executive\":\"marie\",\"starts\":\"x\",\"client\":{},\"extra\":1}",
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, body) =
+        post(&booking(&slots[0], "Jean", "").replace("\"company\"", "\"call\": 999, \"company\""));
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("call")),
+        "{body}"
+    );
+    let (status, body) = api(
+        web,
+        &alice,
+        "GET",
+        "/api/agenda?company=acme&day=tomorrow",
+        "",
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("day")),
+        "{body}"
+    );
+
+    // Two appointments; moving the second onto the first is refused, onto a free slot not.
+    let first = book(web, &alice, &slots[0], "Jean");
+    let second = book(web, &alice, &slots[1], "Anne");
+    let move_to = |uid: &str, starts: &str| {
+        api(
+            web,
+            &alice,
+            "POST",
+            &format!("/api/agenda/{uid}/move"),
+            &json!({ "starts": starts }).to_string(),
+        )
+    };
+    let (status, body) = move_to(&second, &slots[0]);
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = move_to(&second, &slots[3]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["appointment"]["starts_at"], slots[3].as_str());
+    assert_eq!(body["appointment"]["sequence"], 1);
+    // Cancelled once; a second time is a conflict; done only once confirmed.
+    let cancel = |uid: &str| {
+        api(
+            web,
+            &alice,
+            "POST",
+            &format!("/api/agenda/{uid}/cancel"),
+            "{}",
+        )
+    };
+    assert_eq!(cancel(&first).0, 200);
+    let (status, body) = cancel(&first);
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = api(
+        web,
+        &alice,
+        "POST",
+        &format!("/api/agenda/{second}/done"),
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    // Another company's or a made-up uid: 404.
+    let (status, _) = api(web, &alice, "GET", "/api/agenda/nope", "");
+    assert_eq!(status, 404);
+    let (status, body) = api(web, &alice, "GET", &format!("/api/agenda/{second}"), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changes"].as_array().unwrap().len(), 2, "{body}");
+}
+
+#[test]
+fn permanence_agenda_prints_a_day_with_hostile_text_escaped() {
+    let (setup, web) = agenda_setup();
+    let server = setup.start();
+    let alice = session(web, "alice");
+    let day = day();
+    let slots = free(web, &alice, &day);
+    let uid = book(web, &alice, &slots[0], "Jean Dupont");
+    drop(server);
+    // Written by hand, past the API's checks: the CLI must still print it safely.
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    conn.execute(
+        "UPDATE appointments SET client_phone = char(27) || '[2J' WHERE uid = ?1",
+        [&uid],
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["agenda", "--executive", "marie", "--day", &day, "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Marie Durand (marie) · ACME Plomberie"),
+        "{text}"
+    );
+    assert!(
+        text.contains("proposed") && text.contains("Jean Dupont"),
+        "{text}"
+    );
+    assert!(text.contains("(booked by alice)"), "{text}");
+    assert!(text.contains("free: "), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    let out = Command::new(BIN)
+        .args(["agenda", "--executive", "paul", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no executive `paul` with an agenda"));
+}
