@@ -386,6 +386,8 @@ pub enum Record {
         by: String,
         /// When.
         at: String,
+        /// Who is told by e-mail.
+        notify: agenda::Notices,
     },
     CallEnded {
         /// The call.

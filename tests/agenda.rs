@@ -587,3 +587,196 @@ fn permanence_agenda_prints_a_day_with_hostile_text_escaped() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no executive `paul` with an agenda"));
 }
+
+/// A real SMTP server (Debian's aiosmtpd, tests/smtp_sink.py) saving what it accepts.
+struct Smtp(std::process::Child);
+
+impl Smtp {
+    fn start(port: u16, dir: &std::path::Path) -> Smtp {
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "smtp_sink.Save"])
+            .arg(dir)
+            .env("PYTHONPATH", repo().join("tests"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's python3-aiosmtpd is installed (tests/run.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp(child)
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The messages saved under `dir` once there are `n` (envelope recipients, parsed MIME).
+fn wait_mails(dir: &std::path::Path, n: usize) -> Vec<(Vec<String>, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|x| x == "eml"));
+        if files.len() >= n || Instant::now() > deadline {
+            files.sort();
+            return files
+                .iter()
+                .map(|eml| {
+                    let envelope: Value = serde_json::from_str(
+                        &std::fs::read_to_string(eml.with_extension("json")).unwrap(),
+                    )
+                    .unwrap();
+                    let out = Command::new("/usr/bin/python3")
+                        .arg(repo().join("tests/smtp_sink.py"))
+                        .arg(eml)
+                        .output()
+                        .unwrap();
+                    let to = envelope["to"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap().to_string())
+                        .collect();
+                    (to, serde_json::from_slice(&out.stdout).unwrap())
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn part<'a>(mail: &'a Value, content_type: &str) -> &'a Value {
+    mail["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == content_type)
+        .unwrap_or_else(|| panic!("no {content_type} part: {mail:#}"))
+}
+
+#[test]
+fn the_executive_is_mailed_confirm_and_cancel_links_and_the_client_the_confirmation_with_an_ics() {
+    let (setup, web) = agenda_setup();
+    let plan = setup.dir.path().join("dialplans/acme.toml");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "reach = [\"user:marie\"]\n",
+        "reach = [\"user:marie\"]\nemail = \"marie@acme.example\"\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let smtp_port = free_port();
+    setup.add_config_lines(
+        "smtp",
+        &format!(
+            "server = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Permanence <permanence@secretariat.example>\""
+        ),
+    );
+    let spool = setup.dir.path().join("mail");
+    let _smtp = Smtp::start(smtp_port, &spool);
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let slots = free(web, &alice, &day());
+    let (status, body) = api(
+        web,
+        &alice,
+        "POST",
+        "/api/agenda",
+        &booking(&slots[2], "Jean Dupont", "jean@client.example"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let uid = body["appointment"]["uid"].as_str().unwrap().to_string();
+
+    // Marie is told at once, with both links; nothing goes to the client yet.
+    let mails = wait_mails(&spool, 1);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (to, mail) = &mails[0];
+    assert_eq!(to, &["marie@acme.example"]);
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[ACME Plomberie] Rendez-vous à confirmer – Jean Dupont"),
+        "{mail:#}"
+    );
+    let text = part(mail, "text/plain")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = |label: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} link: {text}"));
+        let url = line.split_once(": ").unwrap().1.trim();
+        url.strip_prefix(&format!("http://{web}"))
+            .unwrap_or_else(|| panic!("{url}"))
+            .to_string()
+    };
+    let (confirm, cancel) = (link("Confirmer:"), link("Annuler:"));
+    assert!(
+        confirm.starts_with("/a/") && cancel.starts_with("/a/"),
+        "{text}"
+    );
+
+    // The link from the e-mail: GET shows, POST confirms.
+    let (status, _, page) = web::http(web, "GET", &confirm, &[], "");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(row(&setup, &uid).0, "proposed");
+    assert_eq!(post_form(web, &confirm, "").0, 200);
+    assert_eq!(row(&setup, &uid).0, "confirmed");
+
+    // The client gets the confirmation with the appointment for their calendar.
+    let mails = wait_mails(&spool, 2);
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let (to, mail) = &mails[1];
+    assert_eq!(to, &["jean@client.example"]);
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rendez-vous confirmé – Marie Durand"),
+        "{mail:#}"
+    );
+    let ics = part(mail, "text/calendar");
+    assert_eq!(ics["filename"], "rendez-vous.ics");
+    let calendar: icalendar::Calendar = ics["text"].as_str().unwrap().parse().unwrap();
+    let event = calendar.events().next().expect("one event");
+    assert_eq!(event.get_uid(), Some(uid.as_str()));
+    assert_eq!(event.get_status(), Some(EventStatus::Confirmed));
+
+    // Marie cancels from the other link: the client is told, with the cancelled event.
+    assert_eq!(post_form(web, &cancel, "why=Imprévu").0, 200);
+    let mails = wait_mails(&spool, 3);
+    assert_eq!(mails.len(), 3, "{mails:?}");
+    let (to, mail) = &mails[2];
+    assert_eq!(to, &["jean@client.example"]);
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rendez-vous annulé"),
+        "{mail:#}"
+    );
+    let calendar: icalendar::Calendar = part(mail, "text/calendar")["text"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let event = calendar.events().next().expect("one event");
+    assert_eq!(event.get_status(), Some(EventStatus::Cancelled));
+    assert_eq!(event.property_value("SEQUENCE"), Some("2"));
+    assert!(
+        part(mail, "text/plain")["text"]
+            .as_str()
+            .unwrap()
+            .contains("Imprévu")
+    );
+}

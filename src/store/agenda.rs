@@ -19,6 +19,17 @@ use super::{Record, StoreError, open_connection};
 pub use crate::agenda::Client;
 use crate::agenda::{Span, Status, stamp};
 
+/// Who is told of a change by e-mail, through the outbox (rows written in the change's own
+/// transaction: a notice exists if and only if its change is on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notices {
+    /// The executive's address (`email` in the plan): told of a booking or a move (with
+    /// Confirm and Cancel links), and of a secretary's cancellation.
+    pub executive_email: Option<String>,
+    /// What the e-mails need of the plan (JSON of `delivery::rules::Payload`).
+    pub payload: String,
+}
+
 /// A new appointment, as the writer inserts it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Booking {
@@ -42,6 +53,8 @@ pub struct Booking {
     pub by: String,
     /// When (as stored).
     pub at: String,
+    /// Who is told.
+    pub notify: Notices,
 }
 
 /// A change to an appointment.
@@ -137,7 +150,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Re
             change,
             by,
             at,
-        } => change_one(tx, uid, change, by, at),
+            notify,
+        } => change_one(tx, uid, change, by, at, notify),
         _ => Ok(()),
     }
 }
@@ -177,8 +191,68 @@ fn book(tx: &rusqlite::Transaction, b: &Booking) -> rusqlite::Result<()> {
              VALUES (last_insert_rowid(), ?1, ?2, 'booked', ?3, ?4)",
         )?
         .execute(params![b.at, b.by, b.status.as_str(), stamp(b.span.starts)])?;
+        notify(
+            tx,
+            &b.uid,
+            &b.notify,
+            true,
+            b.status == Status::Confirmed,
+            &b.at,
+        )?;
     } else {
         tracing::info!(uid = %b.uid, executive = %b.executive, "booking refused: the time is taken");
+    }
+    Ok(())
+}
+
+/// Queues the e-mails of the change just made to `uid` (its SEQUENCE names the event): to
+/// the executive when `executive` (and they have an address), to the client when `client`
+/// (and they gave an address).
+fn notify(
+    tx: &rusqlite::Transaction,
+    uid: &str,
+    notices: &Notices,
+    executive: bool,
+    client: bool,
+    at: &str,
+) -> rusqlite::Result<()> {
+    let Some((company, exec, sequence, client_email)) = tx
+        .prepare_cached(
+            "SELECT company, executive, sequence, client_email FROM appointments WHERE uid = ?1",
+        )?
+        .query_row(params![uid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let mut targets = Vec::new();
+    if executive && let Some(to) = &notices.executive_email {
+        targets.push(("executive", to.clone()));
+    }
+    if client && !client_email.is_empty() {
+        targets.push(("client", client_email));
+    }
+    for (whom, to) in targets {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO outbox (event, channel, target, company, executive, payload,
+                status, next_attempt, retry_since, created_at)
+             VALUES (?1, 'email', ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+        )?
+        .execute(params![
+            format!("appointment:{uid}:{sequence}:{whom}"),
+            to,
+            company,
+            exec,
+            notices.payload,
+            at
+        ])?;
     }
     Ok(())
 }
@@ -189,6 +263,7 @@ fn change_one(
     change: &Change,
     by: &str,
     at: &str,
+    notices: &Notices,
 ) -> rusqlite::Result<()> {
     let before: Option<(i64, String, String, String, String)> = tx
         .prepare_cached(
@@ -283,6 +358,16 @@ fn change_one(
             to_starts,
             why,
         ])?;
+        // The executive hears of a move (to confirm again) and of a secretary's
+        // cancellation; the client of every confirmation and cancellation.
+        let by_executive = by.starts_with("executive:");
+        let (executive, client) = match change {
+            Change::Confirm => (false, true),
+            Change::Cancel { .. } => (!by_executive, true),
+            Change::Done => (false, false),
+            Change::Move { status, .. } => (true, *status == Status::Confirmed),
+        };
+        notify(tx, uid, notices, executive, client, at)?;
     }
     Ok(())
 }
@@ -373,13 +458,20 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<AppointmentRow> {
 /// One appointment by its uid.
 pub fn appointment(path: &Path, uid: &str) -> Result<Option<AppointmentRow>, StoreError> {
     let conn = open_connection(path)?;
+    appointment_in(&conn, uid).map_err(super::sqlite(path))
+}
+
+/// One appointment by its uid, on an open connection (the delivery worker's).
+pub fn appointment_in(
+    conn: &rusqlite::Connection,
+    uid: &str,
+) -> rusqlite::Result<Option<AppointmentRow>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM appointments WHERE uid = ?1"),
         params![uid],
         row,
     )
     .optional()
-    .map_err(super::sqlite(path))
 }
 
 /// The appointments starting in `[from, to)` (stamps as [`stamp`] writes them), of one
@@ -505,6 +597,7 @@ mod tests {
             },
             by: by.into(),
             at: now_text(),
+            notify: Notices::default(),
         }))
     }
 
@@ -561,6 +654,7 @@ mod tests {
                 change: Change::Confirm,
                 by: "executive:marie".into(),
                 at: now_text(),
+                notify: Notices::default(),
             });
         }
         w.write(Record::AppointmentChanged {
@@ -575,6 +669,7 @@ mod tests {
             },
             by: "bob".into(),
             at: now_text(),
+            notify: Notices::default(),
         });
         store.flush();
         let a = appointment(&db, "a").unwrap().unwrap();
@@ -592,6 +687,7 @@ mod tests {
             },
             by: "executive:marie".into(),
             at: now_text(),
+            notify: Notices::default(),
         });
         w.write(Record::AppointmentChanged {
             uid: "d".into(),
@@ -605,6 +701,7 @@ mod tests {
             },
             by: "bob".into(),
             at: now_text(),
+            notify: Notices::default(),
         });
         store.flush();
         let a = appointment(&db, "a").unwrap().unwrap();

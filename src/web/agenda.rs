@@ -23,7 +23,7 @@ use serde_json::json;
 use super::*;
 use crate::agenda::{self, Agenda, BookingError, Client, Span, Status, stamp};
 use crate::dialplan::ExecutiveId;
-use crate::store::agenda::{AppointmentRow, Booking, Change};
+use crate::store::agenda::{AppointmentRow, Booking, Change, Notices};
 use crate::store::{self, Record};
 
 pub(super) fn routes() -> Router<Arc<Web>> {
@@ -118,6 +118,24 @@ impl Web {
             name,
             agenda,
         })
+    }
+
+    /// Who hears of a change to an appointment of `executive` at `company`: their
+    /// address from the plan in force, and what the e-mails need of the plan.
+    pub(super) fn notices(&self, company: &str, executive: &str) -> Notices {
+        let Some(c) = self.company(company) else {
+            return Notices::default();
+        };
+        let id = ExecutiveId(executive.to_string());
+        let payload = crate::delivery::rules::Payload::new(&c, &id);
+        Notices {
+            executive_email: c
+                .executives
+                .get(&id)
+                .and_then(|e| e.email.as_ref())
+                .map(|a| a.as_str().to_string()),
+            payload: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
+        }
     }
 
     /// Reads the records in the blocking pool.
@@ -440,6 +458,7 @@ async fn book(
         client,
         by: me.username.clone(),
         at: store::now_text(),
+        notify: web.notices(&t.company.id.0, &t.executive.0),
     })));
     let Some(row) = web.written(&uid).await? else {
         // The writer found the time taken: another booking was committed first.
@@ -541,6 +560,7 @@ async fn move_one(
         },
         by: me.username.clone(),
         at: store::now_text(),
+        notify: web.notices(&row.company, &row.executive),
     });
     let after = web.written(&row.uid).await?.ok_or_else(unavailable)?;
     if after.starts_at != stamp(span.starts) {
@@ -625,6 +645,7 @@ async fn change_status(
         change,
         by: username.to_string(),
         at: store::now_text(),
+        notify: web.notices(&row.company, &row.executive),
     });
     let after = web.written(&row.uid).await?.ok_or_else(unavailable)?;
     let tz = web

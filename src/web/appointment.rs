@@ -97,6 +97,7 @@ impl Web {
             change,
             by: format!("executive:{}", row.executive),
             at: store::now_text(),
+            notify: self.notices(&row.company, &row.executive),
         });
         self.page_recorded().await?;
         let uid = row.uid.clone();
