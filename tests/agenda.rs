@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::browser::{Browser, inside_loopback_only_namespace};
 use common::*;
 use icalendar::{Component, EventStatus};
 use permanence::agenda::link::{self, Action};
@@ -25,13 +26,18 @@ const ACME: &str = "+33180000001";
 /// globex (not served by alice or bob): its own marie-less executive with an agenda.
 /// alice and bob serve acme.
 fn agenda_setup() -> (Setup, SocketAddr) {
+    agenda_setup_with("[{ hangup = {} }]")
+}
+
+/// The same, acme's calls taking `steps`.
+fn agenda_setup_with(steps: &str) -> (Setup, SocketAddr) {
     let (setup, web) = web::setup("[{ hangup = {} }]");
     let acme = format!(
         "[company]\nid = \"acme\"\nname = \"ACME Plomberie\"\nnumbers = [\"{ACME}\"]\ntimezone = \"Europe/Paris\"\n\n\
          [executives.marie]\nname = \"Marie Durand\"\nreach = [\"user:marie\"]\n\
          agenda = {{ slots = [\"mon-sun 08:00-20:00\"], length = 30, buffer = 10 }}\n\n\
          [executives.paul]\nname = \"Paul\"\nreach = [\"user:paul\"]\n\n\
-         [[route]]\nname = \"main\"\nsteps = [{{ hangup = {{}} }}]\n"
+         [[route]]\nname = \"main\"\nsteps = {steps}\n"
     );
     let globex = "[company]\nid = \"globex\"\nname = \"Globex\"\nnumbers = [\"+33180000002\"]\n\n\
          [executives.hank]\nname = \"Hank\"\nreach = [\"user:hank\"]\n\
@@ -779,4 +785,139 @@ fn the_executive_is_mailed_confirm_and_cancel_links_and_the_client_the_confirmat
             .unwrap()
             .contains("Imprévu")
     );
+}
+
+/// A call rings alice; from its card she books an appointment in Chromium (the free slots
+/// offered, the caller's name and number prefilled, the booking linked to the call and
+/// its message); the slot leaves the free ones; when Marie confirms from her link, the
+/// page says so at once (pushed on the board's socket).
+#[test]
+fn booking_from_the_calls_card_in_chromium() {
+    if !inside_loopback_only_namespace("booking_from_the_calls_card_in_chromium") {
+        return;
+    }
+    let (setup, web) = agenda_setup_with(
+        r#"[{ secretary = { timeout = 15 } }, { play = "tone/a.wav" }, { hangup = {} }]"#,
+    );
+    setup.add_config_lines("distribution", "wrap_up_seconds = 120");
+    let _server = setup.start();
+    let browser = Browser::start(&setup.dir.path().join("chromium"));
+    browser.log_in(web, "alice", "alice");
+    browser.wait_for(
+        "the agenda",
+        "return document.querySelectorAll('#a-executive option').length === 1",
+    );
+
+    let (_rtp, rtp_port) = rtp_socket();
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let args = ["-key", "username", "alice", "-key", "rtp_port", &rtp_port];
+    let args = [&args[..], &["-key", "offer", "0", "-d", "3000"]].concat();
+    let mut phone = sipp_phone("queue_secretary.xml", port, &args);
+    wait_sipp_phone_ready(&mut phone, port);
+    let addr = setup.addr();
+    let caller_port = rtp_port.clone();
+    let caller =
+        std::thread::spawn(move || sipp_call("call.xml", addr, ACME, &caller_port, "0", &[]));
+    browser.wait_for(
+        "the card",
+        "return !document.getElementById('call-card').hidden",
+    );
+    browser.click("#card-agenda");
+    let day = day();
+    browser.eval(&format!(
+        "const d = document.getElementById('a-day'); d.value = '{day}'; \
+         d.dispatchEvent(new Event('change')); return true"
+    ));
+    browser.wait_for(
+        "the free slots",
+        "return document.querySelectorAll('#a-free .a-slot').length > 3",
+    );
+    let starts =
+        browser.eval("return document.querySelectorAll('#a-free .a-slot')[2].dataset.starts");
+    let starts = starts.as_str().unwrap().to_string();
+    browser.click("#a-free .a-slot:nth-child(3)");
+    browser.wait_for(
+        "the booking form",
+        "return !document.getElementById('a-book').hidden",
+    );
+    assert_eq!(
+        browser.eval("return document.getElementById('a-phone').value"),
+        json!("+33612345678"),
+        "the caller's number is prefilled"
+    );
+    browser.type_into("#a-name", "Jean <b>Dupont</b>");
+    browser.type_into("#a-reason", "Devis salle de bains");
+    browser.click("#a-book button");
+    browser.wait_for(
+        "the booking",
+        "return document.getElementById('a-result').textContent.startsWith('Rendez-vous pris')",
+    );
+    browser.wait_for(
+        "the appointment in the day",
+        "return [...document.querySelectorAll('#a-appointments li')].some(li => li.textContent.includes('Jean <b>Dupont</b>'))",
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#a-appointments b').length"),
+        json!(0),
+        "the client's name is text"
+    );
+    assert_eq!(
+        browser.eval(&format!(
+            "return [...document.querySelectorAll('#a-free .a-slot')].some(b => b.dataset.starts === '{starts}')"
+        )),
+        json!(false),
+        "the slot is no longer offered"
+    );
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_sipp_ok(&finish(phone));
+
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let (uid, by, at, call, message, linked): (
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) = conn
+        .query_row(
+            "SELECT a.uid, a.booked_by, a.starts_at, a.call_id, a.message_id,
+                    (SELECT m.id FROM messages m WHERE m.call_id = a.call_id)
+             FROM appointments a",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!((by.as_str(), at.as_str()), ("alice", starts.as_str()));
+    assert!(call.is_some(), "linked to the call");
+    assert!(message.is_some() && message == linked, "and to its message");
+
+    let confirm = format!(
+        "/a/{}",
+        link::sign_action(
+            &key(&setup),
+            &uid,
+            Action::Confirm,
+            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)
+        )
+    );
+    assert_eq!(post_form(web, &confirm, "").0, 200);
+    browser.wait_for(
+        "the executive's confirmation on her page",
+        "return document.getElementById('agenda-notice').textContent.includes('confirmé par le dirigeant')",
+    );
+    browser.wait_for(
+        "the appointment shown confirmed",
+        "return [...document.querySelectorAll('#a-appointments li')].some(li => li.textContent.includes('confirmé'))",
+    );
+    browser.screenshot(&repo().join("target/artefacts/agenda-booked.png"));
 }
