@@ -137,9 +137,13 @@ fn key(setup: &Setup) -> LinkKey {
     LinkKey::load_or_create(&setup.dir.path().join("data")).unwrap()
 }
 
-fn post_form(web: SocketAddr, path: &str, body: &str) -> (u16, String) {
+fn post_form_headers(
+    web: SocketAddr,
+    path: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let origin = format!("http://{web}");
-    let (status, _, page) = web::http(
+    web::http(
         web,
         "POST",
         path,
@@ -149,7 +153,12 @@ fn post_form(web: SocketAddr, path: &str, body: &str) -> (u16, String) {
             ("Sec-Fetch-Site", "same-origin"),
         ],
         body,
-    );
+    )
+}
+
+/// The page's form posted as the browser does from the page itself.
+fn post_form(web: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let (status, _, page) = post_form_headers(web, path, body);
     (status, page)
 }
 
@@ -920,4 +929,90 @@ fn booking_from_the_calls_card_in_chromium() {
         "return [...document.querySelectorAll('#a-appointments li')].some(li => li.textContent.includes('confirmé'))",
     );
     browser.screenshot(&repo().join("target/artefacts/agenda-booked.png"));
+}
+
+/// From the executive's own page: their coming appointments with Confirm and Cancel, and
+/// their calendar's address; another executive's appointment is not theirs to confirm.
+#[test]
+fn the_executives_page_lists_their_appointments_to_confirm_or_cancel() {
+    let (setup, web) = agenda_setup();
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let slots = free(web, &alice, &day());
+    let first = book(web, &alice, &slots[0], "Jean <i>Dupont</i>");
+    let second = book(web, &alice, &slots[1], "Anne Martin");
+    let out = Command::new(BIN)
+        .args([
+            "executive-links",
+            "create",
+            "--executive",
+            "marie",
+            "--config",
+        ])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    let page = url
+        .trim()
+        .strip_prefix(&format!("http://{web}"))
+        .unwrap()
+        .to_string();
+    let (status, _, list) = web::http(web, "GET", &page, &[], "");
+    assert_eq!(status, 200, "{list}");
+    let token = page.strip_prefix("/x/").unwrap();
+    assert!(list.contains(&format!("href=\"{token}/agenda\"")), "{list}");
+
+    let (status, _, agenda) = web::http(web, "GET", &format!("{page}/agenda"), &[], "");
+    assert_eq!(status, 200, "{agenda}");
+    assert!(
+        agenda.contains("Jean &lt;i&gt;Dupont&lt;/i&gt;"),
+        "{agenda}"
+    );
+    assert!(agenda.contains("Anne Martin"), "{agenda}");
+    assert!(
+        agenda.contains(&format!("action=\"agenda/{first}/confirm\"")),
+        "{agenda}"
+    );
+    assert!(agenda.contains("/ics/"), "the feed's address: {agenda}");
+
+    let (status, headers, _) =
+        post_form_headers(web, &format!("{page}/agenda/{first}/confirm"), "");
+    assert_eq!(status, 303);
+    assert_eq!(web::header(&headers, "location"), Some("../../agenda"));
+    assert_eq!(row(&setup, &first).0, "confirmed");
+    let (status, _, _) = post_form_headers(
+        web,
+        &format!("{page}/agenda/{second}/cancel"),
+        "why=Pas+disponible",
+    );
+    assert_eq!(status, 303);
+    assert_eq!(
+        row(&setup, &second),
+        (
+            "cancelled".to_string(),
+            1,
+            Some("executive:marie".to_string()),
+            Some("Pas disponible".to_string())
+        )
+    );
+    // A GET of the action changes nothing; an unknown action or uid is 404.
+    let (status, _, _) = web::http(
+        web,
+        "GET",
+        &format!("{page}/agenda/{first}/cancel"),
+        &[],
+        "",
+    );
+    assert_ne!(status, 200);
+    assert_eq!(row(&setup, &first).0, "confirmed");
+    let (status, _) = post_form(web, &format!("{page}/agenda/{first}/delete"), "");
+    assert_eq!(status, 404);
+    let (status, _) = post_form(web, &format!("{page}/agenda/nope/confirm"), "");
+    assert_eq!(status, 404);
 }

@@ -241,10 +241,17 @@ async fn list(State(web): State<Arc<Web>>, Path(token): Path<String>) -> Result<
         esc(&companies.join(" · "))
     );
     body.push_str(&dnd_section(&reader, dnd.as_ref(), now));
-    body.push_str(&format!(
-        "<p class=\"agenda\"><a href=\"{}/agenda\">Agenda : rendez-vous à confirmer</a></p>\n",
-        esc(&reader.token)
-    ));
+    let id = crate::dialplan::ExecutiveId(reader.id.clone());
+    if reader
+        .companies
+        .iter()
+        .any(|c| c.executives.get(&id).is_some_and(|e| e.agenda.is_some()))
+    {
+        body.push_str(&format!(
+            "<p class=\"agenda\"><a href=\"{}/agenda\">Agenda : rendez-vous à confirmer</a></p>\n",
+            esc(&reader.token)
+        ));
+    }
     let (open, done): (Vec<&PageMessage>, Vec<&PageMessage>) =
         messages.iter().partition(|m| m.status != "done");
     body.push_str(&format!("<h2>À traiter ({})</h2>\n", open.len()));
