@@ -909,6 +909,13 @@ fn booking_from_the_calls_card_in_chromium() {
     assert_eq!((by.as_str(), at.as_str()), ("alice", starts.as_str()));
     assert!(call.is_some(), "linked to the call");
     assert!(message.is_some() && message == linked, "and to its message");
+    assert!(
+        setup
+            .events(call.unwrap())
+            .iter()
+            .any(|e| e == "appointment"),
+        "in the call's timeline"
+    );
 
     let confirm = format!(
         "/a/{}",
@@ -1015,4 +1022,87 @@ fn the_executives_page_lists_their_appointments_to_confirm_or_cancel() {
     assert_eq!(status, 404);
     let (status, _) = post_form(web, &format!("{page}/agenda/nope/confirm"), "");
     assert_eq!(status, 404);
+}
+
+/// An executive whose rules send by webhook is told of a booking there too: one signed
+/// POST (Standard Webhooks) carrying the appointment and its Confirm link, which works.
+#[test]
+fn the_executive_is_told_by_webhook_when_their_rules_use_webhooks() {
+    use std::io::{Read, Write};
+    let (setup, web) = agenda_setup();
+    let plan = setup.dir.path().join("dialplans/acme.toml");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "reach = [\"user:marie\"]\n",
+        "reach = [\"user:marie\"]\ndeliver = [{ category = \"urgent\", to = [\"webhook\"], when = \"now\" }]\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let secret = permanence::delivery::webhook::new_secret().unwrap();
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{secret}\"\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let received = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1);
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).unwrap();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        let length: usize = header("content-length").parse().unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        (
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+            body,
+        )
+    });
+    let _server = setup.start();
+    let alice = session(web, "alice");
+    let slots = free(web, &alice, &day());
+    let uid = book(web, &alice, &slots[4], "Jean Dupont");
+
+    let (id, timestamp, signature, body) = received.join().unwrap();
+    permanence::delivery::webhook::verify(
+        &secret,
+        &id,
+        &timestamp,
+        &signature,
+        &body,
+        jiff::Timestamp::now(),
+    )
+    .expect("signed with the webhook's secret");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["type"], "appointment", "{body}");
+    assert_eq!(body["appointment"]["uid"], uid.as_str());
+    assert_eq!(body["appointment"]["status"], "proposed");
+    assert_eq!(body["executive"]["id"], "marie");
+    let confirm = body["confirm"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&format!("http://{web}"))
+        .unwrap()
+        .to_string();
+    assert_eq!(post_form(web, &confirm, "").0, 200);
+    assert_eq!(row(&setup, &uid).0, "confirmed");
 }

@@ -177,6 +177,33 @@ pub fn appointment_email(v: &AppointmentView, to: Recipient) -> Email {
     }
 }
 
+/// The webhook's JSON body for the executive's system: the appointment as it stands, and
+/// the Confirm and Cancel links when there are some.
+pub fn webhook_body(event: &str, v: &AppointmentView) -> Vec<u8> {
+    let r = v.row;
+    let body = serde_json::json!({
+        "type": "appointment",
+        "event": event,
+        "company": { "id": r.company, "name": v.company },
+        "executive": { "id": r.executive, "name": v.executive },
+        "appointment": {
+            "uid": r.uid,
+            "status": r.status,
+            "sequence": r.sequence,
+            "starts_at": r.starts_at,
+            "ends_at": r.ends_at,
+            "client": r.client,
+            "booked_by": r.booked_by,
+            "call_id": r.call_id,
+            "cancelled_by": r.cancelled_by,
+            "cancel_reason": r.cancel_reason,
+        },
+        "confirm": v.confirm,
+        "cancel": v.cancel,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

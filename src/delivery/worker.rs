@@ -438,6 +438,14 @@ impl Run {
         } else {
             Recipient::Executive
         };
+        let hook = if row.channel == "webhook" {
+            let Some(hook) = self.settings.webhooks.iter().find(|h| h.url == row.target) else {
+                return Err(gone("this webhook is no longer in the config"));
+            };
+            Some(hook.clone())
+        } else {
+            None
+        };
         let uid = key.split(':').next().unwrap_or_default();
         let Some(a) = store::agenda::appointment_in(&self.conn, uid).map_err(read)? else {
             return Err(gone("its appointment is no longer in the records"));
@@ -476,6 +484,13 @@ impl Run {
             cancel,
             now,
         };
+        if let Some(hook) = hook {
+            return Ok(Job::Webhook {
+                hook,
+                id: webhook_id(&row.event),
+                body: crate::delivery::appointment::webhook_body(&row.event, &view),
+            });
+        }
         let email = appointment_email(&view, to);
         let to_name = match to {
             Recipient::Client => a.client.name.clone(),

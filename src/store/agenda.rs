@@ -26,6 +26,9 @@ pub struct Notices {
     /// The executive's address (`email` in the plan): told of a booking or a move (with
     /// Confirm and Cancel links), and of a secretary's cancellation.
     pub executive_email: Option<String>,
+    /// The webhooks (`[[webhooks]]` URLs for the company) told when the executive is, if
+    /// their `deliver` rules send anything by webhook.
+    pub webhooks: Vec<String>,
     /// What the e-mails need of the plan (JSON of `delivery::rules::Payload`).
     pub payload: String,
 }
@@ -191,6 +194,7 @@ fn book(tx: &rusqlite::Transaction, b: &Booking) -> rusqlite::Result<()> {
              VALUES (last_insert_rowid(), ?1, ?2, 'booked', ?3, ?4)",
         )?
         .execute(params![b.at, b.by, b.status.as_str(), stamp(b.span.starts)])?;
+        timeline(tx, &b.uid, "booked", &b.by, &b.at)?;
         notify(
             tx,
             &b.uid,
@@ -202,6 +206,38 @@ fn book(tx: &rusqlite::Transaction, b: &Booking) -> rusqlite::Result<()> {
     } else {
         tracing::info!(uid = %b.uid, executive = %b.executive, "booking refused: the time is taken");
     }
+    Ok(())
+}
+
+/// An entry in the timeline of the call the appointment was booked from (if any), so that
+/// the message's page shows what became of it.
+fn timeline(
+    tx: &rusqlite::Transaction,
+    uid: &str,
+    what: &str,
+    by: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    let Some((call, starts)) = tx
+        .prepare_cached("SELECT call_id, starts_at FROM appointments WHERE uid = ?1")?
+        .query_row(params![uid], |r| {
+            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let Some(call) = call else {
+        return Ok(());
+    };
+    let event = crate::event::CallEvent::Appointment {
+        uid: uid.to_string(),
+        what: what.to_string(),
+        starts,
+        by: by.to_string(),
+    };
+    tx.prepare_cached("INSERT INTO events (call_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![call, at, event.kind(), event.data()])?;
     Ok(())
 }
 
@@ -234,16 +270,21 @@ fn notify(
     };
     let mut targets = Vec::new();
     if executive && let Some(to) = &notices.executive_email {
-        targets.push(("executive", to.clone()));
+        targets.push(("executive", "email", to.clone()));
+    }
+    if executive {
+        for url in &notices.webhooks {
+            targets.push(("webhook", "webhook", url.clone()));
+        }
     }
     if client && !client_email.is_empty() {
-        targets.push(("client", client_email));
+        targets.push(("client", "email", client_email));
     }
-    for (whom, to) in targets {
+    for (whom, channel, to) in targets {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO outbox (event, channel, target, company, executive, payload,
                 status, next_attempt, retry_since, created_at)
-             VALUES (?1, 'email', ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+             VALUES (?1, ?7, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
         )?
         .execute(params![
             format!("appointment:{uid}:{sequence}:{whom}"),
@@ -251,7 +292,8 @@ fn notify(
             company,
             exec,
             notices.payload,
-            at
+            at,
+            channel
         ])?;
     }
     Ok(())
@@ -358,6 +400,7 @@ fn change_one(
             to_starts,
             why,
         ])?;
+        timeline(tx, uid, change.what(), by, at)?;
         // The executive hears of a move (to confirm again) and of a secretary's
         // cancellation; the client of every confirmation and cancellation.
         let by_executive = by.starts_with("executive:");

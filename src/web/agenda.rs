@@ -126,14 +126,25 @@ impl Web {
         let Some(c) = self.company(company) else {
             return Notices::default();
         };
+        use crate::delivery::rules::{Channel, Payload, webhooks_for};
         let id = ExecutiveId(executive.to_string());
-        let payload = crate::delivery::rules::Payload::new(&c, &id);
+        let payload = Payload::new(&c, &id);
+        let found = c.executives.get(&id);
+        // Told by webhook when their rules send anything by webhook.
+        let by_webhook =
+            found.is_some_and(|e| e.deliver.iter().any(|r| r.to.contains(&Channel::Webhook)));
+        let webhooks = if by_webhook {
+            webhooks_for(&c.id.0, &self.calls.webhooks)
+                .map(|h| h.url.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Notices {
-            executive_email: c
-                .executives
-                .get(&id)
+            executive_email: found
                 .and_then(|e| e.email.as_ref())
                 .map(|a| a.as_str().to_string()),
+            webhooks,
             payload: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
         }
     }
