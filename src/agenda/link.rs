@@ -63,6 +63,8 @@ pub struct ActionLink {
     pub uid: String,
     /// What it does.
     pub action: Action,
+    /// When it was made (revoking the executive's links ends those made until then).
+    pub made: Timestamp,
     /// When it stops working.
     pub expires: Timestamp,
 }
@@ -110,29 +112,42 @@ fn number(b: &[u8]) -> Option<i64> {
         .and_then(|n| i64::try_from(n).ok())
 }
 
-/// The token for `action` on appointment `uid`, valid until `expires`.
-pub fn sign_action(key: &LinkKey, uid: &str, action: Action, expires: Timestamp) -> String {
+/// The token for `action` on appointment `uid`, made at `made`, valid until `expires`.
+pub fn sign_action(
+    key: &LinkKey,
+    uid: &str,
+    action: Action,
+    made: Timestamp,
+    expires: Timestamp,
+) -> String {
+    let made = u64::try_from(made.as_millisecond()).unwrap_or(0);
     let until = u64::try_from(expires.as_second()).unwrap_or(0);
     let mut bytes = vec![VERSION, action.byte()];
+    bytes.extend_from_slice(&made.to_be_bytes());
     bytes.extend_from_slice(&until.to_be_bytes());
     bytes.extend_from_slice(uid.as_bytes());
     encode(ACTION_CONTEXT, key, bytes)
 }
 
-/// What an appointment token says, if it is ours, unaltered and not expired at `now`.
+/// What an appointment token says, if it is ours, unaltered and not expired at `now`
+/// (revocation is the caller's to check, against the records).
 pub fn verify_action(key: &LinkKey, token: &str, now: Timestamp) -> Result<ActionLink, LinkError> {
-    let bytes = decode(ACTION_CONTEXT, key, token, 10)?;
+    let bytes = decode(ACTION_CONTEXT, key, token, 18)?;
     let action = Action::from_byte(bytes[1]).ok_or(LinkError::Malformed)?;
-    let expires = number(&bytes[2..10])
+    let made = number(&bytes[2..10])
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .ok_or(LinkError::Malformed)?;
+    let expires = number(&bytes[10..18])
         .and_then(|s| Timestamp::from_second(s).ok())
         .ok_or(LinkError::Malformed)?;
-    let uid = std::str::from_utf8(&bytes[10..]).map_err(|_| LinkError::Malformed)?;
+    let uid = std::str::from_utf8(&bytes[18..]).map_err(|_| LinkError::Malformed)?;
     if now >= expires {
         return Err(LinkError::Expired);
     }
     Ok(ActionLink {
         uid: uid.to_string(),
         action,
+        made,
         expires,
     })
 }
@@ -174,10 +189,11 @@ mod tests {
 
     #[test]
     fn an_action_link_verifies_until_it_expires() {
-        let t = sign_action(&key(1), "a1b2", Action::Cancel, at(2_000));
+        let t = sign_action(&key(1), "a1b2", Action::Cancel, at(10), at(2_000));
         let link = verify_action(&key(1), &t, at(1_000)).expect("valid");
         assert_eq!(link.uid, "a1b2");
         assert_eq!(link.action, Action::Cancel);
+        assert_eq!(link.made, at(10));
         assert_eq!(
             verify_action(&key(1), &t, at(2_000)),
             Err(LinkError::Expired)
@@ -186,7 +202,7 @@ mod tests {
 
     #[test]
     fn tampered_foreign_and_cross_kind_tokens_are_refused() {
-        let t = sign_action(&key(1), "a1b2", Action::Confirm, at(2_000));
+        let t = sign_action(&key(1), "a1b2", Action::Confirm, at(1), at(2_000));
         assert_eq!(verify_action(&key(2), &t, at(1)), Err(LinkError::Signature));
         // Flip the action byte: the signature no longer matches.
         let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

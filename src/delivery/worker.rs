@@ -460,7 +460,7 @@ impl Run {
                 let url = |action, until| {
                     format!(
                         "{base}/a/{}",
-                        sign_action(&links.key, &a.uid, action, until)
+                        sign_action(&links.key, &a.uid, action, now, until)
                     )
                 };
                 (

@@ -70,6 +70,15 @@ impl Web {
             .read(move |db| store::agenda::appointment(db, &uid))
             .await?
             .ok_or(Refusal::NotFound)?;
+        // Revoking the executive's links ends these too.
+        let executive = row.executive.clone();
+        let revoked = self
+            .read(move |db| store::links_revoked_at(db, &executive))
+            .await?;
+        if revoked.is_some_and(|at| found.made <= at) {
+            tracing::info!("appointment link refused: revoked");
+            return Err(Refusal::Forbidden);
+        }
         Ok((found, row))
     }
 
