@@ -4,7 +4,8 @@
 //! confirmation, a cancellation) and STATUS (TENTATIVE while proposed, CONFIRMED,
 //! CANCELLED). Text is escaped and lines folded by the `icalendar` crate.
 //!
-//! Pure: the document's stamp (`now`) is an argument.
+//! Pure: the document's stamp (`now`) is an argument. Every event is given its DTSTAMP
+//! and UID, so the crate never falls back on its own clock or a random UUID.
 
 use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
 use jiff::Timestamp;
