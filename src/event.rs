@@ -207,6 +207,14 @@ pub enum CallEvent {
     /// The console's transfer was refused, and why (`not-hers`, `not-connected`,
     /// `in-progress`, `unknown-executive`, `unreachable`, `dnd`).
     ConsoleTransferRefused { by: String, to: String, why: String },
+    /// An appointment booked from this call changed (`booked`, `confirmed`, `cancelled`,
+    /// `moved`, `done`): who, and when it now starts (RFC 3339 UTC).
+    Appointment {
+        uid: String,
+        what: String,
+        starts: String,
+        by: String,
+    },
 }
 
 impl CallEvent {
@@ -281,6 +289,7 @@ impl CallEvent {
             E::ReferRefused { .. } => "refer-refused",
             E::ConsoleTransfer { .. } => "console-transfer",
             E::ConsoleTransferRefused { .. } => "console-transfer-refused",
+            E::Appointment { .. } => "appointment",
         }
     }
 

@@ -4,6 +4,7 @@
 //! `sip::parse`, `sip::transaction`) decides; the shell (`sip::endpoint`,
 //! `sip::transport`, `media::engine`, `store`, `server`) does I/O.
 
+pub mod agenda;
 pub mod auth;
 pub mod bans;
 pub mod blocklist;

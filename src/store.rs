@@ -30,6 +30,7 @@ mod tasks;
 pub use tasks::{
     AttemptRow, TaskChange, TaskIds, TaskRow, attempt, company_tasks, created, summary_tasks, task,
 };
+pub mod agenda;
 mod outbox;
 pub use outbox::{
     Delivery, MessageRecord, SummaryRow, Tried, deliveries, due_deliveries, held_due,
@@ -430,6 +431,22 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// A secretary booked an appointment (inserted only if its time is still free).
+    AppointmentBooked(Box<agenda::Booking>),
+    /// An appointment was confirmed, cancelled, moved or marked done (only from a status
+    /// that allows it; a move only to a free time).
+    AppointmentChanged {
+        /// The appointment's uid.
+        uid: String,
+        /// What changes.
+        change: agenda::Change,
+        /// Who (a secretary's username, or `executive:ID`).
+        by: String,
+        /// When.
+        at: String,
+        /// Who is told by e-mail.
+        notify: agenda::Notices,
+    },
     /// The call ended.
     CallEnded {
         /// The call.
@@ -530,6 +547,14 @@ pub enum Committed {
         /// The executive's id.
         executive: String,
     },
+    /// An appointment was booked or changed (or the attempt found its time taken: read it
+    /// back to know).
+    Appointment {
+        /// Its uid.
+        uid: String,
+        /// Who acted.
+        by: String,
+    },
 }
 
 impl Committed {
@@ -578,6 +603,14 @@ impl Committed {
                     executive: executive.clone(),
                 }
             }
+            Record::AppointmentBooked(b) => Committed::Appointment {
+                uid: b.uid.clone(),
+                by: b.by.clone(),
+            },
+            Record::AppointmentChanged { uid, by, .. } => Committed::Appointment {
+                uid: uid.clone(),
+                by: by.clone(),
+            },
             _ => return None,
         })
     }
@@ -986,6 +1019,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'
         CHECK (direction IN ('inbound', 'outbound'));
      ALTER TABLE calls ADD COLUMN task_id INTEGER REFERENCES tasks(id);",
+    // 19: executives' appointments and every change to them (store::agenda).
+    agenda::MIGRATION,
 ];
 
 /// Opens (creating if needed) the database and brings its schema up to date.
@@ -1427,6 +1462,9 @@ fn apply(tx: &rusqlite::Transaction, record: &Record) -> rusqlite::Result<()> {
         | Record::TaskChanged { .. }
         | Record::TaskAttempt { .. }
         | Record::CallPlaced { .. } => tasks::apply(tx, record),
+        Record::AppointmentBooked(_) | Record::AppointmentChanged { .. } => {
+            agenda::apply(tx, record)
+        }
     }
 }
 

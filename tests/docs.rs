@@ -435,6 +435,29 @@ fn check(demo: &mut Demo, doc: &Documented) {
                 "links to marie's page made until now no longer open it"
             );
         }
+        "cargo run --release -- agenda --executive marie --day 2030-12-02" => {
+            // Marie's demo agenda on a Monday: nothing booked, her slots free.
+            let (_, out) = demo.run(c);
+            assert!(
+                out.starts_with(
+                    "Marie Durand (marie) · ACME Plomberie · 2030-12-02 (Europe/Paris)"
+                ),
+                "{out}"
+            );
+            assert!(out.contains("no appointments"), "{out}");
+            assert!(
+                out.contains("free: 09:00 09:40 10:20 11:00 14:00 14:40 15:20 16:00 16:40"),
+                "{out}"
+            );
+        }
+        "cargo run --release -- agenda --executive marie --feed" => {
+            // The feed's address answers a calendar on the running demo.
+            let (_, out) = demo.run(c);
+            let url = out.trim();
+            assert!(url.starts_with("http://127.0.0.1:8080/ics/"), "{out}");
+            let (_, feed) = demo.run(&format!("curl -s {url}"));
+            assert!(feed.starts_with("BEGIN:VCALENDAR"), "{feed}");
+        }
         "cargo run --release -- deliveries" => {
             // The outbox as a table (the demo has no [smtp]: whatever the calls above left
             // waits there).

@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+mod agenda;
 mod bans;
 mod blocked;
 mod calls;
@@ -81,6 +82,9 @@ enum Command {
     /// A company's month for invoicing: calls answered by outcome and category, minutes
     /// handled by secretaries, messages, appointments, tasks done.
     Report(report::Args),
+    /// One day of the executives' agendas: appointments and free slots (or, with --feed,
+    /// an executive's calendar feed address).
+    Agenda(agenda::Args),
 }
 
 /// Parses the command line and runs the subcommand it names.
@@ -100,5 +104,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Token(args) => token::run(args),
         Command::ExecutiveLinks(args) => executive_links::run(args),
         Command::Report(args) => report::run(args),
+        Command::Agenda(args) => agenda::run(args),
     }
 }

@@ -128,8 +128,13 @@ impl Mailer {
             Some((file, bytes)) => MultiPart::mixed().multipart(alternative).singlepart(
                 Attachment::new(one_line(file, 100)).body(
                     bytes.clone(),
-                    ContentType::parse("audio/wav")
-                        .map_err(|e| EmailError::Build(e.to_string()))?,
+                    // A voicemail, or an appointment for the client's calendar.
+                    ContentType::parse(if file.ends_with(".ics") {
+                        "text/calendar; charset=utf-8"
+                    } else {
+                        "audio/wav"
+                    })
+                    .map_err(|e| EmailError::Build(e.to_string()))?,
                 ),
             ),
             None => alternative,

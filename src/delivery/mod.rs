@@ -7,6 +7,7 @@
 //! e-mail's subject, text and HTML, a webhook's body). Shell: `worker` (the thread that
 //! sends what is due), `email` (SMTP through lettre), `webhook` (signed POSTs).
 
+pub mod appointment;
 pub mod backoff;
 pub mod compose;
 pub mod digest;

@@ -225,11 +225,15 @@ async fn run(settings: Settings, writer: Writer, mut stopped: watch::Receiver<bo
 }
 
 /// Resolves when the records say something that may make a delivery (a message changed,
-/// a call ended), or when the worker fell behind them.
+/// a call ended, an appointment changed), or when the worker fell behind them.
 async fn woken(wake: &mut broadcast::Receiver<Committed>) {
     loop {
         match wake.recv().await {
-            Ok(Committed::MessageChanged { .. } | Committed::CallEnded { .. }) => return,
+            Ok(
+                Committed::MessageChanged { .. }
+                | Committed::CallEnded { .. }
+                | Committed::Appointment { .. },
+            ) => return,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => return,
             // The store is closing: only the poll (or the stop) wakes us now.
@@ -378,6 +382,9 @@ impl Run {
             row.id,
             row.created_at.replace([':', '-', '.'], "")
         );
+        if let Some(key) = row.event.strip_prefix("appointment:") {
+            return self.appointment_job(row, key, payload, message_id, now);
+        }
         if row.channel == "email" && payload.summary_due.is_some() {
             let messages = store::summary_messages(&self.conn, row.id).map_err(read)?;
             let mut views = Vec::new();
@@ -443,6 +450,94 @@ impl Run {
             }
             other => Err(gone(&format!("unknown channel `{other}`"))),
         }
+    }
+
+    /// An appointment's e-mail (`appointment:UID:SEQUENCE:executive|client`), composed
+    /// from the appointment as it now stands; the executive's carries Confirm (while it is
+    /// proposed and not started) and Cancel (while it holds its time) links, signed now.
+    fn appointment_job(
+        &self,
+        row: &Delivery,
+        key: &str,
+        payload: Payload,
+        message_id: String,
+        now: Timestamp,
+    ) -> Result<Job, Attempt> {
+        use crate::agenda::Status;
+        use crate::agenda::link::{Action, sign_action};
+        use crate::delivery::appointment::{AppointmentView, Recipient, appointment_email};
+        let gone = |what: &str| Attempt::Done(Err(Failure::new(what, false)));
+        let read =
+            |e: rusqlite::Error| Attempt::Done(Err(Failure::new(format!("records: {e}"), true)));
+        let to = if key.ends_with(":client") {
+            Recipient::Client
+        } else {
+            Recipient::Executive
+        };
+        let hook = if row.channel == "webhook" {
+            let Some(hook) = self.settings.webhooks.iter().find(|h| h.url == row.target) else {
+                return Err(gone("this webhook is no longer in the config"));
+            };
+            Some(hook.clone())
+        } else {
+            None
+        };
+        let uid = key.split(':').next().unwrap_or_default();
+        let Some(a) = store::agenda::appointment_in(&self.conn, uid).map_err(read)? else {
+            return Err(gone("its appointment is no longer in the records"));
+        };
+        let Some(span) = a.span() else {
+            return Err(gone("its appointment's time does not read back"));
+        };
+        let tz = jiff::tz::TimeZone::get(&payload.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let (confirm, cancel) = match (to, &self.settings.links) {
+            (Recipient::Executive, Some(links)) => {
+                let base = links.base.trim_end_matches('/');
+                let url = |action, until| {
+                    format!(
+                        "{base}/a/{}",
+                        sign_action(&links.key, &a.uid, action, now, until)
+                    )
+                };
+                (
+                    (a.status() == Some(Status::Proposed) && now < span.starts)
+                        .then(|| url(Action::Confirm, span.starts)),
+                    a.status()
+                        .is_some_and(Status::holds_time)
+                        .then(|| url(Action::Cancel, span.ends)),
+                )
+            }
+            _ => (None, None),
+        };
+        let view = AppointmentView {
+            row: &a,
+            span,
+            company: &payload.company_name,
+            executive: &payload.executive_name,
+            language: &payload.language,
+            timezone: &tz,
+            confirm,
+            cancel,
+            now,
+        };
+        if let Some(hook) = hook {
+            return Ok(Job::Webhook {
+                hook,
+                id: webhook_id(&row.event),
+                body: crate::delivery::appointment::webhook_body(&row.event, &view),
+            });
+        }
+        let email = appointment_email(&view, to);
+        let to_name = match to {
+            Recipient::Client => a.client.name.clone(),
+            Recipient::Executive => payload.executive_name.clone(),
+        };
+        Ok(Job::Email {
+            to_name,
+            to: row.target.clone(),
+            email: Box::new(email),
+            message_id,
+        })
     }
 
     /// The voicemail as the e-mail carries it: attached under the size cap, else named.

@@ -151,6 +151,31 @@ struct RawExecutive {
     email: Option<Spanned<String>>,
     #[serde(default)]
     deliver: Vec<Spanned<RawRule>>,
+    agenda: Option<Spanned<RawAgenda>>,
+}
+
+/// `agenda = { slots = ["mon-fri 09:00-12:00"], length = 30, buffer = 10,
+/// needs_confirmation = true }`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgenda {
+    slots: Vec<Spanned<String>>,
+    #[serde(default = "default_agenda_length")]
+    length: Spanned<u16>,
+    #[serde(default = "default_agenda_buffer")]
+    buffer: Spanned<u16>,
+    #[serde(default = "default_needs_confirmation")]
+    needs_confirmation: bool,
+}
+
+fn default_agenda_length() -> Spanned<u16> {
+    Spanned::new(0..0, 30)
+}
+fn default_agenda_buffer() -> Spanned<u16> {
+    Spanned::new(0..0, 0)
+}
+fn default_needs_confirmation() -> bool {
+    true
 }
 
 /// `{ category = "urgent", to = ["email", "webhook"], when = "now" }`
@@ -723,6 +748,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
         }
         let hours = weekly(&mut ck, &raw.hours);
         let (email, deliver) = delivery(&mut ck, eid, raw);
+        let agenda = raw.agenda.as_ref().map(|a| agenda(&mut ck, eid, a));
         executives.insert(
             ExecutiveId(eid.clone()),
             Executive {
@@ -731,6 +757,7 @@ fn check_plan(mut ck: Checker, raw: RawPlan) -> Result<Company, Vec<PlanError>> 
                 hours,
                 email,
                 deliver,
+                agenda,
             },
         );
     }
@@ -1325,6 +1352,57 @@ fn list_or_none(names: &[&str]) -> String {
     }
 }
 
+/// An executive's `agenda`: slots like hours, an appointment's length and the buffer
+/// between two, each within bounds.
+fn agenda(ck: &mut Checker, eid: &str, raw: &Spanned<RawAgenda>) -> crate::agenda::Agenda {
+    use crate::agenda::{MAX_BUFFER, MAX_LENGTH, MIN_LENGTH};
+    let a = raw.get_ref();
+    if a.slots.is_empty() {
+        ck.error(
+            raw.span(),
+            format!("executive `{eid}`'s agenda has no slots; expected ranges like \"mon-fri 09:00-12:00\""),
+        );
+    }
+    let slots = weekly(ck, &a.slots);
+    let length = *a.length.get_ref();
+    let at = |s: &Spanned<u16>| {
+        if s.span().is_empty() {
+            raw.span()
+        } else {
+            s.span()
+        }
+    };
+    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
+        ck.error(
+            at(&a.length),
+            format!("agenda length {length}: expected minutes from {MIN_LENGTH} to {MAX_LENGTH}"),
+        );
+    }
+    let buffer = *a.buffer.get_ref();
+    if buffer > MAX_BUFFER {
+        ck.error(
+            at(&a.buffer),
+            format!("agenda buffer {buffer}: expected minutes from 0 to {MAX_BUFFER}"),
+        );
+    }
+    for s in &a.slots {
+        if let Ok(range) = WeeklyRange::parse(s.get_ref())
+            && range.end_minute().saturating_sub(range.start_minute()) < length
+        {
+            ck.error(
+                s.span(),
+                format!("`{}` is shorter than one appointment ({length} minutes); expected a longer range or a shorter `length`", range.text()),
+            );
+        }
+    }
+    crate::agenda::Agenda {
+        slots,
+        length,
+        buffer,
+        needs_confirmation: a.needs_confirmation,
+    }
+}
+
 fn weekly(ck: &mut Checker, texts: &[Spanned<String>]) -> Vec<WeeklyRange> {
     let mut out = Vec::new();
     for t in texts {
@@ -1744,6 +1822,46 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
         );
         assert!(
             errors[2].contains("card field `b` is named twice"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn an_agenda_loads_and_its_mistakes_are_located() {
+        let (dir, sounds) = fixture();
+        let plans = dir.path().join("plans");
+        let good = "[executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@example.com\"]\nagenda = { slots = [\"mon-fri 09:00-12:00\"], length = 45, buffer = 15, needs_confirmation = false }\n\n[[route]]";
+        write(&plans, "acme.toml", &GOOD.replace("[[route]]", good));
+        let loaded = load_dir(&plans, &sounds).unwrap();
+        let marie = &loaded.company("acme").unwrap().executives[&ExecutiveId("marie".into())];
+        let agenda = marie.agenda.as_ref().unwrap();
+        assert_eq!((agenda.length, agenda.buffer), (45, 15));
+        assert!(!agenda.needs_confirmation);
+        assert_eq!(agenda.slots[0].text(), "mon-fri 09:00-12:00");
+
+        let bad = "[executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@example.com\"]\nagenda = { slots = [\"mon-fry 09:00-12:00\", \"sat 09:00-09:20\"], length = 30, buffer = 500 }\n\n[[route]]";
+        write(&plans, "acme.toml", &GOOD.replace("[[route]]", bad));
+        let errors: Vec<String> = load_dir(&plans, &sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("acme.toml:10:21:") && e.contains("mon-fry")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("acme.toml:10:44:")
+                    && e.contains("shorter than one appointment")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("agenda buffer 500")),
             "{errors:#?}"
         );
     }

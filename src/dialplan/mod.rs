@@ -284,6 +284,8 @@ pub struct Executive {
     /// How their messages reach them, by category (`deliver`); a category without a
     /// rule stays on the console.
     pub deliver: Vec<crate::delivery::rules::DeliveryRule>,
+    /// The slots secretaries may book for them (`agenda`), if any.
+    pub agenda: Option<crate::agenda::Agenda>,
 }
 
 impl Executive {
@@ -474,6 +476,7 @@ mod tests {
             hours: vec![crate::schedule::WeeklyRange::parse("mon-sat 07:00-21:00").unwrap()],
             email: None,
             deliver: Vec::new(),
+            agenda: None,
         };
         // 2026-11-28 is a Saturday.
         assert!(marie.accepts_at(jiff::civil::date(2026, 11, 28).at(20, 59, 0, 0)));

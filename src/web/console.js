@@ -214,6 +214,7 @@ function connect() {
   socket.onmessage = (e) => {
     const message = JSON.parse(e.data);
     if (message.type === "board") { board = message.board; render(); }
+    else if (message.type === "appointment" && typeof agendaNotice === "function") agendaNotice(message.appointment);
   };
   socket.onclose = () => {
     if (live !== socket) return;

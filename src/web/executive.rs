@@ -56,31 +56,31 @@ const MAX_MINUTES: u32 = 31 * 24 * 60;
 const CSP: &str = "default-src 'none'; style-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The executive a valid link opens the page of.
-struct Reader {
+pub(super) struct Reader {
     /// Their id in the plans.
-    id: String,
+    pub(super) id: String,
     /// Their name (from the first plan that names them).
-    name: String,
+    pub(super) name: String,
     /// The companies whose plans name them, in the plans' order.
-    companies: Vec<Arc<Company>>,
+    pub(super) companies: Vec<Arc<Company>>,
     /// The link's token, for the page's own addresses.
-    token: String,
+    pub(super) token: String,
 }
 
 impl Reader {
-    fn company(&self, id: &str) -> Option<&Company> {
+    pub(super) fn company(&self, id: &str) -> Option<&Company> {
         self.companies
             .iter()
             .find(|c| c.id.0 == id)
             .map(|c| c.as_ref())
     }
 
-    fn company_ids(&self) -> Vec<String> {
+    pub(super) fn company_ids(&self) -> Vec<String> {
         self.companies.iter().map(|c| c.id.0.clone()).collect()
     }
 
     /// The time zone their times are read and shown in: their first company's.
-    fn timezone(&self) -> jiff::tz::TimeZone {
+    pub(super) fn timezone(&self) -> jiff::tz::TimeZone {
         self.companies
             .first()
             .map_or(jiff::tz::TimeZone::UTC, |c| c.timezone.clone())
@@ -89,7 +89,7 @@ impl Reader {
 
 /// Why a page is not shown: each is a plain page with its status.
 #[derive(Debug)]
-enum Refusal {
+pub(super) enum Refusal {
     /// The link is not valid (tampered, expired, revoked, or no longer an executive's).
     Forbidden,
     /// No such message of theirs, or no recording.
@@ -134,7 +134,7 @@ impl IntoResponse for Refusal {
 impl Web {
     /// The executive whose link this is, if it is ours, unaltered, not expired, not
     /// revoked, and they are still an executive in the plans in force.
-    async fn reader(&self, token: &str, now: Timestamp) -> Result<Reader, Refusal> {
+    pub(super) async fn reader(&self, token: &str, now: Timestamp) -> Result<Reader, Refusal> {
         let key = self.link_key.as_deref().ok_or(Refusal::Forbidden)?;
         let link = executive_link::verify(key, token, now).map_err(|e| {
             // The token itself is a credential: never logged.
@@ -193,7 +193,7 @@ impl Web {
 
     /// Reads the records off the signalling thread (a page is fetched from outside: a
     /// burst of them must not hold up calls).
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&FilePath) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, Refusal> {
@@ -212,7 +212,7 @@ impl Web {
     }
 
     /// Waits until what was just written is on disk; the page to show otherwise.
-    async fn page_recorded(&self) -> Result<(), Refusal> {
+    pub(super) async fn page_recorded(&self) -> Result<(), Refusal> {
         if self.on_disk().await {
             Ok(())
         } else {
@@ -241,6 +241,17 @@ async fn list(State(web): State<Arc<Web>>, Path(token): Path<String>) -> Result<
         esc(&companies.join(" · "))
     );
     body.push_str(&dnd_section(&reader, dnd.as_ref(), now));
+    let id = crate::dialplan::ExecutiveId(reader.id.clone());
+    if reader
+        .companies
+        .iter()
+        .any(|c| c.executives.get(&id).is_some_and(|e| e.agenda.is_some()))
+    {
+        body.push_str(&format!(
+            "<p class=\"agenda\"><a href=\"{}/agenda\">Agenda : rendez-vous à confirmer</a></p>\n",
+            esc(&reader.token)
+        ));
+    }
     let (open, done): (Vec<&PageMessage>, Vec<&PageMessage>) =
         messages.iter().partition(|m| m.status != "done");
     body.push_str(&format!("<h2>À traiter ({})</h2>\n", open.len()));
@@ -600,7 +611,7 @@ async fn recording(
 
 /// A whole page: `root` is the way from the page's address to the server's root (for the
 /// style sheet), relative so that a proxy may serve the console under a path.
-fn html(status: StatusCode, title: &str, root: Option<&str>, body: &str) -> Response {
+pub(super) fn html(status: StatusCode, title: &str, root: Option<&str>, body: &str) -> Response {
     let style = root
         .map(|r| format!("<link rel=\"stylesheet\" href=\"{r}executive.css\">"))
         .unwrap_or_default();
@@ -630,7 +641,7 @@ fn html(status: StatusCode, title: &str, root: Option<&str>, body: &str) -> Resp
 }
 
 /// After a change: back to a page (303, so that reloading it does not post again).
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -642,7 +653,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// Text made safe inside HTML, in an element or a quoted attribute.
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -727,7 +738,7 @@ fn stored_local(stored: &str, tz: &jiff::tz::TimeZone) -> String {
         .unwrap_or_else(|_| stored.to_string())
 }
 
-fn local_text(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+pub(super) fn local_text(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
     tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string()
 }
 

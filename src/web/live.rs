@@ -83,12 +83,17 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             changed = false;
         }
         let mut hers = false;
+        let mut notice = None;
         tokio::select! {
             heard = desk.recv() => {
                 hers = matches!(&heard, Ok(change) if change.username == me);
                 changed = still_open(heard);
             }
             heard = records.recv() => match heard {
+                // An executive confirmed or cancelled: the secretary who booked it is told.
+                Ok(Committed::Appointment { uid, by }) => {
+                    notice = by.starts_with("executive:").then_some(uid);
+                }
                 // Most records are about other calls: her board does not change.
                 Ok(committed) if !concerns(&committed, card.call()) => continue,
                 Ok(_) | Err(RecvError::Lagged(_)) => {
@@ -108,6 +113,12 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
                 Some(Ok(_)) => continue,
             },
         }
+        if let Some(uid) = notice {
+            if !web.tell_booker(&me, &uid, &mut socket).await {
+                return;
+            }
+            continue;
+        }
         if !changed {
             // The server is stopping (its channels closed).
             let _ = socket.send(Message::Close(None)).await;
@@ -122,7 +133,33 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
                 _ = her_own_change(&mut desk, &me) => {}
             }
         }
-        drain(&mut desk, &mut records, &mut card);
+        for uid in drain(&mut desk, &mut records, &mut card) {
+            if !web.tell_booker(&me, &uid, &mut socket).await {
+                return;
+            }
+        }
+    }
+}
+
+impl Web {
+    /// Sends `me` the appointment's new state when she booked it (an executive just
+    /// confirmed or cancelled it); false when the page is gone.
+    async fn tell_booker(&self, me: &str, uid: &str, socket: &mut WebSocket) -> bool {
+        let db = self.db.clone();
+        let u = uid.to_string();
+        let row = tokio::task::spawn_blocking(move || crate::store::agenda::appointment(&db, &u))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let Some(row) = row.filter(|r| r.booked_by == me) else {
+            return true;
+        };
+        let tz = self
+            .company(&row.company)
+            .map_or(jiff::tz::TimeZone::UTC, |c| c.timezone.clone());
+        let text = json!({ "type": "appointment", "appointment": super::agenda::appointment_json(&row, &tz) }).to_string();
+        socket.send(Message::Text(text.into())).await.is_ok()
     }
 }
 
@@ -142,19 +179,24 @@ async fn her_own_change(
 
 /// Takes what arrived during the wait (it is all shown by the next board), forgetting the
 /// card if any of it was about the card's call.
+/// Returns the appointments an executive changed meanwhile (their bookers are told).
 fn drain(
     desk: &mut tokio::sync::broadcast::Receiver<crate::desk::DeskChange>,
     records: &mut tokio::sync::broadcast::Receiver<Committed>,
     card: &mut CardCache,
-) {
+) -> Vec<String> {
     use tokio::sync::broadcast::error::TryRecvError;
     while desk.try_recv().is_ok() {}
+    let mut notices = Vec::new();
     loop {
         match records.try_recv() {
+            Ok(Committed::Appointment { uid, by }) if by.starts_with("executive:") => {
+                notices.push(uid);
+            }
             Ok(committed) if concerns(&committed, card.call()) => card.forget(),
             Ok(_) => {}
             Err(TryRecvError::Lagged(_)) => card.forget(),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return notices,
         }
     }
 }
@@ -172,6 +214,8 @@ fn concerns(committed: &Committed, call: Option<i64>) -> bool {
         | Committed::CallEnded { id, .. } => Some(*id) == call,
         Committed::LineChanged { .. } => true,
         Committed::DndChanged { .. } => call.is_some(),
+        // Told apart in `push_board` (a notice to the secretary who booked it).
+        Committed::Appointment { .. } => false,
     }
 }
 

@@ -33,6 +33,8 @@ use crate::registrar::Secretary;
 use crate::session::{self, Session, Sessions, Throttle};
 use crate::store::{self, Writer};
 
+mod agenda;
+mod appointment;
 mod blocked;
 mod board;
 mod executive;
@@ -211,6 +213,8 @@ pub async fn serve(
         .merge(inbox::routes())
         .merge(tasks::routes())
         .merge(report::routes())
+        .merge(agenda::routes())
+        .merge(appointment::routes())
         .layer(axum::middleware::from_fn(same_site_only))
         // Bodies beyond this are refused while being read, not after.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
