@@ -158,6 +158,35 @@ fn the_monthly_report_matches_a_scripted_day_of_calls() {
         ],
     )
     .unwrap();
+    // Appointments as the agenda stores them (whole seconds, UTC): one half an hour before
+    // midnight (last month), one at midnight sharp (this month), one cancelled (not counted).
+    let stamp = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    for (uid, starts, status) in [
+        (
+            "before",
+            midnight - jiff::SignedDuration::from_mins(30),
+            "confirmed",
+        ),
+        ("at", midnight, "proposed"),
+        (
+            "off",
+            midnight + jiff::SignedDuration::from_hours(1),
+            "cancelled",
+        ),
+    ] {
+        conn.execute(
+            "INSERT INTO appointments (uid, company, executive, starts_at, ends_at, status,
+             client_name, booked_by, booked_at, updated_at)
+             VALUES (?1, 'acme', 'marie', ?2, ?3, ?4, 'Client', 'alice', ?2, ?2)",
+            [
+                uid,
+                &stamp(starts),
+                &stamp(starts + jiff::SignedDuration::from_mins(30)),
+                status,
+            ],
+        )
+        .unwrap();
+    }
 
     // A task done through the console, and one still open.
     let (status, cookie, body) = login(web, "alice", "alice");
@@ -212,7 +241,7 @@ fn the_monthly_report_matches_a_scripted_day_of_calls() {
          acme,{month},category:normal,2\n\
          acme,{month},secretary_minutes,{minutes}\n\
          acme,{month},messages,1\n\
-         acme,{month},appointments,-\n\
+         acme,{month},appointments,1\n\
          acme,{month},tasks_done,1\n\
          acme,{month},outbound_calls,0\n"
     );
@@ -243,7 +272,7 @@ fn the_monthly_report_matches_a_scripted_day_of_calls() {
     assert_eq!(json["secretary_minutes"], minutes);
     assert_eq!(json["messages"], 1);
     assert_eq!(json["tasks_done"], 1);
-    assert!(json["appointments"].is_null());
+    assert_eq!(json["appointments"], 1);
     let (status, headers, body) = http(
         web,
         "GET",
@@ -266,6 +295,10 @@ fn the_monthly_report_matches_a_scripted_day_of_calls() {
     assert!(csv.contains(&format!("acme,{previous},calls,1\n")), "{csv}");
     assert!(
         csv.contains(&format!("acme,{previous},outcome:abandoned,1\n")),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!("acme,{previous},appointments,1\n")),
         "{csv}"
     );
 
