@@ -122,6 +122,12 @@ name = "secretaries"
 steps = [{ secretary = { timeout = 30, strategy = "longest-idle" } }, { hangup = {} }]
 EOF
 sox -n -r 8000 -c 1 -e u-law "$tmp/tone.wav" synth 10 sine 600 vol 0.5
+# The floor (benches/floor.rs): one sendto and one recvfrom of a 172-byte datagram on this
+# machine, before and after the calls; a relayed packet costs at least one of each.
+command -v rustc >/dev/null || die "missing rustc (to build benches/floor.rs)"
+rustc -O --edition 2024 "$here/floor.rs" -o "$tmp/floor" 2>"$tmp/rustc-floor.log" ||
+    { cat "$tmp/rustc-floor.log" >&2; die "could not compile floor"; }
+"$tmp/floor" --packets 100000 >"$tmp/floor_before.json" || die "the floor benchmark failed"
 scenarios="$root/tests/scenarios"
 
 RUST_LOG=warn,permanence::server=info "$bin" serve --config "$tmp/permanence.toml" 2>"$tmp/server.log" &
@@ -175,6 +181,13 @@ rss_held="$(read_rss)"
 callers_ok=0
 wait "$callers_pid" && callers_ok=1
 wait "$phones_pid" || true
+"$tmp/floor" --packets 100000 >"$tmp/floor_after.json" || die "the floor benchmark failed"
+floor_get() { # floor_get KEY -> mean of KEY over both floor runs
+    awk -v k="$1" '{ s = $0; sub(".*\"" k "\":", "", s); sub(/[,}].*/, "", s); t += s; n++ }
+        END { printf "%.3f", t / n }' "$tmp/floor_before.json" "$tmp/floor_after.json"
+}
+floor_send="$(floor_get sendto_us)"
+floor_recv="$(floor_get recvfrom_us)"
 kill -TERM "$server_pid" 2>/dev/null || true
 wait "$server_pid" || true
 
@@ -183,7 +196,8 @@ relayed="$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/server.log" | sed -n 's/.*rtp_relayed
 relayed="${relayed:-0}"
 
 awk -v live="$live" -v calls="$calls" -v handled="$handled" -v c1="$cpu1" -v c2="$cpu2" -v t1="$t1" -v t2="$t2" \
-    -v hz="$hz" -v r0="$rss_before" -v r1="$rss_held" -v relayed="$relayed" -v talk="$talk" -v ok="$callers_ok" '
+    -v hz="$hz" -v r0="$rss_before" -v r1="$rss_held" -v relayed="$relayed" -v talk="$talk" -v ok="$callers_ok" \
+    -v fs="$floor_send" -v fr="$floor_recv" '
 BEGIN {
     cpu = (c2 - c1) / hz / (t2 - t1) * 100
     per_call_us = (c2 - c1) / hz / (t2 - t1) / live * 1e6
@@ -195,6 +209,11 @@ BEGIN {
     printf "CPU per bridged call                %.1f us per second of call\n", per_call_us
     printf "RSS per bridged call                %.1f KiB\n", rss
     printf "RTP packets relayed per call        %d (expected about %d: 2 x 50 pps x %d s)\n", per_call, 2 * 50 * talk, talk
-    printf "RESULT {\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call\":%d,\"ok\":%d}\n", calls, live, handled, cpu, per_call_us, rss, per_call, ok
+    # A bridged call relays 100 packets a second (50 each way), each one a receive and a send.
+    per_pkt = per_call_us / 100
+    x = per_pkt / (fs + fr)
+    printf "floor (benches/floor.rs)            sendto %.3f us + recvfrom %.3f us = %.3f us per relayed packet\n", fs, fr, fs + fr
+    printf "CPU per relayed packet              %.2f us = %.2f x the floor\n", per_pkt, x
+    printf "RESULT {\"floor\":{\"sendto_us\":%.3f,\"recvfrom_us\":%.3f},\"us_per_relayed_packet\":%.2f,\"x_floor\":%.2f,\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call\":%d,\"ok\":%d}\n", fs, fr, per_pkt, x, calls, live, handled, cpu, per_call_us, rss, per_call, ok
 }'
 [[ $callers_ok == 1 && $handled == "$calls" ]]

@@ -54,10 +54,20 @@
 #                       (100 ms samples, summed over SIPp processes)
 #   503 responses       SIPp -trace_counts, 503 received
 #   INVITE->200 ms      per call, SIPp -trace_rtt (1 ms resolution): p50/p99/max
+#   the floor          benches/floor.rs, run before the server starts and after
+#                       the load: one sendto, one send on a connected socket and
+#                       one recvfrom of a 172-byte datagram on loopback (thread CPU,
+#                       no wake-up); the mean of the two runs is used
+#   x floor             a call's server CPU / (its packets x one sendto of the
+#                       floor), and the RTP thread's CPU per packet / one sendto
+#   by thread           CPU of the server's main thread (signalling) and of its
+#                       writer thread per call, and of its RTP thread per packet
+#                       the sink counted (/proc/<pid>/task/*/stat)
 # A final line `RESULT {json}` repeats the figures for scripts. Exit status:
 # 0 only if every asked call succeeded.
 #
-# Needs: sipp, sox, awk, getconf, chrt (util-linux), rustc (unless --sink).
+# Needs: sipp, sox, awk, getconf, chrt (util-linux), rustc (for the floor, and the
+# sink unless --sink).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -207,6 +217,12 @@ if [[ -z $sink_bin ]]; then
     sink_bin="$tmp/rtp_sink"
 fi
 [[ -x $sink_bin ]] || die "no rtp_sink at $sink_bin"
+# The floor (benches/floor.rs): one sendto and one recvfrom of a 172-byte datagram on this
+# machine, measured before and after the load; every cost below is also given as a multiple
+# of it, since the machine is shared and absolute figures move with its load.
+command -v rustc >/dev/null || die "missing rustc (to build benches/floor.rs)"
+rustc -O --edition 2024 "$here/floor.rs" -o "$tmp/floor" 2>"$tmp/rustc-floor.log" ||
+    { cat "$tmp/rustc-floor.log" >&2; die "could not compile floor"; }
 
 # ------------------------------------------------------------------- helpers
 first_file() { # first_file GLOB-RESULTS... -> the first that exists, or nothing
@@ -218,6 +234,23 @@ clk_tck="$(getconf CLK_TCK)"
 cpu_ticks() { # utime + stime of PID, in clock ticks (fields 14, 15)
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
+# thread_ticks PID -> "signalling rtp writer" clock ticks: the server's main thread (the
+# signalling runtime, its id the process's), the RTP engine and the store's writer thread
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do cat "$t/stat" 2>/dev/null || true; done | awk -v pid="$1" '{
+        c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) .*$/, "", c)
+        s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+        if ($1 == pid) g += f[12] + f[13]
+        else if (c == "rtp-engine") r += f[12] + f[13]
+        else if (c == "store-writer") w += f[12] + f[13]
+    } END { printf "%d %d %d\n", g, r, w }'
+}
+# wakeups PID -> voluntary context switches of the main thread (signalling): one per
+# time it found nothing to do and slept
+wakeups() { awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "/proc/$1/task/$1/status"; }
+# run_floor OUT -> the floor's JSON line in OUT (its human line on the terminal)
+run_floor() { "$tmp/floor" --packets 100000 >"$1" || die "the floor benchmark failed"; }
 status_kb() { # status_kb PID FIELD -> value in kB from /proc/PID/status
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
@@ -251,6 +284,9 @@ counts_sum() {
     awk -F';' -v s="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if (substr($i, length($i) - length(s) + 1) == s) k[i] = 1; next }
         { last = $0 } END { n = split(last, v, ";"); t = 0; for (i in k) t += v[i]; print t + 0 }' "$1"
 }
+
+# ------------------------------------------------------------------- floor
+run_floor "$tmp/floor_before.json"
 
 # -------------------------------------------------------------- start server
 echo "== Permanence load test: $mode, $calls calls, rate $rate/s, greeting ${greeting}s, $transport"
@@ -291,6 +327,8 @@ sipp_timeout=$((inject_s + ${greeting%.*} + 45))
 
 rss_base_kb="$(status_kb "$server_pid" VmRSS)"
 cpu0="$(cpu_ticks "$server_pid")"
+read -r sig0 rtp0 wr0 <<<"$(thread_ticks "$server_pid")"
+wake0="$(wakeups "$server_pid")"
 t_start="$(date +%s.%N)"
 for i in $(seq 0 $((nsipp - 1))); do
     # Split calls and rate; the last process takes the remainder.
@@ -324,6 +362,8 @@ t_end="$(date +%s.%N)"
 
 kill -0 "$server_pid" 2>/dev/null || { tail -20 "$tmp/server.log" >&2; die "server died during the run"; }
 cpu1="$(cpu_ticks "$server_pid")"
+read -r sig1 rtp1 wr1 <<<"$(thread_ticks "$server_pid")"
+wake1="$(wakeups "$server_pid")"
 hwm_kb="$(status_kb "$server_pid" VmHWM)"
 
 # The sink ends by itself 3 s after the last packet; if it is still running
@@ -340,6 +380,7 @@ else
     sink_json="$(tail -1 "$tmp/sink.json")"
 fi
 sink_pid=""
+run_floor "$tmp/floor_after.json"
 
 # ------------------------------------------------------------------ figures
 ok=0 failed=0 created=0 peak=0 n503=0 n503_missing=0 rate_sum=0
@@ -375,6 +416,14 @@ wall="$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')"
 cpu_s="$(awk -v a="$cpu0" -v b="$cpu1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
 cpu_per_k="$(awk -v c="$cpu_s" -v n="$completed" 'BEGIN { if (n > 0) printf "%.3f", c / n * 1000; else print "NA" }')"
 cpu_pct="$(awk -v c="$cpu_s" -v w="$wall" 'BEGIN { printf "%.1f", 100 * c / w }')"
+# The floor: the mean of the runs before and after the load.
+floor_get() { # floor_get KEY -> mean of KEY over both floor runs
+    awk -v k="$1" '{ s = $0; sub(".*\"" k "\":", "", s); sub(/[,}].*/, "", s); t += s; n++ }
+        END { printf "%.3f", t / n }' "$tmp/floor_before.json" "$tmp/floor_after.json"
+}
+floor_send="$(floor_get sendto_us)"
+floor_recv="$(floor_get recvfrom_us)"
+floor_conn="$(floor_get send_connected_us)"
 rss_per_call="$(awk -v h="$hwm_kb" -v b="$rss_base_kb" -v p="$peak" 'BEGIN { if (p > 0) printf "%.1f", (h - b) / p; else print "NA" }')"
 
 echo
@@ -389,6 +438,25 @@ printf '  server CPU: %s s over the run (%s%% of one core), %s s per 1000 calls\
 printf '  server RSS: %d KiB before, peak (VmHWM) %d KiB, %s KiB per concurrent call\n' \
     "$rss_base_kb" "$hwm_kb" "$rss_per_call"
 printf '  INVITE->200 time (ms, SIPp, %s calls): p50 %s, p99 %s, max %s\n' "$rtt_n" "$rtt_p50" "$rtt_p99" "$rtt_max"
+
+# Every cost against the floor. Packets sent: what the sink counted (else what the
+# greetings should have sent). "x floor" = CPU / (packets x one sendto of the floor).
+sink_packets=""
+[[ -n $sink_json ]] && sink_packets="$(s="${sink_json#*\"packets\":}"; echo "${s%%[,\}]*}")"
+[[ $sink_packets =~ ^[0-9]+$ && $sink_packets -gt 0 ]] || sink_packets=$((completed * greeting * 50))
+read -r call_us call_x rtp_us rtp_x sig_ms wr_ms sig_wake <<<"$(awk -v c="$cpu_s" -v n="$completed" -v p="$sink_packets" \
+    -v f="$floor_send" -v hz="$clk_tck" -v g0="$sig0" -v g1="$sig1" -v r0="$rtp0" -v r1="$rtp1" -v w0="$wr0" -v w1="$wr1" \
+    -v k0="$wake0" -v k1="$wake1" '
+    BEGIN { if (n == 0 || p == 0 || f == 0) { print "NA NA NA NA NA NA NA"; exit }
+        call = c / n * 1e6; per_call_pkts = p / n
+        rtp = (r1 - r0) / hz / p * 1e6
+        printf "%.0f %.2f %.3f %.2f %.3f %.3f %.2f\n", call, call / (per_call_pkts * f), rtp, rtp / f,
+            (g1 - g0) / hz / n * 1e3, (w1 - w0) / hz / n * 1e3, (k1 - k0) / n }')"
+echo "  floor (benches/floor.rs, mean of before and after): sendto $floor_send us, send on a connected socket $floor_conn us, recvfrom $floor_recv us per 172-byte datagram"
+printf '  per call: %s us of server CPU for %s packets = %s x the floor of its packets\n' \
+    "$call_us" "$(awk -v p="$sink_packets" -v n="$completed" 'BEGIN { printf "%.0f", p / n }')" "$call_x"
+printf '  by thread: RTP engine %s us per packet sent (%s x floor), signalling %s ms per call (%s wake-ups), SQLite writer %s ms per call\n' \
+    "$rtp_us" "$rtp_x" "$sig_ms" "$sig_wake" "$wr_ms"
 
 pkt_median=NA pkt_min=NA sp_p99=NA drops=NA
 if [[ -n $sink_json ]]; then
@@ -414,7 +482,8 @@ else
 fi
 
 num() { [[ $1 == NA ]] && echo null || echo "$1"; }
-printf 'RESULT {"mode":"%s","transport":"%s","calls_asked":%d,"rate_asked":%s,"greeting_s":%s,"created":%d,"successful":%d,"failed":%d,"n503":%s,"achieved_cps":%s,"peak_concurrent":%d,"wall_s":%s,"server_cpu_s":%s,"cpu_s_per_1000_calls":%s,"rss_base_kib":%d,"rss_peak_kib":%d,"rss_per_call_kib":%s,"invite_200_ms":{"p50":%s,"p99":%s,"max":%s},"sink":%s}\n' \
+printf 'RESULT {"floor":{"sendto_us":%s,"send_connected_us":%s,"recvfrom_us":%s},"call_cpu_us":%s,"call_x_floor":%s,"rtp_us_per_packet":%s,"rtp_x_floor":%s,"signalling_ms_per_call":%s,"signalling_wakeups_per_call":%s,"writer_ms_per_call":%s,"mode":"%s","transport":"%s","calls_asked":%d,"rate_asked":%s,"greeting_s":%s,"created":%d,"successful":%d,"failed":%d,"n503":%s,"achieved_cps":%s,"peak_concurrent":%d,"wall_s":%s,"server_cpu_s":%s,"cpu_s_per_1000_calls":%s,"rss_base_kib":%d,"rss_peak_kib":%d,"rss_per_call_kib":%s,"invite_200_ms":{"p50":%s,"p99":%s,"max":%s},"sink":%s}\n' \
+    "$floor_send" "$floor_conn" "$floor_recv" "$(num "$call_us")" "$(num "$call_x")" "$(num "$rtp_us")" "$(num "$rtp_x")" "$(num "$sig_ms")" "$(num "$sig_wake")" "$(num "$wr_ms")" \
     "$mode" "$transport" "$calls" "$rate" "$greeting" "$created" "$ok" "$failed" \
     "$( [[ $n503 == NA ]] && echo null || echo "$n503")" \
     "$( [[ $rate_sum == NA ]] && echo null || echo "$rate_sum")" \

@@ -173,3 +173,65 @@ fn sighup_alone_reloads_the_plans_and_records_the_signal() {
     assert_eq!(reloads.len(), 2, "{reloads:?}");
     assert!(reloads.iter().all(|r| r.0 == "signal"), "{reloads:?}");
 }
+
+/// The data directory inside a watched one (here under `sounds/`): what the server writes
+/// there on every call (SQLite, its journal) is not a plan, so it reloads nothing. Before,
+/// each call's records woke the watcher and the server re-read every plan and decoded every
+/// sound again, under load several times a second.
+#[test]
+fn writes_under_the_data_directory_reload_nothing() {
+    let setup = Setup::new(&[(
+        "acme.toml",
+        &plan_named("v1", r#"[{ play = "tone/a.wav" }, { hangup = {} }]"#),
+    )]);
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    assert!(config.contains("data = \"data\""), "{config}");
+    std::fs::write(
+        setup.config(),
+        config.replace("data = \"data\"", "data = \"sounds/data\""),
+    )
+    .unwrap();
+    let db = setup.dir.path().join("sounds/data/permanence.db");
+    let reloads = || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT trigger, result, changed FROM reloads ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<(String, String, String)>>()
+    };
+    let server = setup.start();
+    // Three calls written to SQLite from start to end, one after the other.
+    assert_sipp_ok(&call(setup.addr(), "3"));
+    // Longer than the watcher's debounce (400 ms) after the last write.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(reloads(), [], "{}", server.log());
+    assert!(
+        !server.log().contains("dial plans reloaded"),
+        "{}",
+        server.log()
+    );
+
+    // The watcher still sees a plan edited, and names only that file.
+    std::fs::write(
+        setup.dir.path().join("dialplans/acme.toml"),
+        plan_named("v2", r#"[{ hangup = {} }]"#),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reloads().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = reloads();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].0.as_str(), seen[0].1.as_str()),
+        ("watch", "accepted")
+    );
+    assert!(
+        seen[0].2.contains("acme.toml") && !seen[0].2.contains("permanence.db"),
+        "only the plan changed: {seen:?}"
+    );
+}

@@ -20,7 +20,7 @@ use crate::media::recording::{Heard, Recorder, write_progressively};
 use crate::media::{MediaEvent, StreamId};
 use crate::number::Dialled;
 use crate::sdp::{self, LocalMedia, Negotiated};
-use crate::sip::endpoint::{Input, ToCall};
+use crate::sip::endpoint::{ForCall, Input, ToCall};
 use crate::sip::message::{Method, Request};
 use crate::sip::transaction::TxKey;
 use crate::sip::write::{self, DialogHeaders};
@@ -42,7 +42,8 @@ const SERVER_CAPABILITIES: Capabilities = Capabilities {
 
 /// Runs a call from its INVITE to its record.
 pub async fn run(ctx: Arc<CallContext>, call_id: CallId, mut rx: mpsc::UnboundedReceiver<ToCall>) {
-    if let Some(ToCall::Request { request, key, peer }) = rx.recv().await {
+    if let Some(ToCall::Request(first)) = rx.recv().await {
+        let ForCall { request, key, peer } = *first;
         let span = tracing::info_span!("call", call_id = %call_id, company = tracing::field::Empty);
         Call::start(&ctx, request, key, peer, rx)
             .instrument(span)
@@ -359,7 +360,7 @@ impl<'a> Call<'a> {
                     self.tell(&mut machine, &mut outbound, news);
                 }
                 Some(control) = controls.recv() => {
-                    self.on_control(control, &mut machine, &mut outbound);
+                    self.on_control(*control, &mut machine, &mut outbound);
                 }
             }
         }
@@ -493,17 +494,17 @@ impl<'a> Call<'a> {
     ) {
         let now = Instant::now();
         match message {
-            Some(ToCall::Request { request, key, peer })
-                if outbound.owns_call_id(&request.call_id) =>
-            {
-                let news = outbound.on_request(self.ctx, &request, key, peer, now);
-                self.tell(machine, outbound, news);
-            }
-            Some(ToCall::Request { request, key, peer }) => {
-                self.in_dialog(request, key, peer, machine, media)
+            Some(ToCall::Request(message)) => {
+                let ForCall { request, key, peer } = *message;
+                if outbound.owns_call_id(&request.call_id) {
+                    let news = outbound.on_request(self.ctx, &request, key, peer, now);
+                    self.tell(machine, outbound, news);
+                } else {
+                    self.in_dialog(request, key, peer, machine, media)
+                }
             }
             Some(ToCall::Leg(event)) => {
-                let news = outbound.on_leg_event(self.ctx, event, now);
+                let news = outbound.on_leg_event(self.ctx, *event, now);
                 self.tell(machine, outbound, news);
             }
             Some(ToCall::Cancel) => machine.handle_cancel(),

@@ -22,15 +22,10 @@ use crate::metrics::Metrics;
 /// What the endpoint tells a call.
 #[derive(Debug)]
 pub enum ToCall {
-    /// The INVITE that starts the call, or a later request inside its dialog.
-    Request {
-        /// The request.
-        request: Box<Request>,
-        /// Its server transaction, to answer with [`Input::Respond`] (none for ACK).
-        key: TxKey,
-        /// Where it came from.
-        peer: Peer,
-    },
+    /// The INVITE that starts the call, or a later request inside its dialog. Boxed, like
+    /// `Leg`, to keep every message small: each call's channel allocates room for 32 of them
+    /// when it is made (issue 16: 2.3 KB less per live call).
+    Request(Box<ForCall>),
     /// CANCEL for the pending INVITE (the CANCEL itself is already answered).
     Cancel,
     /// The ACK for our 2xx.
@@ -40,9 +35,20 @@ pub enum ToCall {
     /// Our request (BYE) got its final answer, or gave up.
     RequestDone,
     /// News of one of the call's outbound INVITEs (to a secretary or an executive).
-    Leg(LegEvent),
+    Leg(Box<LegEvent>),
     /// The server is stopping.
     Shutdown,
+}
+
+/// A request for a call, with what answering it needs.
+#[derive(Debug)]
+pub struct ForCall {
+    /// The request.
+    pub request: Box<Request>,
+    /// Its server transaction, to answer with [`Input::Respond`] (none for ACK).
+    pub key: TxKey,
+    /// Where it came from.
+    pub peer: Peer,
 }
 
 /// What happened to an outbound INVITE.
@@ -426,7 +432,7 @@ impl Endpoint {
     fn to_leg_owner(&self, call_id: &CallId, event: LegEvent) {
         match self.legs.get(call_id).and_then(|o| self.calls.get(o)) {
             Some(call) => {
-                let _ = call.send(ToCall::Leg(event));
+                let _ = call.send(ToCall::Leg(Box::new(event)));
             }
             None => tracing::debug!(%call_id, "news of an outbound INVITE whose call has ended"),
         }
@@ -738,7 +744,8 @@ impl Endpoint {
         };
         let call_id = request.call_id.clone();
         let key = reply.key.clone();
-        if call.send(ToCall::Request { request, key, peer }).is_err() {
+        let message = ToCall::Request(Box::new(ForCall { request, key, peer }));
+        if call.send(message).is_err() {
             self.calls.remove(&call_id);
             self.answer(reply, 481, &[]);
         }
@@ -910,7 +917,7 @@ impl Endpoint {
         let (tx, rx) = mpsc::unbounded_channel();
         let call_id = request.call_id.clone();
         let key = reply.key;
-        let _ = tx.send(ToCall::Request { request, key, peer });
+        let _ = tx.send(ToCall::Request(Box::new(ForCall { request, key, peer })));
         self.calls.insert(call_id.clone(), tx);
         *self.per_source.entry(peer.addr.ip()).or_default() += 1;
         self.call_sources.insert(call_id.clone(), peer.addr.ip());
