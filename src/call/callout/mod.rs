@@ -26,7 +26,7 @@ use crate::media::{MediaEvent, StreamId};
 use crate::number::E164;
 use crate::registrar::Binding;
 use crate::sdp::{self, Codec, LocalMedia, Negotiated};
-use crate::sip::endpoint::{Input, LegEvent, ToCall};
+use crate::sip::endpoint::{ForCall, Input, LegEvent, ToCall};
 use crate::sip::message::{Method, Request};
 use crate::sip::transaction::TxKey;
 use crate::sip::write::{self, Ids};
@@ -153,8 +153,9 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
         };
         tokio::select! {
             message = inbox.recv() => match message {
-                Some(ToCall::Leg(event)) => shell.on_leg_event(&mut machine, event),
-                Some(ToCall::Request { request, key, peer }) => {
+                Some(ToCall::Leg(event)) => shell.on_leg_event(&mut machine, *event),
+                Some(ToCall::Request(message)) => {
+                    let ForCall { request, key, peer } = *message;
                     shell.on_request(&mut machine, &request, key, peer)
                 }
                 Some(ToCall::Shutdown) | None => machine.handle_shutdown(),
