@@ -4,7 +4,9 @@
 //! receives can be read), presenting the company's number. The customer hears her; the
 //! call is recorded as outbound, linked to the task, with the task's attempt. A number
 //! that is not the task's, a company without `caller_id`, and another company's task are
-//! refused, and the trunk sees nothing of them.
+//! refused, and the trunk sees nothing of them. A second version of the call puts SIPp in
+//! the trunk's place too (`trunk_callee.xml`, which fails itself unless it sees acme's
+//! number), so that both ends are real SIP peers and each hears the other's tone.
 
 mod common;
 
@@ -340,4 +342,164 @@ fn a_busy_customer_hangs_her_phone_up_and_the_attempt_says_busy() {
         )
         .unwrap();
     assert_eq!((outcome.as_deref(), handled_by), (Some("failed"), None));
+}
+
+/// The part of some audio between its first and last loud sample: the tone a peer sent,
+/// without the silence the bridge may carry before it starts or after it stops (silence
+/// has no zero crossings and would lower the measured frequency).
+fn loud_part(audio: &[i16]) -> &[i16] {
+    let loud = |s: &i16| s.unsigned_abs() > 2000;
+    match (audio.iter().position(loud), audio.iter().rposition(loud)) {
+        (Some(first), Some(last)) => &audio[first..=last],
+        _ => &[],
+    }
+}
+
+/// The same call with SIPp as the trunk too (`trunk_callee.xml`): SIPp itself fails unless
+/// the INVITE dials the customer and presents acme's number in From and
+/// P-Asserted-Identity. Each side hears the other's tone through the bridge. Before that,
+/// with her phone and the trunk both waiting, a task of a company she does not serve
+/// (written by Bob, who serves it) is refused and neither of them is rung.
+#[test]
+fn a_sipp_trunk_sees_the_company_number_and_each_side_hears_the_other() {
+    let trunk_port = free_port();
+    let trunk_addr: SocketAddr = format!("127.0.0.1:{trunk_port}").parse().unwrap();
+    let (setup, web) = setup(trunk_addr);
+    let bob = permanence::auth::ha1(permanence::auth::Algorithm::Md5, "bob", "permanence", "bob");
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[[secretaries]]\nname = \"Bob\"\nusername = \"bob\"\nha1_md5 = \"{bob}\"\n\
+         ha1_sha256 = \"\"\ncompanies = [\"other\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let server = setup.start();
+
+    let (status, cookie, body) = login(web, "alice", "alice");
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.unwrap();
+    let (status, bob_cookie, body) = login(web, "bob", "bob");
+    assert_eq!(status, 200, "{body}");
+    let bob_cookie = bob_cookie.unwrap();
+    let task = new_task(web, &cookie, "acme", "06 11 22 33 44");
+    let others = new_task(web, &bob_cookie, "other", "06 11 22 33 44");
+
+    // The customer (the trunk): answers, says 1,000 Hz, waits for the server's BYE.
+    let (customer_rtp, customer_rtp_port) = rtp_socket();
+    let customer_voice = setup.dir.path().join("customer.pcap");
+    write_tone_pcap(&customer_voice, 1000.0, 2.0);
+    let mut trunk = sipp_phone(
+        "trunk_callee.xml",
+        trunk_port,
+        &[
+            "-key",
+            "rtp_port",
+            &customer_rtp_port,
+            "-key",
+            "audio_pcap",
+            customer_voice.to_str().unwrap(),
+        ],
+    );
+    wait_sipp_phone_ready(&mut trunk, trunk_port);
+
+    // Her phone: answers, says 600 Hz, hangs up 3 s after the ACK.
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let voice = setup.dir.path().join("voice.pcap");
+    write_tone_pcap(&voice, 600.0, 2.0);
+    let (her_rtp, her_rtp_port) = rtp_socket();
+    let mut alice = sipp_phone(
+        "secretary.xml",
+        port,
+        &[
+            "-key",
+            "username",
+            "alice",
+            "-key",
+            "rtp_port",
+            &her_rtp_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            voice.to_str().unwrap(),
+        ],
+    );
+    wait_sipp_phone_ready(&mut alice, port);
+
+    // Bob's company's task, though both phones are ready: refused, and were it not, her
+    // one-call phone and the trunk (which wants acme's number) would fail.
+    let (status, body) = post(web, &cookie, &format!("/api/tasks/{others}/call"), "{}");
+    assert_eq!(
+        status, 404,
+        "a task of a company she does not serve: {body}"
+    );
+
+    let (status, body) = post(
+        web,
+        &cookie,
+        &format!("/api/tasks/{task}/call"),
+        r#"{"number":"0611223344"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let call = body["call"].as_i64().unwrap();
+
+    let customer_hears = std::thread::spawn(move || hear(&customer_rtp, Duration::from_secs(8)));
+    let (her_packets, her_audio) = hear(&her_rtp, Duration::from_secs(8));
+    let (customer_packets, customer_audio) = customer_hears.join().unwrap();
+
+    let trunk_out = finish(trunk);
+    assert_sipp_ok(&trunk_out);
+    assert_sipp_ok(&finish(alice));
+    assert!(
+        her_packets > 20 && customer_packets > 20,
+        "she heard {her_packets} packets, the customer {customer_packets}\n{}",
+        server.log()
+    );
+    let heard_by_her = tone_frequency(loud_part(&her_audio));
+    assert!(
+        (heard_by_her - 1000.0).abs() < 40.0,
+        "she heard {heard_by_her} Hz, not the customer"
+    );
+    let heard_by_customer = tone_frequency(loud_part(&customer_audio));
+    assert!(
+        (heard_by_customer - 600.0).abs() < 30.0,
+        "the customer heard {heard_by_customer} Hz, not her"
+    );
+
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let row = loop {
+        let row: OutboundRow = conn
+            .query_row(
+                "SELECT company, direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
+                [call],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .unwrap();
+        if row.4.is_some() || std::time::Instant::now() > deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        row,
+        (
+            Some("acme".into()),
+            "outbound".into(),
+            Some(task),
+            Some("alice".into()),
+            Some("secretary".into()),
+            "+33611223344".into(),
+            "+33180000002".into()
+        )
+    );
+    let (calls, attempts): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM calls WHERE task_id = ?1),
+                    (SELECT count(*) FROM task_attempts WHERE task_id = ?1)",
+            [others],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((calls, attempts), (0, 0), "the refused task left no trace");
 }
