@@ -214,7 +214,9 @@ function connect() {
   socket.onmessage = (e) => {
     const message = JSON.parse(e.data);
     if (message.type === "board") { board = message.board; render(); }
+    else if (window.phoneMessage) window.phoneMessage(message);
   };
+  socket.onopen = () => { if (window.phoneSocket) window.phoneSocket(socket); };
   socket.onclose = () => {
     if (live !== socket) return;
     live = null;
