@@ -289,3 +289,128 @@ fn closing_the_page_mid_call_takes_the_phone_off_and_ends_the_call_by_rtp_timeou
         "phone off the desk {off_after:?} after the page closed; call ended after {ended_after:?}"
     );
 }
+
+/// Every RTP packet the caller receives for up to `max` (or 1.5 s of quiet after the
+/// first): payload type and payload, in order.
+fn capture(sock: &UdpSocket, max: Duration) -> Vec<(u8, Vec<u8>)> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max
+        && (packets.is_empty() || last.elapsed() < Duration::from_millis(1500))
+    {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && n > 12
+        {
+            last = Instant::now();
+            packets.push((buf[1] & 0x7f, buf[12..n].to_vec()));
+        }
+    }
+    packets
+}
+
+/// Hold: the caller hears the company's hold music (the very bytes of
+/// `sounds/default/hold.wav` in µ-law) and then the secretary again; a key pressed on the
+/// page's keypad reaches the caller as an RFC 4733 telephone-event.
+#[test]
+fn hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733() {
+    if !inside_private_namespace("hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733") {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 30.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0 101",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    let heard = std::thread::spawn(move || capture(&caller_rtp, Duration::from_secs(40)));
+    browser.click("#phone-answer");
+    let (hz, _) = page_hears(&browser, 1000.0);
+    assert!((950.0..1050.0).contains(&hz), "in the call: {hz} Hz");
+
+    browser.click("#phone-hold");
+    std::thread::sleep(Duration::from_secs(2));
+    browser.screenshot(&artefact("webrtc-on-hold.png"));
+    browser.click("#phone-hold");
+    std::thread::sleep(Duration::from_millis(1500));
+    browser.click("#phone-keypad button:nth-child(5)");
+    std::thread::sleep(Duration::from_secs(1));
+    browser.click("#phone-hangup");
+    let hung_up = Instant::now();
+    assert_sipp_ok(&caller.join().unwrap());
+    let packets = heard.join().unwrap();
+    assert!(
+        hung_up.elapsed() < Duration::from_secs(5),
+        "the caller still heard something {:?} after the hang-up",
+        hung_up.elapsed()
+    );
+
+    let audio: Vec<u8> = packets
+        .iter()
+        .filter(|(pt, _)| *pt == 0)
+        .flat_map(|(_, p)| p.iter().copied())
+        .collect();
+    let hold: Vec<u8> = hound::WavReader::open(repo().join("sounds/default/hold.wav"))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|s| permanence::g711::linear_to_ulaw(s.unwrap()))
+        .collect();
+    let music = &hold[800..1600];
+    let at = audio
+        .windows(music.len())
+        .position(|w| w == music)
+        .unwrap_or_else(|| panic!("the caller never heard the hold music\n{}", server.log()));
+    // The last second before the music (which starts 800 samples before `at`).
+    let start = at.saturating_sub(800 + 8000);
+    let before: Vec<i16> = audio[start..at.saturating_sub(800)]
+        .iter()
+        .map(|&b| permanence::g711::ulaw_to_linear(b))
+        .collect();
+    let f = tone_frequency(&before);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "before hold: {f} Hz ({} samples before the music)",
+        at
+    );
+    // After the resume, the secretary's 600 Hz again (the last second of the call).
+    let after: Vec<i16> = audio[audio.len() - 8000..]
+        .iter()
+        .map(|&b| permanence::g711::ulaw_to_linear(b))
+        .collect();
+    let f = tone_frequency(&after);
+    assert!((570.0..630.0).contains(&f), "after hold: {f} Hz");
+
+    let events: Vec<&Vec<u8>> = packets
+        .iter()
+        .filter(|(pt, _)| *pt == 101)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        events.iter().any(|p| p.first() == Some(&5)),
+        "no telephone-event for key 5 among {} events\n{}",
+        events.len(),
+        server.log()
+    );
+}
