@@ -414,3 +414,46 @@ fn hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733() {
         server.log()
     );
 }
+
+/// The signalling is hostile input like the rest: a message that is not understood, an
+/// offer that is not SDP, an answer to a ring she never had and an oversized message get
+/// an error or nothing, never a phone or a crash; and no phone ever reaches the desk.
+#[test]
+fn hostile_signalling_gets_errors_and_no_phone() {
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let (status, cookie, _) = common::web::login(web, "alice", "alice");
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let origin = format!("http://{web}");
+    let mut live = common::web::Live::open(web, &cookie, &origin).unwrap();
+    live.next_board();
+
+    live.send_text(r#"{"type":"answer","ring":1}"#);
+    live.send_text(r#"{"type":"call-everyone"}"#);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    live.send_text(r#"{"type":"phone-on","sdp":"<script>alert(1)</script>"}"#);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "phone-error", "{reply}");
+    let opus_only = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+        a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 93:5D:06:08:69:11:83:E8:19:EE:57:32:FE:68:73:88:74:53:BC:21:70:32:03:B1:94:08:31:31:1B:E7:2F:0D\r\n\
+        a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+    let message = serde_json::json!({ "type": "phone-on", "sdp": opus_only }).to_string();
+    live.send_text(&message);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "phone-error", "{reply}");
+    assert_eq!(phones_on_board(web, &cookie), Some(0));
+
+    // Larger than any offer: the socket is closed.
+    let huge = format!(r#"{{"type":"phone-on","sdp":"{}"}}"#, "a".repeat(64 * 1024));
+    live.send_text(&huge);
+    assert!(
+        live.next_not_board().is_none(),
+        "an oversized message closes the socket"
+    );
+    assert_eq!(phones_on_board(web, &cookie), Some(0));
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
