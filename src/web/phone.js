@@ -135,9 +135,24 @@ window.phoneSocket = (socket) => {
 
 $("phone-on").addEventListener("click", phoneOn);
 $("phone-off").addEventListener("click", () => phoneOff(true));
+// How long after her click she first heard the far end (ms): shown in the phone's state,
+// and read by the benchmark.
+function phoneTimeToAudio() {
+  const clicked = performance.now();
+  phone.audioAfterMs = null;
+  const timer = setInterval(() => {
+    const heard = phoneHears();
+    const waited = performance.now() - clicked;
+    if (heard && heard.db > -50) { phone.audioAfterMs = Math.round(waited); clearInterval(timer); }
+    else if (waited > 10000 || phone.call === null) clearInterval(timer);
+  }, 5);
+}
+window.phoneAudioAfterMs = () => phone.audioAfterMs;
+
 $("phone-answer").addEventListener("click", () => {
   if (phone.ring === null) return;
   phone.call = phone.ring; phone.ring = null;
+  phoneTimeToAudio();
   phoneSend({ type: "answer", ring: phone.call });
   phoneState("en ligne");
   phoneRender();
