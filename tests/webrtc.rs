@@ -31,7 +31,14 @@ fn inside_private_namespace(test: &str) -> bool {
             "sh",
         ])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        // `--include-ignored`: the benchmark's test is ignored unless asked for.
+        .args([
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env(IN_NETNS, "1")
         .status()
         .expect("unshare (util-linux) and ip (iproute2)");
@@ -456,126 +463,4 @@ fn hostile_signalling_gets_errors_and_no_phone() {
     );
     assert_eq!(phones_on_board(web, &cookie), Some(0));
     assert!(!server.log().contains("panicked"), "{}", server.log());
-}
-
-/// The server's CPU time so far (user + system), from `/proc`.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    Duration::from_millis((fields[11] + fields[12]) * 10)
-}
-
-/// The server's resident memory, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// The server's share of one core over `window`.
-fn cpu_share(pid: u32, window: Duration) -> f64 {
-    let before = cpu_of(pid);
-    std::thread::sleep(window);
-    (cpu_of(pid) - before).as_secs_f64() / window.as_secs_f64()
-}
-
-/// Figures for benches/webrtc.sh (run with `--release --ignored`): the server's CPU with
-/// no phone, with one browser phone on and idle, and with that phone bridged with a SIPp
-/// caller; its memory per phone; and the time from the answer click to the far end's
-/// audio in the page. One browser: Chromium itself takes most of the 2 cores.
-#[test]
-#[ignore]
-fn bench_browser_phone() {
-    if !inside_private_namespace("bench_browser_phone") {
-        return;
-    }
-    let window = Duration::from_secs(20);
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let pid = server.pid();
-    std::thread::sleep(Duration::from_secs(2));
-    let idle = cpu_share(pid, window);
-    let rss_idle = rss_kib(pid);
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
-    std::thread::sleep(Duration::from_secs(2));
-    let phone_idle = cpu_share(pid, window);
-    let rss_phone = rss_kib(pid);
-
-    let pcap = setup.dir.path().join("caller.pcap");
-    write_tone_pcap_as(&pcap, 1000.0, 60.0, 0);
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
-    let addr = setup.addr();
-    let pcap_arg = pcap.to_str().unwrap().to_string();
-    let caller = std::thread::spawn(move || {
-        sipp_call(
-            "talk.xml",
-            addr,
-            "+33180000001",
-            &caller_port,
-            "0",
-            &["-key", "audio_pcap", &pcap_arg],
-        )
-    });
-    browser.wait_for(
-        "the browser phone to ring",
-        "return !document.getElementById('phone-ring').hidden",
-    );
-    let heard = std::thread::spawn(move || {
-        // The first loud packet of the browser's voice at the caller.
-        caller_rtp
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut buf = [0u8; 2048];
-        loop {
-            let (n, _) = caller_rtp.recv_from(&mut buf).unwrap();
-            let loud = buf[12..n]
-                .iter()
-                .any(|&b| permanence::g711::ulaw_to_linear(b).abs() > 2000);
-            if loud {
-                return Instant::now();
-            }
-        }
-    });
-    let clicked = Instant::now();
-    browser.click("#phone-answer");
-    let caller_heard_after = heard.join().unwrap() - clicked;
-    let (hz, _) = page_hears(&browser, 1000.0);
-    assert!((950.0..1050.0).contains(&hz), "in the call: {hz} Hz");
-    let page_heard_after = browser.eval("return window.phoneAudioAfterMs()");
-    let bridged = cpu_share(pid, window);
-    browser.click("#phone-hangup");
-    assert_sipp_ok(&caller.join().unwrap());
-    let per_call_us = (bridged - idle) * 1e6;
-    println!(
-        "FIGURE server CPU, no phone: {:.2} % of a core",
-        idle * 100.0
-    );
-    println!(
-        "FIGURE server CPU, one phone on and idle: {:.2} % ({:.0} µs per second)",
-        phone_idle * 100.0,
-        (phone_idle - idle) * 1e6
-    );
-    println!(
-        "FIGURE server CPU, one browser call bridged: {:.2} % ({per_call_us:.0} µs per second of call)",
-        bridged * 100.0
-    );
-    println!(
-        "FIGURE RSS: {rss_idle} KiB without a phone, {rss_phone} KiB with one (+{} KiB)",
-        rss_phone.saturating_sub(rss_idle)
-    );
-    println!("FIGURE answer click to the caller's voice in the page: {page_heard_after} ms");
-    println!(
-        "FIGURE answer click to the secretary's voice at the caller: {} ms (WebDriver's click included)",
-        caller_heard_after.as_millis()
-    );
 }

@@ -73,6 +73,12 @@ const LINK_BACKLOG: usize = 64;
 /// is given up (the page is told).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A connected browser sends audio every 20 ms while the phone is on, and ICE consent
+/// checks every 5 s or so (RFC 7675 §5.1: 4 to 6 s): this long without a datagram, the
+/// page or its network is gone and the phone leaves the desk (a tab that closes cleanly
+/// is noticed at once, by its WebSocket).
+const SILENCE_LIMIT: Duration = Duration::from_secs(8);
+
 /// Why a phone could not be turned on.
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
@@ -301,6 +307,7 @@ impl Phones {
             attached: None,
             peer: None,
             last_from: None,
+            rtp_in: 0,
         };
         tokio::spawn(task.run(rx));
         tracing::info!(secretary = username, %local, codec = ?agreed.codec, "browser phone negotiated");
@@ -580,18 +587,25 @@ struct PhoneTask {
     peer: Option<SocketAddr>,
     /// The source of the last datagram the peer connection read.
     last_from: Option<SocketAddr>,
+    /// RTP packets read from the browser (for the logs).
+    rtp_in: u64,
 }
 
 impl PhoneTask {
     async fn run(mut self, mut rx: mpsc::Receiver<ToPhone>) {
         let mut buf = vec![0u8; 2048];
         let started = Instant::now();
+        let mut last_heard = started;
         loop {
             if !self.drain() {
                 break;
             }
             if self.peer.is_none() && started.elapsed() > CONNECT_TIMEOUT {
                 tracing::warn!(secretary = %self.username, "browser phone did not connect");
+                break;
+            }
+            if self.peer.is_some() && last_heard.elapsed() > SILENCE_LIMIT {
+                tracing::warn!(secretary = %self.username, "browser phone went silent");
                 break;
             }
             let wake = self
@@ -606,6 +620,7 @@ impl PhoneTask {
                         tracing::debug!(secretary = %self.username, %from, "browser phone: first datagram");
                     }
                     self.last_from = Some(from);
+                    last_heard = Instant::now();
                     let _ = self.pc.handle_read(TaggedBytesMut {
                         now: Instant::now(),
                         transport: TransportContext {
@@ -620,7 +635,10 @@ impl PhoneTask {
                 command = rx.recv() => match command {
                     None => break,
                     Some(ToPhone::Rtp(bytes)) => self.send_rtp(&bytes),
-                    Some(ToPhone::Attach(tx)) => self.attached = Some(tx),
+                    Some(ToPhone::Attach(tx)) => {
+                        tracing::debug!(secretary = %self.username, "browser phone: attached to a call");
+                        self.attached = Some(tx);
+                    }
                 },
                 () = tokio::time::sleep_until(wake.into()) => {
                     let _ = self.pc.handle_timeout(Instant::now());
@@ -679,6 +697,12 @@ impl PhoneTask {
             }
         }
         while let Some(message) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_, packet) = &message.message {
+                self.rtp_in = self.rtp_in.wrapping_add(1);
+                if self.rtp_in % 500 == 1 {
+                    tracing::debug!(secretary = %self.username, packets = self.rtp_in, attached = self.attached.is_some(), "browser phone: RTP from the browser");
+                }
+            }
             if let RTCMessage::RtpPacket(_, packet) = message.message
                 && let Some(tx) = &self.attached
             {

@@ -135,8 +135,8 @@ window.phoneSocket = (socket) => {
 
 $("phone-on").addEventListener("click", phoneOn);
 $("phone-off").addEventListener("click", () => phoneOff(true));
-// How long after her click she first heard the far end (ms): shown in the phone's state,
-// and read by the benchmark.
+// How long after her click she first heard the far end (ms), for measurements
+// (`phoneAudioAfterMs()`).
 function phoneTimeToAudio() {
   const clicked = performance.now();
   phone.audioAfterMs = null;
