@@ -697,7 +697,7 @@ impl PhoneTask {
             }
         }
         while let Some(message) = self.pc.poll_read() {
-            if let RTCMessage::RtpPacket(_, packet) = &message.message {
+            if matches!(message.message, RTCMessage::RtpPacket(..)) {
                 self.rtp_in = self.rtp_in.wrapping_add(1);
                 if self.rtp_in % 500 == 1 {
                     tracing::debug!(secretary = %self.username, packets = self.rtp_in, attached = self.attached.is_some(), "browser phone: RTP from the browser");
