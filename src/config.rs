@@ -427,6 +427,10 @@ pub struct WebConfig {
     /// behind a proxy or not): the links to their page in e-mails start with it. Default:
     /// `http(s)://` and `listen`, which only works on the server's own network.
     pub public_url: Option<String>,
+    /// The server's address as secretaries' browsers reach it, advertised in the browser
+    /// phone's ICE candidates (a server behind NAT names its public address). Default:
+    /// `[media] ip`. Each browser phone that is on uses one UDP port of the RTP range.
+    pub public_address: Option<std::net::IpAddr>,
 }
 
 impl Default for WebConfig {
@@ -437,6 +441,7 @@ impl Default for WebConfig {
             tls_certificate: None,
             tls_key: None,
             public_url: None,
+            public_address: None,
         }
     }
 }

@@ -170,6 +170,8 @@ struct Floor {
 struct Seat {
     secretary: Secretary,
     bindings: Vec<Binding>,
+    /// Her browser phone while her console has it connected (`media::webrtc`).
+    browser: Option<Binding>,
     activity: Activity,
     /// Why she is on pause (shown on the board).
     pause_reason: Option<String>,
@@ -211,6 +213,7 @@ impl Desk {
                     Seat {
                         secretary: s.clone(),
                         bindings: Vec::new(),
+                        browser: None,
                         activity: Activity::Available { since: now_ms },
                         pause_reason: None,
                     },
@@ -264,7 +267,7 @@ impl Desk {
         let _ = self.watch.send(DeskChange {
             username: seat.secretary.username.clone(),
             activity: seat.activity,
-            phones: live(&seat.bindings, now_ms).count(),
+            phones: seat.phones(now_ms).count(),
             at_ms: now_ms,
         });
     }
@@ -284,7 +287,7 @@ impl Desk {
                 name: seat.secretary.name.clone(),
                 companies: seat.secretary.companies.clone(),
                 groups: seat.secretary.groups.clone(),
-                phones: live(&seat.bindings, now_ms).count(),
+                phones: seat.phones(now_ms).count(),
                 activity: seat.activity.effective(now_ms),
                 pause_reason: seat.pause_reason.clone(),
             })
@@ -308,10 +311,23 @@ impl Desk {
         others.insert(username.to_string(), bindings);
     }
 
+    /// A secretary's browser phone came on (`Some`) or went off: one more of her phones,
+    /// which registrations do not replace.
+    pub fn set_browser(&self, username: &str, binding: Option<Binding>) {
+        let now_ms = crate::clock::unix_ms();
+        let mut floor = self.floor();
+        if let Some(seat) = floor.seats.get_mut(username) {
+            seat.browser = binding;
+            self.publish(seat, now_ms);
+            drop(floor);
+            self.dispatch(now_ms);
+        }
+    }
+
     /// Anyone's live registered phones (an executive's, for a `user:NAME` reach entry).
     pub fn bindings(&self, username: &str, now_ms: u64) -> Vec<Binding> {
         if let Some(seat) = self.floor().seats.get(username) {
-            return live(&seat.bindings, now_ms).cloned().collect();
+            return seat.phones(now_ms).cloned().collect();
         }
         let others = self.others.lock().unwrap_or_else(|p| p.into_inner());
         others
@@ -333,7 +349,7 @@ impl Desk {
             .values()
             .map(|seat| {
                 let s = &seat.secretary;
-                let registered = live(&seat.bindings, now_ms).next().is_some();
+                let registered = seat.phones(now_ms).next().is_some();
                 Candidate {
                     username: s.username.clone(),
                     assigned: s.companies.iter().any(|c| c == company),
@@ -397,7 +413,7 @@ impl Desk {
                 // A caller ahead in the queue may take her: it goes first.
                 return None;
             }
-            let phones: Vec<Binding> = live(&seat.bindings, now_ms).cloned().collect();
+            let phones: Vec<Binding> = seat.phones(now_ms).cloned().collect();
             (!phones.is_empty()).then_some((Activity::Ringing { since, call }, phones))
         })
     }
@@ -485,7 +501,7 @@ impl Desk {
             .values()
             .filter(|seat| {
                 matches!(seat.activity.effective(now_ms), Activity::Available { .. })
-                    && live(&seat.bindings, now_ms).next().is_some()
+                    && seat.phones(now_ms).next().is_some()
             })
             .map(|seat| queue::Seat {
                 username: &seat.secretary.username,
@@ -580,6 +596,13 @@ impl Desk {
 }
 
 /// The bindings still live at `now_ms`.
+impl Seat {
+    /// Her live phones: registered ones, then her browser's.
+    fn phones(&self, now_ms: u64) -> impl Iterator<Item = &Binding> {
+        live(&self.bindings, now_ms).chain(self.browser.as_ref())
+    }
+}
+
 fn live(bindings: &[Binding], now_ms: u64) -> impl Iterator<Item = &Binding> {
     bindings
         .iter()

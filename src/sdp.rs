@@ -414,7 +414,10 @@ mod tests {
         assert_eq!(n.codec, Codec::Pcma);
         assert_eq!(n.payload_type, 8);
         assert_eq!(n.telephone_event, Some(101));
-        assert_eq!(n.remote_rtp, "192.0.2.10:4000".parse().unwrap());
+        assert_eq!(
+            n.remote_rtp,
+            "192.0.2.10:4000".parse::<SocketAddr>().unwrap()
+        );
 
         let n = negotiate(&offer("m=audio 4000 RTP/AVP 18 0 8", "")).unwrap();
         assert_eq!(
@@ -487,7 +490,10 @@ mod tests {
         let n = negotiate(write_offer(&local, Codec::Pcma).as_bytes()).unwrap();
         assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
         assert_eq!(n.telephone_event, Some(OFFER_TELEPHONE_EVENT));
-        assert_eq!(n.remote_rtp, "192.0.2.1:20002".parse().unwrap());
+        assert_eq!(
+            n.remote_rtp,
+            "192.0.2.1:20002".parse::<SocketAddr>().unwrap()
+        );
         let n = negotiate(write_offer(&local, Codec::Pcmu).as_bytes()).unwrap();
         assert_eq!(n.codec, Codec::Pcmu);
     }
@@ -555,6 +561,9 @@ mod tests {
             (n.codec, n.telephone_event, n.direction),
             (Codec::Pcmu, Some(101), Direction::SendRecv)
         );
-        assert_eq!(n.remote_rtp, "192.0.2.10:4000".parse().unwrap());
+        assert_eq!(
+            n.remote_rtp,
+            "192.0.2.10:4000".parse::<SocketAddr>().unwrap()
+        );
     }
 }

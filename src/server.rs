@@ -267,6 +267,11 @@ fn call_context(
             .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_seconds))),
         trunk: config.trunk.clone(),
         controls: Default::default(),
+        phones: Arc::new(crate::media::webrtc::Phones::new(
+            Arc::clone(&shared.desk),
+            shared.media.clone(),
+            config.web.public_address,
+        )),
         blocked: Arc::clone(&shared.blocked),
         lines: Arc::new(crate::line::Lines::new(current_lines(config))),
         dnd: Arc::new(crate::dnd::InForce::new(current_dnd(config))),

@@ -50,6 +50,8 @@ pub struct CallContext {
     pub trunk: Option<crate::config::TrunkConfig>,
     /// The live calls the console may ask something of, by row id.
     pub controls: crate::call::control::Controls,
+    /// Secretaries' browser phones (rung like registered phones).
+    pub phones: Arc<crate::media::webrtc::Phones>,
     /// The numbers each company blocked, in force (the console changes it; the CLI too).
     pub blocked: Arc<crate::blocklist::live::Live>,
     /// Companies' lines switched by hand (closed or open until a time), for routing.

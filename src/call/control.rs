@@ -30,6 +30,28 @@ pub enum Control {
         /// Started, or why not.
         reply: oneshot::Sender<Result<(), TransferRefused>>,
     },
+    /// What she did on her browser phone about a ring of this call.
+    Browser {
+        /// Whose phone (her SIP username, from her session).
+        secretary: String,
+        /// The ring's number (`media::webrtc::PhoneNote::Ring`).
+        ring: u64,
+        /// What she did.
+        action: BrowserAction,
+    },
+}
+
+/// What a secretary does on her browser phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserAction {
+    /// Takes the call.
+    Answer,
+    /// Refuses it while it rings.
+    Decline,
+    /// Ends the call she took (or stops the ring).
+    HangUp,
+    /// Puts the caller on hold (music) or back.
+    Hold(bool),
 }
 
 /// Why a request did not reach a decision, or the call's refusal.
@@ -95,6 +117,25 @@ impl Controls {
         }
     }
 
+    /// Tells a live call what she did on her browser phone (no answer: the call's news
+    /// reach her page as rings, cancels and hang-ups).
+    pub fn browser(
+        &self,
+        call: CallRowId,
+        secretary: &str,
+        ring: u64,
+        action: BrowserAction,
+    ) -> Result<(), ControlError> {
+        self.send(
+            call,
+            Control::Browser {
+                secretary: secretary.to_string(),
+                ring,
+                action,
+            },
+        )
+    }
+
     fn send(&self, call: CallRowId, request: Control) -> Result<(), ControlError> {
         let tx = self.live().get(&call).cloned().ok_or(ControlError::Gone)?;
         tx.try_send(Box::new(request)).map_err(|e| match e {
@@ -135,6 +176,7 @@ mod tests {
                     assert_eq!((secretary.as_str(), executive.as_str()), ("alice", "marie"));
                     let _ = reply.send(Err(TransferRefused::Unreachable));
                 }
+                Some(Control::Browser { .. }) => panic!("not a transfer"),
                 None => panic!("no request"),
             }
         };

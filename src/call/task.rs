@@ -576,6 +576,14 @@ impl<'a> Call<'a> {
                 let _ = reply.send(asked);
                 self.tell(machine, outbound, news);
             }
+            Control::Browser {
+                secretary,
+                ring,
+                action,
+            } => {
+                let news = outbound.on_browser(self.ctx, &secretary, ring, action, Instant::now());
+                self.tell(machine, outbound, news);
+            }
         }
     }
 

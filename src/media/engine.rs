@@ -89,6 +89,10 @@ enum Command {
         b: StreamId,
         timeout: Option<Duration>,
     },
+    Hold {
+        id: StreamId,
+        music: Option<Arc<Sound>>,
+    },
 }
 
 /// Handle to the engine thread, shared by every call.
@@ -223,26 +227,76 @@ impl MediaHandle {
 
     /// Hands a stream to the engine.
     pub fn open(&self, spec: StreamSpec) -> StreamId {
+        let io = StreamIo::Rtp(RtpIo {
+            socket: spec.socket,
+            srtp: spec.srtp,
+        });
+        self.open_io(
+            io,
+            spec.remote,
+            spec.signalling,
+            spec.packetizer,
+            spec.codec,
+            spec.telephone_event,
+            spec.events,
+        )
+    }
+
+    /// Hands the engine a browser phone's audio for one call: the stream is paced,
+    /// listened to and bridged like an RTP phone's, its packets going through the phone's
+    /// peer connection (`media::webrtc`) instead of a socket of ours.
+    pub fn open_browser(
+        &self,
+        link: super::webrtc::BrowserLink,
+        events: UnboundedSender<(StreamId, MediaEvent)>,
+    ) -> StreamId {
+        let packetizer = Packetizer::new(
+            fastrand::u32(..),
+            link.payload_type,
+            fastrand::u16(..),
+            fastrand::u32(..),
+        );
+        let (peer, codec, telephone_event) = (link.peer, link.codec, link.telephone_event);
+        let io = StreamIo::Browser(BrowserIo { link });
+        self.open_io(
+            io,
+            peer,
+            peer.ip(),
+            packetizer,
+            codec,
+            telephone_event,
+            events,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_io(
+        &self,
+        io: StreamIo,
+        remote: SocketAddr,
+        signalling: IpAddr,
+        packetizer: Packetizer,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        events: UnboundedSender<(StreamId, MediaEvent)>,
+    ) -> StreamId {
         let id = StreamId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let stream = Stream {
             id,
-            io: StreamIo::Rtp(RtpIo {
-                socket: spec.socket,
-                srtp: spec.srtp,
-            }),
-            remote: spec.remote,
-            latch: Latch::new(spec.remote, spec.signalling),
+            io,
+            remote,
+            latch: Latch::new(remote, signalling),
             dropped: 0,
             visits: 0,
             listen_digits: false,
             listen_audio: false,
-            telephone_event: spec.telephone_event,
-            payload_type: spec.packetizer.payload_type(),
+            telephone_event,
+            payload_type: packetizer.payload_type(),
             dtmf: crate::dtmf::EventReceiver::default(),
-            codec: spec.codec,
-            packetizer: spec.packetizer,
+            codec,
+            packetizer,
             playing: None,
-            events: spec.events,
+            events,
             bridge: None,
         };
         self.send(Command::Open(Box::new(stream)));
@@ -305,6 +359,12 @@ impl MediaHandle {
         self.send(Command::Bridge { a, b, timeout });
     }
 
+    /// Puts a bridged stream's peer on hold (`music`: it hears that in a loop, and neither
+    /// side hears the other) or takes it off hold (`None`: the bridge relays again).
+    pub fn hold(&self, id: StreamId, music: Option<Arc<Sound>>) {
+        self.send(Command::Hold { id, music });
+    }
+
     /// Closes the stream and its socket.
     pub fn close(&self, id: StreamId) {
         self.send(Command::Close { id });
@@ -352,9 +412,36 @@ struct Stream {
 /// A browser (WebRTC) leg goes here as a second variant, holding its ICE agent and
 /// DTLS-SRTP context behind the same `send` and `recv` (its spec carrying ICE credentials
 /// and a DTLS fingerprint instead of a bound socket); the rest of the engine stays as is.
+// The RTP variant (its SRTP contexts inline) is the common case: boxing it would add a
+// pointer chase per packet to spare a few hundred bytes per browser stream.
+#[allow(clippy::large_enum_variant)]
 enum StreamIo {
     /// RTP on one of our UDP sockets, SRTP with SDES keys when the stream is encrypted.
     Rtp(RtpIo),
+    /// A browser phone: plain RTP handed to and taken from its peer connection's task,
+    /// which owns the socket, ICE and DTLS-SRTP.
+    Browser(BrowserIo),
+}
+
+/// A browser leg's transport: the channels to the secretary's peer connection.
+struct BrowserIo {
+    link: super::webrtc::BrowserLink,
+}
+
+impl BrowserIo {
+    fn send(&mut self, packet: &[u8]) {
+        self.link.send(packet);
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Inbound {
+        match self.link.recv(buf) {
+            Some(len) => Inbound::Packet {
+                len,
+                from: self.link.peer,
+            },
+            None => Inbound::Empty,
+        }
+    }
 }
 
 /// An RTP leg's transport: our UDP socket, and its SRTP contexts when encrypted.
@@ -378,6 +465,7 @@ impl StreamIo {
     fn send(&mut self, remote: SocketAddr, packet: &mut Vec<u8>) {
         match self {
             StreamIo::Rtp(rtp) => rtp.send(remote, packet),
+            StreamIo::Browser(browser) => browser.send(packet),
         }
     }
 
@@ -385,6 +473,7 @@ impl StreamIo {
     fn recv(&mut self, buf: &mut [u8]) -> Inbound {
         match self {
             StreamIo::Rtp(rtp) => rtp.recv(buf),
+            StreamIo::Browser(browser) => browser.recv(buf),
         }
     }
 }
@@ -426,6 +515,8 @@ struct Bridge {
     timeout: Option<Duration>,
     last_heard: Instant,
     timed_out: bool,
+    /// On hold: nothing is relayed either way (the held side hears music).
+    held: bool,
 }
 
 /// What a bridged stream read in one visit, to send on the other stream: payloads in one
@@ -485,6 +576,9 @@ impl Stream {
         let Some(bridge) = &mut self.bridge else {
             return;
         };
+        if bridge.held {
+            return;
+        }
         // As large as any datagram we read: every payload can be converted.
         let mut converted = [0u8; READ_BUFFER];
         for p in &relayed.packets {
@@ -716,6 +810,7 @@ impl Wheel {
                 }
             }
             Command::Close { id } => self.close(id),
+            Command::Hold { id, music } => self.hold(id, music),
             Command::Bridge { a, b, timeout } => self.bridge(a, b, timeout),
         }
     }
@@ -739,6 +834,34 @@ impl Wheel {
         }
     }
 
+    /// Holds or resumes a bridge: both sides stop (or start again) relaying; the held
+    /// stream plays `music` in a loop meanwhile.
+    fn hold(&mut self, id: StreamId, music: Option<Arc<Sound>>) {
+        let held = music.is_some();
+        let Some(other) = self
+            .streams
+            .get(&id)
+            .and_then(|(s, _)| s.bridge.as_ref().map(|b| b.to))
+        else {
+            return;
+        };
+        for this in [id, other] {
+            if let Some((s, _)) = self.streams.get_mut(&this)
+                && let Some(b) = &mut s.bridge
+            {
+                b.held = held;
+            }
+        }
+        if let Some((s, _)) = self.streams.get_mut(&id) {
+            s.playing = music.map(|sound| Playing {
+                sound,
+                position: 0,
+                times_left: u32::MAX,
+                then: None,
+            });
+        }
+    }
+
     /// Bridges two streams both ways (nothing when either is gone): each stops playing and
     /// relays what it reads to the other.
     fn bridge(&mut self, a: StreamId, b: StreamId, timeout: Option<Duration>) {
@@ -755,6 +878,7 @@ impl Wheel {
                     timeout,
                     last_heard: now,
                     timed_out: false,
+                    held: false,
                 });
             }
         }

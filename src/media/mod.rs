@@ -5,6 +5,7 @@ pub mod engine;
 pub mod latch;
 pub mod recording;
 pub mod sound;
+pub mod webrtc;
 
 pub use engine::{MediaEvent, MediaHandle, StreamId};
 pub use sound::{Sound, SoundError, Sounds};

@@ -215,7 +215,9 @@ function connect() {
     const message = JSON.parse(e.data);
     if (message.type === "board") { board = message.board; render(); }
     else if (message.type === "appointment" && typeof agendaNotice === "function") agendaNotice(message.appointment);
+    else if (window.phoneMessage) window.phoneMessage(message);
   };
+  socket.onopen = () => { if (window.phoneSocket) window.phoneSocket(socket); };
   socket.onclose = () => {
     if (live !== socket) return;
     live = null;

@@ -1,12 +1,14 @@
 //! The live board over one WebSocket per page: the board is sent at once, then again
 //! whenever the desk or the records change (at once after a quiet spell or when her own
-//! seat changes, else at most one message per 50 ms while changes keep coming). The page's browser phone will speak on the
-//! same socket.
+//! seat changes, else at most one message per 50 ms while changes keep coming). The page's
+//! browser phone speaks on the same socket and lives as long as it.
 //!
 //! The upgrade is refused unless the session is live and, when the browser names an
 //! `Origin` (browsers always do on a WebSocket), it is this server: a page on another site
 //! cannot open the console's socket with the secretary's cookie (cross-site WebSocket
-//! hijacking). What the page sends is bounded and, today, only answered to keep it alive.
+//! hijacking). What the page sends is bounded and parsed into [`FromPage`]: the browser
+//! phone's signalling (its offer, answers, hang-ups, hold), which only reaches a call
+//! through a ring of her own phone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,8 @@ use super::board::CardCache;
 use super::*;
 use crate::store::Committed;
 
-/// The largest message the page may send.
-const MAX_MESSAGE: usize = 4 * 1024;
+/// The largest message the page may send (a browser phone's offer is the largest).
+const MAX_MESSAGE: usize = crate::media::webrtc::MAX_OFFER + 1024;
 
 /// How often the page's session is checked while nothing changes (a logout or an expiry
 /// closes the socket within this).
@@ -34,8 +36,17 @@ const SESSION_CHECK: Duration = Duration::from_secs(5);
 /// At most one board per this: changes arriving closer together are shown in one message.
 const BURST: Duration = Duration::from_millis(50);
 
+/// The browser phone's part of the page (a script of its own).
+const PHONE_SCRIPT: &str = include_str!("phone.js");
+
 pub(super) fn routes() -> Router<Arc<Web>> {
-    Router::new().route("/api/ws", get(upgrade))
+    Router::new()
+        .route("/api/ws", get(upgrade))
+        .route("/phone.js", get(phone_script))
+}
+
+async fn phone_script() -> Response {
+    security_headers("text/javascript; charset=utf-8", PHONE_SCRIPT)
 }
 
 async fn upgrade(
@@ -61,6 +72,9 @@ async fn upgrade(
 
 /// Sends the board, then again at each change, until the page goes or the session ends.
 async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
+    // Her browser phone, while this page has it on: it goes off with the page.
+    let mut phone: Option<crate::media::webrtc::PhoneGuard> = None;
+    let (notes_tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
     let mut desk = web.desk.subscribe();
     let mut records = web.store.subscribe();
     let mut check = tokio::time::interval(SESSION_CHECK);
@@ -109,9 +123,25 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
             }
             from_page = socket.recv() => match from_page {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                // Pings are answered by the library; the page says nothing else yet.
+                Some(Ok(Message::Text(text))) => {
+                    let reply = web.on_page_message(&me, &text, &mut phone, &notes_tx);
+                    if let Some(reply) = reply
+                        && socket.send(Message::Text(reply.to_string().into())).await.is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                // Pings are answered by the library.
                 Some(Ok(_)) => continue,
             },
+            Some(note) = notes.recv() => {
+                let text = phone_note(&note).to_string();
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         }
         if let Some(uid) = notice {
             if !web.tell_booker(&me, &uid, &mut socket).await {
@@ -225,7 +255,92 @@ fn still_open<T>(heard: Result<T, RecvError>) -> bool {
     !matches!(heard, Err(RecvError::Closed))
 }
 
+/// What the page may say on its socket: the browser phone's signalling. Anything else is
+/// refused with an `error` message naming why.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum FromPage {
+    /// Turn her browser phone on with this offer (SDP).
+    PhoneOn { sdp: String },
+    /// Turn it off.
+    PhoneOff,
+    /// Take the call ringing as `ring`.
+    Answer { ring: u64 },
+    /// Refuse it.
+    Decline { ring: u64 },
+    /// End the call she took.
+    HangUp { ring: u64 },
+    /// Put the caller on hold (`on`) or back.
+    Hold { ring: u64, on: bool },
+}
+
+/// A phone note as the page reads it.
+fn phone_note(note: &crate::media::webrtc::PhoneNote) -> serde_json::Value {
+    use crate::media::webrtc::PhoneNote;
+    match note {
+        PhoneNote::Connected => json!({ "type": "phone", "state": "connected" }),
+        PhoneNote::Lost => json!({ "type": "phone", "state": "off" }),
+        PhoneNote::Ring { ring, call, caller } => {
+            json!({ "type": "ring", "ring": ring, "call": call, "caller": caller })
+        }
+        PhoneNote::Cancelled { ring } => json!({ "type": "ring-cancelled", "ring": ring }),
+        PhoneNote::HungUp { ring } => json!({ "type": "hung-up", "ring": ring }),
+    }
+}
+
 impl Web {
+    /// One message from her page: the browser phone's signalling, checked and carried
+    /// out; the reply to send back, if any.
+    fn on_page_message(
+        &self,
+        me: &str,
+        text: &str,
+        phone: &mut Option<crate::media::webrtc::PhoneGuard>,
+        notes: &tokio::sync::mpsc::UnboundedSender<crate::media::webrtc::PhoneNote>,
+    ) -> Option<serde_json::Value> {
+        use crate::call::control::BrowserAction;
+        let message: FromPage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(secretary = me, error = %e, "console: message not understood");
+                return Some(json!({ "type": "error", "error": "message not understood" }));
+            }
+        };
+        let (ring, action) = match message {
+            FromPage::PhoneOn { sdp } => {
+                // A new offer replaces the phone this page had.
+                *phone = None;
+                return Some(match self.calls.phones.start(me, &sdp, notes.clone()) {
+                    Ok((guard, answer)) => {
+                        *phone = Some(guard);
+                        json!({ "type": "phone-answer", "sdp": answer })
+                    }
+                    Err(e) => {
+                        tracing::warn!(secretary = me, error = %e, "browser phone refused");
+                        json!({ "type": "phone-error", "error": e.to_string() })
+                    }
+                });
+            }
+            FromPage::PhoneOff => {
+                *phone = None;
+                return Some(json!({ "type": "phone", "state": "off" }));
+            }
+            FromPage::Answer { ring } => (ring, BrowserAction::Answer),
+            FromPage::Decline { ring } => (ring, BrowserAction::Decline),
+            FromPage::HangUp { ring } => (ring, BrowserAction::HangUp),
+            FromPage::Hold { ring, on } => (ring, BrowserAction::Hold(on)),
+        };
+        // Only a ring of her own phone reaches a call, and only while this page has it.
+        phone.as_ref()?;
+        let Some(call) = self.calls.phones.call_of(me, ring) else {
+            return Some(json!({ "type": "hung-up", "ring": ring }));
+        };
+        if self.calls.controls.browser(call, me, ring, action).is_err() {
+            return Some(json!({ "type": "hung-up", "ring": ring }));
+        }
+        None
+    }
+
     /// Whether `username` still has a live session (a live socket ends after logout).
     fn who_is_live(&self, username: &str) -> Option<()> {
         self.sessions().any_live(username, now_s()).then_some(())

@@ -80,6 +80,11 @@ pub struct Browser {
 
 impl Browser {
     pub fn start(profile: &std::path::Path) -> Browser {
+        Browser::start_with(profile, &[])
+    }
+
+    /// A browser with these command-line flags too (a fake microphone, autoplay).
+    pub fn start_with(profile: &std::path::Path, flags: &[String]) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -93,13 +98,20 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--window-size=1100,900".into(),
+            "--no-first-run".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend_from_slice(flags);
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--window-size=1100,900", "--no-first-run",
-                         format!("--user-data-dir={}", profile.display())]
+                "args": args
             }
         }}});
         let answer = call(addr, "POST", "/session", Some(&capabilities));

@@ -171,6 +171,37 @@ impl Live {
         }
     }
 
+    /// Sends one text message, masked as a client must (RFC 6455 §5.3).
+    pub fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let _ = self.stream.write_all(&frame);
+    }
+
+    /// The next message that is not a board (boards keep coming as the desk changes).
+    pub fn next_not_board(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let message = self.next()?;
+            if message["type"] != "board" {
+                return Some(message);
+            }
+        }
+    }
+
     /// The next board the server pushes.
     pub fn next_board(&mut self) -> serde_json::Value {
         let message = self.next().expect("the live socket closed");

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use self::machine::{LegId, OutboundMachine, Output, QueueChange, Roster, SecretaryStep, Target};
 pub use self::machine::{News, TransferRefused};
 use super::context::CallContext;
+use super::control::BrowserAction;
 use super::leg::{Invitation, Leg, Role};
 use crate::clock::Now;
 use crate::desk::Desk;
@@ -60,8 +61,8 @@ pub struct Caller {
 /// An answered leg's audio.
 struct LegMedia {
     stream: StreamId,
-    local: LocalMedia,
-    negotiated: Negotiated,
+    /// A SIP leg's SDP (a re-INVITE changes it); none for a browser leg.
+    sdp: Option<(LocalMedia, Negotiated)>,
 }
 
 /// The machine reads the desk (secretaries, registered phones) and the executives'
@@ -103,6 +104,8 @@ pub struct Outbound {
     owner: CallId,
     machine: OutboundMachine,
     legs: BTreeMap<LegId, Leg>,
+    /// Legs to secretaries' browser phones: whose phone and the ring's number.
+    browser: BTreeMap<LegId, (String, u64)>,
     /// Answers received and usable, until the machine says to open them.
     answers: BTreeMap<LegId, Negotiated>,
     media: BTreeMap<LegId, LegMedia>,
@@ -141,6 +144,7 @@ impl Outbound {
             owner,
             machine,
             legs: BTreeMap::new(),
+            browser: BTreeMap::new(),
             answers: BTreeMap::new(),
             media: BTreeMap::new(),
             credentials: BTreeMap::new(),
@@ -317,6 +321,41 @@ impl Outbound {
         self.run(ctx, now)
     }
 
+    /// What she did on her browser phone about one of this call's rings.
+    pub fn on_browser(
+        &mut self,
+        ctx: &CallContext,
+        secretary: &str,
+        ring: u64,
+        action: BrowserAction,
+        now: Instant,
+    ) -> News {
+        let leg = self
+            .browser
+            .iter()
+            .find(|(_, (who, r))| who == secretary && *r == ring)
+            .map(|(leg, _)| *leg);
+        let Some(leg) = leg else {
+            return News::Nothing;
+        };
+        let connected = self.machine.connected().is_some_and(|(c, ..)| c == leg);
+        match action {
+            BrowserAction::Answer => {
+                let usable = ctx.phones.is_connected(secretary);
+                self.machine.on_answered(ctx, leg, usable, clock(now));
+            }
+            BrowserAction::Decline => self.machine.on_failed(ctx, leg, 603, false, clock(now)),
+            BrowserAction::HangUp if connected => self.machine.on_bye(leg),
+            BrowserAction::HangUp => self.machine.on_failed(ctx, leg, 487, false, clock(now)),
+            BrowserAction::Hold(on) if connected => {
+                let music = on.then(|| self.sound(ctx, &self.caller.company.queue.music));
+                ctx.media.hold(self.caller.stream, music);
+            }
+            BrowserAction::Hold(_) => {}
+        }
+        self.run(ctx, now)
+    }
+
     /// ACKs a 2xx (every retransmission too) and tells the machine whether the answer can
     /// be used.
     fn on_answer(&mut self, ctx: &CallContext, leg: LegId, response: &Response, now: Instant) {
@@ -452,13 +491,16 @@ impl Outbound {
         let Some(m) = self.media.get_mut(&leg) else {
             return;
         };
+        let Some((local, negotiated)) = &mut m.sdp else {
+            return reply(488, &[], None);
+        };
         if ctx
-            .reoffer(m.stream, &mut m.local, &mut m.negotiated, &request.body)
+            .reoffer(m.stream, local, negotiated, &request.body)
             .is_err()
         {
             return reply(488, &[], None);
         }
-        let answer = sdp::write_answer(&m.local, &m.negotiated);
+        let answer = sdp::write_answer(local, negotiated);
         let contact = peer.contact("permanence@", ctx.local_sip, ctx.local_tls);
         reply(200, &[("Contact", &contact)], Some(answer.as_bytes()));
     }
@@ -546,6 +588,42 @@ impl Outbound {
 
     /// The outputs about one leg's signalling or audio.
     fn execute_leg(&mut self, ctx: &CallContext, output: Output) {
+        if let Some(output) = self.execute_browser(ctx, output) {
+            self.execute_sip_leg(ctx, output);
+        }
+    }
+
+    /// The outputs about a browser leg, carried out on her phone and in the engine;
+    /// the others are given back.
+    fn execute_browser(&mut self, ctx: &CallContext, output: Output) -> Option<Output> {
+        let leg = match &output {
+            Output::Cancel { leg } | Output::Bye { leg } | Output::Open { leg } => *leg,
+            Output::Authenticate { leg } | Output::Notify { leg, .. } => {
+                if self.browser.contains_key(leg) {
+                    return None;
+                }
+                return Some(output);
+            }
+            _ => return Some(output),
+        };
+        let Some((who, ring)) = self.browser.get(&leg).cloned() else {
+            return Some(output);
+        };
+        match output {
+            Output::Cancel { .. } => ctx.phones.cancel(&who, ring),
+            Output::Bye { .. } => ctx.phones.hang_up(&who, ring),
+            Output::Open { .. } => {
+                if let Some(link) = ctx.phones.attach(&who) {
+                    let stream = ctx.media.open_browser(link, self.events.clone());
+                    self.media.insert(leg, LegMedia { stream, sdp: None });
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn execute_sip_leg(&mut self, ctx: &CallContext, output: Output) {
         match output {
             Output::Authenticate { leg } => self.authenticate(ctx, leg),
             Output::Cancel { leg } => self.send(ctx, leg, Leg::cancel),
@@ -691,8 +769,7 @@ impl Outbound {
             leg,
             LegMedia {
                 stream,
-                local,
-                negotiated,
+                sdp: Some((local, negotiated)),
             },
         );
     }
@@ -707,6 +784,16 @@ impl Outbound {
         to_uri: &str,
         target: &Target,
     ) -> bool {
+        if crate::media::webrtc::is_contact(&target.uri) {
+            // Her browser phone: a ring on her page, answered from there.
+            return match ctx.phones.ring(who, self.caller.row, &self.caller.display) {
+                Some(ring) => {
+                    self.browser.insert(id, (who.to_string(), ring));
+                    true
+                }
+                None => false,
+            };
+        }
         let Some(port) = self.reserve_socket(ctx) else {
             return false;
         };

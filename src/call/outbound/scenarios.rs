@@ -470,7 +470,10 @@ fn ring_all_first_answer_wins_and_the_others_stop_ringing() {
     assert_eq!(events(&out), ["secretary-offered", "secretary-offered"]);
     let (to_uri, target) = invite(&out, 0);
     assert_eq!(to_uri, "sip:alice@192.0.2.100", "the To names our host");
-    assert_eq!(target.peer.addr, "192.0.2.11:5060".parse().unwrap());
+    assert_eq!(
+        target.peer.addr,
+        "192.0.2.11:5060".parse::<std::net::SocketAddr>().unwrap()
+    );
 
     assert_eq!(events(&s.ringing(0)), ["secretary-ringing"]);
     assert_eq!(events(&s.ringing(1)), ["secretary-ringing"]);
@@ -721,7 +724,10 @@ fn sequential_reach_rings_each_entry_in_turn_then_gives_up() {
     assert_eq!(events(&out), ["transfer", "executive-offered"]);
     let (to_uri, target) = invite(&out, 0);
     assert_eq!(to_uri, "sip:marie@192.0.2.1");
-    assert_eq!(target.peer.addr, "192.0.2.1:5060".parse().unwrap());
+    assert_eq!(
+        target.peer.addr,
+        "192.0.2.1:5060".parse::<std::net::SocketAddr>().unwrap()
+    );
     assert_eq!(s.machine.poll_timeout(), Some(s.at(secs(20))));
 
     s.ringing(0);
@@ -850,7 +856,7 @@ fn a_trunk_challenge_is_answered_once_then_counts_as_a_decline() {
     let (_, target) = invite(&out, 0);
     assert_eq!(
         target.peer.addr,
-        TRUNK.parse().unwrap(),
+        TRUNK.parse::<std::net::SocketAddr>().unwrap(),
         "numbers go through the trunk"
     );
 

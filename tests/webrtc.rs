@@ -1,0 +1,466 @@
+//! The browser phone in a real Chromium: the page turns its phone on (one peer connection
+//! negotiated over the console's WebSocket, ICE-lite and DTLS-SRTP with the server), a
+//! SIPp caller rings it, the test clicks answer, and both sides hear each other: the page
+//! measures the caller's 1 kHz with Web Audio, the caller's capture decodes to the fake
+//! microphone's 600 Hz. Chromium runs in a network namespace with nothing but loopback.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::browser::*;
+use common::*;
+use serde_json::Value;
+
+/// Runs `test` inside a fresh network namespace with loopback and one private link (a
+/// veth pair, both ends inside): Chromium gathers no ICE candidate on loopback alone.
+/// Nothing leaves the namespace. True when already inside.
+fn inside_private_namespace(test: &str) -> bool {
+    if std::env::var_os(IN_NETNS).is_some() {
+        return true;
+    }
+    let status = std::process::Command::new("unshare")
+        .args([
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && ip link add pv0 type veth peer name pv1 && \
+             ip addr add 10.99.0.1/24 dev pv0 && ip link set pv0 up && ip link set pv1 up && \
+             exec \"$@\"",
+            "sh",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        // `--include-ignored`: the benchmark's test is ignored unless asked for.
+        .args([
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env(IN_NETNS, "1")
+        .status()
+        .expect("unshare (util-linux) and ip (iproute2)");
+    assert!(
+        status.success(),
+        "the test failed inside its network namespace"
+    );
+    false
+}
+
+/// Alice serves acme; the plan rings her, then hangs up.
+fn phone_setup(extra_media: &str) -> (Setup, SocketAddr) {
+    let (setup, web) = common::web::setup(r#"[{ secretary = { timeout = 20 } }, { hangup = {} }]"#);
+    if !extra_media.is_empty() {
+        setup.add_config_lines("media", extra_media);
+    }
+    (setup, web)
+}
+
+/// Chromium with a fake microphone playing a 600 Hz tone, no permission prompt, audio
+/// allowed to play without a click.
+fn browser_with_microphone(setup: &Setup) -> Browser {
+    let mic = setup.dir.path().join("mic-600.wav");
+    write_tone(&mic, 600.0, 60.0);
+    Browser::start_with(
+        &setup.dir.path().join("chromium"),
+        &[
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-audio-capture={}", mic.display()),
+            "--autoplay-policy=no-user-gesture-required".into(),
+        ],
+    )
+}
+
+/// Logs alice in and turns her browser phone on; returns once it is connected.
+fn phone_on(browser: &Browser, web: SocketAddr, server: &Server) {
+    browser.log_in(web, "alice", "alice");
+    browser.wait_for(
+        "the board",
+        "return !document.getElementById('board').hidden",
+    );
+    browser.click("#phone-on");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while browser.text("#phone-state") != "prêt" {
+        assert!(
+            Instant::now() < deadline,
+            "the browser phone did not connect: {}\n{}\n{}",
+            browser.text("#phone-state"),
+            browser.eval("return phone.pc && [phone.pc.iceConnectionState, phone.pc.connectionState, phone.pc.localDescription.sdp, phone.pc.remoteDescription && phone.pc.remoteDescription.sdp].join('\\n')"),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Her phones as the board shows them (the seats table's third column).
+fn phones_on_board(web: SocketAddr, cookie: &str) -> Option<u64> {
+    let (_, _, body) = common::web::http(web, "GET", "/api/board", &[("Cookie", cookie)], "");
+    let board: Value = serde_json::from_str(&body).ok()?;
+    board["seats"]
+        .as_array()?
+        .iter()
+        .find(|s| s["username"] == "alice")?["phones"]
+        .as_u64()
+}
+
+/// What the page hears: the loudest frequency and its level, polled until it is near
+/// `hz` (or 10 s pass); the last reading.
+fn page_hears(browser: &Browser, hz: f64) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = (0.0, -200.0);
+    while Instant::now() < deadline {
+        let heard = browser.eval("return window.phoneHears()");
+        if let (Some(f), Some(db)) = (heard["hz"].as_f64(), heard["db"].as_f64()) {
+            last = (f, db);
+            if (f - hz).abs() < 50.0 && db > -70.0 {
+                return last;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    last
+}
+
+fn artefact(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    println!("screenshot: {}", path.display());
+    path
+}
+
+#[test]
+fn a_call_rings_the_browser_phone_and_both_sides_hear_each_other() {
+    if !inside_private_namespace("a_call_rings_the_browser_phone_and_both_sides_hear_each_other") {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 20.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    assert!(
+        browser.text("#phone-caller").contains("+33"),
+        "the ring names the caller: {}",
+        browser.text("#phone-caller")
+    );
+    let heard_by_caller = std::thread::spawn(move || hear(&caller_rtp, Duration::from_secs(30)));
+    browser.click("#phone-answer");
+
+    let (hz, db) = page_hears(&browser, 1000.0);
+    browser.screenshot(&artefact("webrtc-in-call.png"));
+    assert!(
+        (950.0..1050.0).contains(&hz) && db > -70.0,
+        "the page heard {hz} Hz at {db} dB, not the caller's 1 kHz\n{}",
+        server.log()
+    );
+    // Two more seconds of the secretary's voice for the caller, then she hangs up.
+    std::thread::sleep(Duration::from_secs(2));
+    browser.click("#phone-hangup");
+
+    let out = caller.join().unwrap();
+    assert_sipp_ok(&out);
+    let (packets, audio) = heard_by_caller.join().unwrap();
+    assert!(
+        packets > 100,
+        "the caller heard {packets} packets\n{}",
+        server.log()
+    );
+    let f = tone_frequency(&audio[audio.len() / 4..audio.len() * 3 / 4]);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "the caller heard {f} Hz, not the browser's 600 Hz"
+    );
+
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let by: Option<String> = conn
+        .query_row(
+            "SELECT handled_by FROM calls WHERE id = ?1",
+            [calls[0].id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("alice"), "the row names alice");
+    let timeline = setup.events(calls[0].id);
+    for kind in ["secretary-answered", "secretary-hung-up", "bye-sent"] {
+        assert!(
+            timeline.iter().any(|e| e == kind),
+            "{kind} missing from {timeline:?}"
+        );
+    }
+    browser.wait_for(
+        "the phone to be free again",
+        "return document.getElementById('phone-call').hidden",
+    );
+}
+
+/// Closing the page mid-call: her browser phone leaves the desk within seconds (no call is
+/// offered to a dead page), and the call, whose secretary side went silent, ends by the
+/// RTP time-out; the row says so.
+#[test]
+fn closing_the_page_mid_call_takes_the_phone_off_and_ends_the_call_by_rtp_timeout() {
+    if !inside_private_namespace(
+        "closing_the_page_mid_call_takes_the_phone_off_and_ends_the_call_by_rtp_timeout",
+    ) {
+        return;
+    }
+    let (setup, web) = phone_setup("rtp_timeout_seconds = 3");
+    let server = setup.start();
+    let (status, cookie, _) = common::web::login(web, "alice", "alice");
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(phones_on_board(web, &cookie), Some(0), "no phone yet");
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    assert_eq!(
+        phones_on_board(web, &cookie),
+        Some(1),
+        "her browser is one of her phones"
+    );
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 30.0, 0);
+    let (_rtp, caller_port) = rtp_socket();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    browser.click("#phone-answer");
+    let (hz, _) = page_hears(&browser, 1000.0);
+    assert!((950.0..1050.0).contains(&hz), "in the call: {hz} Hz");
+
+    let closed = Instant::now();
+    browser.go("about:blank");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while phones_on_board(web, &cookie) != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the closed page's phone stayed on the desk"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let off_after = closed.elapsed();
+
+    let out = caller.join().unwrap();
+    assert_sipp_ok(&out);
+    let ended_after = closed.elapsed();
+    assert!(
+        ended_after < Duration::from_secs(8),
+        "the call ended {ended_after:?} after the page closed (RTP time-out 3 s)\n{}",
+        server.log()
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    let timeline = setup.events(calls[0].id);
+    assert!(
+        timeline.iter().any(|e| e == "rtp-timeout"),
+        "the row says the audio stopped: {timeline:?}"
+    );
+    println!(
+        "phone off the desk {off_after:?} after the page closed; call ended after {ended_after:?}"
+    );
+}
+
+/// Every RTP packet the caller receives for up to `max` (or 1.5 s of quiet after the
+/// first): payload type and payload, in order.
+fn capture(sock: &UdpSocket, max: Duration) -> Vec<(u8, Vec<u8>)> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max
+        && (packets.is_empty() || last.elapsed() < Duration::from_millis(1500))
+    {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && n > 12
+        {
+            last = Instant::now();
+            packets.push((buf[1] & 0x7f, buf[12..n].to_vec()));
+        }
+    }
+    packets
+}
+
+/// Hold: the caller hears the company's hold music (the very bytes of
+/// `sounds/default/hold.wav` in µ-law) and then the secretary again; a key pressed on the
+/// page's keypad reaches the caller as an RFC 4733 telephone-event.
+#[test]
+fn hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733() {
+    if !inside_private_namespace("hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733") {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 30.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0 101",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    let heard = std::thread::spawn(move || capture(&caller_rtp, Duration::from_secs(40)));
+    browser.click("#phone-answer");
+    let (hz, _) = page_hears(&browser, 1000.0);
+    assert!((950.0..1050.0).contains(&hz), "in the call: {hz} Hz");
+
+    browser.click("#phone-hold");
+    std::thread::sleep(Duration::from_secs(2));
+    browser.screenshot(&artefact("webrtc-on-hold.png"));
+    browser.click("#phone-hold");
+    std::thread::sleep(Duration::from_millis(1500));
+    browser.click("#phone-keypad button:nth-child(5)");
+    std::thread::sleep(Duration::from_secs(1));
+    browser.click("#phone-hangup");
+    let hung_up = Instant::now();
+    assert_sipp_ok(&caller.join().unwrap());
+    let packets = heard.join().unwrap();
+    assert!(
+        hung_up.elapsed() < Duration::from_secs(5),
+        "the caller still heard something {:?} after the hang-up",
+        hung_up.elapsed()
+    );
+
+    let audio: Vec<u8> = packets
+        .iter()
+        .filter(|(pt, _)| *pt == 0)
+        .flat_map(|(_, p)| p.iter().copied())
+        .collect();
+    let hold: Vec<u8> = hound::WavReader::open(repo().join("sounds/default/hold.wav"))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|s| permanence::g711::linear_to_ulaw(s.unwrap()))
+        .collect();
+    let music = &hold[800..1600];
+    let at = audio
+        .windows(music.len())
+        .position(|w| w == music)
+        .unwrap_or_else(|| panic!("the caller never heard the hold music\n{}", server.log()));
+    // The last second before the music (which starts 800 samples before `at`).
+    let start = at.saturating_sub(800 + 8000);
+    let before: Vec<i16> = audio[start..at.saturating_sub(800)]
+        .iter()
+        .map(|&b| permanence::g711::ulaw_to_linear(b))
+        .collect();
+    let f = tone_frequency(&before);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "before hold: {f} Hz ({} samples before the music)",
+        at
+    );
+    // After the resume, the secretary's 600 Hz again (the last second of the call).
+    let after: Vec<i16> = audio[audio.len() - 8000..]
+        .iter()
+        .map(|&b| permanence::g711::ulaw_to_linear(b))
+        .collect();
+    let f = tone_frequency(&after);
+    assert!((570.0..630.0).contains(&f), "after hold: {f} Hz");
+
+    let events: Vec<&Vec<u8>> = packets
+        .iter()
+        .filter(|(pt, _)| *pt == 101)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        events.iter().any(|p| p.first() == Some(&5)),
+        "no telephone-event for key 5 among {} events\n{}",
+        events.len(),
+        server.log()
+    );
+}
+
+/// The signalling is hostile input like the rest: a message that is not understood, an
+/// offer that is not SDP, an answer to a ring she never had and an oversized message get
+/// an error or nothing, never a phone or a crash; and no phone ever reaches the desk.
+#[test]
+fn hostile_signalling_gets_errors_and_no_phone() {
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let (status, cookie, _) = common::web::login(web, "alice", "alice");
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let origin = format!("http://{web}");
+    let mut live = common::web::Live::open(web, &cookie, &origin).unwrap();
+    live.next_board();
+
+    live.send_text(r#"{"type":"answer","ring":1}"#);
+    live.send_text(r#"{"type":"call-everyone"}"#);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    live.send_text(r#"{"type":"phone-on","sdp":"<script>alert(1)</script>"}"#);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "phone-error", "{reply}");
+    let opus_only = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+        a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 93:5D:06:08:69:11:83:E8:19:EE:57:32:FE:68:73:88:74:53:BC:21:70:32:03:B1:94:08:31:31:1B:E7:2F:0D\r\n\
+        a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+    let message = serde_json::json!({ "type": "phone-on", "sdp": opus_only }).to_string();
+    live.send_text(&message);
+    let reply = live.next_not_board().unwrap();
+    assert_eq!(reply["type"], "phone-error", "{reply}");
+    assert_eq!(phones_on_board(web, &cookie), Some(0));
+
+    // Larger than any offer: the socket is closed.
+    let huge = format!(r#"{{"type":"phone-on","sdp":"{}"}}"#, "a".repeat(64 * 1024));
+    live.send_text(&huge);
+    assert!(
+        live.next_not_board().is_none(),
+        "an oversized message closes the socket"
+    );
+    assert_eq!(phones_on_board(web, &cookie), Some(0));
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
