@@ -296,6 +296,16 @@ impl Client {
     }
 }
 
+/// The most characters a cancellation's reason may have.
+pub const MAX_REASON: usize = 300;
+
+/// A cancellation's reason as given (by a secretary or on the executive's page): trimmed,
+/// at most [`MAX_REASON`] characters on one line, no control characters or bidi overrides
+/// (it reaches pages, e-mails and terminals).
+pub fn cancel_reason(raw: &str) -> Result<String, FieldError> {
+    text("why", raw, MAX_REASON, false)
+}
+
 /// A field trimmed, at most `max` characters, without control characters (line breaks
 /// allowed when `lines`; bidi overrides never).
 fn text(field: &'static str, raw: &str, max: usize, lines: bool) -> Result<String, FieldError> {
@@ -386,6 +396,17 @@ mod tests {
             .iter()
             .map(|s| paris().to_datetime(s.starts).strftime("%H:%M").to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_cancellation_reason_is_one_short_plain_line() {
+        assert_eq!(cancel_reason("  Malade  ").unwrap(), "Malade");
+        assert_eq!(cancel_reason("").unwrap(), "");
+        assert!(cancel_reason(&"x".repeat(MAX_REASON)).is_ok());
+        assert!(cancel_reason(&"x".repeat(MAX_REASON + 1)).is_err());
+        assert!(cancel_reason("two\nlines").is_err());
+        assert!(cancel_reason("\u{1b}[2J").is_err());
+        assert!(cancel_reason("abc\u{202e}fed").is_err(), "a bidi override");
     }
 
     #[test]

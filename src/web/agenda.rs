@@ -26,6 +26,7 @@ use crate::dialplan::ExecutiveId;
 use crate::store::agenda::{AppointmentRow, Booking, Change, Notices};
 use crate::store::{self, Record};
 
+/// The agenda's console API (`/api/agenda…`).
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/agenda.js", get(script))
@@ -626,13 +627,10 @@ async fn done(
     change_status(&web, &me.username, &uid, Change::Done, Status::Done).await
 }
 
-/// A reason for a cancellation: at most 300 characters, no control characters.
-pub(super) fn reason(text: &str) -> Result<String, Refused> {
-    let t = text.trim();
-    if t.chars().count() > 300 || t.chars().any(|c| c.is_control()) {
-        return Err(unprocessable("at most 300 characters on one line", "why"));
-    }
-    Ok(t.to_string())
+/// A reason for a cancellation ([`agenda::cancel_reason`]), or the 422 to answer.
+fn reason(text: &str) -> Result<String, Refused> {
+    agenda::cancel_reason(text)
+        .map_err(|_| unprocessable("at most 300 characters on one line", "why"))
 }
 
 async fn change_status(

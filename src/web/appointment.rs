@@ -29,6 +29,7 @@ use crate::agenda::{Status, ics, stamp};
 use crate::store::agenda::{AppointmentRow, Change};
 use crate::store::{self, Record};
 
+/// The executive's side of the agenda: action links, their agenda page and calendar feed.
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/a/{token}", get(action_page).post(action_post))
@@ -210,13 +211,9 @@ fn form_why(body: &Bytes) -> Result<String, Refusal> {
         .find(|(k, _)| k == "why")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let why = why.trim();
-    if why.chars().count() > 300 || why.chars().any(char::is_control) {
-        return Err(Refusal::Invalid(
-            "Le motif tient sur une ligne de 300 caractères au plus.".to_string(),
-        ));
-    }
-    Ok(why.to_string())
+    crate::agenda::cancel_reason(&why).map_err(|_| {
+        Refusal::Invalid("Le motif tient sur une ligne de 300 caractères au plus.".to_string())
+    })
 }
 
 /// `POST /a/{token}`: confirms or cancels; a second time says it is already done.
@@ -359,35 +356,9 @@ async fn feed(State(web): State<Arc<Web>>, Path(token): Path<String>) -> Result<
         tracing::warn!(why = %e, "calendar feed: invalid link refused");
         Refusal::Forbidden
     })?;
-    let executive = found.executive.clone();
-    let revoked = web
-        .read(move |db| store::links_revoked_at(db, &executive))
+    let reader = web
+        .reader_of(found.executive, found.made, String::new(), "calendar feed")
         .await?;
-    if revoked.is_some_and(|at| found.made <= at) {
-        return Err(Refusal::Forbidden);
-    }
-    let snapshot = web.calls.snapshot();
-    let id = crate::dialplan::ExecutiveId(found.executive.clone());
-    let companies: Vec<Arc<Company>> = snapshot
-        .plans
-        .companies()
-        .iter()
-        .filter(|c| c.executives.contains_key(&id))
-        .cloned()
-        .collect();
-    let Some(name) = companies
-        .first()
-        .and_then(|c| c.executives.get(&id))
-        .map(|e| e.name.clone())
-    else {
-        return Err(Refusal::Forbidden);
-    };
-    let reader = Reader {
-        id: found.executive.clone(),
-        name,
-        companies,
-        token: String::new(),
-    };
     let now = Timestamp::now();
     let rows = of_reader(
         &web,

@@ -68,6 +68,7 @@ pub(super) struct Reader {
 }
 
 impl Reader {
+    /// One of their companies, by id.
     pub(super) fn company(&self, id: &str) -> Option<&Company> {
         self.companies
             .iter()
@@ -75,6 +76,7 @@ impl Reader {
             .map(|c| c.as_ref())
     }
 
+    /// Their companies' ids.
     pub(super) fn company_ids(&self) -> Vec<String> {
         self.companies.iter().map(|c| c.id.0.clone()).collect()
     }
@@ -144,17 +146,36 @@ impl Web {
             }
             Refusal::Forbidden
         })?;
-        let executive = link.executive.clone();
+        self.reader_of(
+            link.executive,
+            link.made,
+            token.to_string(),
+            "executive page",
+        )
+        .await
+    }
+
+    /// The reader a verified link (executive page or calendar feed, made at `made`)
+    /// stands for: refused if a revocation since ends it or they are no longer an
+    /// executive in the plans in force. `page` names the page in the log.
+    pub(super) async fn reader_of(
+        &self,
+        executive: String,
+        made: Timestamp,
+        token: String,
+        page: &'static str,
+    ) -> Result<Reader, Refusal> {
+        let who_id = executive.clone();
         let revoked = self
-            .read(move |db| store::links_revoked_at(db, &executive))
+            .read(move |db| store::links_revoked_at(db, &who_id))
             .await?;
-        let who = crate::terminal::safe(&link.executive);
-        if link.revoked_by(revoked) {
-            tracing::info!(executive = %who, "executive page: revoked link refused");
+        let who = crate::terminal::safe(&executive);
+        if revoked.is_some_and(|at| made <= at) {
+            tracing::info!(executive = %who, "{page}: revoked link refused");
             return Err(Refusal::Forbidden);
         }
         let snapshot = self.calls.snapshot();
-        let id = crate::dialplan::ExecutiveId(link.executive.clone());
+        let id = crate::dialplan::ExecutiveId(executive.clone());
         let companies: Vec<Arc<Company>> = snapshot
             .plans
             .companies()
@@ -167,14 +188,14 @@ impl Web {
             .and_then(|c| c.executives.get(&id))
             .map(|e| e.name.clone())
         else {
-            tracing::info!(executive = %who, "executive page: no longer an executive in the plans");
+            tracing::info!(executive = %who, "{page}: no longer an executive in the plans");
             return Err(Refusal::Forbidden);
         };
         Ok(Reader {
-            id: link.executive,
+            id: executive,
             name,
             companies,
-            token: token.to_string(),
+            token,
         })
     }
 
@@ -738,6 +759,7 @@ fn stored_local(stored: &str, tz: &jiff::tz::TimeZone) -> String {
         .unwrap_or_else(|_| stored.to_string())
 }
 
+/// An instant as the company's wall clock reads it, to the minute.
 pub(super) fn local_text(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
     tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string()
 }

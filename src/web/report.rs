@@ -15,6 +15,7 @@ use super::inbox::read;
 use super::*;
 use crate::report::Month;
 
+/// The monthly report's console API (`/api/report`).
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new().route("/api/report", get(report))
 }
