@@ -23,6 +23,7 @@ use crate::store::{self, TaskChange, TaskIds, TaskRow};
 /// The script of the task list.
 const TASKS_SCRIPT: &str = include_str!("tasks.js");
 
+/// The follow-up tasks' console API (`/api/tasks…`) and their view's script.
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/tasks.js", get(script))
@@ -111,6 +112,20 @@ impl Web {
             Some((task, attempts)) if self.serves(username, &task.company) => Ok((task, attempts)),
             _ => Err(not_found()),
         }
+    }
+
+    /// The answer carrying a task with its attempts, "overdue" as of the company's day.
+    fn task_reply(
+        &self,
+        status: StatusCode,
+        task: &TaskRow,
+        attempts: &[store::AttemptRow],
+    ) -> Response {
+        let today = self.today_of(&task.company);
+        json_response(
+            status,
+            &json!({ "task": task_json(task, today), "attempts": attempts }),
+        )
     }
 }
 
@@ -351,11 +366,7 @@ async fn one(
 ) -> Result<Response, Refused> {
     let me = logged_in(&web, &headers)?;
     let (task, attempts) = web.served_task(&me.username, &id).await?;
-    let today = web.today_of(&task.company);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "task": task_json(&task, today), "attempts": attempts }),
-    ))
+    Ok(web.task_reply(StatusCode::OK, &task, &attempts))
 }
 
 /// A change as the console sends it: any of status, outcome, assignee ("" for anyone).
@@ -424,11 +435,7 @@ async fn change(
     }
     let (task, attempts) = web.served_task(&me.username, &id).await?;
     tracing::info!(username = %me.username, task = task.id, status = %task.status, "console: task changed");
-    let today = web.today_of(&task.company);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "task": task_json(&task, today), "attempts": attempts }),
-    ))
+    Ok(web.task_reply(StatusCode::OK, &task, &attempts))
 }
 
 /// An attempt as the console sends it.
@@ -467,11 +474,7 @@ async fn add_attempt(
         return Err(not_recorded());
     }
     let (task, attempts) = web.served_task(&me.username, &id).await?;
-    let today = web.today_of(&task.company);
-    Ok(json_response(
-        StatusCode::CREATED,
-        &json!({ "task": task_json(&task, today), "attempts": attempts }),
-    ))
+    Ok(web.task_reply(StatusCode::CREATED, &task, &attempts))
 }
 
 /// What "call" may name: the task's number (the only one it may dial), or nothing.
