@@ -31,13 +31,7 @@ pub struct Args {
 /// Prints the day, or the feed's address.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let plans = permanence::dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the plans do not load ({} errors): run `permanence check`",
-                errors.len()
-            )
-        })?;
+    let plans = super::plans::load(&config)?;
     let wanted = args.executive.as_deref().map(str::trim);
     let mut found = false;
     let now = jiff::Timestamp::now();

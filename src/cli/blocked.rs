@@ -128,13 +128,7 @@ fn number_of(company: &Company, text: &str) -> anyhow::Result<permanence::number
 
 /// The company, from the dial plans (its country reads national numbers).
 fn company_of(config: &Config, id: &str) -> anyhow::Result<std::sync::Arc<Company>> {
-    let plans = permanence::dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the dial plans do not load ({} errors; `permanence check` lists them)",
-                errors.len()
-            )
-        })?;
+    let plans = super::plans::load(config)?;
     plans.company(id).cloned().with_context(|| {
         let known: Vec<&str> = plans.companies().iter().map(|c| c.id.0.as_str()).collect();
         format!(

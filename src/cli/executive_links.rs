@@ -117,13 +117,7 @@ fn checked_id(id: &str) -> anyhow::Result<&str> {
 
 /// Every executive id in the plans, each once, sorted.
 fn names(config: &Config) -> anyhow::Result<Vec<String>> {
-    let plans = permanence::dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the dial plans do not load ({} errors; `permanence check` lists them)",
-                errors.len()
-            )
-        })?;
+    let plans = super::plans::load(config)?;
     let mut ids: Vec<String> = plans
         .companies()
         .iter()

@@ -26,6 +26,7 @@ mod deliveries;
 mod executive_links;
 mod hash_password;
 mod messages;
+mod plans;
 mod queue;
 mod report;
 mod secretaries;

@@ -32,13 +32,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let month = Month::parse(&args.month).map_err(|e| anyhow::anyhow!("--month: {e}"))?;
-    let plans = permanence::dialplan::load_dir(&config.paths.dialplans, &config.paths.sounds)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the dial plans do not load ({} errors; `permanence check` lists them)",
-                errors.len()
-            )
-        })?;
+    let plans = super::plans::load(&config)?;
     let company = plans.company(&args.company).cloned().with_context(|| {
         format!(
             "--company: no dial plan has the company `{}`",
