@@ -1684,6 +1684,15 @@ mod tests {
         std::fs::write(dir.join(name), text).unwrap();
     }
 
+    /// The mistakes loading `plans` must find, as the operator reads them.
+    fn load_errors(plans: &Path, sounds: &Path) -> Vec<String> {
+        load_dir(plans, sounds)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
     fn fixture() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::TempDir::new().unwrap();
         let sounds = dir.path().join("sounds");
@@ -1779,11 +1788,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
                 .replace("\"acme\"", "\"third\"")
                 .replace("{ ring = 2 }", "{ dance = 2 }"),
         );
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].contains("and by company `other`"), "{errors:#?}");
         assert!(errors[1].contains("a/missing.wav"), "{errors:#?}");
@@ -1805,11 +1810,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
 
         let bad = "[card]\nfields = [{ name = \"Adresse!\", label = \"x\" }, { name = \"a\", label = \"\" }, { name = \"b\", label = \"B\" }, { name = \"b\", label = \"B\" }]\n\n[[route]]";
         write(&plans, "acme.toml", &GOOD.replace("[[route]]", bad));
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(
             errors[0].contains("acme.toml:8:11:")
@@ -1841,11 +1842,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
 
         let bad = "[executives.marie]\nname = \"Marie\"\nreach = [\"sip:marie@example.com\"]\nagenda = { slots = [\"mon-fry 09:00-12:00\", \"sat 09:00-09:20\"], length = 30, buffer = 500 }\n\n[[route]]";
         write(&plans, "acme.toml", &GOOD.replace("[[route]]", bad));
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(
             errors
@@ -1896,11 +1893,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
             )
             .replace("name = \"all\"", "name = \"all\"\npriority = 12");
         write(&plans, "acme.toml", &bad);
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 3, "{errors:#?}");
         let has = |at: &str, what: &str| errors.iter().any(|e| e.contains(at) && e.contains(what));
         assert!(
@@ -1933,11 +1926,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
                 "[executives.boss]\nname = \"Boss\"\nreach = [\"sip:boss@192.0.2.1\", \"01 80 00 00 01\"]\n\n[[route]]",
             );
         write(&plans, "bravo.toml", &bravo);
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 1, "{errors:#?}");
         assert!(
             errors[0].contains("bravo.toml:9:")
@@ -2011,11 +2000,7 @@ steps = [{ ring = 2 }, { play = "a/hello.wav" }, { play = { sound = "a/hello.wav
                 "name = \"ACME\"\ncaller_id = \"+33199999999\"",
             ),
         );
-        let errors: Vec<String> = load_dir(&plans, &sounds)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors = load_errors(&plans, &sounds);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].contains(&format!("{}:5:13", plans.join("acme.toml").display()))

@@ -691,16 +691,7 @@ mod tests {
         assert!(doubled.is_err(), "{doubled:?}");
 
         // Confirm twice: one change. Cancel frees the time; a move into it then passes.
-        for _ in 0..2 {
-            w.write(Record::AppointmentChanged {
-                uid: "a".into(),
-                change: Change::Confirm,
-                by: "executive:marie".into(),
-                at: now_text(),
-                notify: Notices::default(),
-            });
-        }
-        w.write(Record::AppointmentChanged {
+        let move_d_into_a = || Record::AppointmentChanged {
             uid: "d".into(),
             change: Change::Move {
                 span: Span {
@@ -713,7 +704,17 @@ mod tests {
             by: "bob".into(),
             at: now_text(),
             notify: Notices::default(),
-        });
+        };
+        for _ in 0..2 {
+            w.write(Record::AppointmentChanged {
+                uid: "a".into(),
+                change: Change::Confirm,
+                by: "executive:marie".into(),
+                at: now_text(),
+                notify: Notices::default(),
+            });
+        }
+        w.write(move_d_into_a());
         store.flush();
         let a = appointment(&db, "a").unwrap().unwrap();
         assert_eq!((a.status.as_str(), a.sequence), ("confirmed", 1));
@@ -732,20 +733,7 @@ mod tests {
             at: now_text(),
             notify: Notices::default(),
         });
-        w.write(Record::AppointmentChanged {
-            uid: "d".into(),
-            change: Change::Move {
-                span: Span {
-                    starts: at("2026-12-07T08:00:00Z"),
-                    ends: at("2026-12-07T08:30:00Z"),
-                },
-                buffer: 10,
-                status: Status::Proposed,
-            },
-            by: "bob".into(),
-            at: now_text(),
-            notify: Notices::default(),
-        });
+        w.write(move_d_into_a());
         store.flush();
         let a = appointment(&db, "a").unwrap().unwrap();
         assert_eq!(a.cancelled_by.as_deref(), Some("executive:marie"));
