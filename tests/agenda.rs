@@ -226,16 +226,7 @@ fn the_confirm_and_cancel_links_show_on_get_change_on_post_once_and_refuse_tampe
     let uid = book(web, &alice, &slots[0], "Jean <b>Dupont</b>");
     let key = key(&setup);
     let in_a_day = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
-    let confirm = format!(
-        "/a/{}",
-        link::sign_action(
-            &key,
-            &uid,
-            Action::Confirm,
-            jiff::Timestamp::now(),
-            in_a_day
-        )
-    );
+    let confirm = action_path(&key, &uid, Action::Confirm, in_a_day);
 
     // Alice's board is open: she will be told when Marie confirms.
     let mut live = web::Live::open(web, &alice, &format!("http://{web}")).unwrap();
@@ -291,25 +282,17 @@ fn the_confirm_and_cancel_links_show_on_get_change_on_post_once_and_refuse_tampe
     let last = tampered.len() - 3;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let expired = format!(
-        "/a/{}",
-        link::sign_action(
-            &key,
-            &uid,
-            Action::Cancel,
-            jiff::Timestamp::now(),
-            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)
-        )
+    let expired = action_path(
+        &key,
+        &uid,
+        Action::Cancel,
+        jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1),
     );
-    let foreign = format!(
-        "/a/{}",
-        link::sign_action(
-            &LinkKey::from_bytes([7; 32]),
-            &uid,
-            Action::Cancel,
-            jiff::Timestamp::now(),
-            in_a_day
-        )
+    let foreign = action_path(
+        &LinkKey::from_bytes([7; 32]),
+        &uid,
+        Action::Cancel,
+        in_a_day,
     );
     for bad in [&tampered, &expired, &foreign] {
         let (status, _, _) = web::http(web, "GET", bad, &[], "");
@@ -320,10 +303,7 @@ fn the_confirm_and_cancel_links_show_on_get_change_on_post_once_and_refuse_tampe
     assert_eq!(row(&setup, &uid).0, "confirmed");
 
     // The Cancel link, with a reason.
-    let cancel = format!(
-        "/a/{}",
-        link::sign_action(&key, &uid, Action::Cancel, jiff::Timestamp::now(), in_a_day)
-    );
+    let cancel = action_path(&key, &uid, Action::Cancel, in_a_day);
     let (status, _, page) = web::http(web, "GET", &cancel, &[], "");
     assert_eq!(status, 200);
     assert!(page.contains("name=\"why\""), "{page}");
@@ -348,24 +328,32 @@ fn the_confirm_and_cancel_links_show_on_get_change_on_post_once_and_refuse_tampe
     assert_eq!(row(&setup, &uid).0, "cancelled");
 
     // Revoking Marie's links ends these too.
-    let out = Command::new(BIN)
-        .args([
-            "executive-links",
-            "revoke",
-            "--executive",
-            "marie",
-            "--config",
-        ])
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cli_for(
+        &setup,
+        &["executive-links", "revoke", "--executive", "marie"],
     );
     let (status, _, _) = web::http(web, "GET", &confirm, &[], "");
     assert_eq!(status, 403);
+}
+
+/// The path of a link to act on appointment `uid`, made now, valid until `expires`.
+fn action_path(key: &LinkKey, uid: &str, action: Action, expires: jiff::Timestamp) -> String {
+    let now = jiff::Timestamp::now();
+    format!("/a/{}", link::sign_action(key, uid, action, now, expires))
+}
+
+/// An hour from now: how long the links these tests make stay valid.
+fn in_an_hour() -> jiff::Timestamp {
+    jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)
+}
+
+/// The path of the console address `permanence ARGS` prints (a feed, a link).
+fn printed_path(setup: &Setup, web: SocketAddr, args: &[&str]) -> String {
+    let url = cli_for(setup, args);
+    url.trim()
+        .strip_prefix(&format!("http://{web}"))
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string()
 }
 
 /// The feed's one event with this uid: STATUS and SEQUENCE.
@@ -398,38 +386,14 @@ fn the_calendar_feed_parses_and_carries_each_new_status() {
     let uid = book(web, &alice, &slots[1], "Jean; Dupont, \"SARL\"");
 
     // The operator prints the feed's address.
-    let out = Command::new(BIN)
-        .args(["agenda", "--executive", "marie", "--feed", "--config"])
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8(out.stdout).unwrap();
-    let path = url
-        .trim()
-        .strip_prefix(&format!("http://{web}"))
-        .unwrap_or_else(|| panic!("{url}"))
-        .to_string();
+    let path = printed_path(&setup, web, &["agenda", "--executive", "marie", "--feed"]);
     assert!(path.starts_with("/ics/"), "{path}");
 
     assert_eq!(
         feed_event(web, &path, &uid),
         (EventStatus::Tentative, "0".to_string())
     );
-    let confirm = format!(
-        "/a/{}",
-        link::sign_action(
-            &key(&setup),
-            &uid,
-            Action::Confirm,
-            jiff::Timestamp::now(),
-            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)
-        )
-    );
+    let confirm = action_path(&key(&setup), &uid, Action::Confirm, in_an_hour());
     assert_eq!(post_form(web, &confirm, "").0, 200);
     assert_eq!(
         feed_event(web, &path, &uid),
@@ -608,17 +572,7 @@ fn permanence_agenda_prints_a_day_with_hostile_text_escaped() {
         [&uid],
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["agenda", "--executive", "marie", "--day", &day, "--config"])
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = cli_for(&setup, &["agenda", "--executive", "marie", "--day", &day]);
     assert!(
         text.contains("Marie Durand (marie) · ACME Plomberie"),
         "{text}"
@@ -954,16 +908,7 @@ fn booking_from_the_calls_card_in_chromium() {
         "in the call's timeline"
     );
 
-    let confirm = format!(
-        "/a/{}",
-        link::sign_action(
-            &key(&setup),
-            &uid,
-            Action::Confirm,
-            jiff::Timestamp::now(),
-            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)
-        )
-    );
+    let confirm = action_path(&key(&setup), &uid, Action::Confirm, in_an_hour());
     assert_eq!(post_form(web, &confirm, "").0, 200);
     browser.wait_for(
         "the executive's confirmation on her page",
@@ -986,28 +931,11 @@ fn the_executives_page_lists_their_appointments_to_confirm_or_cancel() {
     let slots = free(web, &alice, &day());
     let first = book(web, &alice, &slots[0], "Jean <i>Dupont</i>");
     let second = book(web, &alice, &slots[1], "Anne Martin");
-    let out = Command::new(BIN)
-        .args([
-            "executive-links",
-            "create",
-            "--executive",
-            "marie",
-            "--config",
-        ])
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let page = printed_path(
+        &setup,
+        web,
+        &["executive-links", "create", "--executive", "marie"],
     );
-    let url = String::from_utf8(out.stdout).unwrap();
-    let page = url
-        .trim()
-        .strip_prefix(&format!("http://{web}"))
-        .unwrap()
-        .to_string();
     let (status, _, list) = web::http(web, "GET", &page, &[], "");
     assert_eq!(status, 200, "{list}");
     let token = page.strip_prefix("/x/").unwrap();

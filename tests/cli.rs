@@ -243,18 +243,6 @@ fn secretaries_lists_executives_phones_marked_as_executives() {
     );
 }
 
-/// `permanence` with `--config` pointing at a test's setup; its standard output.
-fn cli_for(setup: &Setup, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -284,27 +272,8 @@ fn calls_shows_who_took_a_call_and_how_long_they_talked() {
     register_from(setup.addr(), port, "alice", "alice");
     let voice = setup.dir.path().join("voice.pcap");
     write_tone_pcap(&voice, 600.0, 0.5);
-    let (_alice_rtp, alice_rtp_port) = rtp_socket();
     // secretary.xml answers, talks, and hangs up 3 s after the ACK.
-    let mut alice = sipp_phone(
-        "secretary.xml",
-        port,
-        &[
-            "-key",
-            "username",
-            "alice",
-            "-key",
-            "rtp_port",
-            &alice_rtp_port,
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            voice.to_str().unwrap(),
-        ],
-    );
-    wait_sipp_phone_ready(&mut alice, port);
+    let (alice, _alice_rtp) = talking_secretary(port, "alice", &voice);
     let (_caller_rtp, caller_rtp_port) = rtp_socket();
     let caller = sipp_call(
         "talk.xml",

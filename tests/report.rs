@@ -40,18 +40,7 @@ fn report(setup: &Setup, month: &str, csv: bool) -> String {
     if csv {
         args.push("--csv");
     }
-    let out = Command::new(BIN)
-        .args(&args)
-        .arg("--config")
-        .arg(setup.config())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli_for(setup, &args)
 }
 
 #[test]
@@ -64,26 +53,8 @@ fn the_monthly_report_matches_a_scripted_day_of_calls() {
     let port = register_phone_port(addr, "alice", "alice");
     let voice = setup.dir.path().join("voice.pcap");
     write_tone_pcap(&voice, 600.0, 0.5);
-    let (_alice_rtp, alice_rtp_port) = rtp_socket();
-    let mut alice = sipp_phone(
-        "secretary.xml",
-        port,
-        &[
-            "-key",
-            "username",
-            "alice",
-            "-key",
-            "rtp_port",
-            &alice_rtp_port,
-            "-key",
-            "offer",
-            "0",
-            "-key",
-            "audio_pcap",
-            voice.to_str().unwrap(),
-        ],
-    );
-    wait_sipp_phone_ready(&mut alice, port);
+    // secretary.xml answers, talks, and hangs up 3 s after the ACK.
+    let (alice, _alice_rtp) = talking_secretary(port, "alice", &voice);
     let (_rtp, rtp_port) = rtp_socket();
     let caller = sipp_call(
         "talk.xml",

@@ -1726,3 +1726,45 @@ pub mod web;
 pub use browser::*;
 #[allow(unused_imports)]
 pub use web::*;
+
+/// `permanence ARGS --config <the setup's>`, which must succeed: its standard output.
+pub fn cli_for(setup: &Setup, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// SIPp as `user`'s phone on `port` (`secretary.xml`: answers, talks `voice`, a pcap, and
+/// hangs up 3 s after the ACK), ready for the call; the returned socket takes its RTP.
+pub fn talking_secretary(port: u16, user: &str, voice: &Path) -> (Child, UdpSocket) {
+    let (sink, sink_port) = rtp_socket();
+    let mut phone = sipp_phone(
+        "secretary.xml",
+        port,
+        &[
+            "-key",
+            "username",
+            user,
+            "-key",
+            "rtp_port",
+            &sink_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            voice.to_str().unwrap(),
+        ],
+    );
+    wait_sipp_phone_ready(&mut phone, port);
+    (phone, sink)
+}
