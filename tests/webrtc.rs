@@ -464,3 +464,159 @@ fn hostile_signalling_gets_errors_and_no_phone() {
     assert_eq!(phones_on_board(web, &cookie), Some(0));
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// Calling out from a task with her browser phone on: the call rings her page, whose
+/// card says it is her own call to the customer (not a caller for the company); she
+/// answers there, the server dials the customer through the trunk (SIPp,
+/// `trunk_callee.xml`, which fails itself unless it sees acme's number), and each side
+/// hears the other: the customer her fake microphone's 600 Hz, the page the customer's
+/// 1 kHz. Her hang-up on the page ends the customer's side too; the row is outbound, for
+/// the task, handled by alice.
+#[test]
+fn a_task_call_rings_the_browser_phone_and_bridges_it_with_the_customer() {
+    if !inside_private_namespace(
+        "a_task_call_rings_the_browser_phone_and_bridges_it_with_the_customer",
+    ) {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let acme = "[company]\nid = \"acme\"\nname = \"ACME Plomberie\"\n\
+                numbers = [\"+33180000001\", \"+33180000002\"]\ncaller_id = \"+33180000002\"\n\n\
+                [[route]]\nname = \"main\"\nsteps = [{ hangup = {} }]\n";
+    std::fs::write(setup.dir.path().join("dialplans/acme.toml"), acme).unwrap();
+    let trunk_port = free_port();
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[trunk]\nproxy = \"127.0.0.1:{trunk_port}\"\ndomain = \"sip.provider.example\"\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+
+    // The customer (the trunk): answers, says 1 kHz, waits for the server's BYE.
+    let (customer_rtp, customer_rtp_port) = rtp_socket();
+    let customer_voice = setup.dir.path().join("customer.pcap");
+    write_tone_pcap(&customer_voice, 1000.0, 20.0);
+    let mut trunk = sipp_phone(
+        "trunk_callee.xml",
+        trunk_port,
+        &[
+            "-key",
+            "rtp_port",
+            &customer_rtp_port,
+            "-key",
+            "audio_pcap",
+            customer_voice.to_str().unwrap(),
+        ],
+    );
+    wait_sipp_phone_ready(&mut trunk, trunk_port);
+
+    let (status, cookie, body) = common::web::login(web, "alice", "alice");
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let post = |path: &str, body: &str| {
+        let (status, _, body) = common::web::http(
+            web,
+            "POST",
+            path,
+            &[("Cookie", cookie.as_str()), common::web::JSON],
+            body,
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let (status, body) = post(
+        "/api/tasks",
+        r#"{"company":"acme","kind":"callback","customer":"Mme Lefèvre","phone":"06 11 22 33 44"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let task = body["task"]["id"].as_i64().unwrap();
+    let (status, body) = post(
+        &format!("/api/tasks/{task}/call"),
+        r#"{"number":"0611223344"}"#,
+    );
+    assert_eq!(status, 202, "{body}\n{}", server.log());
+    let call = body["call"].as_i64().unwrap();
+
+    browser.wait_for(
+        "the browser phone to ring for her call",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    let kind = browser.text("#phone-ring-kind");
+    let whom = browser.text("#phone-caller");
+    browser.screenshot(&artefact("webrtc-callout-ring.png"));
+    assert!(
+        kind.contains("Votre appel"),
+        "the card says it is her own call: {kind}"
+    );
+    assert!(
+        whom.contains("Mme Lefèvre") && whom.contains("+33611223344") && whom.contains("ACME"),
+        "the card names the customer, the number and the company: {whom}"
+    );
+    assert!(
+        browser.eval("return document.getElementById('phone-hold').hidden") == Value::Bool(true),
+        "no hold button on her own call"
+    );
+
+    let customer_hears = std::thread::spawn(move || hear(&customer_rtp, Duration::from_secs(30)));
+    browser.click("#phone-answer");
+
+    let (hz, db) = page_hears(&browser, 1000.0);
+    browser.screenshot(&artefact("webrtc-callout-talking.png"));
+    assert!(
+        (950.0..1050.0).contains(&hz) && db > -70.0,
+        "the page heard {hz} Hz at {db} dB, not the customer's 1 kHz\n{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    browser.click("#phone-hangup");
+
+    // Her hang-up ends the customer's side: the trunk gets the BYE its scenario waits for.
+    assert_sipp_ok(&finish(trunk));
+    let (packets, audio) = customer_hears.join().unwrap();
+    assert!(
+        packets > 100,
+        "the customer heard {packets} packets\n{}",
+        server.log()
+    );
+    let f = tone_frequency(&audio[audio.len() / 4..audio.len() * 3 / 4]);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "the customer heard {f} Hz, not the browser's 600 Hz"
+    );
+
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let row: (String, Option<i64>, Option<String>, Option<String>, String, String) = conn
+            .query_row(
+                "SELECT direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
+                [call],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap();
+        if row.3.is_some() || Instant::now() > deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        row,
+        (
+            "outbound".into(),
+            Some(task),
+            Some("alice".into()),
+            Some("secretary".into()),
+            "+33611223344".into(),
+            "+33180000002".into()
+        )
+    );
+    browser.wait_for(
+        "the phone to be free again",
+        "return document.getElementById('phone-call').hidden",
+    );
+}

@@ -108,6 +108,9 @@ pub enum PhoneNote {
         call: CallRowId,
         /// `ACME Plomberie · +33612345678`.
         caller: String,
+        /// A call she placed herself from a task (the ring names the customer she is
+        /// about to call), not a caller for a company.
+        outgoing: bool,
     },
     /// The ring stopped (the caller hung up, another phone answered, time-out).
     Cancelled {
@@ -363,9 +366,15 @@ impl Phones {
         );
     }
 
-    /// Rings her browser for `call`; the ring's number, or None when her phone is not
-    /// connected.
-    pub fn ring(&self, username: &str, call: CallRowId, caller: &str) -> Option<u64> {
+    /// Rings her browser for `call` (`outgoing`: one she placed from a task); the ring's
+    /// number, or None when her phone is not connected.
+    pub fn ring(
+        &self,
+        username: &str,
+        call: CallRowId,
+        caller: &str,
+        outgoing: bool,
+    ) -> Option<u64> {
         let mut live = self.live();
         let phone = live.get_mut(username)?;
         phone.connected?;
@@ -377,6 +386,7 @@ impl Phones {
                 ring,
                 call,
                 caller: caller.to_string(),
+                outgoing,
             })
             .ok()?;
         Some(ring)

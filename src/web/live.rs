@@ -280,8 +280,13 @@ fn phone_note(note: &crate::media::webrtc::PhoneNote) -> serde_json::Value {
     match note {
         PhoneNote::Connected => json!({ "type": "phone", "state": "connected" }),
         PhoneNote::Lost => json!({ "type": "phone", "state": "off" }),
-        PhoneNote::Ring { ring, call, caller } => {
-            json!({ "type": "ring", "ring": ring, "call": call, "caller": caller })
+        PhoneNote::Ring {
+            ring,
+            call,
+            caller,
+            outgoing,
+        } => {
+            json!({ "type": "ring", "ring": ring, "call": call, "caller": caller, "outgoing": outgoing })
         }
         PhoneNote::Cancelled { ring } => json!({ "type": "ring-cancelled", "ring": ring }),
         PhoneNote::HungUp { ring } => json!({ "type": "hung-up", "ring": ring }),
@@ -350,6 +355,23 @@ impl Web {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ring_tells_the_page_whether_it_is_her_own_call_out() {
+        use crate::media::webrtc::PhoneNote;
+        let ring = |outgoing| PhoneNote::Ring {
+            ring: 3,
+            call: 9,
+            caller: "Mme <b>Lefèvre</b> pour ACME".into(),
+            outgoing,
+        };
+        let out = phone_note(&ring(true));
+        assert_eq!(out["type"], "ring");
+        assert_eq!(out["outgoing"], true);
+        // Text stays data: the page sets it with textContent.
+        assert_eq!(out["caller"], "Mme <b>Lefèvre</b> pour ACME");
+        assert_eq!(phone_note(&ring(false))["outgoing"], false);
+    }
 
     #[test]
     fn only_records_about_the_cards_call_or_a_line_change_a_board() {

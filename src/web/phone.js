@@ -5,7 +5,7 @@
 // (`phoneHears()`), for the tests and for the level meter.
 "use strict";
 
-const phone = { pc: null, mic: null, ring: null, call: null, muted: false, held: false,
+const phone = { pc: null, mic: null, ring: null, call: null, muted: false, held: false, outgoing: false,
                 audio: null, analyser: null, socket: null };
 
 function phoneSend(message) {
@@ -22,6 +22,10 @@ function phoneRender() {
   $("phone-call").hidden = phone.call === null;
   $("phone-mute").textContent = phone.muted ? "Réactiver le micro" : "Couper le micro";
   $("phone-hold").textContent = phone.held ? "Reprendre l'appelant" : "Mettre en attente";
+  // Her own call to a customer (from a task): nobody waits on hold for her.
+  $("phone-hold").hidden = phone.outgoing;
+  $("phone-answer").textContent = phone.outgoing ? "Décrocher et appeler" : "Répondre";
+  $("phone-decline").textContent = phone.outgoing ? "Annuler" : "Refuser";
 }
 
 // ICE gathering finished, or 2 s passed (the server is ICE-lite: our candidates only
@@ -110,9 +114,13 @@ function phoneMessage(message) {
       else if (phone.pc) { phoneOff(false); phoneState("coupé"); }
       break;
     case "ring":
+      // A call she placed from a task rings her first: the card says it is her own call
+      // to the customer, not a caller for a company.
       phone.ring = message.ring;
+      phone.outgoing = message.outgoing === true;
+      $("phone-ring-kind").textContent = phone.outgoing ? "Votre appel sortant vers :" : "Appel :";
       $("phone-caller").textContent = message.caller;
-      phoneState("sonne");
+      phoneState(phone.outgoing ? "votre appel sortant" : "sonne");
       break;
     case "ring-cancelled":
       if (phone.ring === message.ring) { phone.ring = null; phoneState("prêt"); }

@@ -540,7 +540,11 @@ async fn call(
     let phones = web
         .desk
         .claim(&me.username, row, crate::clock::unix_ms())
-        .ok_or_else(|| conflict("you are not available, or no phone of yours is registered"))?;
+        .ok_or_else(|| {
+            conflict(
+                "you are not available, or no phone of yours is on (registered or in the browser)",
+            )
+        })?;
     tracing::info!(username = %me.username, company = %company.id, task = task.id, call = row, "console: calling out for a task");
     crate::call::callout::start(
         Arc::clone(&web.calls),

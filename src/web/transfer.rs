@@ -93,9 +93,11 @@ fn refusal(e: ControlError) -> Refused {
         ControlError::Refused(TransferRefused::NotHers) => {
             refused(StatusCode::FORBIDDEN, &message, None)
         }
-        ControlError::Refused(TransferRefused::NotConnected | TransferRefused::InProgress) => {
-            refused(StatusCode::CONFLICT, &message, None)
-        }
+        ControlError::Refused(
+            TransferRefused::NotConnected
+            | TransferRefused::InProgress
+            | TransferRefused::PlacedCall,
+        ) => refused(StatusCode::CONFLICT, &message, None),
         ControlError::Gone | ControlError::Busy => {
             refused(StatusCode::SERVICE_UNAVAILABLE, &message, None)
         }

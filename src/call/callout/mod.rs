@@ -1,7 +1,9 @@
 //! Calls placed for a company from one of its tasks (the console's "call" button). The
 //! decisions are [`machine::CallOut`]'s; this shell carries them out: it rings the
-//! secretary's registered phones, then dials the customer through the trunk presenting the
-//! company's `caller_id` (From and P-Asserted-Identity), bridges the two in the engine, and
+//! secretary's phones (her registered SIP phones, and her browser phone when it is on: a
+//! ring on her page saying it is her own call, answered there), then dials the customer
+//! through the trunk presenting the company's `caller_id` (From and P-Asserted-Identity),
+//! bridges the two in the engine, and
 //! writes the records: a `calls` row with `direction = outbound` linked to the task, and
 //! the task's attempt.
 //!
@@ -17,7 +19,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use self::machine::{CallOut, Output, Side};
+use super::browser_ring::BrowserRing;
 use super::context::CallContext;
+use super::control::{BrowserAction, Control};
 use super::leg::{Invitation, Leg, Role};
 use super::outbound::machine::TrunkRoute;
 use crate::dialplan::Company;
@@ -88,8 +92,25 @@ pub fn start(ctx: Arc<CallContext>, plan: Plan) {
 /// One leg's audio once answered.
 struct Audio {
     stream: StreamId,
-    local: LocalMedia,
-    negotiated: Negotiated,
+    /// A SIP leg's SDP (a re-INVITE changes it); none for her browser phone.
+    sdp: Option<(LocalMedia, Negotiated)>,
+}
+
+/// One of her phones being rung.
+enum HerLeg {
+    /// A registered SIP phone (boxed: a dialog is ten times a ring's size).
+    Sip(Box<Leg>),
+    /// Her browser phone.
+    Browser(BrowserRing),
+}
+
+impl HerLeg {
+    fn sip(&self) -> Option<&Leg> {
+        match self {
+            HerLeg::Sip(leg) => Some(leg.as_ref()),
+            HerLeg::Browser(_) => None,
+        }
+    }
 }
 
 /// The call's shell state: its legs, sockets and streams.
@@ -97,10 +118,13 @@ struct Shell {
     ctx: Arc<CallContext>,
     plan: Plan,
     owner: CallId,
-    her: Vec<Option<Leg>>,
+    her: Vec<Option<HerLeg>>,
     her_socket: Option<(UdpSocket, u16)>,
-    her_answer: Option<(usize, Negotiated)>,
+    /// The phone that answered first, and its SDP (none for the browser).
+    her_answer: Option<(usize, Option<Negotiated>)>,
     her_audio: Option<Audio>,
+    /// The phone of hers whose audio is open.
+    answered_on: Option<usize>,
     customer: Option<Leg>,
     customer_socket: Option<(UdpSocket, u16)>,
     customer_answer: Option<Negotiated>,
@@ -121,6 +145,9 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
         call_id: owner.clone(),
         calls,
     });
+    // Her clicks on her browser phone reach this call by its row, as for a caller's.
+    let registry = Arc::clone(&ctx);
+    let (_console, mut controls) = registry.controls.register(plan.row);
     let (events, mut media) = mpsc::unbounded_channel();
     let mut machine = CallOut::new(plan.phones.len(), Instant::now());
     let mut shell = Shell {
@@ -131,6 +158,7 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
         her_socket: None,
         her_answer: None,
         her_audio: None,
+        answered_on: None,
         customer: None,
         customer_socket: None,
         customer_answer: None,
@@ -172,6 +200,7 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
                     machine.handle_hang_up(side);
                 }
             }
+            Some(control) = controls.recv() => shell.on_control(&mut machine, *control),
             () = sleep => machine.handle_timeout(Instant::now()),
         }
         shell.execute(&mut machine);
@@ -202,8 +231,8 @@ impl Shell {
                         }
                     }
                 }
-                Output::CancelHer(phone) => self.send_her(phone, Leg::cancel),
-                Output::ByeHer(phone) => self.send_her(phone, Leg::bye),
+                Output::CancelHer(phone) => self.send_her(phone, Leg::cancel, BrowserRing::cancel),
+                Output::ByeHer(phone) => self.send_her(phone, Leg::bye, BrowserRing::hang_up),
                 Output::OpenHer(phone) => self.open_her(phone),
                 Output::Ringback => self.ringback(),
                 Output::InviteCustomer => {
@@ -246,15 +275,10 @@ impl Shell {
         )
     }
 
-    /// INVITEs one of her phones: it shows the customer (name and number) she is about
-    /// to call for the company.
-    fn invite_her(&mut self, phone: usize) -> Option<Leg> {
-        if self.her_socket.is_none() {
-            self.her_socket = self.bind();
-        }
-        let port = self.her_socket.as_ref()?.1;
+    /// Rings one of her phones: it shows the customer (name and number) she is about to
+    /// call for the company.
+    fn invite_her(&mut self, phone: usize) -> Option<HerLeg> {
         let binding = self.plan.phones.get(phone)?.clone();
-        let offer = self.offer(port, Codec::Pcmu);
         let display = format!(
             "{} · {}",
             self.plan.company.name,
@@ -264,6 +288,28 @@ impl Shell {
                 &self.plan.customer
             }
         );
+        if crate::media::webrtc::is_contact(&binding.contact) {
+            // Her page has room to say whom she calls, and for which company.
+            let whom = if self.plan.customer.is_empty() {
+                self.plan.number.to_string()
+            } else {
+                format!("{} ({})", self.plan.customer, self.plan.number)
+            };
+            let display = format!("{whom} pour {}", self.plan.company.name);
+            return BrowserRing::ring(
+                &self.ctx,
+                &self.plan.secretary,
+                self.plan.row,
+                &display,
+                true,
+            )
+            .map(HerLeg::Browser);
+        }
+        if self.her_socket.is_none() {
+            self.her_socket = self.bind();
+        }
+        let port = self.her_socket.as_ref()?.1;
+        let offer = self.offer(port, Codec::Pcmu);
         let to_uri = match self.ctx.local_sip.ip() {
             std::net::IpAddr::V4(ip) => format!("sip:{}@{ip}", self.plan.secretary),
             std::net::IpAddr::V6(ip) => format!("sip:{}@[{ip}]", self.plan.secretary),
@@ -298,7 +344,7 @@ impl Shell {
             bytes,
             ack,
         });
-        Some(leg)
+        Some(HerLeg::Sip(Box::new(leg)))
     }
 
     /// INVITEs the customer through the trunk, presenting the company's number.
@@ -310,7 +356,8 @@ impl Shell {
         let codec = self
             .her_audio
             .as_ref()
-            .map_or(Codec::Pcmu, |a| a.negotiated.codec);
+            .and_then(|a| a.sdp.as_ref())
+            .map_or(Codec::Pcmu, |(_, n)| n.codec);
         let offer = self.offer(*port, codec);
         let trunk = &self.plan.trunk;
         let target = format!("sip:{}@{}", self.plan.number, trunk.domain);
@@ -361,10 +408,23 @@ impl Shell {
         });
     }
 
-    fn send_her(&mut self, phone: usize, write: fn(&mut Leg) -> (String, Vec<u8>)) {
-        if let Some(mut leg) = self.her.get_mut(phone).and_then(Option::take) {
-            self.send(&mut leg, write);
-            self.her[phone] = Some(leg);
+    /// Cancels or ends one of her phones: `write` for a SIP phone, `browser` for hers.
+    fn send_her(
+        &mut self,
+        phone: usize,
+        write: fn(&mut Leg) -> (String, Vec<u8>),
+        browser: fn(&BrowserRing, &CallContext),
+    ) {
+        match self.her.get_mut(phone).and_then(Option::take) {
+            Some(HerLeg::Sip(mut leg)) => {
+                self.send(&mut leg, write);
+                self.her[phone] = Some(HerLeg::Sip(leg));
+            }
+            Some(HerLeg::Browser(ring)) => {
+                browser(&ring, &self.ctx);
+                self.her[phone] = Some(HerLeg::Browser(ring));
+            }
+            None => {}
         }
     }
 
@@ -378,33 +438,48 @@ impl Shell {
     fn open(&self, socket: UdpSocket, port: u16, negotiated: Negotiated, peer: Peer) -> Audio {
         let spec = StreamSpec::negotiated(socket, &negotiated, peer.addr.ip(), self.events.clone());
         let stream = self.ctx.media.open(spec);
+        let local = LocalMedia {
+            ip: self.ctx.media.ip(),
+            port,
+            session_id: self.session_id,
+            version: 1,
+            srtp_key: None,
+        };
         Audio {
             stream,
-            local: LocalMedia {
-                ip: self.ctx.media.ip(),
-                port,
-                session_id: self.session_id,
-                version: 1,
-                srtp_key: None,
-            },
-            negotiated,
+            sdp: Some((local, negotiated)),
         }
     }
 
     /// Her answered phone's audio; she is on this call now (the board shows it).
     fn open_her(&mut self, phone: usize) {
-        let (Some((answered, negotiated)), Some((socket, port)), Some(Some(leg))) = (
-            self.her_answer.take(),
-            self.her_socket.take(),
-            self.her.get(phone),
-        ) else {
+        let Some((answered, negotiated)) = self.her_answer.take() else {
             return;
         };
         if answered != phone {
             return;
         }
-        let audio = self.open(socket, port, negotiated, leg.peer);
+        let audio = match (self.her.get(phone), negotiated) {
+            (Some(Some(HerLeg::Sip(leg))), Some(negotiated)) => {
+                let peer = leg.peer;
+                let Some((socket, port)) = self.her_socket.take() else {
+                    return;
+                };
+                self.open(socket, port, negotiated, peer)
+            }
+            (Some(Some(HerLeg::Browser(ring))), None) => {
+                // The socket bound for her SIP phones is not needed: it closes here.
+                self.her_socket = None;
+                let Some(stream) = ring.open(&self.ctx, self.events.clone()) else {
+                    tracing::warn!("her browser phone went away as she answered");
+                    return;
+                };
+                Audio { stream, sdp: None }
+            }
+            _ => return,
+        };
         self.her_audio = Some(audio);
+        self.answered_on = Some(phone);
         self.ctx
             .desk
             .answered(&self.plan.secretary, self.plan.row, crate::clock::unix_ms());
@@ -492,10 +567,13 @@ impl Shell {
         );
     }
 
+    /// Which of her SIP phones a dialog is.
     fn her_phone(&self, call_id: &CallId) -> Option<usize> {
-        self.her
-            .iter()
-            .position(|l| l.as_ref().is_some_and(|l| &l.call_id == call_id))
+        self.her.iter().position(|l| {
+            l.as_ref()
+                .and_then(HerLeg::sip)
+                .is_some_and(|l| &l.call_id == call_id)
+        })
     }
 
     fn is_customer(&self, call_id: &CallId) -> bool {
@@ -509,7 +587,7 @@ impl Shell {
             LegEvent::Provisional { .. } => {}
             LegEvent::Answered { call_id, response } => {
                 if let Some(phone) = self.her_phone(&call_id) {
-                    let Some(leg) = self.her[phone].as_mut() else {
+                    let Some(Some(HerLeg::Sip(leg))) = self.her.get_mut(phone) else {
                         return;
                     };
                     let ack = leg.answered(&response);
@@ -517,7 +595,7 @@ impl Shell {
                     let _ = self.ctx.endpoint.send(Input::Send { peer, bytes: ack });
                     let usable = match sdp::negotiate(&response.body) {
                         Ok(n) if self.her_answer.is_none() && self.her_audio.is_none() => {
-                            self.her_answer = Some((phone, n));
+                            self.her_answer = Some((phone, Some(n)));
                             true
                         }
                         Ok(_) => true,
@@ -559,6 +637,46 @@ impl Shell {
                     machine.handle_customer_failure(status);
                 }
             }
+        }
+    }
+
+    /// What the console asks of this call: her clicks on her browser phone's ring; a
+    /// transfer is refused (nobody called the company).
+    fn on_control(&mut self, machine: &mut CallOut, control: Control) {
+        let (secretary, ring, action) = match control {
+            Control::Transfer { reply, .. } => {
+                let _ = reply.send(Err(super::outbound::machine::TransferRefused::PlacedCall));
+                return;
+            }
+            Control::Browser {
+                secretary,
+                ring,
+                action,
+            } => (secretary, ring, action),
+        };
+        let found = self
+            .her
+            .iter()
+            .position(|l| matches!(l, Some(HerLeg::Browser(b)) if b.is(&secretary, ring)));
+        let (Some(phone), Some(Some(HerLeg::Browser(browser)))) =
+            (found, found.and_then(|p| self.her.get(p)))
+        else {
+            return;
+        };
+        let on_it = self.her_audio.is_some() && self.answered_on == Some(phone);
+        match action {
+            BrowserAction::Answer => {
+                let usable = browser.usable(&self.ctx);
+                if usable && self.her_answer.is_none() && self.her_audio.is_none() {
+                    self.her_answer = Some((phone, None));
+                }
+                machine.handle_her_answer(phone, usable, Instant::now());
+            }
+            BrowserAction::Decline => machine.handle_her_failure(phone),
+            BrowserAction::HangUp if on_it => machine.handle_hang_up(Side::Her),
+            BrowserAction::HangUp => machine.handle_her_failure(phone),
+            // She holds nobody: the customer is her own call (the page's button is moot).
+            BrowserAction::Hold(_) => {}
         }
     }
 
@@ -630,7 +748,13 @@ impl Shell {
             .is_some_and(|l| l.owns(request, peer))
         {
             Side::Customer
-        } else if self.her.iter().flatten().any(|l| l.owns(request, peer)) {
+        } else if self
+            .her
+            .iter()
+            .flatten()
+            .filter_map(HerLeg::sip)
+            .any(|l| l.owns(request, peer))
+        {
             Side::Her
         } else {
             tracing::warn!(source = %peer.addr, method = %request.method, "request outside the call's dialogs: 481");
@@ -646,22 +770,19 @@ impl Shell {
                     Side::Her => self.her_audio.as_mut(),
                     Side::Customer => self.customer_audio.as_mut(),
                 };
-                let Some(audio) = audio else {
+                let Some((stream, Some((local, negotiated)))) =
+                    audio.map(|a| (a.stream, a.sdp.as_mut()))
+                else {
                     return reply(491, &[], None);
                 };
                 if self
                     .ctx
-                    .reoffer(
-                        audio.stream,
-                        &mut audio.local,
-                        &mut audio.negotiated,
-                        &request.body,
-                    )
+                    .reoffer(stream, local, negotiated, &request.body)
                     .is_err()
                 {
                     return reply(488, &[], None);
                 }
-                let answer = sdp::write_answer(&audio.local, &audio.negotiated);
+                let answer = sdp::write_answer(local, negotiated);
                 let contact = peer.contact("permanence@", self.ctx.local_sip, self.ctx.local_tls);
                 reply(200, &[("Contact", &contact)], Some(answer.as_bytes()));
             }

@@ -102,6 +102,9 @@ pub enum TransferRefused {
     /// The executive asked not to be disturbed (from their page), until a time.
     #[error("this executive asked not to be disturbed")]
     DoNotDisturb,
+    /// A call she placed from a task: nobody called the company, nobody to put through.
+    #[error("a call placed from a task is not transferred")]
+    PlacedCall,
 }
 
 impl TransferRefused {
@@ -114,6 +117,7 @@ impl TransferRefused {
             TransferRefused::UnknownExecutive => "unknown-executive",
             TransferRefused::Unreachable => "unreachable",
             TransferRefused::DoNotDisturb => "dnd",
+            TransferRefused::PlacedCall => "placed-call",
         }
     }
 }

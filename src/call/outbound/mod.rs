@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use self::machine::{LegId, OutboundMachine, Output, QueueChange, Roster, SecretaryStep, Target};
 pub use self::machine::{News, TransferRefused};
+use super::browser_ring::BrowserRing;
 use super::context::CallContext;
 use super::control::BrowserAction;
 use super::leg::{Invitation, Leg, Role};
@@ -105,7 +106,7 @@ pub struct Outbound {
     machine: OutboundMachine,
     legs: BTreeMap<LegId, Leg>,
     /// Legs to secretaries' browser phones: whose phone and the ring's number.
-    browser: BTreeMap<LegId, (String, u64)>,
+    browser: BTreeMap<LegId, BrowserRing>,
     /// Answers received and usable, until the machine says to open them.
     answers: BTreeMap<LegId, Negotiated>,
     media: BTreeMap<LegId, LegMedia>,
@@ -333,7 +334,7 @@ impl Outbound {
         let leg = self
             .browser
             .iter()
-            .find(|(_, (who, r))| who == secretary && *r == ring)
+            .find(|(_, b)| b.is(secretary, ring))
             .map(|(leg, _)| *leg);
         let Some(leg) = leg else {
             return News::Nothing;
@@ -341,7 +342,7 @@ impl Outbound {
         let connected = self.machine.connected().is_some_and(|(c, ..)| c == leg);
         match action {
             BrowserAction::Answer => {
-                let usable = ctx.phones.is_connected(secretary);
+                let usable = self.browser.get(&leg).is_some_and(|b| b.usable(ctx));
                 self.machine.on_answered(ctx, leg, usable, clock(now));
             }
             BrowserAction::Decline => self.machine.on_failed(ctx, leg, 603, false, clock(now)),
@@ -606,15 +607,14 @@ impl Outbound {
             }
             _ => return Some(output),
         };
-        let Some((who, ring)) = self.browser.get(&leg).cloned() else {
+        let Some(browser) = self.browser.get(&leg) else {
             return Some(output);
         };
         match output {
-            Output::Cancel { .. } => ctx.phones.cancel(&who, ring),
-            Output::Bye { .. } => ctx.phones.hang_up(&who, ring),
+            Output::Cancel { .. } => browser.cancel(ctx),
+            Output::Bye { .. } => browser.hang_up(ctx),
             Output::Open { .. } => {
-                if let Some(link) = ctx.phones.attach(&who) {
-                    let stream = ctx.media.open_browser(link, self.events.clone());
+                if let Some(stream) = browser.open(ctx, self.events.clone()) {
                     self.media.insert(leg, LegMedia { stream, sdp: None });
                 }
             }
@@ -786,9 +786,9 @@ impl Outbound {
     ) -> bool {
         if crate::media::webrtc::is_contact(&target.uri) {
             // Her browser phone: a ring on her page, answered from there.
-            return match ctx.phones.ring(who, self.caller.row, &self.caller.display) {
+            return match BrowserRing::ring(ctx, who, self.caller.row, &self.caller.display, false) {
                 Some(ring) => {
-                    self.browser.insert(id, (who.to_string(), ring));
+                    self.browser.insert(id, ring);
                     true
                 }
                 None => false,
