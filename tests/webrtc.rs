@@ -297,6 +297,330 @@ fn closing_the_page_mid_call_takes_the_phone_off_and_ends_the_call_by_rtp_timeou
     );
 }
 
+/// One call taken in the browser: a SIPp caller streaming 1 kHz rings the page, the test
+/// clicks answer; the page must hear ~1 kHz and the caller ~600 Hz (the fake microphone)
+/// before she hangs up.
+fn answered_call_with_audio_both_ways(
+    setup: &Setup,
+    browser: &Browser,
+    server: &Server,
+    which: &str,
+) {
+    let pcap = setup.dir.path().join(format!("caller-{which}.pcap"));
+    write_tone_pcap_as(&pcap, 1000.0, 20.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    let heard_by_caller = std::thread::spawn(move || hear(&caller_rtp, Duration::from_secs(30)));
+    browser.click("#phone-answer");
+    let (hz, db) = page_hears(browser, 1000.0);
+    assert!(
+        (950.0..1050.0).contains(&hz) && db > -70.0,
+        "{which} call: the page heard {hz} Hz at {db} dB, not the caller's 1 kHz\n{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    browser.click("#phone-hangup");
+    assert_sipp_ok(&caller.join().unwrap());
+    let (packets, audio) = heard_by_caller.join().unwrap();
+    assert!(
+        packets > 100,
+        "{which} call: the caller heard {packets} packets\n{}",
+        server.log()
+    );
+    let f = tone_frequency(&audio[audio.len() / 4..audio.len() * 3 / 4]);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "{which} call: the caller heard {f} Hz, not the browser's 600 Hz"
+    );
+    browser.wait_for(
+        "the phone to be free again",
+        "return document.getElementById('phone-call').hidden",
+    );
+}
+
+/// The peer connection lasts across calls: two calls in a row on one browser phone both
+/// have audio both ways (each call's stream starts its own RTP numbering; the browser
+/// must be sent one continuous sequence or its SRTP drops the second call's audio).
+#[test]
+fn two_calls_in_a_row_on_one_browser_phone_both_have_audio_both_ways() {
+    if !inside_private_namespace(
+        "two_calls_in_a_row_on_one_browser_phone_both_have_audio_both_ways",
+    ) {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    setup.add_config_lines("distribution", "wrap_up_seconds = 0");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    answered_call_with_audio_both_ways(&setup, &browser, &server, "first");
+    // The first call's sound is gone from the page before the second rings.
+    let hung_up = Instant::now();
+    loop {
+        let heard = browser.eval("return window.phoneHears()");
+        if heard["db"].as_f64().is_none_or(|db| db < -70.0) {
+            break;
+        }
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(8),
+            "the page still hears something between calls: {heard}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("silent {:?} after the first call", hung_up.elapsed());
+    answered_call_with_audio_both_ways(&setup, &browser, &server, "second");
+    answered_call_with_audio_both_ways(&setup, &browser, &server, "third");
+    let calls = setup.wait_calls(|c| c.len() == 3 && c.iter().all(|c| c.outcome.is_some()));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.outcome.as_deref() == Some("secretary")),
+        "{calls:?}"
+    );
+}
+
+/// A registered SIP phone of alice's running `scenario` (SIPp), once it has bound its port:
+/// with the browser phone on, she has two phones.
+fn alice_sip_phone(setup: &Setup, scenario: &str, args: &[&str]) -> std::process::Child {
+    let port = register_phone_port(setup.addr(), "alice", "alice");
+    let mut all = vec!["-key", "username", "alice"];
+    all.extend_from_slice(args);
+    let mut child = sipp_phone(scenario, port, &all);
+    wait_sipp_phone_ready(&mut child, port);
+    child
+}
+
+/// Records the type of every phone message the page is handed, in `window.phoneSeen`.
+fn record_phone_messages(browser: &Browser) {
+    browser.eval(
+        "const handle = window.phoneMessage; window.phoneSeen = [];\
+         window.phoneMessage = (m) => { window.phoneSeen.push(m.type); handle(m); }; return true",
+    );
+}
+
+fn phone_messages_seen(browser: &Browser) -> Vec<String> {
+    browser
+        .eval("return window.phoneSeen")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Her browser phone and her SIP phone both ring; she answers in the browser: the SIP
+/// phone gets CANCEL (its scenario fails without one), and the call is hers in the browser
+/// with audio both ways.
+#[test]
+fn both_her_phones_ring_and_the_browser_answering_first_cancels_the_sip_phone() {
+    if !inside_private_namespace(
+        "both_her_phones_ring_and_the_browser_answering_first_cancels_the_sip_phone",
+    ) {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    let sip_phone = alice_sip_phone(&setup, "secretary_cancelled.xml", &[]);
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 20.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    browser.wait_for(
+        "the browser phone to ring",
+        "return !document.getElementById('phone-ring').hidden",
+    );
+    let heard_by_caller = std::thread::spawn(move || hear(&caller_rtp, Duration::from_secs(30)));
+    browser.click("#phone-answer");
+
+    // The SIP phone's scenario ends only after CANCEL, 200, 487 and the server's ACK.
+    let sip_out = finish(sip_phone);
+    assert_sipp_ok(&sip_out);
+
+    let (hz, db) = page_hears(&browser, 1000.0);
+    assert!(
+        (950.0..1050.0).contains(&hz) && db > -70.0,
+        "the page heard {hz} Hz at {db} dB, not the caller's 1 kHz\n{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    browser.click("#phone-hangup");
+    assert_sipp_ok(&caller.join().unwrap());
+    let (packets, audio) = heard_by_caller.join().unwrap();
+    assert!(
+        packets > 100,
+        "the caller heard {packets} packets\n{}",
+        server.log()
+    );
+    let f = tone_frequency(&audio[audio.len() / 4..audio.len() * 3 / 4]);
+    assert!(
+        (570.0..630.0).contains(&f),
+        "the caller heard {f} Hz, not the browser's 600 Hz"
+    );
+
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let by: Option<String> = conn
+        .query_row(
+            "SELECT handled_by FROM calls WHERE id = ?1",
+            [calls[0].id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("alice"), "the row names alice");
+    let timeline = setup.events(calls[0].id);
+    for kind in ["secretary-answered", "secretary-cancelled"] {
+        assert!(
+            timeline.iter().any(|e| e == kind),
+            "{kind} missing from {timeline:?}"
+        );
+    }
+}
+
+/// Both her phones ring and the SIP phone answers first: the page is told (its ring
+/// stops, it never goes into the call), the caller hears the SIP phone (400 Hz) and not
+/// the browser's microphone (600 Hz), and the page hears nothing of the caller.
+#[test]
+fn both_her_phones_ring_and_the_sip_phone_answering_first_stops_the_page_ringing() {
+    if !inside_private_namespace(
+        "both_her_phones_ring_and_the_sip_phone_answering_first_stops_the_page_ringing",
+    ) {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    record_phone_messages(&browser);
+
+    let desk_pcap = setup.dir.path().join("desk.pcap");
+    write_tone_pcap_as(&desk_pcap, 400.0, 2.5, 0);
+    let (_desk_rtp, desk_port) = rtp_socket();
+    let sip_phone = alice_sip_phone(
+        &setup,
+        "secretary.xml",
+        &[
+            "-key",
+            "rtp_port",
+            &desk_port,
+            "-key",
+            "offer",
+            "0",
+            "-key",
+            "audio_pcap",
+            desk_pcap.to_str().unwrap(),
+        ],
+    );
+
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap_as(&pcap, 1000.0, 10.0, 0);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let caller_port = caller_rtp.local_addr().unwrap().port().to_string();
+    let addr = setup.addr();
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    let caller = std::thread::spawn(move || {
+        sipp_call(
+            "talk.xml",
+            addr,
+            "+33180000001",
+            &caller_port,
+            "0",
+            &["-key", "audio_pcap", &pcap_arg],
+        )
+    });
+    let heard_by_caller = std::thread::spawn(move || hear(&caller_rtp, Duration::from_secs(30)));
+
+    // While the SIP phone's call lasts (3 s after its answer), the page must not hear
+    // the caller.
+    let mut loudest_near_1k = -200.0f64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let heard = browser.eval("return window.phoneHears()");
+        if let (Some(f), Some(db)) = (heard["hz"].as_f64(), heard["db"].as_f64())
+            && (f - 1000.0).abs() < 50.0
+        {
+            loudest_near_1k = loudest_near_1k.max(db);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_sipp_ok(&finish(sip_phone));
+    assert_sipp_ok(&caller.join().unwrap());
+    let (packets, audio) = heard_by_caller.join().unwrap();
+    assert!(
+        packets > 50,
+        "the caller heard {packets} packets\n{}",
+        server.log()
+    );
+    let f = tone_frequency(&audio[audio.len() / 4..audio.len() * 3 / 4]);
+    assert!(
+        (370.0..430.0).contains(&f),
+        "the caller heard {f} Hz, not the SIP phone's 400 Hz (600 Hz: the browser)"
+    );
+    assert!(
+        loudest_near_1k < -70.0,
+        "the page heard the caller's 1 kHz at {loudest_near_1k} dB though the SIP phone answered"
+    );
+
+    let seen = phone_messages_seen(&browser);
+    assert!(
+        seen.iter().any(|t| t == "ring"),
+        "the browser phone rang too: {seen:?}\n{}",
+        server.log()
+    );
+    assert!(
+        seen.iter().any(|t| t == "ring-cancelled"),
+        "the page was told its ring is over: {seen:?}"
+    );
+    browser.wait_for(
+        "the ring to stop on the page",
+        "return document.getElementById('phone-ring').hidden \
+         && document.getElementById('phone-call').hidden",
+    );
+    assert_eq!(browser.text("#phone-state"), "prêt");
+
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("secretary"));
+    let timeline = setup.events(calls[0].id);
+    assert!(
+        timeline.iter().any(|e| e == "secretary-answered"),
+        "{timeline:?}"
+    );
+}
+
 /// Every RTP packet the caller receives for up to `max` (or 1.5 s of quiet after the
 /// first): payload type and payload, in order.
 fn capture(sock: &UdpSocket, max: Duration) -> Vec<(u8, Vec<u8>)> {

@@ -311,6 +311,7 @@ impl Phones {
             peer: None,
             last_from: None,
             rtp_in: 0,
+            outgoing: Continuity::default(),
         };
         tokio::spawn(task.run(rx));
         tracing::info!(secretary = username, %local, codec = ?agreed.codec, "browser phone negotiated");
@@ -599,6 +600,49 @@ struct PhoneTask {
     last_from: Option<SocketAddr>,
     /// RTP packets read from the browser (for the logs).
     rtp_in: u64,
+    /// Keeps what the browser receives one continuous RTP stream across calls.
+    outgoing: Continuity,
+}
+
+/// One SSRC towards the browser for the peer connection's whole life, while each call's
+/// stream numbers its packets from its own random start: without rebasing, the second
+/// call's first packet jumps the sequence by up to 2^16 and the timestamp by up to 2^32,
+/// and the browser's SRTP (its rollover guess) and jitter buffer drop that call's audio.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Continuity {
+    /// The last packet sent: its sequence number, timestamp and when.
+    last: Option<(u16, u32, Instant)>,
+    /// What to add to the current call's sequence numbers and timestamps; none until its
+    /// first packet.
+    shift: Option<(u16, u32)>,
+}
+
+impl Continuity {
+    /// A new call's stream starts: its first packet follows on from the last one sent.
+    fn new_call(&mut self) {
+        self.shift = None;
+    }
+
+    /// The (sequence number, timestamp) to send a packet of the current call with.
+    fn rebase(&mut self, seq: u16, ts: u32, now: Instant) -> (u16, u32) {
+        let (seq_shift, ts_shift) = *self.shift.get_or_insert_with(|| match self.last {
+            None => (0, 0),
+            Some((last_seq, last_ts, at)) => {
+                // The timestamp moves on by the time that passed (8 kHz), at least one
+                // 20 ms packet, so the browser plays the gap as silence.
+                let elapsed = u32::try_from(now.duration_since(at).as_millis() * 8)
+                    .unwrap_or(u32::MAX / 2)
+                    .max(160);
+                (
+                    last_seq.wrapping_add(1).wrapping_sub(seq),
+                    last_ts.wrapping_add(elapsed).wrapping_sub(ts),
+                )
+            }
+        });
+        let out = (seq.wrapping_add(seq_shift), ts.wrapping_add(ts_shift));
+        self.last = Some((out.0, out.1, now));
+        out
+    }
 }
 
 impl PhoneTask {
@@ -648,6 +692,7 @@ impl PhoneTask {
                     Some(ToPhone::Attach(tx)) => {
                         tracing::debug!(secretary = %self.username, "browser phone: attached to a call");
                         self.attached = Some(tx);
+                        self.outgoing.new_call();
                     }
                 },
                 () = tokio::time::sleep_until(wake.into()) => {
@@ -670,8 +715,12 @@ impl PhoneTask {
             return;
         };
         packet.header.ssrc = self.ssrc;
+        let now = Instant::now();
+        (packet.header.sequence_number, packet.header.timestamp) =
+            self.outgoing
+                .rebase(packet.header.sequence_number, packet.header.timestamp, now);
         if let Some(mut sender) = self.pc.rtp_sender(self.sender) {
-            let _ = sender.write_rtp(Instant::now(), packet);
+            let _ = sender.write_rtp(now, packet);
         }
     }
 
@@ -765,6 +814,41 @@ mod tests {
         assert!(!kept.contains("opus") && !kept.contains("111") && !kept.contains("/48000"));
         assert!(
             kept.contains("a=rtcp-mux\r\n") && kept.contains("a=rtpmap:126 telephone-event/8000")
+        );
+    }
+
+    #[test]
+    fn the_browser_hears_one_continuous_stream_across_calls() {
+        let start = Instant::now();
+        let mut out = Continuity::default();
+        // The first call goes out as the engine numbered it.
+        assert_eq!(out.rebase(100, 5000, start), (100, 5000));
+        assert_eq!(
+            out.rebase(101, 5160, start + Duration::from_millis(20)),
+            (101, 5160)
+        );
+        // The second call's stream starts anywhere; 2 s later it follows on: the next
+        // sequence number, the timestamp 2 s (16,000 samples) on.
+        out.new_call();
+        let later = start + Duration::from_millis(2020);
+        assert_eq!(
+            out.rebase(65530, 4_000_000_000, later),
+            (102, 5160 + 16_000)
+        );
+        // ... and keeps its own spacing, wrapping where the engine's numbers wrap.
+        assert_eq!(
+            out.rebase(65535, 4_000_000_800, later + Duration::from_millis(100)),
+            (107, 5160 + 16_800)
+        );
+        assert_eq!(
+            out.rebase(0, 4_000_000_960, later + Duration::from_millis(120)),
+            (108, 5160 + 16_960)
+        );
+        // A call answered at once after the last still moves the clock one packet on.
+        out.new_call();
+        assert_eq!(
+            out.rebase(7, 7, later + Duration::from_millis(120)),
+            (109, 5160 + 16_960 + 160)
         );
     }
 
