@@ -919,6 +919,14 @@ fn booking_from_the_calls_card_in_chromium() {
         "return [...document.querySelectorAll('#a-appointments li')].some(li => li.textContent.includes('confirmé'))",
     );
     browser.screenshot(&repo().join("target/artefacts/agenda-booked.png"));
+
+    // It took place: "Passé" marks it done, on disk and on the page.
+    browser.click("#a-appointments .a-done");
+    browser.wait_for(
+        "the appointment shown done",
+        "return [...document.querySelectorAll('#a-appointments li')].some(li => li.textContent.includes('passé'))",
+    );
+    assert_eq!(row(&setup, &uid).0, "done");
 }
 
 /// From the executive's own page: their coming appointments with Confirm and Cancel, and

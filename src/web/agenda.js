@@ -1,6 +1,7 @@
 // The agenda view: an executive's day (appointments, then the free slots as buttons), a
-// booking form for the slot chosen, "move" and "cancel" on each appointment, and the
-// call's card button that books for the caller (linked to the call and its message).
+// booking form for the slot chosen, "move" and "cancel" on each appointment ("done" once
+// confirmed), and the call's card button that books for the caller (linked to the call
+// and its message).
 // Uses console.js's `$`, `api` and `board`. Text from the server is set with textContent.
 "use strict";
 
@@ -85,6 +86,17 @@ function agendaRender() {
         agendaLoad();
       });
       li.append(" ", move, " ", cancel);
+    }
+    if (a.status === "confirmed") {
+      // The appointment took place: the report counts it, the calendar keeps it.
+      const done = document.createElement("button");
+      done.type = "button"; done.className = "a-done"; done.textContent = "Passé";
+      done.addEventListener("click", async () => {
+        const r = await api("/api/agenda/" + encodeURIComponent(a.uid) + "/done", {});
+        $("a-result").textContent = r.status === 200 ? "Rendez-vous marqué passé." : agendaError(r);
+        agendaLoad();
+      });
+      li.append(" ", done);
     }
     list.appendChild(li);
   }
