@@ -12,6 +12,8 @@ pub enum Role {
     Secretary,
     /// An executive's phone or number (a `transfer` step or a REFER).
     Executive,
+    /// A task's customer, called through the trunk (a call placed from a task).
+    Customer,
 }
 
 /// One entry of a call's timeline.
@@ -221,7 +223,7 @@ impl CallEvent {
     /// The kind stored in `events.kind`: stable, kebab-case.
     pub fn kind(&self) -> &'static str {
         use CallEvent as E;
-        use Role::{Executive as X, Secretary as S};
+        use Role::{Customer as C, Executive as X, Secretary as S};
         match self {
             E::UnknownNumber { .. } => "unknown-number",
             E::NoRoute {} => "no-route",
@@ -261,16 +263,22 @@ impl CallEvent {
             E::RecordingLost { .. } => "recording-lost",
             E::Offered { role: S, .. } => "secretary-offered",
             E::Offered { role: X, .. } => "executive-offered",
+            E::Offered { role: C, .. } => "customer-offered",
             E::LegRinging { role: S, .. } => "secretary-ringing",
             E::LegRinging { role: X, .. } => "executive-ringing",
+            E::LegRinging { role: C, .. } => "customer-ringing",
             E::Answered { role: S, .. } => "secretary-answered",
             E::Answered { role: X, .. } => "executive-answered",
+            E::Answered { role: C, .. } => "customer-answered",
             E::Declined { role: S, .. } => "secretary-declined",
             E::Declined { role: X, .. } => "executive-declined",
+            E::Declined { role: C, .. } => "customer-declined",
             E::LegCancelled { role: S, .. } => "secretary-cancelled",
             E::LegCancelled { role: X, .. } => "executive-cancelled",
+            E::LegCancelled { role: C, .. } => "customer-cancelled",
             E::HungUp { role: S, .. } => "secretary-hung-up",
             E::HungUp { role: X, .. } => "executive-hung-up",
+            E::HungUp { role: C, .. } => "customer-hung-up",
             E::TrunkAuthenticated { .. } => "trunk-authenticated",
             E::UnusableAnswer { .. } => "unusable-answer",
             E::SecretaryUnanswered { .. } => "secretary-unanswered",

@@ -281,6 +281,20 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
         )
         .unwrap();
     assert_eq!(messages, 0, "no message in the inbox for a call she placed");
+    // Its timeline, like a caller's call's: her phone, then the customer, then who hung up.
+    assert_eq!(
+        setup.events(call),
+        [
+            "secretary-offered",
+            "secretary-answered",
+            "customer-offered",
+            "customer-answered",
+            "secretary-hung-up",
+            "bye-sent"
+        ],
+        "{}",
+        server.log()
+    );
     let invites = trunk
         .received
         .iter()
@@ -342,6 +356,25 @@ fn a_busy_customer_hangs_her_phone_up_and_the_attempt_says_busy() {
         )
         .unwrap();
     assert_eq!((outcome.as_deref(), handled_by), (Some("failed"), None));
+    let timeline = setup.events(call);
+    assert_eq!(
+        timeline,
+        [
+            "secretary-offered",
+            "secretary-answered",
+            "customer-offered",
+            "customer-declined",
+            "bye-sent"
+        ],
+    );
+    let details: String = conn
+        .query_row(
+            "SELECT data FROM events WHERE call_id = ?1 AND kind = 'customer-declined'",
+            [call],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(details.contains("486"), "the busy status is kept: {details}");
 }
 
 /// The part of some audio between its first and last loud sample: the tone a peer sent,

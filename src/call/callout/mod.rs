@@ -25,6 +25,7 @@ use super::control::{BrowserAction, Control};
 use super::leg::{Invitation, Leg, Role};
 use super::outbound::machine::TrunkRoute;
 use crate::dialplan::Company;
+use crate::event::CallEvent;
 use crate::media::engine::StreamSpec;
 use crate::media::{MediaEvent, StreamId};
 use crate::number::E164;
@@ -131,6 +132,8 @@ struct Shell {
     customer_audio: Option<Audio>,
     /// The trunk's challenge was answered once already.
     authenticated: bool,
+    /// The customer's phone rings (its first provisional response is in the timeline).
+    customer_ringing: bool,
     events: mpsc::UnboundedSender<(StreamId, MediaEvent)>,
     ids: Ids,
     session_id: u64,
@@ -164,6 +167,7 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
         customer_answer: None,
         customer_audio: None,
         authenticated: false,
+        customer_ringing: false,
         events,
         ids: Ids::fresh(),
         session_id: fastrand::u64(..u64::MAX / 2),
@@ -186,7 +190,10 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
                     let ForCall { request, key, peer } = *message;
                     shell.on_request(&mut machine, &request, key, peer)
                 }
-                Some(ToCall::Shutdown) | None => machine.handle_shutdown(),
+                Some(ToCall::Shutdown) | None => {
+                    shell.event(CallEvent::ServerStopping {});
+                    machine.handle_shutdown();
+                }
                 Some(_) => {}
             },
             Some((stream, event)) = media.recv() => {
@@ -197,6 +204,7 @@ async fn run(ctx: Arc<CallContext>, plan: Plan, owner: CallId) {
                         Side::Her
                     };
                     tracing::warn!(?side, "no audio any more: hanging up");
+                    shell.event(CallEvent::RtpTimeout {});
                     machine.handle_hang_up(side);
                 }
             }
@@ -225,14 +233,37 @@ impl Shell {
                 Output::InviteHer(phones) => {
                     for phone in phones {
                         let sent = self.invite_her(phone);
+                        if let (Some(leg), Some(binding)) = (&sent, self.plan.phones.get(phone)) {
+                            let via = match leg {
+                                HerLeg::Sip(leg) => leg.peer.addr.to_string(),
+                                HerLeg::Browser(_) => "browser".to_string(),
+                            };
+                            self.event(CallEvent::Offered {
+                                role: Role::Secretary,
+                                to: self.plan.secretary.clone(),
+                                contact: binding.contact.clone(),
+                                via,
+                            });
+                        }
                         self.her.push(sent);
                         if self.her[phone].is_none() {
                             machine.handle_her_failure(phone);
                         }
                     }
                 }
-                Output::CancelHer(phone) => self.send_her(phone, Leg::cancel, BrowserRing::cancel),
-                Output::ByeHer(phone) => self.send_her(phone, Leg::bye, BrowserRing::hang_up),
+                Output::CancelHer(phone) => {
+                    self.event(CallEvent::LegCancelled {
+                        role: Role::Secretary,
+                        to: self.party(Role::Secretary),
+                    });
+                    self.send_her(phone, Leg::cancel, BrowserRing::cancel);
+                }
+                Output::ByeHer(phone) => {
+                    self.event(CallEvent::ByeSent {
+                        to: Some(self.plan.secretary.clone()),
+                    });
+                    self.send_her(phone, Leg::bye, BrowserRing::hang_up);
+                }
                 Output::OpenHer(phone) => self.open_her(phone),
                 Output::Ringback => self.ringback(),
                 Output::InviteCustomer => {
@@ -240,8 +271,19 @@ impl Shell {
                         machine.handle_customer_failure(503);
                     }
                 }
-                Output::CancelCustomer => self.send_customer(Leg::cancel),
-                Output::ByeCustomer => self.send_customer(Leg::bye),
+                Output::CancelCustomer => {
+                    self.event(CallEvent::LegCancelled {
+                        role: Role::Customer,
+                        to: self.party(Role::Customer),
+                    });
+                    self.send_customer(Leg::cancel);
+                }
+                Output::ByeCustomer => {
+                    self.event(CallEvent::ByeSent {
+                        to: Some(self.plan.number.to_string()),
+                    });
+                    self.send_customer(Leg::bye);
+                }
                 Output::Bridge => self.bridge(),
                 Output::Finished {
                     outcome,
@@ -249,6 +291,23 @@ impl Shell {
                     wrap_up,
                 } => self.finished(outcome, attempt, wrap_up),
             }
+        }
+    }
+
+    /// One entry of the call's timeline, as for a caller's call.
+    fn event(&self, event: CallEvent) {
+        self.ctx.store.write(Record::Event {
+            id: self.plan.row,
+            event,
+            at: store::now_text(),
+        });
+    }
+
+    /// Whom a side's events name: her username, or the number dialled for the customer.
+    fn party(&self, role: Role) -> String {
+        match role {
+            Role::Customer => self.plan.number.to_string(),
+            Role::Secretary | Role::Executive => self.plan.secretary.clone(),
         }
     }
 
@@ -373,7 +432,7 @@ impl Shell {
             addr: trunk.proxy,
         };
         let (leg, bytes, ack) = Leg::invite(&Invitation {
-            role: Role::Executive,
+            role: Role::Customer,
             who: self.plan.number.to_string(),
             target: target.clone(),
             peer,
@@ -393,6 +452,12 @@ impl Shell {
             branch: leg.branch().to_string(),
             bytes,
             ack,
+        });
+        self.event(CallEvent::Offered {
+            role: Role::Customer,
+            to: self.plan.number.to_string(),
+            contact: leg.target().to_string(),
+            via: trunk.proxy.to_string(),
         });
         self.customer = Some(leg);
         true
@@ -480,6 +545,10 @@ impl Shell {
         };
         self.her_audio = Some(audio);
         self.answered_on = Some(phone);
+        self.event(CallEvent::Answered {
+            role: Role::Secretary,
+            to: self.party(Role::Secretary),
+        });
         self.ctx
             .desk
             .answered(&self.plan.secretary, self.plan.row, crate::clock::unix_ms());
@@ -514,6 +583,10 @@ impl Shell {
         }
         self.customer_audio = Some(audio);
         self.answered = true;
+        self.event(CallEvent::Answered {
+            role: Role::Customer,
+            to: self.party(Role::Customer),
+        });
         let at = store::now_text();
         self.ctx.store.write(Record::CallAnswered {
             id: self.plan.row,
@@ -584,7 +657,16 @@ impl Shell {
 
     fn on_leg_event(&mut self, machine: &mut CallOut, event: LegEvent) {
         match event {
-            LegEvent::Provisional { .. } => {}
+            LegEvent::Provisional { call_id, status } => {
+                if self.is_customer(&call_id) && !self.customer_ringing {
+                    self.customer_ringing = true;
+                    self.event(CallEvent::LegRinging {
+                        role: Role::Customer,
+                        to: self.plan.number.to_string(),
+                        status,
+                    });
+                }
+            }
             LegEvent::Answered { call_id, response } => {
                 if let Some(phone) = self.her_phone(&call_id) {
                     let Some(Some(HerLeg::Sip(leg))) = self.her.get_mut(phone) else {
@@ -628,16 +710,43 @@ impl Shell {
                 challenge,
             } => {
                 if let Some(phone) = self.her_phone(&call_id) {
+                    self.declined(Role::Secretary, status);
                     machine.handle_her_failure(phone);
                 } else if self.is_customer(&call_id) {
                     if matches!(status, 401 | 407) && self.authenticate(challenge) {
+                        self.event(CallEvent::TrunkAuthenticated {
+                            to: self.plan.number.to_string(),
+                            status,
+                        });
                         return;
                     }
                     tracing::info!(status, "the customer's number did not answer");
+                    self.declined(Role::Customer, status);
                     machine.handle_customer_failure(status);
                 }
             }
         }
+    }
+
+    /// One side hung up (BYE, or her button on the page).
+    fn hung_up(&self, side: Side) {
+        let role = match side {
+            Side::Her => Role::Secretary,
+            Side::Customer => Role::Customer,
+        };
+        self.event(CallEvent::HungUp {
+            role,
+            to: self.party(role),
+        });
+    }
+
+    /// A phone refused or failed with `status`.
+    fn declined(&self, role: Role, status: u16) {
+        self.event(CallEvent::Declined {
+            role,
+            to: self.party(role),
+            status,
+        });
     }
 
     /// What the console asks of this call: her clicks on her browser phone's ring; a
@@ -672,9 +781,18 @@ impl Shell {
                 }
                 machine.handle_her_answer(phone, usable, Instant::now());
             }
-            BrowserAction::Decline => machine.handle_her_failure(phone),
-            BrowserAction::HangUp if on_it => machine.handle_hang_up(Side::Her),
-            BrowserAction::HangUp => machine.handle_her_failure(phone),
+            BrowserAction::Decline => {
+                self.declined(Role::Secretary, 603);
+                machine.handle_her_failure(phone);
+            }
+            BrowserAction::HangUp if on_it => {
+                self.hung_up(Side::Her);
+                machine.handle_hang_up(Side::Her);
+            }
+            BrowserAction::HangUp => {
+                self.declined(Role::Secretary, 487);
+                machine.handle_her_failure(phone);
+            }
             // She holds nobody: the customer is her own call (the page's button is moot).
             BrowserAction::Hold(_) => {}
         }
@@ -763,6 +881,7 @@ impl Shell {
         match request.method {
             Method::Bye => {
                 reply(200, &[], None);
+                self.hung_up(side);
                 machine.handle_hang_up(side);
             }
             Method::Invite => {
