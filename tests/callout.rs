@@ -374,7 +374,10 @@ fn a_busy_customer_hangs_her_phone_up_and_the_attempt_says_busy() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(details.contains("486"), "the busy status is kept: {details}");
+    assert!(
+        details.contains("486"),
+        "the busy status is kept: {details}"
+    );
 }
 
 /// The part of some audio between its first and last loud sample: the tone a peer sent,

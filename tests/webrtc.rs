@@ -898,3 +898,101 @@ fn a_task_call_rings_the_browser_phone_and_bridges_it_with_the_customer() {
         "return document.getElementById('phone-call').hidden",
     );
 }
+
+/// The card's transfer button on a call taken in the browser: marie's SIP phone takes the
+/// caller and hears them (1 kHz), the page's call ends, the card says it connected, and
+/// the records say alice took it and put it through to marie.
+#[test]
+fn a_call_taken_in_the_browser_is_transferred_with_the_cards_button() {
+    if !inside_private_namespace("a_call_taken_in_the_browser_is_transferred_with_the_cards_button")
+    {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let plan_path = setup.dir.path().join("dialplans/acme.toml");
+    let plan = std::fs::read_to_string(&plan_path).unwrap().replace(
+        "[[route]]",
+        "[executives.marie]\nname = \"Marie Durand\"\nreach = [\"user:marie\"]\n\n[[route]]",
+    );
+    std::fs::write(&plan_path, plan).unwrap();
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    let port = register_phone_port(setup.addr(), "marie", "marie");
+    let (mut marie, marie_rtp) = listening_phone(&setup, port, "marie");
+    wait_sipp_phone_ready(&mut marie, port);
+
+    // A caller who talks (1 kHz) and hangs up 4 s after the answer (`talk_hangup.xml`).
+    let pcap = setup.dir.path().join("caller.pcap");
+    write_tone_pcap(&pcap, 1000.0, 4.0);
+    let addr = setup.addr();
+    let caller = std::thread::spawn(move || {
+        let (_rtp, port) = rtp_socket();
+        sipp_call(
+            "talk_hangup.xml",
+            addr,
+            "+33180000001",
+            &port,
+            "0",
+            &["-key", "audio_pcap", pcap.to_str().unwrap()],
+        )
+    });
+    wait_ringing(&browser);
+    browser.click("#phone-answer");
+    assert_page_hears_1_khz(&browser, &server, "before the transfer");
+
+    let marie_hears = std::thread::spawn(move || hear(&marie_rtp, Duration::from_secs(10)));
+    let button = "#transfer-buttons button[data-executive=marie]";
+    browser.wait_for(
+        "marie's button, live while alice talks",
+        &format!(
+            "const b = document.querySelector('{button}'); return b && !b.hidden && !b.disabled"
+        ),
+    );
+    browser.click(button);
+    browser.wait_for(
+        "the transfer's result",
+        "return document.getElementById('transfer-result').textContent.endsWith('connecté')",
+    );
+    browser.wait_for(
+        "the browser's call to end once marie has the caller",
+        "return document.getElementById('phone-call').hidden",
+    );
+    browser.screenshot(&artefact("webrtc-transferred.png"));
+
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_sipp_ok(&finish(marie));
+    assert_heard(
+        marie_hears.join().unwrap(),
+        25,
+        1000.0,
+        "marie (the caller's 1 kHz)",
+        &server,
+    );
+    let calls = setup.wait_calls(|c| c.len() == 1 && c[0].outcome.is_some());
+    assert_eq!(calls[0].outcome.as_deref(), Some("transferred"));
+    let transferred_to: Option<String> = rusqlite::Connection::open(setup.db())
+        .unwrap()
+        .query_row(
+            "SELECT transferred_to FROM calls WHERE id = ?1",
+            [calls[0].id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        (handled_by(&setup, calls[0].id), transferred_to),
+        (Some("alice".into()), Some("marie".into())),
+        "alice took it in the browser and put it through to marie"
+    );
+    let timeline = setup.events(calls[0].id);
+    for kind in [
+        "secretary-answered",
+        "console-transfer",
+        "executive-answered",
+    ] {
+        assert!(
+            timeline.iter().any(|e| e == kind),
+            "{kind} missing from {timeline:?}"
+        );
+    }
+}
