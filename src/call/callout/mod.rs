@@ -3,9 +3,8 @@
 //! secretary's phones (her registered SIP phones, and her browser phone when it is on: a
 //! ring on her page saying it is her own call, answered there), then dials the customer
 //! through the trunk presenting the company's `caller_id` (From and P-Asserted-Identity),
-//! bridges the two in the engine, and
-//! writes the records: a `calls` row with `direction = outbound` linked to the task, and
-//! the task's attempt.
+//! bridges the two in the engine, and writes the records: a `calls` row with
+//! `direction = outbound` linked to the task, its timeline, and the task's attempt.
 //!
 //! Nothing but [`start`] places such a call, and only the console's handler calls it, for
 //! a logged-in secretary, a task of a company she serves, and the task's own number.
