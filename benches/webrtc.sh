@@ -28,7 +28,8 @@
 # and its main thread's (signalling, console and browser phones) and RTP engine's share,
 # CPU per bridged call-second, RSS per browser phone and per bridged call, packets relayed
 # per call-second (and toward the callers alone), CPU per relayed packet as a multiple of
-# the floor, the client's answer -> first audio p50/p95/max, and a final `RESULT {json}`
+# the floor, the load client's own CPU over the hold (it shares the machine), the client's
+# answer -> first audio p50/p95/max, and a final `RESULT {json}`
 # line. Exit status 0 only if every call succeeded and was answered by a browser phone
 # that heard the caller.
 #
@@ -164,7 +165,7 @@ for _ in $(seq 100); do
 done
 grep -q "Permanence listening" "$tmp/server.log" || { cat "$tmp/server.log" >&2; die "server did not start"; }
 
-read_cpu() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$server_pid/stat"; }
+read_cpu() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/${1:-$server_pid}/stat"; }
 read_rss() { awk '/^VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
 # read_threads -> "main rtp" clock ticks: the main thread (signalling, the console and
 # every browser phone's task share its runtime) and the RTP engine's
@@ -216,12 +217,14 @@ pids+=("$callers_pid")
 sleep $((ramp + 5))
 live="$("$bin" calls --config "$tmp/permanence.toml" --limit $((calls + 10)) --json | grep -c '"outcome":null' || true)"
 cpu1="$(read_cpu)"
+client1="$(read_cpu "$client_pid")"
 read -r main1 rtp1 <<<"$(read_threads)"
 relayed1="$(read_relayed)"
 callers1="$(read_to_callers)"
 t1="$(date +%s.%N)"
 sleep "$hold"
 cpu2="$(read_cpu)"
+client2="$(read_cpu "$client_pid")"
 read -r main2 rtp2 <<<"$(read_threads)"
 relayed2="$(read_relayed)"
 callers2="$(read_to_callers)"
@@ -257,12 +260,14 @@ awk -v live="$live" -v calls="$calls" -v handled="$handled" -v c1="$cpu1" -v c2=
     -v hz="$hz" -v r00="$rss_start" -v r0="$rss_before" -v r1="$rss_held" -v relayed="$relayed" -v talk="$talk" \
     -v ok="$callers_ok" -v fs="$floor_send" -v fr="$floor_recv" -v m1="$main1" -v m2="$main2" -v q1="$rtp1" \
     -v q2="$rtp2" -v rl1="$relayed1" -v rl2="$relayed2" -v k1="$callers1" -v k2="$callers2" \
-    -v answered="$answered" -v with_audio="$with_audio" -v received="$received" -v client="$client_result" '
+    -v answered="$answered" -v with_audio="$with_audio" -v received="$received" -v client="$client_result" \
+    -v l1="$client1" -v l2="$client2" '
 BEGIN {
     secs = t2 - t1
     cpu = (c2 - c1) / hz / secs * 100
     main_pct = (m2 - m1) / hz / secs * 100
     rtp_pct = (q2 - q1) / hz / secs * 100
+    client_pct = (l2 - l1) / hz / secs * 100
     per_call_us = (c2 - c1) / hz / secs / live * 1e6
     rss_phone = (r0 - r00) / calls
     rss = (r1 - r0) / live
@@ -280,7 +285,8 @@ BEGIN {
     x = per_pkt / (fs + fr)
     printf "floor (benches/floor.rs)            sendto %.3f us + recvfrom %.3f us = %.3f us per relayed packet\n", fs, fr, fs + fr
     printf "CPU per relayed packet              %.2f us = %.2f x the floor\n", per_pkt, x
+    printf "the load client (browser phones)    %.1f %% of one core\n", client_pct
     printf "browser phones (webrtc_client)      %s\n", client
-    printf "RESULT {\"floor\":{\"sendto_us\":%.3f,\"recvfrom_us\":%.3f},\"us_per_relayed_packet\":%.2f,\"x_floor\":%.2f,\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"main_pct\":%.1f,\"rtp_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_phone\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call_s\":%.1f,\"to_caller_per_call_s\":%.1f,\"relayed_per_call\":%d,\"ok\":%d,\"client\":%s}\n", fs, fr, per_pkt, x, calls, live, handled, cpu, main_pct, rtp_pct, per_call_us, rss_phone, rss, relayed_pcs, to_callers_pcs, relayed / calls, ok, client
+    printf "RESULT {\"floor\":{\"sendto_us\":%.3f,\"recvfrom_us\":%.3f},\"us_per_relayed_packet\":%.2f,\"x_floor\":%.2f,\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"main_pct\":%.1f,\"rtp_pct\":%.1f,\"client_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_phone\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call_s\":%.1f,\"to_caller_per_call_s\":%.1f,\"relayed_per_call\":%d,\"ok\":%d,\"client\":%s}\n", fs, fr, per_pkt, x, calls, live, handled, cpu, main_pct, rtp_pct, client_pct, per_call_us, rss_phone, rss, relayed_pcs, to_callers_pcs, relayed / calls, ok, client
 }'
 [[ $callers_ok == 1 && $handled == "$calls" && $answered == "$calls" && $with_audio == "$calls" ]]
