@@ -16,7 +16,8 @@
 //!                      --rtp-port 40000 --seconds 60 [--threads 1] [--per-call FILE]
 //! Phone i (1-based) binds 127.0.0.1:(rtp-port + i). Prints `READY` once every phone is
 //! connected (ICE and DTLS done, the server says `connected`), then runs until every
-//! phone's call has been hung up or `--seconds` pass, and prints one `RESULT {json}` line.
+//! phone's call has been hung up or `--seconds` more pass, and prints one `RESULT {json}`
+//! line.
 //! `--per-call` writes one line per answered call: secretary, answer → first audio (ms),
 //! packets received and sent, how long the call lasted (answer → `hung-up`), packets
 //! received per second of it.
@@ -158,7 +159,6 @@ fn main() {
     let tone = Bytes::from(tone_1khz());
     let progress = Arc::new(Progress::default());
     let (stop_tx, stop) = watch::channel(false);
-    let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
     // Logins and upgrades one after the other (plain blocking HTTP), each phone starting
     // as soon as its page is open.
@@ -199,7 +199,8 @@ fn main() {
         );
     }
     // Every phone takes one call (as many calls as secretaries): done once each has been
-    // hung up, or at the deadline.
+    // hung up, or at the deadline (counted from now: logging hundreds in takes a while).
+    let deadline = Instant::now() + Duration::from_secs(a.seconds);
     while all_connected && progress.hung_up.load(Ordering::Relaxed) < n && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(100));
@@ -603,10 +604,11 @@ impl Phone {
             let _ = self.udp.try_send_to(&out.message, out.transport.peer_addr);
         }
         while let Some(event) = self.pc.poll_event() {
+            // Disconnected is not the end, for a browser either: the connection comes
+            // back when the server is heard again (no audio for 5 s after a call ended,
+            // say, while the page has not yet been told).
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                state @ (RTCPeerConnectionState::Failed
-                | RTCPeerConnectionState::Closed
-                | RTCPeerConnectionState::Disconnected),
+                state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed),
             ) = event
             {
                 return Err(format!("peer connection {state}"));
