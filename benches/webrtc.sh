@@ -26,12 +26,13 @@
 #
 # Prints: calls handled by a secretary, server CPU % of one core with all calls bridged
 # and its main thread's (signalling, console and browser phones) and RTP engine's share,
-# CPU per bridged call-second, RSS per browser phone and per bridged call, packets relayed
-# per call-second (and toward the callers alone), CPU per relayed packet as a multiple of
-# the floor, the load client's own CPU over the hold (it shares the machine), the client's
-# answer -> first audio p50/p95/max, and a final `RESULT {json}`
-# line. Exit status 0 only if every call succeeded and was answered by a browser phone
-# that heard the caller.
+# the main thread's CPU during the ramp (from the first call to the hold), CPU per
+# bridged call-second, RSS per browser phone and per bridged call, packets relayed per
+# call-second (and toward the callers alone), CPU per relayed packet as a multiple of the
+# floor, the load client's own CPU over the hold (it shares the machine), the client's
+# answer -> first audio p50/p95/max, and a final `RESULT {json}` line. Exit status 0
+# only if every call succeeded and was answered by a browser phone that heard the caller
+# and was told when the call ended.
 #
 # Needs: sipp (with RTPSTREAM, Debian's sip-tester 3.6), sox, md5sum, awk, curl, rustc,
 # cargo (for the client; CARGO_TARGET_DIR is honoured, for the binary's default path too).
@@ -204,6 +205,9 @@ sleep 1
 rss_before="$(read_rss)"
 
 rate="$(awk -v c="$calls" -v r="$ramp" 'BEGIN { printf "%.3f", c / r }')"
+# The ramp too: every call changes the desk, and every page gets boards of every seat.
+read -r main0 _ <<<"$(read_threads)"
+t0="$(date +%s.%N)"
 echo "placing $calls calls at $rate calls/s, each talking $talk s..."
 # SIPp reads rtp_stream files when it loads the scenario: the path goes in literally.
 sed "s|\[audio_wav\]|$tmp/tone.wav|" "$scenarios/bench_talk.xml" >"$tmp/bench_talk.xml"
@@ -254,6 +258,7 @@ client_get() { # client_get KEY -> KEY's number in the client's RESULT
 }
 answered="$(client_get answered)"
 with_audio="$(client_get with_audio)"
+hung_up="$(client_get hung_up)"
 received="$(client_get received)"
 
 awk -v live="$live" -v calls="$calls" -v handled="$handled" -v c1="$cpu1" -v c2="$cpu2" -v t1="$t1" -v t2="$t2" \
@@ -261,13 +266,14 @@ awk -v live="$live" -v calls="$calls" -v handled="$handled" -v c1="$cpu1" -v c2=
     -v ok="$callers_ok" -v fs="$floor_send" -v fr="$floor_recv" -v m1="$main1" -v m2="$main2" -v q1="$rtp1" \
     -v q2="$rtp2" -v rl1="$relayed1" -v rl2="$relayed2" -v k1="$callers1" -v k2="$callers2" \
     -v answered="$answered" -v with_audio="$with_audio" -v received="$received" -v client="$client_result" \
-    -v l1="$client1" -v l2="$client2" '
+    -v l1="$client1" -v l2="$client2" -v m0="$main0" -v t0="$t0" '
 BEGIN {
     secs = t2 - t1
     cpu = (c2 - c1) / hz / secs * 100
     main_pct = (m2 - m1) / hz / secs * 100
     rtp_pct = (q2 - q1) / hz / secs * 100
     client_pct = (l2 - l1) / hz / secs * 100
+    ramp_pct = (m1 - m0) / hz / (t1 - t0) * 100
     per_call_us = (c2 - c1) / hz / secs / live * 1e6
     rss_phone = (r0 - r00) / calls
     rss = (r1 - r0) / live
@@ -276,6 +282,7 @@ BEGIN {
     printf "calls bridged at once (measured)    %d of %d\n", live, calls
     printf "calls handled by a secretary        %d (answered by the browser phones: %d, with audio: %d)\n", handled, answered, with_audio
     printf "server CPU, all calls bridged       %.1f %% of one core (main thread %.1f %%, RTP engine %.1f %%)\n", cpu, main_pct, rtp_pct
+    printf "main thread during the ramp         %.1f %% of one core (calls arriving, boards to every page)\n", ramp_pct
     printf "CPU per bridged call                %.1f us per second of call\n", per_call_us
     printf "RSS per browser phone (idle)        %.1f KiB\n", rss_phone
     printf "RSS per bridged call                %.1f KiB\n", rss
@@ -287,6 +294,6 @@ BEGIN {
     printf "CPU per relayed packet              %.2f us = %.2f x the floor\n", per_pkt, x
     printf "the load client (browser phones)    %.1f %% of one core\n", client_pct
     printf "browser phones (webrtc_client)      %s\n", client
-    printf "RESULT {\"floor\":{\"sendto_us\":%.3f,\"recvfrom_us\":%.3f},\"us_per_relayed_packet\":%.2f,\"x_floor\":%.2f,\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"main_pct\":%.1f,\"rtp_pct\":%.1f,\"client_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_phone\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call_s\":%.1f,\"to_caller_per_call_s\":%.1f,\"relayed_per_call\":%d,\"ok\":%d,\"client\":%s}\n", fs, fr, per_pkt, x, calls, live, handled, cpu, main_pct, rtp_pct, client_pct, per_call_us, rss_phone, rss, relayed_pcs, to_callers_pcs, relayed / calls, ok, client
+    printf "RESULT {\"floor\":{\"sendto_us\":%.3f,\"recvfrom_us\":%.3f},\"us_per_relayed_packet\":%.2f,\"x_floor\":%.2f,\"calls\":%d,\"live\":%d,\"handled\":%d,\"cpu_pct\":%.1f,\"main_pct\":%.1f,\"rtp_pct\":%.1f,\"client_pct\":%.1f,\"main_ramp_pct\":%.1f,\"cpu_us_per_call_s\":%.1f,\"rss_kib_per_phone\":%.1f,\"rss_kib_per_call\":%.1f,\"relayed_per_call_s\":%.1f,\"to_caller_per_call_s\":%.1f,\"relayed_per_call\":%d,\"ok\":%d,\"client\":%s}\n", fs, fr, per_pkt, x, calls, live, handled, cpu, main_pct, rtp_pct, client_pct, ramp_pct, per_call_us, rss_phone, rss, relayed_pcs, to_callers_pcs, relayed / calls, ok, client
 }'
-[[ $callers_ok == 1 && $handled == "$calls" && $answered == "$calls" && $with_audio == "$calls" ]]
+[[ $callers_ok == 1 && $handled == "$calls" && $answered == "$calls" && $with_audio == "$calls" && $hung_up == "$calls" ]]
