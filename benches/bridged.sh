@@ -35,7 +35,8 @@ die() { echo "bridged.sh: $*" >&2; exit 1; }
 calls=500
 ramp=10
 hold=20
-bin="$root/target/release/permanence"
+# Where `cargo build --release` put it (CARGO_TARGET_DIR when set).
+bin="${CARGO_TARGET_DIR:-$root/target}/release/permanence"
 keep=0
 while [[ $# -gt 0 ]]; do
     case "$1" in

@@ -10,10 +10,13 @@
 //! script). Prints one `RESULT {json}` line.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "shared/console_web.rs"]
+mod console_web;
+use console_web::{Frames, login, open_live, read_text};
 
 struct Args {
     web: SocketAddr,
@@ -126,68 +129,17 @@ fn signed_us(a: Instant, b: Instant) -> i64 {
     }
 }
 
-/// One request on its own connection: status line and headers, body.
-fn http(web: SocketAddr, request: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(web).expect("console listening");
-    stream.write_all(request.as_bytes()).expect("request sent");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("answer read");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    (head.to_string(), body.to_string())
-}
-
-fn login(web: SocketAddr, user: &str, password: &str) -> String {
-    let body = format!("{{\"username\":\"{user}\",\"password\":\"{password}\"}}");
-    let (head, _) = http(
-        web,
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    head.lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or("").to_string())
-        })
-        .unwrap_or_else(|| panic!("{user} could not log in: {head}"))
-}
-
-fn open_live(web: SocketAddr, cookie: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(web).expect("console listening");
-    write!(
-        stream,
-        "GET /api/ws HTTP/1.1\r\nHost: {web}\r\nCookie: {cookie}\r\nOrigin: http://{web}\r\n\
-         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-    .expect("upgrade sent");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).expect("upgrade answer"), 1);
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
-}
-
 /// Reads the board messages; notes the first time each call's card is seen.
 fn watch_console(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, deadline: Instant) {
     let mut cards: HashMap<i64, ()> = HashMap::new();
+    let mut frames = Frames::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
         let _ = stream.set_read_timeout(Some(left));
-        let Some(payload) = read_frame(&mut stream) else {
+        let Some(payload) = read_text(&mut stream, &mut frames) else {
             return;
         };
         let at = Instant::now();
@@ -201,34 +153,6 @@ fn watch_console(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, deadline: Instan
                 .unwrap_or_else(|p| p.into_inner())
                 .cards
                 .push(at);
-        }
-    }
-}
-
-/// A text frame's payload (other frames skipped); None at the end.
-fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    loop {
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).ok()?;
-        let length = match head[1] & 0x7f {
-            126 => {
-                let mut n = [0u8; 2];
-                stream.read_exact(&mut n).ok()?;
-                u64::from(u16::from_be_bytes(n))
-            }
-            127 => {
-                let mut n = [0u8; 8];
-                stream.read_exact(&mut n).ok()?;
-                u64::from_be_bytes(n)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(length).ok()?];
-        stream.read_exact(&mut payload).ok()?;
-        match head[0] & 0x0f {
-            0x1 => return Some(payload),
-            0x8 => return None,
-            _ => continue,
         }
     }
 }

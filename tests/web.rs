@@ -290,6 +290,48 @@ fn a_secretary_on_pause_is_offered_no_calls_and_everyone_sees_it() {
     assert_eq!(board["seats"][0]["state"], "available");
 }
 
+/// Other seats' changes close together are shown in one board at most every 50 ms; her
+/// own page's messages (her browser phone's answer, say) are answered meanwhile, not
+/// after that board: the reply comes first.
+#[test]
+fn her_messages_are_answered_while_the_board_waits_for_other_seats() {
+    let (setup, web) = setup(r#"[{ secretary = { timeout = 5 } }, { hangup = {} }]"#);
+    let bob = permanence::auth::ha1(permanence::auth::Algorithm::Md5, "bob", "permanence", "bob");
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!(
+        "\n[[secretaries]]\nname = \"Bob\"\nusername = \"bob\"\nha1_md5 = \"{bob}\"\nha1_sha256 = \"\"\ncompanies = [\"acme\"]\n"
+    ));
+    std::fs::write(setup.config(), config).unwrap();
+    let _server = setup.start();
+    let cookie = |user: &str| {
+        let (_, cookie, _) = login(web, user, user);
+        cookie.unwrap().split(';').next().unwrap().to_string()
+    };
+    let (alice, bob) = (cookie("alice"), cookie("bob"));
+    let mut live = Live::open(web, &alice, &format!("http://{web}")).unwrap();
+    live.next_board();
+
+    // Bob pauses: after a quiet spell, alice's board shows it at once. He resumes at
+    // once: that change waits for the rest of the 50 ms window...
+    let bob_does = |path: &str, body: &str| {
+        let (status, _, answer) = http(web, "POST", path, &[JSON, ("Cookie", &bob)], body);
+        assert_eq!(status, 200, "{answer}");
+    };
+    bob_does("/api/pause", "{\"reason\":\"café\"}");
+    let board = live.next_board();
+    assert!(board.to_string().contains("café"), "{board}");
+    bob_does("/api/resume", "{}");
+    // ... and a message from her page meanwhile is answered before it.
+    live.send_text(r#"{"type": "nonsense"}"#);
+    let first = live.next().expect("the live socket closed");
+    assert_eq!(
+        first["type"], "error",
+        "her message waited for the board: {first}"
+    );
+    let board = live.next_board();
+    assert!(!board.to_string().contains("café"), "{board}");
+}
+
 /// A call rings alice's phone: the board carries the company's card (name, the phrase to
 /// answer with, instructions, the caller's earlier call); she writes the message, it lands
 /// on the call's own row with who wrote it, and her wrap-up ends at the save.

@@ -505,7 +505,7 @@ fn g711_only(offer: &str) -> String {
         if let Some(map) = line.trim_end().strip_prefix("a=rtpmap:")
             && let Some((pt, name)) = map.split_once(' ')
         {
-            let name = name.to_ascii_lowercase();
+            let name = encoding(name);
             if ["pcmu/8000", "pcma/8000", "telephone-event/8000"].contains(&name.as_str()) {
                 keep.push(pt.to_string());
             } else {
@@ -538,6 +538,16 @@ fn g711_only(offer: &str) -> String {
     out
 }
 
+/// An `a=rtpmap` encoding as compared here: lower case, without a channel count of one
+/// (`PCMU/8000/1` is `PCMU/8000`: RFC 8866 §6.6 lets it be written or left out).
+fn encoding(name: &str) -> String {
+    let name = name.trim().to_ascii_lowercase();
+    match name.strip_suffix("/1") {
+        Some(mono) if mono.matches('/').count() == 1 => mono.to_string(),
+        _ => name,
+    }
+}
+
 /// The codec an answer agreed: its audio m-line's first PCMU or PCMA format, and
 /// telephone-event at 8 kHz if there.
 fn agreed(answer: &str) -> Option<Agreed> {
@@ -555,7 +565,7 @@ fn agreed(answer: &str) -> Option<Agreed> {
             && let Some((pt, name)) = map.split_once(' ')
             && let Ok(pt) = pt.parse::<u8>()
         {
-            maps.insert(pt, name.to_ascii_lowercase());
+            maps.insert(pt, encoding(name));
         }
     }
     let name = |pt: &u8| {
@@ -849,6 +859,27 @@ mod tests {
         assert_eq!(
             out.rebase(7, 7, later + Duration::from_millis(120)),
             (109, 5160 + 16_960 + 160)
+        );
+    }
+
+    #[test]
+    fn a_channel_count_of_one_written_out_is_the_same_codec() {
+        // RFC 8866 §6.6: the channel count may be written even when it is one.
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 8 101\r\na=rtpmap:0 PCMU/8000/1\r\na=rtpmap:8 PCMA/8000/1\r\na=rtpmap:101 telephone-event/8000/1\r\n";
+        let kept = g711_only(offer);
+        assert!(
+            kept.contains("m=audio 9 UDP/TLS/RTP/SAVPF 0 8 101\r\n")
+                && kept.contains("a=rtpmap:0 PCMU/8000/1\r\n")
+                && kept.contains("a=rtpmap:101 telephone-event/8000/1\r\n"),
+            "{kept}"
+        );
+        assert_eq!(
+            agreed(offer),
+            Some(Agreed {
+                codec: Codec::Pcmu,
+                payload_type: 0,
+                telephone_event: Some(101)
+            })
         );
     }
 

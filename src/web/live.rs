@@ -121,23 +121,14 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
                 card.forget();
                 continue;
             }
-            from_page = socket.recv() => match from_page {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(Message::Text(text))) => {
-                    let reply = web.on_page_message(&me, &text, &mut phone, &notes_tx);
-                    if let Some(reply) = reply
-                        && socket.send(Message::Text(reply.to_string().into())).await.is_err()
-                    {
-                        return;
-                    }
-                    continue;
+            from_page = socket.recv() => {
+                if !web.on_page(&me, from_page, &mut socket, &mut phone, &notes_tx).await {
+                    return;
                 }
-                // Pings are answered by the library.
-                Some(Ok(_)) => continue,
-            },
+                continue;
+            }
             Some(note) = notes.recv() => {
-                let text = phone_note(&note).to_string();
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if !send_note(&mut socket, &note).await {
                     return;
                 }
                 continue;
@@ -157,10 +148,27 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
         // Changes closer together than BURST are shown together, at most one message per
         // BURST; but a change of her own seat (a call ringing her: the card must be there
         // with the ring) goes out at once, and so does the first after a quiet spell.
+        // Her phone's signalling does not wait for that board: an answer or a hang-up
+        // from the page, a ring's end from the server, are carried meanwhile.
         if !hers {
-            tokio::select! {
-                _ = tokio::time::sleep_until(last_sent + BURST) => {}
-                _ = her_own_change(&mut desk, &me) => {}
+            let until = last_sent + BURST;
+            loop {
+                // Hers first: a message that came before the window's end is not held.
+                tokio::select! {
+                    biased;
+                    from_page = socket.recv() => {
+                        if !web.on_page(&me, from_page, &mut socket, &mut phone, &notes_tx).await {
+                            return;
+                        }
+                    }
+                    Some(note) = notes.recv() => {
+                        if !send_note(&mut socket, &note).await {
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = her_own_change(&mut desk, &me) => break,
+                }
             }
         }
         for uid in drain(&mut desk, &mut records, &mut card) {
@@ -171,7 +179,36 @@ async fn push_board(web: Arc<Web>, me: String, mut socket: WebSocket) {
     }
 }
 
+/// Sends a note of her phone to the page; false when the page is gone.
+async fn send_note(socket: &mut WebSocket, note: &crate::media::webrtc::PhoneNote) -> bool {
+    let text = phone_note(note).to_string();
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
 impl Web {
+    /// What the page sent, carried out and answered; false when the page is gone.
+    async fn on_page(
+        &self,
+        me: &str,
+        from_page: Option<Result<Message, axum::Error>>,
+        socket: &mut WebSocket,
+        phone: &mut Option<crate::media::webrtc::PhoneGuard>,
+        notes: &tokio::sync::mpsc::UnboundedSender<crate::media::webrtc::PhoneNote>,
+    ) -> bool {
+        match from_page {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
+            Some(Ok(Message::Text(text))) => match self.on_page_message(me, &text, phone, notes) {
+                Some(reply) => socket
+                    .send(Message::Text(reply.to_string().into()))
+                    .await
+                    .is_ok(),
+                None => true,
+            },
+            // Pings are answered by the library.
+            Some(Ok(_)) => true,
+        }
+    }
+
     /// Sends `me` the appointment's new state when she booked it (an executive just
     /// confirmed or cancelled it); false when the page is gone.
     async fn tell_booker(&self, me: &str, uid: &str, socket: &mut WebSocket) -> bool {
