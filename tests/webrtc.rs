@@ -996,3 +996,67 @@ fn a_call_taken_in_the_browser_is_transferred_with_the_cards_button() {
         );
     }
 }
+
+/// A stall of the server longer than ICE's 5 s "disconnected" (a loaded machine; here
+/// SIGSTOP for 6 s) does not take the browser phone off the desk: the browser's checks
+/// wait in the socket and are read first. The page sends no audio meanwhile (its track
+/// taken off the sender), so only ICE's consent checks come, every 4 to 6 s, as from an
+/// idle phone that sends nothing. A call after it rings the page and has audio.
+#[test]
+fn a_six_second_stall_of_the_server_keeps_the_browser_phone_on() {
+    if !inside_private_namespace("a_six_second_stall_of_the_server_keeps_the_browser_phone_on") {
+        return;
+    }
+    let (setup, web) = phone_setup("");
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    let (status, cookie, _) = common::web::login(web, "alice", "alice");
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
+
+    browser.eval("return phone.pc.getSenders()[0].replaceTrack(null).then(() => true)");
+    let pid = server.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(6));
+    signal("-CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        phones_on_board(web, &cookie),
+        Some(1),
+        "the browser phone left the desk after the stall\n{}",
+        server.log()
+    );
+    assert!(
+        !server.log().contains("browser phone went silent"),
+        "{}",
+        server.log()
+    );
+    browser.eval(
+        "return phone.pc.getSenders()[0].replaceTrack(phone.mic.getAudioTracks()[0]).then(() => true)",
+    );
+
+    let (caller, caller_rtp) = call_acme_with_tone(&setup, "caller", 1000.0, 20.0, "0");
+    wait_ringing(&browser);
+    let heard_by_caller = std::thread::spawn(move || hear(&caller_rtp, Duration::from_secs(30)));
+    browser.click("#phone-answer");
+    assert_page_hears_1_khz(&browser, &server, "after the stall");
+    std::thread::sleep(Duration::from_secs(2));
+    browser.click("#phone-hangup");
+    assert_sipp_ok(&caller.join().unwrap());
+    assert_heard(
+        heard_by_caller.join().unwrap(),
+        50,
+        600.0,
+        "the caller (the browser's microphone)",
+        &server,
+    );
+}

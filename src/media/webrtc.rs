@@ -669,32 +669,33 @@ impl PhoneTask {
                 break;
             }
             if self.peer.is_some() && last_heard.elapsed() > SILENCE_LIMIT {
-                tracing::warn!(secretary = %self.username, "browser phone went silent");
-                break;
+                // What waits in the socket counts: after a stall of this process (a
+                // loaded machine, a debugger) the browser's datagrams are all queued.
+                match self.socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        last_heard = Instant::now();
+                        self.on_datagram(&buf[..n], from);
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(secretary = %self.username, "browser phone went silent");
+                        break;
+                    }
+                }
             }
             let wake = self
                 .pc
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
                 .min(Instant::now() + Duration::from_secs(1));
+            // Datagrams first: the connection's timers must not judge the browser gone
+            // while its checks wait unread (after a stall, they are all queued at once).
             tokio::select! {
+                biased;
                 read = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = read else { continue };
-                    if self.last_from.is_none() {
-                        tracing::debug!(secretary = %self.username, %from, "browser phone: first datagram");
-                    }
-                    self.last_from = Some(from);
                     last_heard = Instant::now();
-                    let _ = self.pc.handle_read(TaggedBytesMut {
-                        now: Instant::now(),
-                        transport: TransportContext {
-                            local_addr: self.local,
-                            peer_addr: from,
-                            ecn: None,
-                            transport_protocol: TransportProtocol::UDP,
-                        },
-                        message: BytesMut::from(&buf[..n]),
-                    });
+                    self.on_datagram(&buf[..n], from);
                 }
                 command = rx.recv() => match command {
                     None => break,
@@ -714,6 +715,25 @@ impl PhoneTask {
         self.drain();
         let _ = self.page.send(PhoneNote::Lost);
         self.phones.forget(&self.username, self.generation);
+    }
+
+    /// A datagram from the browser (or anyone: the connection checks it), to the
+    /// connection.
+    fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        if self.last_from.is_none() {
+            tracing::debug!(secretary = %self.username, %from, "browser phone: first datagram");
+        }
+        self.last_from = Some(from);
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
     }
 
     /// Plain RTP from a call: our SSRC, then SRTP and out on the selected pair.
@@ -753,14 +773,22 @@ impl PhoneTask {
                     RTCPeerConnectionState::Connected => {
                         // DTLS runs on the selected pair only: the datagram that
                         // completed it came from the address that completed ICE.
-                        if let Some(peer) = self.last_from {
+                        // Connected again after a `disconnected` spell from the same
+                        // address: nothing changed for the desk or the page.
+                        if let Some(peer) = self.last_from
+                            && self.peer != Some(peer)
+                        {
                             self.peer = Some(peer);
                             self.phones.connected(&self.username, self.generation, peer);
                         }
                     }
-                    RTCPeerConnectionState::Disconnected
-                    | RTCPeerConnectionState::Failed
-                    | RTCPeerConnectionState::Closed => alive = false,
+                    // ICE says `disconnected` after 5 s without a check, which a stall of
+                    // this process also causes; the browser is judged gone by SILENCE_LIMIT
+                    // instead, or when ICE gives up (`failed`).
+                    RTCPeerConnectionState::Disconnected => {}
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        alive = false;
+                    }
                     _ => {}
                 }
             }
