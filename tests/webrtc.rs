@@ -58,6 +58,16 @@ fn phone_setup(extra_media: &str) -> (Setup, SocketAddr) {
     (setup, web)
 }
 
+/// The usual start: [`phone_setup`] with `extra_media`, the server started, Chromium with
+/// its fake microphone logged in as alice and her browser phone connected.
+fn phone_ready(extra_media: &str) -> (Setup, SocketAddr, Server, Browser) {
+    let (setup, web) = phone_setup(extra_media);
+    let server = setup.start();
+    let browser = browser_with_microphone(&setup);
+    phone_on(&browser, web, &server);
+    (setup, web, server, browser)
+}
+
 /// Chromium with a fake microphone playing a 600 Hz tone, no permission prompt, audio
 /// allowed to play without a click.
 fn browser_with_microphone(setup: &Setup) -> Browser {
@@ -214,10 +224,7 @@ fn a_call_rings_the_browser_phone_and_both_sides_hear_each_other() {
     if !inside_private_namespace("a_call_rings_the_browser_phone_and_both_sides_hear_each_other") {
         return;
     }
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
+    let (setup, _, server, browser) = phone_ready("");
 
     let (caller, caller_rtp) = call_acme_with_tone(&setup, "caller", 1000.0, 20.0, "0");
     wait_ringing(&browser);
@@ -472,10 +479,7 @@ fn both_her_phones_ring_and_the_browser_answering_first_cancels_the_sip_phone() 
     ) {
         return;
     }
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
+    let (setup, _, server, browser) = phone_ready("");
     let sip_phone = alice_sip_phone(&setup, "secretary_cancelled.xml", &[]);
 
     let (caller, caller_rtp) = call_acme_with_tone(&setup, "caller", 1000.0, 20.0, "0");
@@ -525,10 +529,7 @@ fn both_her_phones_ring_and_the_sip_phone_answering_first_stops_the_page_ringing
     ) {
         return;
     }
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
+    let (setup, _, server, browser) = phone_ready("");
     record_phone_messages(&browser);
 
     let desk_pcap = setup.dir.path().join("desk.pcap");
@@ -636,10 +637,7 @@ fn hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733() {
     if !inside_private_namespace("hold_plays_music_to_the_caller_and_the_keypad_sends_rfc_4733") {
         return;
     }
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
+    let (setup, _, server, browser) = phone_ready("");
 
     let (caller, caller_rtp) = call_acme_with_tone(&setup, "caller", 1000.0, 30.0, "0 101");
     wait_ringing(&browser);
@@ -1007,10 +1005,7 @@ fn a_six_second_stall_of_the_server_keeps_the_browser_phone_on() {
     if !inside_private_namespace("a_six_second_stall_of_the_server_keeps_the_browser_phone_on") {
         return;
     }
-    let (setup, web) = phone_setup("");
-    let server = setup.start();
-    let browser = browser_with_microphone(&setup);
-    phone_on(&browser, web, &server);
+    let (setup, web, server, browser) = phone_ready("");
     let (status, cookie, _) = common::web::login(web, "alice", "alice");
     assert_eq!(status, 200);
     let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
