@@ -198,6 +198,16 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
     (!c.username.is_empty() && !c.nonce.is_empty() && !c.response.is_empty()).then_some(c)
 }
 
+/// The header that carries our answer to a challenge: `Proxy-Authorization` for a 407's
+/// `Proxy-Authenticate` (`proxy`), `Authorization` for a 401's `WWW-Authenticate`.
+pub fn authorization_header(proxy: bool) -> &'static str {
+    if proxy {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    }
+}
+
 /// Answers a `WWW-Authenticate`/`Proxy-Authenticate` challenge as a client (our calls out
 /// through a trunk): the header value to send back, or `None` for a challenge we cannot
 /// meet (not Digest, an unknown algorithm, a qop other than `auth`). `cnonce` comes from

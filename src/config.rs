@@ -380,6 +380,23 @@ impl TrunkConfig {
             self.addresses.clone()
         }
     }
+
+    /// Our answer to the provider's challenge of an INVITE to `uri` (`proxy`: a 407): the
+    /// header and its value, or None without credentials or for a challenge we cannot meet.
+    pub fn answer_invite_challenge(
+        &self,
+        proxy: bool,
+        challenge: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> Option<(&'static str, String)> {
+        let (Some(user), Some(password)) = (&self.username, &self.password) else {
+            return None;
+        };
+        let answer =
+            crate::auth::answer_challenge(challenge, user, password, "INVITE", uri, cnonce)?;
+        Some((crate::auth::authorization_header(proxy), answer))
+    }
 }
 
 /// `[distribution]`

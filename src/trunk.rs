@@ -152,11 +152,7 @@ impl Registration {
                 ) else {
                     return self.failed(status, now);
                 };
-                let header = if *proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                };
+                let header = crate::auth::authorization_header(*proxy);
                 Some(self.register(local_sip, Some((header, &answer))))
             }
             _ => self.failed(status, now),

@@ -807,23 +807,10 @@ impl Shell {
         else {
             return false;
         };
-        let (Some(user), Some(password)) = (&trunk.username, &trunk.password) else {
+        let Some((header, answer)) =
+            trunk.answer_invite_challenge(proxy, &challenge, leg.target(), &self.ids.tag())
+        else {
             return false;
-        };
-        let Some(answer) = crate::auth::answer_challenge(
-            &challenge,
-            user,
-            password,
-            "INVITE",
-            leg.target(),
-            &self.ids.tag(),
-        ) else {
-            return false;
-        };
-        let header = if proxy {
-            "Proxy-Authorization"
-        } else {
-            "Authorization"
         };
         let (bytes, ack) = leg.invite_with_credentials(header, &answer);
         let _ = self.ctx.endpoint.send(Input::Invite {

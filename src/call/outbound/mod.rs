@@ -391,23 +391,10 @@ impl Outbound {
         else {
             return false;
         };
-        let (Some(user), Some(password)) = (&trunk.username, &trunk.password) else {
+        let Some((header, answer)) =
+            trunk.answer_invite_challenge(proxy, &challenge, l.target(), &self.ids.tag())
+        else {
             return false;
-        };
-        let Some(answer) = crate::auth::answer_challenge(
-            &challenge,
-            user,
-            password,
-            "INVITE",
-            l.target(),
-            &self.ids.tag(),
-        ) else {
-            return false;
-        };
-        let header = if proxy {
-            "Proxy-Authorization"
-        } else {
-            "Authorization"
         };
         self.credentials.insert(leg, (header, answer));
         true
