@@ -19,17 +19,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A `calls` row as checked: company, direction, task, handled_by, outcome, dialled, caller.
-type OutboundRow = (
-    Option<String>,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -233,22 +222,8 @@ fn a_task_call_rings_her_phone_then_the_customer_with_the_company_number() {
     // The records: an outbound call of acme's for the task, handled by her, and the
     // task's attempt.
     let conn = rusqlite::Connection::open(setup.db()).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let row = loop {
-        let row: OutboundRow = conn
-            .query_row(
-                "SELECT company, direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
-                [call],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-            )
-            .unwrap();
-        if row.4.is_some() || std::time::Instant::now() > deadline {
-            break row;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert_eq!(
-        row,
+        setup.ended_outbound_row(call),
         (
             Some("acme".into()),
             "outbound".into(),
@@ -503,22 +478,8 @@ fn a_sipp_trunk_sees_the_company_number_and_each_side_hears_the_other() {
     );
 
     let conn = rusqlite::Connection::open(setup.db()).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let row = loop {
-        let row: OutboundRow = conn
-            .query_row(
-                "SELECT company, direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
-                [call],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-            )
-            .unwrap();
-        if row.4.is_some() || std::time::Instant::now() > deadline {
-            break row;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert_eq!(
-        row,
+        setup.ended_outbound_row(call),
         (
             Some("acme".into()),
             "outbound".into(),

@@ -865,24 +865,10 @@ fn a_task_call_rings_the_browser_phone_and_bridges_it_with_the_customer() {
         &server,
     );
 
-    let conn = rusqlite::Connection::open(setup.db()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let row = loop {
-        let row: (String, Option<i64>, Option<String>, Option<String>, String, String) = conn
-            .query_row(
-                "SELECT direction, task_id, handled_by, outcome, dialled, caller FROM calls WHERE id = ?1",
-                [call],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .unwrap();
-        if row.3.is_some() || Instant::now() > deadline {
-            break row;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert_eq!(
-        row,
+        setup.ended_outbound_row(call),
         (
+            Some("acme".into()),
             "outbound".into(),
             Some(task),
             Some("alice".into()),

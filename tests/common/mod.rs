@@ -66,6 +66,18 @@ pub fn write_tone(path: &Path, hz: f64, seconds: f64) {
     w.finalize().unwrap();
 }
 
+/// A `calls` row of a placed call: company, direction, task, handled_by, outcome,
+/// dialled, caller.
+pub type OutboundRow = (
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
 /// A test's working directory with config, plans, sounds and data.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -240,6 +252,37 @@ impl Setup {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    /// A placed call's row once it has ended (or after 10 s): company, direction, task,
+    /// handled_by, outcome, dialled, caller.
+    pub fn ended_outbound_row(&self, call: i64) -> OutboundRow {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let row: OutboundRow = conn
+                .query_row(
+                    "SELECT company, direction, task_id, handled_by, outcome, dialled, caller \
+                     FROM calls WHERE id = ?1",
+                    [call],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    },
+                )
+                .unwrap();
+            if row.4.is_some() || Instant::now() > deadline {
+                return row;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until the calls table satisfies `check` (records are written asynchronously).
