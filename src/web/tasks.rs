@@ -485,11 +485,11 @@ struct CallForm {
     number: Option<String>,
 }
 
-/// `POST /api/tasks/{id}/call`: rings her own phones, then, when she answers, dials the
-/// task's customer through the trunk presenting the company's `caller_id`. 202 with the
-/// call's row; 403 for a number that is not the task's, 409 when the company has no
-/// `caller_id`, the task is finished, or she is not free with a registered phone; 503
-/// without a trunk. Nothing else makes the server dial out.
+/// `POST /api/tasks/{id}/call`: rings her own phones (SIP or browser), then, when she
+/// answers, dials the task's customer through the trunk presenting the company's
+/// `caller_id`. 202 with the call's row; 403 for a number that is not the task's, 409 when
+/// the company has no `caller_id`, the task is finished, or she is not free with a phone
+/// on; 503 without a trunk. Nothing else makes the server dial out.
 async fn call(
     State(web): State<Arc<Web>>,
     Path(id): Path<String>,
